@@ -1,0 +1,94 @@
+"""Media decoding: `load(modality, path) -> Tensor` in the layout each tower takes.
+
+| modality | output | from |
+|---|---|---|
+| image, infrared | (3, s, s) | any Pillow image; grayscale and RGBA converted to RGB |
+| depth | (3, s, s) | 16-bit PNG in millimetres, or .npy in metres |
+| audio | (3, mel, frames) | wav/flac/ogg/mp3 (soundfile), anything else PyAV reads |
+| video | (3, t, s, s) | anything decord or PyAV reads |
+
+New modalities register a loader with `register_modality`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bindsearch.media.audio import load_audio
+from bindsearch.media.errors import MediaError
+from bindsearch.media.image import load_depth, load_image, load_infrared
+from bindsearch.media.video import load_video
+from bindsearch.models.config import Preprocess
+
+__all__ = ["EXTENSIONS", "MediaError", "guess_modality", "load", "register_modality", "registered_modalities"]
+
+Loader = Callable[[Path, Preprocess], torch.Tensor]
+
+_LOADERS: dict[str, Loader] = {
+    "image": load_image,
+    "infrared": load_infrared,
+    "depth": load_depth,
+    "audio": load_audio,
+    "video": load_video,
+}
+_BUILTIN = frozenset(_LOADERS)
+
+EXTENSIONS: dict[str, str] = {
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"), "image"),
+    **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"), "video"),
+    **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif"), "audio"),
+    ".npy": "depth",
+}
+# A folder with one of these names anywhere in a file's path decides the modality of images inside it.
+FOLDER_HINTS = {"depth": "depth", "infrared": "infrared", "thermal": "infrared", "ir": "infrared",
+                "lwir": "infrared"}
+
+
+def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = ()) -> None:
+    """Teach `load` a new modality (e.g. a tactile pressure map); `extensions` are claimed for guessing."""
+    if name in _BUILTIN:
+        raise ValueError(f"{name} is a built-in modality")
+    _LOADERS[name] = loader
+    for ext in extensions:
+        EXTENSIONS[ext.lower()] = name
+
+
+def registered_modalities() -> tuple[str, ...]:
+    return tuple(_LOADERS)
+
+
+def load(modality: str, path: str | Path, preprocess: Preprocess | None = None) -> torch.Tensor:
+    """Decode one file for `modality` ('thermal' means infrared); raises MediaError naming the file."""
+    from bindsearch.models.config import canonical_modality
+
+    name = canonical_modality(modality)
+    if name not in _LOADERS:
+        raise ValueError(f"no decoder for modality {modality!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "no such file")
+    try:
+        return _LOADERS[name](path, preprocess or Preprocess())
+    except MediaError:
+        raise
+    except PermissionError:
+        raise MediaError(path, "permission denied") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise MediaError(path, f"could not decode as {name} ({type(exc).__name__}: {exc})") from None
+
+
+def guess_modality(path: str | Path) -> tuple[str | None, str]:
+    """(modality or None, why): from the extension, with folder names deciding depth/infrared images."""
+    path = Path(path)
+    modality = EXTENSIONS.get(path.suffix.lower())
+    if modality is None:
+        return None, f"unknown extension {path.suffix or '(none)'}"
+    if modality == "image":
+        for part in reversed(path.parent.parts):
+            hint = FOLDER_HINTS.get(part.lower())
+            if hint:
+                return hint, f"image inside a '{part}' folder"
+    return modality, f"extension {path.suffix.lower()}"

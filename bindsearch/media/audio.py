@@ -1,0 +1,178 @@
+"""Audio decoding and LanguageBind's audio front end, in torch (no torchaudio).
+
+file -> channel 0 at 16 kHz -> Kaldi fbank (112 mel bins, 25 ms / 10 ms) -> three crops of 1036 frames
+(front, middle, back thirds; deterministic) -> (3, mel, frames), normalised.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bindsearch.media.errors import MediaError
+from bindsearch.models.config import Preprocess
+
+__all__ = ["crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
+
+
+def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Any soundfile-readable file (wav, flac, ogg, mp3), else PyAV -> ((channels, n) float32, rate)."""
+    path = Path(path)
+    import soundfile
+
+    if path.suffix.lower() == ".wav":
+        _check_wav_length(path)
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        samples = torch.from_numpy(np.ascontiguousarray(data.T))
+    except soundfile.LibsndfileError:
+        samples, rate = _read_with_av(path)
+    except RuntimeError as exc:  # soundfile raises RuntimeError for some truncated files
+        raise MediaError(path, f"audio could not be decoded ({exc})") from None
+    if samples.numel() == 0:
+        raise MediaError(path, "audio file holds no samples")
+    return samples, int(rate)
+
+
+def _check_wav_length(path: Path) -> None:
+    """A WAV whose data chunk is shorter than its header declares was cut off: refuse it."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return  # not RIFF/WAVE: let the decoder say what it is
+        size = path.stat().st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            declared = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                present = size - f.tell()
+                # 0 and 0xFFFFFFFF mark streams written without knowing their length.
+                if declared not in (0, 0xFFFFFFFF) and present < declared:
+                    raise MediaError(path, f"truncated WAV: header declares {declared} bytes of audio, "
+                                           f"file holds {present}")
+                return
+            f.seek(declared + (declared & 1), 1)
+
+
+def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(path, "no audio stream")
+            stream = container.streams.audio[0]
+            chunks = []
+            for frame in container.decode(stream):
+                data = frame.to_ndarray()
+                # Packed formats come as (1, n * channels); planar ones as (channels, n).
+                chunks.append(data if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels)).T)
+            rate = stream.rate
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"not a readable audio file ({getattr(exc, 'strerror', None) or exc})") from None
+    if not chunks:
+        raise MediaError(path, "audio stream holds no samples")
+    data = np.concatenate(chunks, axis=1)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / (np.iinfo(data.dtype).max + 1)
+    return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), rate
+
+
+@lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
+    # Band-limited interpolation with a Hann-windowed sinc: the same kernel as torchaudio's default resample.
+    base = min(orig, new) * rolloff
+    width = math.ceil(width_zeros * orig / base)
+    idx = torch.arange(-width, width + orig, dtype=torch.float32)[None, None] / orig
+    t = torch.arange(0, -new, -1, dtype=torch.float32)[:, None, None] / new + idx
+    t = (t * base).clamp(-width_zeros, width_zeros)
+    window = torch.cos(t * math.pi / width_zeros / 2) ** 2
+    t = t * math.pi
+    kernel = torch.where(t == 0, torch.ones_like(t), t.sin() / t) * window * (base / orig)
+    return kernel, width
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """(..., n) float32 at orig_rate -> (..., ceil(n * new / orig)) at new_rate."""
+    if orig_rate == new_rate:
+        return wave
+    g = math.gcd(orig_rate, new_rate)
+    orig, new = orig_rate // g, new_rate // g
+    kernel, width = _sinc_kernel(orig, new)
+    shape = wave.shape
+    flat = F.pad(wave.reshape(-1, shape[-1]), (width, width + orig))
+    out = F.conv1d(flat[:, None], kernel, stride=orig).transpose(1, 2).reshape(flat.shape[0], -1)
+    out = out[:, : math.ceil(new * shape[-1] / orig)]
+    return out.reshape(*shape[:-1], out.shape[-1])
+
+
+@lru_cache(maxsize=8)
+def _mel_banks(num_bins: int, padded: int, rate: int, low: float = 20.0) -> torch.Tensor:
+    """Kaldi's triangular mel filters: (num_bins, padded // 2 + 1), the Nyquist column zero."""
+    def mel(f):
+        return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
+
+    lo, hi = mel(low), mel(rate / 2)
+    delta = (hi - lo) / (num_bins + 1)
+    left = lo + np.arange(num_bins)[:, None] * delta
+    centre, right = left + delta, left + 2 * delta
+    freqs = mel((rate / padded) * np.arange(padded // 2))[None, :]
+    up, down = (freqs - left) / (centre - left), (right - freqs) / (right - centre)
+    banks = np.maximum(0.0, np.minimum(up, down))
+    return torch.from_numpy(np.pad(banks, ((0, 0), (0, 1))).astype(np.float32))
+
+
+def fbank(wave: torch.Tensor, rate: int = 16000, num_mel_bins: int = 112) -> torch.Tensor:
+    """Kaldi-compatible log mel filterbank of a (n,) waveform -> (frames, num_mel_bins) float32.
+
+    Matches `torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type='hanning',
+    dither=0, frame_length=25, frame_shift=10)` (snip_edges, DC removal, pre-emphasis 0.97, power spectrum).
+    """
+    size, shift = int(rate * 0.025), int(rate * 0.010)
+    padded = 1 << (size - 1).bit_length()
+    if wave.shape[-1] < size:
+        raise ValueError(f"audio shorter than one {size}-sample frame")
+    count = 1 + (wave.shape[-1] - size) // shift
+    frames = wave.contiguous().as_strided((count, size), (shift, 1))
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
+    frames = (frames - 0.97 * previous) * torch.hann_window(size, periodic=False)
+    power = torch.fft.rfft(F.pad(frames, (0, padded - size))).abs().pow(2)
+    energies = power @ _mel_banks(num_mel_bins, padded, rate).T
+    return energies.clamp_min(torch.finfo(torch.float32).eps).log()
+
+
+def crop_or_tile(mel: torch.Tensor, target: int) -> torch.Tensor:
+    """(frames, bins) -> (3, target, bins): longer clips give front/middle/back crops (each third's first
+    start), shorter ones are tiled to length and repeated three times."""
+    total = mel.shape[0]
+    if total > target:
+        thirds = np.array_split(np.arange(total - target + 1), 3)
+        starts = [int(part[0]) if len(part) else 0 for part in thirds]
+        return torch.stack([mel[s:s + target] for s in starts])
+    if total < target:
+        mel = mel.repeat(target // total + 1, 1)[:target]
+    return mel.unsqueeze(0).expand(3, -1, -1)
+
+
+def load_audio(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
+    """Audio file -> (3, num_mel_bins, target_length) float32, normalised as LanguageBind was trained."""
+    prep = prep or Preprocess()
+    wave, rate = read_audio(path)
+    wave = resample(wave, rate, prep.sample_rate)
+    wave = wave - wave.mean()
+    try:
+        mel = fbank(wave[0], prep.sample_rate, prep.num_mel_bins)
+    except ValueError as exc:
+        raise MediaError(path, str(exc)) from None
+    spec = crop_or_tile(mel, prep.target_length).transpose(1, 2)
+    return (spec - prep.audio_mean) / (prep.audio_std * 2)

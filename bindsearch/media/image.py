@@ -1,0 +1,73 @@
+"""Image, infrared and depth decoding: file -> (3, size, size) float32 in CLIP's normalised space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from bindsearch.media.errors import MediaError
+from bindsearch.models.config import Preprocess
+
+__all__ = ["load_depth", "load_image", "load_infrared", "to_model_input"]
+
+
+def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
+    """(c, h, w) float in [0, 1] -> short side resized (bicubic, antialiased), centre-cropped, normalised."""
+    pixels = TF.resize(pixels, prep.image_size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    pixels = TF.center_crop(pixels, [prep.image_size, prep.image_size])
+    return TF.normalize(pixels, list(prep.mean), list(prep.std))
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()  # decode now, so a truncated file fails here and not later
+    except UnidentifiedImageError:
+        raise MediaError(path, "not a readable image") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(path, f"image could not be decoded ({exc})") from None
+    return image
+
+
+def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
+    """RGB, grayscale or RGBA file -> (3, s, s); single-channel files are repeated to RGB."""
+    image = _open(Path(path)).convert("RGB")
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return to_model_input(pixels, prep or Preprocess())
+
+
+load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
+
+
+def _depth_metres(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise MediaError(path, f"not a readable .npy depth map ({exc})") from None
+        depth = np.squeeze(np.asarray(depth, dtype=np.float32))
+    else:
+        image = _open(path)
+        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            raise MediaError(path, f"{image.mode} image is not a depth map: save depth as a 16-bit PNG in "
+                                   "millimetres or a .npy in metres")
+        depth = np.asarray(image, dtype=np.float32) / 1000.0
+    if depth.ndim != 2 or depth.size == 0:
+        raise MediaError(path, f"depth map must be 2-D, got shape {depth.shape}")
+    if not np.isfinite(depth).all():
+        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+    return depth
+
+
+def load_depth(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
+    """16-bit PNG (mm) or .npy (m) -> metres clipped to [0.01, max_depth] / max_depth, as 3 channels."""
+    prep = prep or Preprocess()
+    depth = np.clip(_depth_metres(Path(path)), 0.01, prep.max_depth) / prep.max_depth
+    pixels = torch.from_numpy(depth).unsqueeze(0).expand(3, -1, -1)
+    return to_model_input(pixels, prep)

@@ -1,0 +1,100 @@
+"""Video decoding: file -> (3, frames, size, size) float32, the reference's 8 uniformly spaced frames.
+
+decord reads the frames (batched seeks); PyAV is the fallback where decord is missing or refuses a file.
+Frames are resized short side -> `image_size` (bilinear, as the reference's ShortSideScale), centre-cropped
+and normalised; never flipped.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bindsearch.media.errors import MediaError
+from bindsearch.models.config import Preprocess
+
+__all__ = ["frame_indices", "load_video", "read_frames"]
+
+
+def frame_indices(total: int, count: int) -> np.ndarray:
+    """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored)."""
+    return np.linspace(0, total - 1, count, dtype=int)
+
+
+def _read_decord(path: Path, count: int) -> np.ndarray:
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        total = len(reader)
+        if total == 0:
+            raise MediaError(path, "video has no frames")
+        return reader.get_batch(frame_indices(total, count).tolist()).asnumpy()
+    except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
+        raise MediaError(path, f"not a readable video ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _read_av(path: Path, count: int) -> np.ndarray:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            stream = container.streams.video[0]
+            total = sum(1 for packet in container.demux(stream) if packet.size)
+        if total == 0:
+            raise MediaError(path, "video has no frames")
+        wanted = frame_indices(total, count)
+        keep: dict[int, np.ndarray] = {}
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in set(wanted.tolist()):
+                    keep[i] = frame.to_ndarray(format="rgb24")
+                if i >= wanted[-1]:
+                    break
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(path, f"not a readable video ({getattr(exc, 'strerror', None) or exc})") from None
+    if not keep:
+        raise MediaError(path, "no frame could be decoded")
+    last = keep[max(keep)]
+    return np.stack([keep.get(int(i), last) for i in wanted])
+
+
+def read_frames(path: str | Path, count: int) -> np.ndarray:
+    """(count, h, w, 3) uint8 RGB frames at uniformly spaced indices."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "file is empty")
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return _read_av(path, count)
+    try:
+        return _read_decord(path, count)
+    except MediaError:
+        # PyAV reads some files decord refuses, and its error names the cause more plainly.
+        return _read_av(path, count)
+
+
+def load_video(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
+    """Video file -> (3, num_frames, s, s) float32, normalised with CLIP's mean and std."""
+    prep = prep or Preprocess()
+    frames = torch.from_numpy(read_frames(path, prep.num_frames)).permute(3, 0, 1, 2).float() / 255.0
+    _, _, h, w = frames.shape
+    size = prep.image_size
+    new_h, new_w = (math.floor(h / w * size), size) if w < h else (size, math.floor(w / h * size))
+    frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    frames = frames[..., top:top + size, left:left + size]
+    mean = torch.tensor(prep.mean).view(3, 1, 1, 1)
+    std = torch.tensor(prep.std).view(3, 1, 1, 1)
+    return ((frames - mean) / std).contiguous()

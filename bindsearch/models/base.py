@@ -1,0 +1,159 @@
+"""The extension point for encoders: subclasses implement `encode_batch`; this class does the rest."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bindsearch.models.config import Preprocess, canonical_modality
+
+__all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype"]
+
+
+class UnsupportedModalityError(ValueError):
+    """The model has no tower for the requested modality."""
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """Where stored vectors came from: enough to refuse mixing vectors from different encoders."""
+
+    spec: str
+    checkpoint: str
+    dim: int
+    metric: str = "cosine"
+    modalities: tuple[str, ...] = field(default=())
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None/'auto' -> float32 (exact parity); strings like 'bf16' -> torch dtypes."""
+    if dtype is None or dtype == "auto":
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    elif dtype in _DTYPES:
+        resolved = _DTYPES[dtype]
+    else:
+        raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
+    if resolved == torch.float16 and device.type == "cpu":
+        raise ValueError("float16 is a GPU format; on the CPU use bfloat16")
+    return resolved
+
+
+class EmbeddingModel(nn.Module):
+    """A set of towers mapping text and media into one space of unit vectors.
+
+    Subclasses implement `encode_batch(modality, batch) -> (n, d)` unnormalised features, `tokenize(texts)`,
+    and set `towers_preprocess` (modality -> Preprocess) and `identity`.
+    """
+
+    batch_size: dict[str, int] = {"text": 256, "image": 32, "infrared": 32, "depth": 32, "audio": 16, "video": 4}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preprocess: dict[str, Preprocess] = {}
+        self.spec = "unnamed"
+        self.checkpoint = ""
+
+    # -- what subclasses provide ------------------------------------------------------------
+    def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def logit_scale(self, modality: str) -> float:
+        """exp(logit_scale) of the tower that encodes `modality` (text pairs with it)."""
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------------
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities this model encodes, text included."""
+        return ("text", *self.preprocess)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def identity(self) -> EncoderIdentity:
+        return EncoderIdentity(spec=self.spec, checkpoint=self.checkpoint, dim=self.dim,
+                               modalities=tuple(self.modalities))
+
+    def check_modality(self, modality: str) -> str:
+        """Canonical name of `modality`, or UnsupportedModalityError naming what the model can do."""
+        name = canonical_modality(modality)
+        if name not in self.modalities:
+            raise UnsupportedModalityError(
+                f"model {self.spec} has no {name} encoder (it encodes: {', '.join(self.modalities)}); "
+                f"load a checkpoint for {name} too, e.g. --model {self.spec},languagebind:{name}")
+        return name
+
+    @torch.inference_mode()
+    def embed(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed batch (token ids for 'text') -> (n, d) float32, L2-normalised, on the CPU."""
+        modality = self.check_modality(modality)
+        if modality == "text":
+            batch = batch.to(self.device)
+        else:
+            batch = batch.to(self.device, self.dtype)
+        features = self.encode_batch(modality, batch).float()
+        return torch.nn.functional.normalize(features, dim=-1).cpu()
+
+    def encode(self, modality: str, items: Iterable[str | Path], batch_size: int | None = None) -> torch.Tensor:
+        """Strings for 'text', file paths otherwise -> (n, d) float32 unit vectors.
+
+        A file that cannot be decoded raises `MediaError` naming it; use `bindsearch.Collection` to skip
+        bad files and keep going.
+        """
+        from bindsearch import media
+
+        modality = self.check_modality(modality)
+        items = list(items)
+        size = batch_size or self.batch_size.get(modality, 16)
+        out = []
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            if modality == "text":
+                batch = self.tokenize([str(t) for t in chunk])
+            else:
+                batch = torch.stack([media.load(modality, p, self.preprocess[modality]) for p in chunk])
+            out.append(self.embed(modality, batch))
+        if not out:
+            return torch.empty(0, self.dim)
+        return torch.cat(out)
+
+    def probabilities(self, modality: str, item: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Softmax over labels of exp(logit_scale) * cosine: item (d,) or (n, d), labels (k, d) -> (.., k)."""
+        scale = self.logit_scale(modality)
+        if not math.isfinite(scale):
+            raise ValueError(f"model {self.spec} has no finite logit scale for {modality}")
+        return torch.softmax(scale * item @ labels.T, dim=-1)

@@ -1,0 +1,56 @@
+"""Built-in model names that need no download: `random:tiny` (seeded random weights, all modalities).
+
+Random weights make the code paths real and the vectors meaningless: tests and smoke runs only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bindsearch.models.config import EncoderConfig, ModelConfig, Preprocess, TextConfig, TowerConfig
+from bindsearch.models.languagebind import LanguageBindModel
+
+__all__ = ["build_builtin", "is_builtin", "tiny_configs"]
+
+
+def tiny_configs(width: int = 64, layers: int = 2, projection_dim: int = 32) -> list[ModelConfig]:
+    """Small LanguageBind-shaped configs for every modality; the text tower reads real CLIP BPE ids."""
+    enc = EncoderConfig(width=width, layers=layers, heads=4, mlp_width=2 * width, act="gelu")
+    text = TextConfig(encoder=EncoderConfig(width=32, layers=layers, heads=2, mlp_width=64, act="gelu"))
+    image = Preprocess(image_size=64, num_frames=4, num_mel_bins=32, target_length=208)
+    return [
+        ModelConfig("image", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
+        ModelConfig("infrared", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
+        ModelConfig("depth", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
+        ModelConfig("video", TowerConfig(enc, (64, 64), 16, num_frames=4, temporal_attention=True), text,
+                    projection_dim, image),
+        ModelConfig("audio", TowerConfig(enc, (32, 208), 16), text, projection_dim, image),
+    ]
+
+
+def _randomise(model: torch.nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("logit_scales."):
+                p.fill_(2.6592)
+            elif p.ndim == 1 and ("norm" in name or "layrnorm" in name):
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+_BUILTINS = {"random:tiny": tiny_configs}
+
+
+def is_builtin(spec: str) -> bool:
+    return spec.lower() in _BUILTINS
+
+
+def build_builtin(spec: str, seed: int = 0) -> LanguageBindModel:
+    """`random:tiny` -> a LanguageBind-shaped model with seeded random weights."""
+    model = LanguageBindModel.from_configs(_BUILTINS[spec.lower()]())
+    _randomise(model, seed)
+    model.spec = spec.lower()
+    model.checkpoint = f"seed{seed}"
+    return model

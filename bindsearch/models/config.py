@@ -1,0 +1,213 @@
+"""Typed architecture and preprocessing configs; read from published LanguageBind `config.json` files.
+
+A tiny config (a few layers, a few dims) is just another config: the tests use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "MODALITIES",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "EncoderConfig",
+    "ModelConfig",
+    "Preprocess",
+    "TextConfig",
+    "TowerConfig",
+    "canonical_modality",
+    "from_languagebind_config",
+]
+
+MODALITIES = ("image", "video", "audio", "depth", "infrared")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_ALIASES = {"thermal": "infrared", "ir": "infrared", "rgb": "image", "sound": "audio"}
+
+
+def canonical_modality(name: str) -> str:
+    """'thermal' -> 'infrared'; raises ValueError for names no model knows."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in (*MODALITIES, "text") and not _is_registered(key):
+        raise ValueError(f"unknown modality {name!r}; expected one of {', '.join((*MODALITIES, 'text'))}")
+    return key
+
+
+def _is_registered(name: str) -> bool:
+    from bindsearch.media import registered_modalities
+
+    return name in registered_modalities()
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """One transformer stack: the shape shared by the text tower and every modality tower."""
+
+    width: int
+    layers: int
+    heads: int
+    mlp_width: int
+    act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """CLIP text tower: causal transformer over BPE ids, pooled at the end-of-text token."""
+
+    encoder: EncoderConfig
+    vocab_size: int = 49408
+    context_length: int = 77
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    """The one ViT tower every modality uses; switches select video/audio behaviour.
+
+    `input_size` is (height, width): (224, 224) for pixels, (mel bins, frames) for audio.
+    `num_frames > 1` with `temporal_attention` adds a temporal block before each spatial block;
+    `frame_class_embedding` gives each frame its own class token (LanguageBind's `vl_new`).
+    """
+
+    encoder: EncoderConfig
+    input_size: tuple[int, int] = (224, 224)
+    patch_size: int = 14
+    channels: int = 3
+    num_frames: int = 1
+    temporal_attention: bool = False
+    frame_class_embedding: bool = False
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.input_size[0] // self.patch_size, self.input_size[1] // self.patch_size
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a modality's tower was trained on; `bindsearch.media.load` follows it."""
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    num_frames: int = 8
+    max_depth: float = 10.0
+    sample_rate: int = 16000
+    num_mel_bins: int = 112
+    target_length: int = 1036
+    audio_mean: float = -4.2677393
+    audio_std: float = 4.5689974
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A modality tower plus its projection into the shared space, and the text tower it was trained with."""
+
+    modality: str
+    tower: TowerConfig
+    text: TextConfig
+    projection_dim: int
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    logit_scale_init: float = 2.6592
+
+
+# LanguageBind's CLIPVisionConfig / CLIPTextConfig defaults: a published config.json may omit any of these.
+_VISION_DEFAULTS = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, num_channels=3,
+    image_size=224, patch_size=32, hidden_act="quick_gelu", layer_norm_eps=1e-5, add_time_attn=False,
+    num_frames=1, lora_r=2, lora_alpha=16, num_mel_bins=0, target_length=0,
+)
+_TEXT_DEFAULTS = dict(
+    vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+    max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+)
+_MODEL_TYPES = {
+    "LanguageBindImage": "image", "LanguageBindVideo": "video", "LanguageBindAudio": "audio",
+    "LanguageBindDepth": "depth", "LanguageBindThermal": "infrared",
+}
+
+
+def _merged(cfg: dict[str, Any], name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    # Older transformers saved both `text_config` and `text_config_dict`; the *_dict one wins, as there.
+    out = dict(defaults)
+    out.update(cfg.get(name) or {})
+    out.update(cfg.get(f"{name}_dict") or {})
+    return out
+
+
+def _modality_of(cfg: dict[str, Any], vision: dict[str, Any]) -> str:
+    if cfg.get("model_type") in _MODEL_TYPES:
+        return _MODEL_TYPES[cfg["model_type"]]
+    if vision.get("add_time_attn"):
+        return "video"
+    if vision.get("num_mel_bins") and vision.get("target_length"):
+        return "audio"
+    if "max_depth" in vision:
+        return "depth"
+    raise ValueError("config.json does not say which modality it encodes (no LanguageBind model_type)")
+
+
+def from_languagebind_config(cfg: dict[str, Any]) -> tuple[ModelConfig, dict[str, Any]]:
+    """Parse a published LanguageBind `config.json` -> (ModelConfig, LoRA settings {'r', 'alpha'})."""
+    vision = _merged(cfg, "vision_config", _VISION_DEFAULTS)
+    text = _merged(cfg, "text_config", _TEXT_DEFAULTS)
+    modality = _modality_of(cfg, vision)
+
+    if modality == "audio":
+        input_size = (int(vision["num_mel_bins"]), int(vision["target_length"]))
+    else:
+        size = vision["image_size"]
+        input_size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+    if int(vision.get("tube_size", 1)) != 1:
+        raise ValueError(f"tube_size {vision['tube_size']} is not supported (published checkpoints use 1)")
+
+    is_video = bool(vision["add_time_attn"])
+    tower = TowerConfig(
+        encoder=EncoderConfig(
+            width=vision["hidden_size"], layers=vision["num_hidden_layers"], heads=vision["num_attention_heads"],
+            mlp_width=vision["intermediate_size"], act=vision["hidden_act"], layer_norm_eps=vision["layer_norm_eps"],
+        ),
+        input_size=input_size,
+        patch_size=int(vision["patch_size"]),
+        channels=int(vision["num_channels"]),
+        num_frames=int(vision["num_frames"]) if is_video else 1,
+        temporal_attention=is_video,
+        frame_class_embedding=is_video and vision.get("clip_type", "vl") == "vl_new",
+    )
+    text_cfg = TextConfig(
+        encoder=EncoderConfig(
+            width=text["hidden_size"], layers=text["num_hidden_layers"], heads=text["num_attention_heads"],
+            mlp_width=text["intermediate_size"], act=text["hidden_act"], layer_norm_eps=text["layer_norm_eps"],
+        ),
+        vocab_size=int(text["vocab_size"]),
+        context_length=int(text["max_position_embeddings"]),
+    )
+    known = {f.name for f in fields(Preprocess)}
+    overrides: dict[str, Any] = {}
+    if is_video:
+        overrides["num_frames"] = int(vision["num_frames"])
+    if modality == "audio":
+        overrides.update(num_mel_bins=input_size[0], target_length=input_size[1])
+        for ours, theirs in (("sample_rate", "audio_sample_rate"), ("audio_mean", "audio_mean"),
+                             ("audio_std", "audio_std")):
+            if theirs in vision:
+                overrides[ours] = vision[theirs]
+    if modality == "depth" and vision.get("max_depth"):
+        overrides["max_depth"] = float(vision["max_depth"])
+    if modality in ("image", "infrared", "depth", "video"):
+        overrides["image_size"] = input_size[0]
+    model = ModelConfig(
+        modality=modality,
+        tower=tower,
+        text=text_cfg,
+        projection_dim=int(cfg.get("projection_dim", 512)),
+        preprocess=Preprocess(**{k: v for k, v in overrides.items() if k in known}),
+        logit_scale_init=float(cfg.get("logit_scale_init_value", 2.6592)),
+    )
+    lora = {"r": int(vision.get("lora_r") or 0), "alpha": float(vision.get("lora_alpha") or 16)}
+    return model, lora

@@ -1,0 +1,74 @@
+"""LanguageBind: a frozen CLIP text tower and one ViT tower per modality, projected into one space."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from bindsearch.models.base import EmbeddingModel
+from bindsearch.models.config import ModelConfig, Preprocess, TextConfig, TowerConfig
+from bindsearch.models.tower import TextTower, VisionTower
+
+__all__ = ["LanguageBindModel"]
+
+
+class LanguageBindModel(EmbeddingModel):
+    """Text tower + `text_projection`, and per modality a `VisionTower` + `visual_projection` + `logit_scale`."""
+
+    def __init__(self, text: TextConfig, towers: Mapping[str, TowerConfig], projection_dim: int,
+                 preprocess: Mapping[str, Preprocess] | None = None):
+        super().__init__()
+        self.text_config = text
+        self.projection_dim = projection_dim
+        self.text_model = TextTower(text)
+        self.text_projection = nn.Linear(text.encoder.width, projection_dim, bias=False)
+        self.vision_models = nn.ModuleDict({m: VisionTower(cfg) for m, cfg in towers.items()})
+        self.visual_projections = nn.ModuleDict(
+            {m: nn.Linear(cfg.encoder.width, projection_dim, bias=False) for m, cfg in towers.items()})
+        self.logit_scales = nn.ParameterDict({m: nn.Parameter(torch.tensor(2.6592)) for m in towers})
+        self.preprocess = {m: (preprocess or {}).get(m, Preprocess()) for m in towers}
+        self._tokenizer = None
+
+    @classmethod
+    def from_configs(cls, configs: Sequence[ModelConfig]) -> LanguageBindModel:
+        """One model from several modality configs that share a text tower and projection size."""
+        first = configs[0]
+        for cfg in configs[1:]:
+            if cfg.projection_dim != first.projection_dim or cfg.text != first.text:
+                raise ValueError(
+                    f"the {cfg.modality} checkpoint ({cfg.projection_dim}-d, text width {cfg.text.encoder.width}) "
+                    f"cannot share a space with the {first.modality} one ({first.projection_dim}-d, "
+                    f"text width {first.text.encoder.width})")
+        model = cls(first.text, {c.modality: c.tower for c in configs}, first.projection_dim,
+                    {c.modality: c.preprocess for c in configs})
+        for c in configs:
+            model.logit_scales[c.modality].data.fill_(c.logit_scale_init)
+        return model
+
+    @property
+    def dim(self) -> int:
+        return self.projection_dim
+
+    def logit_scale(self, modality: str) -> float:
+        if modality == "text":
+            modality = next(iter(self.logit_scales))
+        return float(self.logit_scales[modality].exp())
+
+    def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        if modality == "text":
+            return self.text_projection(self.text_model(batch))
+        return self.visual_projections[modality](self.vision_models[modality](batch))
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """CLIP BPE (open_clip's vocabulary): strings -> (n, context_length) int64, zero-padded."""
+        if self._tokenizer is None:
+            from open_clip.tokenizer import SimpleTokenizer
+
+            self._tokenizer = SimpleTokenizer(context_length=self.text_config.context_length)
+        ids = self._tokenizer(list(texts))
+        if int(ids.max()) >= self.text_config.vocab_size:
+            raise ValueError(f"model {self.spec} has a {self.text_config.vocab_size}-token vocabulary and "
+                             "cannot read CLIP BPE text; pass token ids to embed('text', ids) instead")
+        return ids

@@ -1,0 +1,228 @@
+"""`load_model(spec)`: local checkpoint directories, Hugging Face repos and aliases, and several at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from bindsearch.models.base import EmbeddingModel, resolve_device, resolve_dtype
+from bindsearch.models.config import ModelConfig, from_languagebind_config
+from bindsearch.models.languagebind import LanguageBindModel
+
+__all__ = ["ALIASES", "ModelLoadError", "load_model", "read_state_dict", "merge_lora", "resolve_checkpoint"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec could not be resolved or its checkpoint could not be read."""
+
+
+ALIASES = {
+    "languagebind:video": "LanguageBind/LanguageBind_Video",
+    "languagebind:video_ft": "LanguageBind/LanguageBind_Video_FT",
+    "languagebind:video_v1.5_ft": "LanguageBind/LanguageBind_Video_V1.5_FT",
+    "languagebind:video_huge_v1.5_ft": "LanguageBind/LanguageBind_Video_Huge_V1.5_FT",
+    "languagebind:audio": "LanguageBind/LanguageBind_Audio",
+    "languagebind:audio_ft": "LanguageBind/LanguageBind_Audio_FT",
+    "languagebind:depth": "LanguageBind/LanguageBind_Depth",
+    "languagebind:thermal": "LanguageBind/LanguageBind_Thermal",
+    "languagebind:infrared": "LanguageBind/LanguageBind_Thermal",
+    "languagebind:image": "LanguageBind/LanguageBind_Image",
+}
+# Checkpoints that share one 768-d space and one frozen text tower: the default "everything" model.
+LANGUAGEBIND_ALL = ("languagebind:video_ft", "languagebind:audio_ft", "languagebind:depth",
+                    "languagebind:thermal", "languagebind:image")
+
+
+def _hub_download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.bin"]
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
+    except Exception as first:  # no network, or not cached: the cache alone may still have it
+        try:
+            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        except Exception:
+            raise ModelLoadError(
+                f"{repo_id} is not in the Hugging Face cache and the hub could not be reached "
+                f"({type(first).__name__}); download it with: hf download {repo_id}") from None
+
+
+def resolve_checkpoint(spec: str) -> Path:
+    """A spec (directory, alias, `hf-hub:org/name` or `org/name`) -> local checkpoint directory."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    repo = ALIASES.get(spec.lower())
+    if repo is None and spec.startswith("hf-hub:"):
+        repo = spec[len("hf-hub:"):]
+    if repo is None and spec.startswith("languagebind:"):
+        raise ModelLoadError(f"unknown model alias {spec!r}; known: {', '.join(sorted(ALIASES))}")
+    if repo is None and re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
+        repo = spec
+    if repo is None:
+        raise ModelLoadError(f"{spec} is neither a checkpoint directory nor a known model name "
+                             f"(try languagebind:video_ft or a folder with config.json)")
+    return _hub_download(repo)
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory: single file or sharded (`*.index.json`), safetensors or bin."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return _load_file(directory / name)
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = directory / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(_load_file(directory / shard))
+            return state
+    raise ModelLoadError(f"{directory} has no model.safetensors, pytorch_model.bin or sharded index")
+
+
+_LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
+
+
+def merge_lora(state: dict[str, torch.Tensor], r: int, alpha: float) -> dict[str, torch.Tensor]:
+    """Fold peft LoRA adapters into their base weights once: W = W0 + (alpha / r) * B @ A."""
+    merged: dict[str, torch.Tensor] = {}
+    adapters: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        key = key.replace(".base_model.model.", ".").replace(".base_layer.", ".")
+        match = _LORA.match(key)
+        if match:
+            adapters.setdefault(match["module"], {})[match["ab"]] = value
+        else:
+            merged[key] = value
+    if adapters and r <= 0:
+        raise ModelLoadError("checkpoint holds LoRA adapters but its config says lora_r = 0")
+    for module, ab in adapters.items():
+        if set(ab) != {"A", "B"} or f"{module}.weight" not in merged:
+            raise ModelLoadError(f"incomplete LoRA adapter for {module}")
+        weight = merged[f"{module}.weight"]
+        delta = (alpha / r) * (ab["B"].double() @ ab["A"].double())
+        merged[f"{module}.weight"] = (weight.double() + delta).to(weight.dtype)
+    return merged
+
+
+def _rename(state: dict[str, torch.Tensor], modality: str) -> dict[str, torch.Tensor]:
+    """Published CLIP-style names -> this package's module names for one modality checkpoint."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key.startswith("vision_model."):
+            key = f"vision_models.{modality}." + key[len("vision_model."):]
+            if key.endswith("embeddings.patch_embedding.weight") and value.ndim == 5:
+                value = value[:, :, 0]  # vl_new's Conv3d with a tube of one frame is a Conv2d
+        elif key.startswith("visual_projection."):
+            key = f"visual_projections.{modality}." + key[len("visual_projection."):]
+        elif key == "logit_scale":
+            key = f"logit_scales.{modality}"
+        out[key] = value
+    return out
+
+
+def _load_one(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{directory} has no config.json; is it a LanguageBind checkpoint?")
+    try:
+        cfg, lora = from_languagebind_config(json.loads(config_path.read_text()))
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{config_path}: {exc}") from None
+    state = merge_lora(read_state_dict(directory), lora["r"], lora["alpha"])
+    return cfg, _rename(state, cfg.modality)
+
+
+def _fingerprint(directory: Path) -> str:
+    """Cheap identity of a checkpoint: its config and the names and sizes of its weight files."""
+    digest = hashlib.sha256((directory / "config.json").read_bytes())
+    for f in sorted(directory.iterdir()):
+        if f.suffix in (".safetensors", ".bin"):
+            digest.update(f"{f.name}:{f.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _split_specs(spec: str | Sequence[str]) -> list[str]:
+    specs = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
+    expanded = []
+    for s in specs:
+        expanded.extend(LANGUAGEBIND_ALL if s.lower() == "languagebind" else [s])
+    return [s for s in expanded if s]
+
+
+def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | torch.dtype | None = None,
+               ) -> EmbeddingModel:
+    """Load one model from one or several specs (comma-separated or a list); they share one text tower.
+
+    A spec is a checkpoint directory, an alias (`languagebind:depth`), a Hugging Face repo id
+    (`LanguageBind/LanguageBind_Depth`, `hf-hub:org/name`), `languagebind` (all five 768-d towers),
+    or `random:tiny` (seeded random weights, for tests and demos).
+    """
+    from bindsearch.models.builtin import build_builtin, is_builtin
+
+    specs = _split_specs(spec)
+    if not specs:
+        raise ModelLoadError("no model spec given")
+    device_ = resolve_device(device)
+    dtype_ = resolve_dtype(dtype, device_)
+    if len(specs) == 1 and is_builtin(specs[0]):
+        model = build_builtin(specs[0])
+        return model.to(device_, dtype_).eval()
+
+    configs: list[ModelConfig] = []
+    merged: dict[str, torch.Tensor] = {}
+    fingerprints = []
+    for s in specs:
+        directory = resolve_checkpoint(s)
+        cfg, state = _load_one(directory)
+        if any(c.modality == cfg.modality for c in configs):
+            raise ModelLoadError(f"two checkpoints for {cfg.modality} ({s}); give one per modality")
+        if configs:
+            _check_same_text(state, merged, specs[0], s)
+            state = {k: v for k, v in state.items() if not k.startswith(("text_model.", "text_projection."))}
+        configs.append(cfg)
+        merged.update(state)
+        fingerprints.append(_fingerprint(directory))
+    try:
+        model = LanguageBindModel.from_configs(configs)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
+    missing, unexpected = model.load_state_dict(merged, strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(f"checkpoint {', '.join(specs)} does not match its config: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.spec = ",".join(specs)
+    model.checkpoint = "+".join(fingerprints)
+    return model.to(device_, dtype_).eval()
+
+
+def _check_same_text(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], first: str,
+                     other: str) -> None:
+    # The text tower is the frozen anchor: every LanguageBind checkpoint should carry the same one.
+    for key, value in state.items():
+        if key.startswith(("text_model.", "text_projection.")):
+            ref = reference.get(key)
+            if ref is None or ref.shape != value.shape or not torch.equal(ref, value):
+                warnings.warn(f"the text tower of {other} differs from that of {first} ({key}); "
+                              f"text queries use the one from {first}", stacklevel=3)
+                return

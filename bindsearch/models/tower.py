@@ -1,0 +1,196 @@
+"""One transformer implementation for every tower: the CLIP text tower and the ViT tower of each modality.
+
+Parameter names follow transformers' CLIP (`self_attn.q_proj`, `layer_norm1`, `pre_layrnorm` ...) so a
+published checkpoint loads by name; attention runs through `F.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bindsearch.models.config import EncoderConfig, TextConfig, TowerConfig
+
+__all__ = ["Block", "TextTower", "VisionTower"]
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "quick_gelu":
+        return _QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return nn.GELU(approximate="tanh")
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unsupported activation {name!r} (expected quick_gelu, gelu, gelu_new or relu)")
+
+
+class _QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with separate q/k/v/out projections (CLIP's layout)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """(b, n, d) -> (b, n, d)."""
+        b, n, d = x.shape
+        q, k, v = (p(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, hidden: int, act: str):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.activation_fn = _activation(act)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; with `num_frames`, a temporal attention block runs first (LanguageBind video)."""
+
+    def __init__(self, cfg: EncoderConfig, num_frames: int = 0):
+        super().__init__()
+        width = cfg.width
+        self.num_frames = num_frames
+        if num_frames:
+            self.temporal_embedding = nn.Parameter(torch.zeros(1, num_frames, width))
+            self.temporal_layer_norm1 = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
+            self.temporal_attn = Attention(width, cfg.heads)
+        self.layer_norm1 = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
+        self.self_attn = Attention(width, cfg.heads)
+        self.layer_norm2 = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
+        self.mlp = MLP(width, cfg.mlp_width, cfg.act)
+
+    def _temporal(self, x: torch.Tensor) -> torch.Tensor:
+        # (b t) n d -> (b n) t d: every token position attends across the frames.
+        t = self.num_frames
+        bt, n, d = x.shape
+        x = x.view(bt // t, t, n, d).transpose(1, 2).reshape(-1, t, d)
+        if t != 1:
+            x = x + self.temporal_embedding[:, :t]
+        x = x + self.temporal_attn(self.temporal_layer_norm1(x))
+        return x.view(bt // t, n, t, d).transpose(1, 2).reshape(bt, n, d)
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """(b, n, d) -> (b, n, d); for video b = batch * frames, frame-major within an item."""
+        if self.num_frames:
+            x = self._temporal(x)
+        x = x + self.self_attn(self.layer_norm1(x), causal=causal)
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, num_frames: int = 0):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(cfg, num_frames) for _ in range(cfg.layers))
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, causal=causal)
+        return x
+
+
+class _TextEmbeddings(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.encoder.width)
+        self.position_embedding = nn.Embedding(cfg.context_length, cfg.encoder.width)
+
+
+class TextTower(nn.Module):
+    """CLIP text transformer: token ids (b, L) int64 -> pooled end-of-text features (b, width)."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = _TextEmbeddings(cfg)
+        self.encoder = Encoder(cfg.encoder)
+        self.final_layer_norm = nn.LayerNorm(cfg.encoder.width, eps=cfg.encoder.layer_norm_eps)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        length = ids.shape[1]
+        x = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding.weight[:length]
+        x = self.final_layer_norm(self.encoder(x, causal=True))
+        # The end-of-text id is the largest in CLIP's vocabulary; with the causal mask, padding after it
+        # (0 or end-of-text) cannot change the hidden state there.
+        return x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+
+
+class _VisionEmbeddings(nn.Module):
+    def __init__(self, cfg: TowerConfig):
+        super().__init__()
+        width = cfg.encoder.width
+        gh, gw = cfg.grid
+        frames = cfg.num_frames if cfg.frame_class_embedding else None
+        self.class_embedding = nn.Parameter(torch.zeros(frames, width) if frames else torch.zeros(width))
+        self.patch_embedding = nn.Conv2d(cfg.channels, width, cfg.patch_size, cfg.patch_size, bias=False)
+        self.position_embedding = nn.Embedding(gh * gw + 1, width)
+
+
+class VisionTower(nn.Module):
+    """ViT for every non-text modality.
+
+    Input (b, c, h, w), or (b, c, t, h, w) for video; output pooled CLS features (b, width): CLS after
+    `post_layernorm`, averaged over frames for video.
+    """
+
+    def __init__(self, cfg: TowerConfig):
+        super().__init__()
+        self.config = cfg
+        width = cfg.encoder.width
+        self.embeddings = _VisionEmbeddings(cfg)
+        self.pre_layrnorm = nn.LayerNorm(width, eps=cfg.encoder.layer_norm_eps)
+        self.encoder = Encoder(cfg.encoder, cfg.num_frames if cfg.temporal_attention else 0)
+        self.post_layernorm = nn.LayerNorm(width, eps=cfg.encoder.layer_norm_eps)
+
+    def tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Patch + class + position embeddings: input -> ((b t), n + 1, width), t."""
+        cfg = self.config
+        if x.ndim == 5:
+            b, c, t, h, w = x.shape
+            if t != cfg.num_frames:
+                raise ValueError(f"this video tower takes {cfg.num_frames} frames, got {t}")
+            x = x.transpose(1, 2).reshape(b * t, c, h, w)
+        elif x.ndim == 4:
+            if cfg.num_frames != 1:
+                raise ValueError(f"video input must be (batch, channels, {cfg.num_frames}, h, w), got {tuple(x.shape)}")
+            b, t = x.shape[0], 1
+        else:
+            raise ValueError(f"expected a 4-D or 5-D input, got shape {tuple(x.shape)}")
+        if tuple(x.shape[-2:]) != tuple(cfg.input_size):
+            raise ValueError(f"this tower takes {cfg.input_size[0]}x{cfg.input_size[1]} inputs, "
+                             f"got {x.shape[-2]}x{x.shape[-1]}")
+        emb = self.embeddings
+        patches = emb.patch_embedding(x).flatten(2).transpose(1, 2)
+        cls = emb.class_embedding
+        if cls.ndim == 2:  # one class token per frame
+            cls = cls.unsqueeze(0).expand(b, -1, -1).reshape(b * t, 1, -1)
+        else:
+            cls = cls.expand(b * t, 1, -1)
+        return torch.cat([cls.to(patches.dtype), patches], dim=1) + emb.position_embedding.weight, t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens, t = self.tokens(x)
+        hidden = self.encoder(self.pre_layrnorm(tokens))
+        pooled = self.post_layernorm(hidden[:, 0])
+        return pooled.view(-1, t, pooled.shape[-1]).mean(dim=1)

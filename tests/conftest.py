@@ -1,0 +1,39 @@
+"""Shared fixtures: media generated in tmp_path (no downloads, no ffmpeg) and the tiny random model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
+
+
+def make_media(directory: Path, seed: int = 0) -> dict[str, Path]:
+    """One small file per modality: a 4-frame mp4, a sine-wave wav, a 16-bit depth png, RGB and IR pngs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:48, 0:64]
+    rgb = np.stack([xx * 4, yy * 5, (xx + yy) * 2], axis=-1).astype(np.uint8)
+    frames = np.stack([np.roll(rgb, 6 * i, axis=1) for i in range(4)])
+    t = np.arange(16000 * 2) / 16000
+    return {
+        "image": write_image(directory / "photo.png", rgb),
+        "infrared": write_image(directory / "ir" / "frame.png", (xx * 3 + yy).astype(np.uint8)),
+        "depth": write_depth_png(directory / "depth" / "room.png", 500 + 60 * xx + 40 * yy),
+        "audio": write_audio(directory / "tone.wav", 0.3 * np.sin(2 * np.pi * (300 + 200 * seed) * t)
+                             + 0.01 * rng.standard_normal(t.shape), 16000),
+        "video": write_video(directory / "clip.mp4", frames, fps=4),
+    }
+
+
+@pytest.fixture
+def media_files(tmp_path: Path) -> dict[str, Path]:
+    return make_media(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from bindsearch import load_model
+
+    return load_model("random:tiny", device="cpu")

@@ -1,0 +1,123 @@
+"""Decoders: shapes, determinism, the preprocessing rules, and one clear MediaError per bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bindsearch import media
+from bindsearch.media import MediaError
+from bindsearch.media.audio import crop_or_tile, fbank, resample
+from bindsearch.media.video import frame_indices
+from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
+from bindsearch.models import Preprocess
+
+
+@pytest.mark.parametrize(("modality", "shape"), [
+    ("image", (3, 224, 224)), ("infrared", (3, 224, 224)), ("depth", (3, 224, 224)),
+    ("audio", (3, 112, 1036)), ("video", (3, 8, 224, 224)),
+])
+def test_default_layouts(media_files, modality, shape):
+    x = media.load(modality, media_files[modality])
+    assert tuple(x.shape) == shape and x.dtype == torch.float32
+    assert torch.equal(x, media.load(modality, media_files[modality])), "decoding must be deterministic"
+
+
+def test_preprocess_follows_the_model(media_files):
+    prep = Preprocess(image_size=32, num_frames=4, num_mel_bins=16, target_length=50)
+    assert media.load("video", media_files["video"], prep).shape == (3, 4, 32, 32)
+    assert media.load("audio", media_files["audio"], prep).shape == (3, 16, 50)
+
+
+def test_thermal_is_infrared_and_gray_becomes_rgb(media_files):
+    x = media.load("thermal", media_files["infrared"])
+    assert torch.allclose(x[0] * 0.26862954 + 0.48145466, x[1] * 0.26130258 + 0.4578275, atol=1e-6)
+
+
+def test_depth_png_in_millimetres_matches_npy_in_metres(tmp_path):
+    mm = np.linspace(0, 12000, 64 * 48).reshape(48, 64)
+    png = write_depth_png(tmp_path / "d.png", mm)
+    np.save(tmp_path / "d.npy", np.rint(mm).astype(np.float32) / 1000.0)
+    a, b = media.load("depth", png), media.load("depth", tmp_path / "d.npy")
+    assert torch.allclose(a, b, atol=1e-6)
+    # Beyond max_depth (10 m) everything is clipped to the same value.
+    flat = np.full((48, 64), 11000.0)
+    far = media.load("depth", write_depth_png(tmp_path / "far.png", flat))
+    farther = media.load("depth", write_depth_png(tmp_path / "farther.png", flat + 900))
+    assert torch.equal(far, farther)
+
+
+def test_8bit_image_is_not_a_depth_map(tmp_path):
+    path = write_image(tmp_path / "d.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(MediaError, match="16-bit PNG"):
+        media.load("depth", path)
+
+
+def test_frame_indices_are_uniform_and_include_ends():
+    assert frame_indices(50, 8).tolist() == [0, 7, 14, 21, 28, 35, 42, 49]
+    assert frame_indices(3, 8).tolist() == [0, 0, 0, 0, 1, 1, 1, 2]
+
+
+def test_video_frames_come_in_order(tmp_path):
+    frames = np.stack([np.full((32, 32, 3), 10 + 20 * i, np.uint8) for i in range(12)])
+    x = media.load("video", write_video(tmp_path / "ramp.mp4", frames), Preprocess(image_size=32, num_frames=4))
+    means = (x[0] * 0.26862954 + 0.48145466).mean(dim=(1, 2)) * 255
+    expected = np.array([10 + 20 * i for i in frame_indices(12, 4)])
+    assert np.allclose(means.numpy(), expected, atol=3)
+
+
+def test_resample_keeps_a_tone_and_length():
+    t = np.arange(44100) / 44100
+    wave = torch.from_numpy(np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    out = resample(wave, 44100, 16000)
+    assert out.shape == (16000,)
+    spectrum = np.abs(np.fft.rfft(out.numpy()))
+    assert abs(int(spectrum.argmax()) - 440) <= 1
+
+
+def test_fbank_puts_energy_in_the_right_band():
+    t = np.arange(16000) / 16000
+    low = fbank(torch.from_numpy(np.sin(2 * np.pi * 300 * t).astype(np.float32)))
+    high = fbank(torch.from_numpy(np.sin(2 * np.pi * 5000 * t).astype(np.float32)))
+    assert low.shape == (98, 112)
+    assert low.mean(0).argmax() < high.mean(0).argmax()
+
+
+def test_long_audio_takes_first_start_of_each_third():
+    mel = torch.arange(20, dtype=torch.float32).unsqueeze(1)
+    crops = crop_or_tile(mel, 8)  # starts 0..12 split in thirds: [0..4], [5..8], [9..12]
+    assert crops[:, 0, 0].tolist() == [0.0, 5.0, 9.0]
+    tiled = crop_or_tile(mel[:3], 8)
+    assert tiled[0, :, 0].tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+
+
+def test_bad_files_raise_one_line_media_errors(tmp_path, media_files):
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    fake_png = tmp_path / "notes.png"
+    fake_png.write_text("not an image")
+    wav = media_files["audio"].read_bytes()
+    truncated = tmp_path / "cut.wav"
+    truncated.write_bytes(wav[: len(wav) // 3])
+    cases = [("video", empty, "empty"), ("image", fake_png, "not a readable image"),
+             ("audio", truncated, "truncated"), ("audio", tmp_path / "missing.wav", "no such file"),
+             ("video", fake_png, "not a readable video")]
+    for modality, path, cause in cases:
+        with pytest.raises(MediaError) as info:
+            media.load(modality, path)
+        message = str(info.value)
+        assert str(path) in message and cause in message and "\n" not in message
+
+
+def test_short_audio_is_refused_clearly(tmp_path):
+    path = write_audio(tmp_path / "click.wav", np.zeros(100), 16000)
+    with pytest.raises(MediaError, match="shorter than one"):
+        media.load("audio", path)
+
+
+def test_guess_modality_uses_extension_and_folder(tmp_path):
+    assert media.guess_modality(tmp_path / "a.MP4")[0] == "video"
+    assert media.guess_modality(tmp_path / "x" / "depth" / "1.png")[0] == "depth"
+    assert media.guess_modality(tmp_path / "Thermal" / "1.jpg")[0] == "infrared"
+    assert media.guess_modality(tmp_path / "notes.txt")[0] is None
