@@ -1,0 +1,44 @@
+"""`bindsearch encode`: embed text or files and print or save the unit vectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.options import DEFAULT_MODEL, BatchOption, DeviceOption, DtypeOption, JsonOption, ModelOption
+
+
+def encode(
+    modality: Annotated[str, typer.Argument(help="text, image, video, audio, depth or infrared.")],
+    items: Annotated[list[str], typer.Argument(help="Strings for text, file paths otherwise.")],
+    model: ModelOption = DEFAULT_MODEL,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "float32",
+    batch_size: BatchOption = 16,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the (n, d) float32 vectors as .npy.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Embed ITEMS as unit vectors in the shared space.
+
+    Example: bindsearch encode video clips/*.mp4 --model languagebind:video_ft --out clips.npy
+    """
+    import numpy as np
+
+    from bindsearch import load_model
+
+    encoder = load_model(model, device=device, dtype=dtype)
+    vectors = encoder.encode(modality, items, batch_size=batch_size).numpy()
+    if out is not None:
+        np.save(out, vectors)
+    if as_json:
+        typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim,
+                               "items": [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors)]}))
+        return
+    for item, vector in zip(items, vectors):
+        head = " ".join(f"{x:+.3f}" for x in vector[:4])
+        typer.echo(f"{item}\t[{head} ...] ({encoder.dim}-d)")
+    if out is not None:
+        typer.echo(f"saved {vectors.shape[0]} x {vectors.shape[1]} vectors to {out}", err=True)
