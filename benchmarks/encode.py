@@ -110,7 +110,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__})")
     header = f"{'modality':<9}{'batch':>6}{'ours fp32':>11}{'ours bf16':>11}{'cos bf16':>10}"
     if args.reference_python:
-        header += f"{'ref fp32':>10}{'ref bf16':>10}{'fp32/ref':>10}{'bf16/ref32':>11}{'bf16/ref16':>11}{'max|diff|':>11}"
+        header += (f"{'ref fp32':>10}{'ref bf16':>10}{'fp32/ref':>10}{'bf16/ref32':>11}{'bf16/ref16':>11}"
+                   f"{'max|diff|':>11}")
     print(header)
     for r in rows:
         line = (f"{r['modality']:<9}{r['batch']:>6}{r['ours_fp32']:>11.2f}{r['ours_bf16']:>11.2f}"

@@ -35,9 +35,9 @@ def encode(
         np.save(out, vectors)
     if as_json:
         typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim,
-                               "items": [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors)]}))
+                               "items": [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]}))
         return
-    for item, vector in zip(items, vectors):
+    for item, vector in zip(items, vectors, strict=True):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])
         typer.echo(f"{item}\t[{head} ...] ({encoder.dim}-d)")
     if out is not None:
