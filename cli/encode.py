@@ -34,8 +34,8 @@ def encode(
     if out is not None:
         np.save(out, vectors)
     if as_json:
-        typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim,
-                               "items": [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]}))
+        rows = [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]
+        typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim, "items": rows}))
         return
     for item, vector in zip(items, vectors, strict=True):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])
