@@ -54,7 +54,7 @@ class LanguageBindModel(EmbeddingModel):
     def logit_scale(self, modality: str) -> float:
         if modality == "text":
             modality = next(iter(self.logit_scales))
-        return float(self.logit_scales[modality].exp())
+        return float(self.logit_scales[modality].detach().exp())
 
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         if modality == "text":

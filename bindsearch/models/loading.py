@@ -187,7 +187,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     dtype_ = resolve_dtype(dtype, device_)
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0])
-        return model.to(device_, dtype_).eval()
+        return model.to(device_, dtype_).eval().requires_grad_(False)
 
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}
@@ -213,7 +213,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.spec = ",".join(specs)
     model.checkpoint = "+".join(fingerprints)
-    return model.to(device_, dtype_).eval()
+    return model.to(device_, dtype_).eval().requires_grad_(False)
 
 
 def _check_same_text(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], first: str,
