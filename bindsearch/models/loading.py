@@ -45,11 +45,14 @@ def _hub_download(repo_id: str) -> Path:
 
     patterns = ["*.json", "*.safetensors", "*.bin"]
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    # Read the cache location now, not when huggingface_hub was imported, so HF_HOME set later counts.
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline, cache_dir=cache))
     except Exception as first:  # no network, or not cached: the cache alone may still have it
         try:
-            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True, cache_dir=cache))
         except Exception:
             raise ModelLoadError(
                 f"{repo_id} is not in the Hugging Face cache and the hub could not be reached "
@@ -75,11 +78,18 @@ def resolve_checkpoint(spec: str) -> Path:
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        # weights_only: a checkpoint is data, never code to run.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} is missing; the checkpoint is incomplete, download it again") from None
+    except Exception as exc:
+        raise ModelLoadError(f"{path} could not be read as weights ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
 
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
@@ -197,6 +207,9 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         cfg, state = _load_one(directory)
         if any(c.modality == cfg.modality for c in configs):
             raise ModelLoadError(f"two checkpoints for {cfg.modality} ({s}); give one per modality")
+        if configs and cfg.projection_dim != configs[0].projection_dim:
+            raise ModelLoadError(f"{s} ({cfg.projection_dim}-d) cannot share a space with {specs[0]} "
+                                 f"({configs[0].projection_dim}-d); index them in separate collections")
         if configs:
             _check_same_text(state, merged, specs[0], s)
             state = {k: v for k, v in state.items() if not k.startswith(("text_model.", "text_projection."))}

@@ -1,0 +1,177 @@
+"""Write a BindWorld directory: every scene's five media files, scenes.csv and world.json."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
+from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES
+from bindsearch.world.render import Geometry, render_depth, render_image, render_infrared, render_video, sample_geometry
+from bindsearch.world.scene import EXTENSIONS, Scene, assign_splits, sample_scene, write_scenes
+from bindsearch.world.sound import render_audio
+
+__all__ = ["VERSION", "WorldConfig", "WorldInfo", "make_world", "render_scene", "scene_geometry"]
+
+VERSION = "bindworld-1"
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How scenes are drawn: frame side (px), video frames, clip length (s), audio rate, captions per scene."""
+
+    size: int = 64
+    frames: int = 8
+    seconds: float = 2.0
+    sample_rate: int = 16000
+    captions: int = 4
+    paraphrases: int = 2
+    modality_captions: int = 3
+
+    @property
+    def fps(self) -> float:
+        """Video frame rate: the clip lasts as long as the sound."""
+        return self.frames / self.seconds
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    """What `make_world` wrote: where, how many scenes per split, and how fast."""
+
+    directory: Path
+    n: int
+    seed: int
+    splits: dict[str, int]
+    seconds: float
+    version: str = VERSION
+
+    @property
+    def scenes_per_second(self) -> float:
+        """Generation throughput."""
+        return self.n / max(self.seconds, 1e-9)
+
+
+def scene_geometry(scene: Scene, seed: int, config: WorldConfig = WorldConfig()) -> Geometry:
+    """The jittered pixel geometry every view of `scene` shares (`render.coverage` draws its mask)."""
+    return sample_geometry(scene.attributes, np.random.default_rng([seed, int(scene.id[1:]), 2]), config.size)
+
+
+def render_scene(scene: Scene, seed: int, config: WorldConfig = WorldConfig()) -> dict[str, np.ndarray]:
+    """Arrays for every modality: image `(s, s, 3)` uint8, depth `(s, s)` float32 mm, infrared `(s, s)`
+    uint8, video `(frames, s, s, 3)` uint8, audio `(sample_rate * seconds,)` float32."""
+    index = int(scene.id[1:])
+    attributes = scene.attributes
+    geometry = scene_geometry(scene, seed, config)
+
+    # Each modality draws its nuisances from its own stream (and captions from another), so an attribute
+    # a modality does not sense cannot change a single sample of its file.
+    def rng(modality: str) -> np.random.Generator:
+        return np.random.default_rng([seed, index, 3, MODALITIES.index(modality)])
+
+    return {
+        "image": render_image(attributes, geometry, rng("image")),
+        "depth": render_depth(geometry, rng("depth")),
+        "infrared": render_infrared(attributes["temperature"], geometry, rng("infrared")),
+        "video": render_video(attributes, geometry, rng("video"), frames=config.frames),
+        "audio": render_audio(attributes, rng("audio"), config.sample_rate, config.seconds),
+    }
+
+
+def make_world(
+    directory: str | Path,
+    n: int,
+    seed: int = 0,
+    splits: dict[str, float] | None = None,
+    config: WorldConfig = WorldConfig(),
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> WorldInfo:
+    """Generate `n` scenes into `directory` (`<modality>/<id>.<ext>`, scenes.csv, world.json).
+
+    `splits` maps split name to fraction (default train 0.8, val 0.1, test 0.1); `progress` is called
+    with the number of scenes finished since the last call. `overwrite` replaces an existing world,
+    deleting its scene files that the new one does not have.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if config.size % 2 or config.size < 16:
+        raise ValueError(f"size must be even and at least 16 (H.264 needs even sides), got {config.size}")
+    if config.frames < 2:
+        raise ValueError(f"a video needs at least 2 frames, got {config.frames}")
+    if config.fps != round(config.fps):
+        raise ValueError(f"frames / seconds must be a whole frame rate, got {config.frames} / {config.seconds}")
+    directory = Path(directory)
+    if (directory / "scenes.csv").exists() and not overwrite:
+        raise FileExistsError(f"{directory} already holds a world; pass overwrite=True (--overwrite) to replace it")
+    splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
+    labels = assign_splits(n, seed, splits)
+    for modality in MODALITIES:
+        (directory / modality).mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    task = partial(_make_scene, directory=directory, seed=seed, config=config)
+    jobs = list(enumerate(labels))
+    scenes: list[Scene] = []
+    if workers > 1:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            for scene in pool.imap(task, jobs, chunksize=8):
+                scenes.append(scene)
+                if progress:
+                    progress(1)
+    else:
+        for job in jobs:
+            scenes.append(task(job))
+            if progress:
+                progress(1)
+    write_scenes(directory / "scenes.csv", scenes)
+    if overwrite:
+        _remove_stale(directory, {scene.id for scene in scenes})
+    seconds = time.perf_counter() - start
+    counts = {name: labels.count(name) for name in splits}
+    _write_manifest(directory / "world.json", n, seed, splits, counts, config)
+    return WorldInfo(directory=directory, n=n, seed=seed, splits=counts, seconds=seconds)
+
+
+def _make_scene(job: tuple[int, str], directory: Path, seed: int, config: WorldConfig) -> Scene:
+    index, split = job
+    scene = sample_scene(index, seed, split, config.captions, config.paraphrases, config.modality_captions)
+    arrays = render_scene(scene, seed, config)
+    write_image(scene.path(directory, "image"), arrays["image"])
+    write_depth_png(scene.path(directory, "depth"), arrays["depth"])
+    write_image(scene.path(directory, "infrared"), arrays["infrared"])
+    write_video(scene.path(directory, "video"), arrays["video"], fps=round(config.fps))
+    write_audio(scene.path(directory, "audio"), arrays["audio"], config.sample_rate)
+    return scene
+
+
+def _remove_stale(directory: Path, keep: set[str]) -> None:
+    """Delete scene files a previous, larger world left behind (only names shaped like scene ids)."""
+    for modality, ext in EXTENSIONS.items():
+        for path in (directory / modality).glob(f"s*.{ext}"):
+            if re.fullmatch(r"s\d{6,}", path.stem) and path.stem not in keep:
+                path.unlink()
+
+
+def _write_manifest(
+    path: Path, n: int, seed: int, fractions: dict[str, float], counts: dict[str, int], config: WorldConfig
+) -> None:
+    manifest = {
+        "version": VERSION,
+        "seed": seed,
+        "n": n,
+        "splits": {name: {"fraction": fractions[name], "count": counts[name]} for name in fractions},
+        "config": asdict(config),
+        "attributes": {name: list(values) for name, values in ATTRIBUTES.items()},
+        "senses": {modality: sorted(SENSES[modality]) for modality in SENSES},
+        "files": {modality: f"{modality}/<id>.{ext}" for modality, ext in EXTENSIONS.items()},
+    }
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,145 @@
+"""Model loading: specs, the Hugging Face cache, LoRA merging, several checkpoints at once, dtypes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bindsearch import load_model
+from bindsearch.models import ModelLoadError, UnsupportedModalityError
+from bindsearch.models.loading import merge_lora, read_state_dict
+
+FIXTURES = Path(__file__).parent / "fixtures" / "parity"
+ROOT = Path(__file__).parents[1]
+
+
+def test_tiny_model_encodes_every_modality_to_unit_vectors(tiny_model, media_files):
+    assert set(tiny_model.modalities) == {"text", "image", "infrared", "depth", "video", "audio"}
+    for modality, path in media_files.items():
+        v = tiny_model.encode(modality, [path, path])
+        assert v.shape == (2, tiny_model.dim) and v.dtype == torch.float32
+        assert torch.allclose(v.norm(dim=-1), torch.ones(2), atol=1e-5)
+        assert torch.equal(v[0], v[1])
+    t = tiny_model.encode("text", ["a dog barking", "rain"])
+    assert t.shape == (2, tiny_model.dim) and not torch.equal(t[0], t[1])
+
+
+def test_unsupported_modality_names_what_the_model_can_do():
+    model = load_model(str(FIXTURES / "image"), device="cpu")
+    assert model.modalities == ("text", "image")
+    with pytest.raises(UnsupportedModalityError, match="has no audio encoder.*encodes: text, image"):
+        model.embed("audio", torch.zeros(1, 3, 28, 98))
+
+
+def test_merge_lora_folds_adapters_into_base_weights():
+    w0, a, b = torch.randn(6, 4), torch.randn(2, 4), torch.randn(6, 2)
+    state = {
+        "vision_model.encoder.base_model.model.layers.0.self_attn.q_proj.base_layer.weight": w0,
+        "vision_model.encoder.base_model.model.layers.0.self_attn.q_proj.base_layer.bias": torch.zeros(6),
+        "vision_model.encoder.base_model.model.layers.0.self_attn.q_proj.lora_A.default.weight": a,
+        "vision_model.encoder.base_model.model.layers.0.self_attn.q_proj.lora_B.default.weight": b,
+    }
+    merged = merge_lora(state, r=2, alpha=16)
+    assert set(merged) == {"vision_model.encoder.layers.0.self_attn.q_proj.weight",
+                           "vision_model.encoder.layers.0.self_attn.q_proj.bias"}
+    assert torch.allclose(merged["vision_model.encoder.layers.0.self_attn.q_proj.weight"], w0 + 8 * b @ a, atol=1e-5)
+
+
+def test_lora_checkpoint_differs_from_its_base_alone():
+    # If merging were skipped, the LoRA fixture's embeddings would not match its golden (test_parity);
+    # here: the adapters really are non-zero, so the check has teeth.
+    state = read_state_dict(FIXTURES / "video_lora")
+    lora_b = [v for k, v in state.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)
+
+
+def test_several_checkpoints_share_one_text_tower(tmp_path):
+    # Give the depth checkpoint the image checkpoint's text tower: the frozen anchor is then identical.
+    image_state = read_state_dict(FIXTURES / "image")
+    depth_state = read_state_dict(FIXTURES / "depth")
+    depth_state.update({k: v for k, v in image_state.items() if k.startswith(("text_model.", "text_projection."))})
+    depth_dir = tmp_path / "depth"
+    depth_dir.mkdir()
+    shutil.copy(FIXTURES / "depth" / "config.json", depth_dir)
+    save_file({k: v.contiguous() for k, v in depth_state.items()}, str(depth_dir / "model.safetensors"))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = load_model(f"{FIXTURES / 'image'},{depth_dir}", device="cpu")
+    assert both.modalities == ("text", "image", "depth")
+    single = load_model(str(FIXTURES / "depth"), device="cpu")
+    x = torch.from_numpy(np.load(FIXTURES / "depth" / "golden.npz")["pixel_values"].astype(np.float32))
+    assert torch.allclose(both.embed("depth", x), single.embed("depth", x), atol=1e-6)
+
+    with pytest.warns(UserWarning, match="text tower of .* differs"):
+        load_model([str(FIXTURES / "image"), str(FIXTURES / "depth")], device="cpu")
+
+
+def test_checkpoints_of_different_spaces_are_refused(tmp_path):
+    cfg = json.loads((FIXTURES / "depth" / "config.json").read_text())
+    cfg["projection_dim"] = 16
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURES / "depth", other)
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="cannot share a space"):
+        load_model(f"{FIXTURES / 'image'},{other}", device="cpu")
+
+
+def _fake_hub_cache(home: Path, repo: str, source: Path) -> None:
+    snapshot = "0123456789abcdef0123456789abcdef01234567"
+    root = home / "hub" / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(source, root / "snapshots" / snapshot)
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(snapshot)
+
+
+def test_alias_resolves_from_the_hugging_face_cache_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _fake_hub_cache(tmp_path, "LanguageBind/LanguageBind_Depth", FIXTURES / "depth")
+    model = load_model("languagebind:depth", device="cpu")
+    assert model.modalities == ("text", "depth")
+
+
+def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path):
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "encode", "text", "hi", "--model", "languagebind:thermal"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "LanguageBind/LanguageBind_Thermal" in lines[0]
+    assert "hf download LanguageBind/LanguageBind_Thermal" in lines[0]
+
+
+def test_unknown_spec_and_pickles_are_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match="unknown model alias"):
+        load_model("languagebind:smell")
+    bad = tmp_path / "ckpt"
+    shutil.copytree(FIXTURES / "depth", bad)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"x": Payload()}, bad / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="could not be read as weights"):
+        load_model(str(bad))
+
+
+def test_bfloat16_stays_close_to_float32(tiny_model, media_files):
+    bf16 = load_model("random:tiny", device="cpu", dtype="bf16")
+    for modality in ("image", "audio", "video"):
+        a = tiny_model.encode(modality, [media_files[modality]])
+        b = bf16.encode(modality, [media_files[modality]])
+        assert b.dtype == torch.float32
+        assert float((a * b).sum()) > 0.99
