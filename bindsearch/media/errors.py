@@ -14,3 +14,6 @@ class MediaError(Exception):
         self.path = Path(path)
         self.cause = cause
         super().__init__(f"{self.path}: {cause}")
+
+    def __reduce__(self):  # survive the trip back from a decoding worker process
+        return (MediaError, (self.path, self.cause))

@@ -1,0 +1,78 @@
+"""Encode many files: decoding in worker processes, overlapped with encoding; bad files skipped and reported.
+
+The one place where files become vectors in bulk; `Collection.add` and the benchmarks both use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from bindsearch import media
+from bindsearch.media import MediaError
+from bindsearch.models.base import EmbeddingModel
+from bindsearch.models.config import Preprocess
+
+__all__ = ["EncodedBatch", "default_workers", "encode_files"]
+
+
+@dataclass
+class EncodedBatch:
+    """One encoder batch: the files that decoded, their vectors (n, d) float32 unit rows, and the failures."""
+
+    paths: list[Path]
+    vectors: torch.Tensor
+    failures: list[MediaError] = field(default_factory=list)
+
+
+class _Files(Dataset):
+    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess):
+        self.modality, self.paths, self.prep = modality, list(paths), prep
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | None, MediaError | None]:
+        path = self.paths[i]
+        try:
+            return path, media.load(self.modality, path, self.prep), None
+        except MediaError as exc:
+            return path, None, exc
+        except Exception as exc:  # a decoder bug must not take the batch down either
+            return path, None, MediaError(path, f"{type(exc).__name__}: {exc}")
+
+
+def _collate(items):
+    return items
+
+
+def default_workers() -> int:
+    """Decoder processes: one per core beyond the one the encoder uses, at least one."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Path], batch_size: int | None = None,
+                 workers: int | None = None) -> Iterator[EncodedBatch]:
+    """Yield EncodedBatch in input order; decoding runs `workers` batches ahead in other processes."""
+    modality = model.check_modality(modality)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return
+    size = batch_size or model.batch_size.get(modality, 16)
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(_Files(modality, paths, model.preprocess[modality]), batch_size=size,
+                        num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers else None,
+                        persistent_workers=False)
+    for items in loader:
+        good = [(p, x) for p, x, err in items if err is None]
+        failures = [err for _, _, err in items if err is not None]
+        if good:
+            vectors = model.embed(modality, torch.stack([x for _, x in good]))
+        else:
+            vectors = torch.empty(0, model.dim)
+        yield EncodedBatch([p for p, _ in good], vectors, failures)
