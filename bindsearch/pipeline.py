@@ -6,6 +6,7 @@ The one place where files become vectors in bulk; `Collection.add` and the bench
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,13 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     loader = DataLoader(_Files(modality, paths, model.preprocess[modality]), batch_size=size,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers else None,
                         persistent_workers=False)
+    with warnings.catch_warnings():
+        # Decoder workers are forked and never touch LanceDB, whose fork warning is about its own state.
+        warnings.filterwarnings("ignore", message="lancedb fork support")
+        yield from _encode_batches(model, modality, loader)
+
+
+def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
     for items in loader:
         good = [(p, x) for p, x, err in items if err is None]
         failures = [err for _, _, err in items if err is not None]

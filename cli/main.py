@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cli import collections
 from cli.encode import encode
 
 app = typer.Typer(
@@ -16,6 +17,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(no_args_is_help=True)(encode)
+app.command(no_args_is_help=True)(collections.index)
+app.command(no_args_is_help=True)(collections.search)
+app.command(no_args_is_help=True)(collections.classify)
+app.command(name="list")(collections.list_)
+app.command(no_args_is_help=True)(collections.info)
+app.command(no_args_is_help=True)(collections.remove)
 
 
 @app.callback()
@@ -25,11 +32,12 @@ def _root() -> None:
 
 def _register_optional() -> None:
     # Command groups that live in modules of their own; each is optional while it is being built.
-    try:
-        from cli.world import app as world_app
-    except ImportError:
-        return
-    app.add_typer(world_app, name="world")
+    for module, name in (("cli.world", "world"), ("cli.bench", "bench")):
+        try:
+            sub = __import__(module, fromlist=["app"]).app
+        except ImportError:
+            continue
+        app.add_typer(sub, name=name)
 
 
 _register_optional()
@@ -37,12 +45,15 @@ _register_optional()
 
 def main() -> None:
     """Console entry point: run the app, turning known library errors into `error: ...` and exit 1/2."""
+    from bindsearch.collection import CollectionError
     from bindsearch.media import MediaError
     from bindsearch.models import ModelLoadError, UnsupportedModalityError
+    from indexes import CatalogError, LockTimeout
 
     try:
         app()
-    except (MediaError, ModelLoadError, UnsupportedModalityError, FileNotFoundError) as exc:
+    except (MediaError, ModelLoadError, UnsupportedModalityError, FileNotFoundError, CollectionError,
+            CatalogError, LockTimeout) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except ValueError as exc:

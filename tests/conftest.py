@@ -14,13 +14,13 @@ def make_media(directory: Path, seed: int = 0) -> dict[str, Path]:
     """One small file per modality: a 4-frame mp4, a sine-wave wav, a 16-bit depth png, RGB and IR pngs."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:48, 0:64]
-    rgb = np.stack([xx * 4, yy * 5, (xx + yy) * 2], axis=-1).astype(np.uint8)
-    frames = np.stack([np.roll(rgb, 6 * i, axis=1) for i in range(4)])
+    rgb = np.stack([xx * (4 + seed), yy * 5, (xx + yy) * 2 + 30 * seed], axis=-1).astype(np.uint8)
+    frames = np.stack([np.roll(rgb, (6 + seed) * i, axis=1) for i in range(4)])
     t = np.arange(16000 * 2) / 16000
     return {
         "image": write_image(directory / "photo.png", rgb),
-        "infrared": write_image(directory / "ir" / "frame.png", (xx * 3 + yy).astype(np.uint8)),
-        "depth": write_depth_png(directory / "depth" / "room.png", 500 + 60 * xx + 40 * yy),
+        "infrared": write_image(directory / "ir" / "frame.png", (xx * (3 + seed) + yy).astype(np.uint8)),
+        "depth": write_depth_png(directory / "depth" / "room.png", 500 + (60 + 20 * seed) * xx + 40 * yy),
         "audio": write_audio(directory / "tone.wav", 0.3 * np.sin(2 * np.pi * (300 + 200 * seed) * t)
                              + 0.01 * rng.standard_normal(t.shape), 16000),
         "video": write_video(directory / "clip.mp4", frames, fps=4),
@@ -30,6 +30,25 @@ def make_media(directory: Path, seed: int = 0) -> dict[str, Path]:
 @pytest.fixture
 def media_files(tmp_path: Path) -> dict[str, Path]:
     return make_media(tmp_path)
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run the `bindsearch` console entry point in-process: (exit code, stdout, stderr)."""
+    from cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.argv", ["bindsearch", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture(scope="session")

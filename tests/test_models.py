@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from bindsearch.models import ModelLoadError, UnsupportedModalityError
 from bindsearch.models.loading import merge_lora, read_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-ROOT = Path(__file__).parents[1]
 
 
 def test_tiny_model_encodes_every_modality_to_unit_vectors(tiny_model, media_files):
@@ -110,12 +107,12 @@ def test_alias_resolves_from_the_hugging_face_cache_offline(tmp_path, monkeypatc
     assert model.modalities == ("text", "depth")
 
 
-def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path):
-    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "encode", "text", "hi", "--model", "languagebind:thermal"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
+def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path, monkeypatch, run_cli):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli("encode", "text", "hi", "--model", "languagebind:thermal")
+    assert code == 1
+    lines = err.strip().splitlines()
     assert len(lines) == 1
     assert "LanguageBind/LanguageBind_Thermal" in lines[0]
     assert "hf download LanguageBind/LanguageBind_Thermal" in lines[0]

@@ -12,6 +12,7 @@ New modalities register a loader with `register_modality`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None) 
         raise ValueError(f"no decoder for modality {modality!r}")
     path = Path(path)
     if not path.is_file():
-        raise MediaError(path, "no such file")
+        if path.is_symlink():
+            raise MediaError(path, f"broken link to {os.readlink(path)}")
+        raise MediaError(path, "no such file" if not path.exists() else "not a regular file")
     try:
         return _LOADERS[name](path, preprocess or Preprocess())
     except MediaError:

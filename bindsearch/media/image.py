@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
+import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
 from bindsearch.models.config import Preprocess
@@ -16,10 +15,22 @@ __all__ = ["load_depth", "load_image", "load_infrared", "to_model_input"]
 
 
 def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
-    """(c, h, w) float in [0, 1] -> short side resized (bicubic, antialiased), centre-cropped, normalised."""
-    pixels = TF.resize(pixels, prep.image_size, interpolation=InterpolationMode.BICUBIC, antialias=True)
-    pixels = TF.center_crop(pixels, [prep.image_size, prep.image_size])
-    return TF.normalize(pixels, list(prep.mean), list(prep.std))
+    """(c, h, w) float in [0, 1] -> short side resized (bicubic, antialiased), centre-cropped, normalised.
+
+    The same arithmetic as torchvision's Resize(size) + CenterCrop + Normalize on tensors, without importing
+    torchvision (seconds of start-up for every command).
+    """
+    size = prep.image_size
+    _, h, w = pixels.shape
+    new_h, new_w = (int(size * h / w), size) if w <= h else (size, int(size * w / h))
+    if (new_h, new_w) != (h, w):
+        pixels = F.interpolate(pixels[None], size=(new_h, new_w), mode="bicubic", align_corners=False,
+                               antialias=True)[0]
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    pixels = pixels[:, top:top + size, left:left + size]
+    mean = torch.tensor(prep.mean).view(3, 1, 1)
+    std = torch.tensor(prep.std).view(3, 1, 1)
+    return ((pixels - mean) / std).contiguous()
 
 
 def _open(path: Path):

@@ -45,7 +45,14 @@ number of workers; splits are an exact-count shuffle by seed (default 80/10/10).
 
 from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES, chance, same_on, shared_attributes
 from bindsearch.world.captions import PARAPHRASE, STOPWORDS, TRAIN, attribute_prompts, describe
-from bindsearch.world.generate import VERSION, WorldConfig, WorldInfo, make_world, render_scene, scene_geometry
+from bindsearch.world.generate import (
+    VERSION,
+    WorldConfig,
+    WorldInfo,
+    make_world,
+    render_scene,
+    scene_geometry,
+)
 from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes
 
 __all__ = [

@@ -65,7 +65,9 @@ TRAIN = Vocabulary(
             "star": ("star", "star shape"),
             "cross": ("cross", "cross shape"),
         },
-        "size": {"small": ("small", "little"), "medium": ("medium", "medium-size"), "large": ("large", "big")},
+        "size": {
+            "small": ("small", "little"), "medium": ("medium", "medium-size"), "large": ("large", "big"),
+        },
         "colour": {
             "red": ("red",), "orange": ("orange",), "yellow": ("yellow",), "green": ("green",),
             "blue": ("blue",), "purple": ("purple", "violet"), "pink": ("pink",),
@@ -140,7 +142,9 @@ PARAPHRASE = Vocabulary(
             "glass": ("crafted from crystal", "blown from crystal"),
             "rubber": ("crafted from latex", "moulded from latex"),
         },
-        "direction": {"left": ("leftward",), "right": ("rightward",), "up": ("upward",), "down": ("downward",)},
+        "direction": {
+            "left": ("leftward",), "right": ("rightward",), "up": ("upward",), "down": ("downward",),
+        },
         "speed": {
             "slow": ("sluggishly", "leisurely"),
             "medium": ("at a moderate rate", "at an even tempo"),

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -15,18 +16,27 @@ import numpy as np
 
 from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
 from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES
-from bindsearch.world.render import Geometry, render_depth, render_image, render_infrared, render_video, sample_geometry
+from bindsearch.world.render import (
+    Geometry,
+    render_depth,
+    render_image,
+    render_infrared,
+    render_video,
+    sample_geometry,
+)
 from bindsearch.world.scene import EXTENSIONS, Scene, assign_splits, sample_scene, write_scenes
 from bindsearch.world.sound import render_audio
 
 __all__ = ["VERSION", "WorldConfig", "WorldInfo", "make_world", "render_scene", "scene_geometry"]
 
 VERSION = "bindworld-1"
+# Forked workers start at once; spawned ones would re-import bindsearch (torch and all) first.
+_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """How scenes are drawn: frame side (px), video frames, clip length (s), audio rate, captions per scene."""
+    """How scenes are drawn: frame side (px), video frames, clip length (s), audio rate, captions each."""
 
     size: int = 64
     frames: int = 8
@@ -108,10 +118,10 @@ def make_world(
     if config.frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {config.frames}")
     if config.fps != round(config.fps):
-        raise ValueError(f"frames / seconds must be a whole frame rate, got {config.frames} / {config.seconds}")
+        raise ValueError(f"frames / seconds must be a whole rate, got {config.frames} / {config.seconds}")
     directory = Path(directory)
     if (directory / "scenes.csv").exists() and not overwrite:
-        raise FileExistsError(f"{directory} already holds a world; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{directory} already holds a world; pass --overwrite to replace it")
     splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
     labels = assign_splits(n, seed, splits)
     for modality in MODALITIES:
@@ -122,7 +132,12 @@ def make_world(
     jobs = list(enumerate(labels))
     scenes: list[Scene] = []
     if workers > 1:
-        with multiprocessing.get_context().Pool(workers) as pool:
+        # Workers only render and write files; `import bindsearch` may have loaded lancedb, whose
+        # fork hook warns about its own state, which these children never touch.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+            pool = multiprocessing.get_context(_START_METHOD).Pool(workers)
+        with pool:
             for scene in pool.imap(task, jobs, chunksize=8):
                 scenes.append(scene)
                 if progress:

@@ -79,7 +79,9 @@ def sample_geometry(attributes: Mapping[str, str], rng: np.random.Generator, siz
                     (dx * length, dy * length), size)
 
 
-def coverage(geometry: Geometry, offset: tuple[float, float] = (0.0, 0.0), supersample: int = 4) -> np.ndarray:
+def coverage(
+    geometry: Geometry, offset: tuple[float, float] = (0.0, 0.0), supersample: int = 4
+) -> np.ndarray:
     """`(size, size)` float32 in [0, 1]: the share of each pixel the object covers (anti-aliased)."""
     s, r = geometry.size, geometry.radius
     cx, cy = geometry.x + offset[0], geometry.y + offset[1]
@@ -137,7 +139,7 @@ def render_video(
 
 
 def render_depth(geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
-    """`(size, size)` float32 millimetres: a slightly domed object 1-2 m away before a tilted wall at 2.5-4 m."""
+    """`(size, size)` float32 mm: a slightly domed object at 1-2 m before a tilted wall at 2.5-4 m."""
     s = geometry.size
     grid = (np.arange(s) - s / 2) / s
     wall = (

@@ -23,7 +23,9 @@ __all__ = [
     "write_scenes",
 ]
 
-EXTENSIONS: dict[str, str] = {"image": "png", "depth": "png", "infrared": "png", "video": "mp4", "audio": "wav"}
+EXTENSIONS: dict[str, str] = {
+    "image": "png", "depth": "png", "infrared": "png", "video": "mp4", "audio": "wav",
+}
 CAPTION_SEPARATOR = " | "
 CSV_COLUMNS: tuple[str, ...] = (
     "id", "split", *ATTRIBUTES, "captions", "paraphrases", *(f"captions_{m}" for m in MODALITIES)
@@ -71,12 +73,10 @@ def sample_scene(
     """Scene `index` of the world drawn with `seed`: uniform attributes, then captions (deterministic)."""
     rng = np.random.default_rng([seed, index, 0])
     values = {name: str(options[int(rng.integers(len(options)))]) for name, options in ATTRIBUTES.items()}
-    per_modality = {
-        modality: tuple(
-            distinct_captions({k: v for k, v in values.items() if k in SENSES[modality]}, modality_captions, rng)
-        )
-        for modality in MODALITIES
-    }
+    per_modality = {}
+    for modality in MODALITIES:
+        sensed = {name: values[name] for name in ATTRIBUTES if name in SENSES[modality]}
+        per_modality[modality] = tuple(distinct_captions(sensed, modality_captions, rng))
     return Scene(
         id=scene_id(index),
         split=split,
@@ -112,7 +112,8 @@ def write_scenes(path: str | Path, scenes: list[Scene]) -> Path:
             row["captions"] = CAPTION_SEPARATOR.join(scene.captions)
             row["paraphrases"] = CAPTION_SEPARATOR.join(scene.paraphrases)
             for modality in MODALITIES:
-                row[f"captions_{modality}"] = CAPTION_SEPARATOR.join(scene.modality_captions.get(modality, ()))
+                captions = scene.modality_captions.get(modality, ())
+                row[f"captions_{modality}"] = CAPTION_SEPARATOR.join(captions)
             writer.writerow(row)
     return path
 

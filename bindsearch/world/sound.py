@@ -49,7 +49,7 @@ MATERIALS: dict[str, Timbre] = {
 def render_audio(
     attributes: Mapping[str, str], rng: np.random.Generator, sample_rate: int = 16000, seconds: float = 2.0
 ) -> np.ndarray:
-    """`(round(sample_rate * seconds),)` float32 in [-1, 1]: impacts of the scene's material, size and speed."""
+    """`(round(sample_rate * seconds),)` float32 in [-1, 1]: impacts of the material, size and speed."""
     n = int(round(sample_rate * seconds))
     timbre = MATERIALS[attributes["material"]]
     f0 = _PITCH_HZ[attributes["size"]] * (1 + rng.uniform(-1, 1) * _PITCH_JITTER)

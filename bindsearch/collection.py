@@ -1,0 +1,327 @@
+"""`Collection`: folders of media indexed under one encoder, searchable by text or by files of any modality.
+
+The LanceDB catalog (`indexes.Catalog`) is the source of truth; FAISS indexes, one per modality, are a
+cache rebuilt from it when stale. Ingest commits one encoder batch at a time under a writer lock, so a
+killed `index` loses at most the batch in flight and the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bindsearch import media
+from bindsearch.media import MediaError
+from bindsearch.models import EmbeddingModel, load_model
+from bindsearch.pipeline import encode_files
+from indexes import Catalog, CollectionLock, EncoderInfo, Item, merge_topk, open_index
+
+__all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "collections_home", "list_collections"]
+
+
+class CollectionError(ValueError):
+    """A collection cannot be opened, written or searched as asked."""
+
+
+def collections_home() -> Path:
+    """`$BINDSEARCH_HOME/collections`; BINDSEARCH_HOME defaults to $XDG_DATA_HOME/bindsearch (~/.local/share)."""
+    home = os.environ.get("BINDSEARCH_HOME")
+    if not home:
+        home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "bindsearch"
+    return Path(home).expanduser() / "collections"
+
+
+def list_collections() -> list[str]:
+    """Names of the collections under `collections_home()`."""
+    root = collections_home()
+    return sorted(p.name for p in root.iterdir() if (p / "items.lance").exists()) if root.is_dir() else []
+
+
+def _directory(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    # A bare word is always a name under collections_home(), even if a folder of that name is in the cwd.
+    if isinstance(name_or_path, Path) or os.sep in text or text.startswith((".", "~")):
+        return Path(text).expanduser().absolute()
+    if not re.fullmatch(r"[\w.-]+", text):
+        raise CollectionError(f"collection name {text!r} may use letters, digits, '.', '-' and '_' only")
+    return collections_home() / text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: catalog id, absolute path, modality and cosine score."""
+
+    id: int
+    path: str
+    modality: str
+    score: float
+
+
+@dataclass
+class IngestReport:
+    """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[MediaError] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    guessed: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged",
+                 f"{self.removed} removed", f"{len(self.failed)} failed"]
+        return ", ".join(parts) + f" in {self.seconds:.1f}s"
+
+
+def content_hash(path: Path, full_below: int = 64 << 20) -> str:
+    """blake2b of the file; files over `full_below` bytes hash their size plus 4 MiB at each end and middle."""
+    digest = hashlib.blake2b(digest_size=16)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size <= full_below:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        else:
+            digest.update(str(size).encode())
+            for offset in (0, size // 2, size - (4 << 20)):
+                f.seek(offset)
+                digest.update(f.read(4 << 20))
+    return digest.hexdigest()
+
+
+def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(files found recursively, sorted; the directories given)."""
+    files, roots = [], []
+    for p in paths:
+        p = Path(p).expanduser().absolute()
+        if p.is_dir():
+            roots.append(p)
+            # Dangling links are kept so that they are reported, not silently passed over.
+            files.extend(f for f in p.rglob("*") if (f.is_file() or f.is_symlink()) and not f.name.startswith("."))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist; give files or folders to index")
+    return sorted(set(files)), roots
+
+
+class Collection:
+    """A named, persistent, searchable set of embedded files; see `open`, `add`, `search`, `remove`, `stats`."""
+
+    def __init__(self, directory: Path, catalog: Catalog, model: EmbeddingModel | None, device: str = "auto"):
+        self.directory = directory
+        self.catalog = catalog
+        self.device = device
+        self._model = model
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def model(self) -> EmbeddingModel:
+        """The collection's encoder, loaded on first use from the spec stored in the catalog."""
+        if self._model is None:
+            stored = self.catalog.encoder
+            model = load_model(stored.name, device=self.device)
+            if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
+                raise CollectionError(
+                    f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
+                    f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
+            self._model = model
+        return self._model
+
+    @classmethod
+    def open(cls, name_or_path: str | Path, model: EmbeddingModel | str | None = None, device: str = "auto",
+             create: bool = True) -> Collection:
+        """Open (or create, when `model` is given) a collection by name or path; its encoder must match.
+
+        Without `model`, the collection's own encoder is loaded when first needed.
+        """
+        directory = _directory(name_or_path)
+        exists = (directory / "items.lance").exists()
+        if not exists and (not create or model is None):
+            raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
+                                  f"`bindsearch index PATH -c {name_or_path}`")
+        if model is None:
+            return cls(directory, Catalog.open(directory), None, device)
+        if isinstance(model, str):
+            model = load_model(model, device=device)
+        encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
+        return cls(directory, Catalog.open(directory, encoder), model, device)
+
+    # -- writing --------------------------------------------------------------------------------
+    def add(self, paths: Iterable[str | Path], modality: str | None = None, batch_size: int | None = None,
+            workers: int | None = None, wait: float = 0.0,
+            progress: Callable[[int, int], None] | None = None) -> IngestReport:
+        """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
+        skipped, and files gone from the given folders removed. `modality=None` guesses per file."""
+        start = time.perf_counter()
+        report = IngestReport()
+        files, roots = _walk(paths)
+        forced = self.model.check_modality(modality) if modality else None
+        with CollectionLock(self.directory).acquire(timeout=wait):
+            todo: dict[str, list[tuple[Path, Item | None]]] = {}
+            known = self.catalog.lookup_paths(str(f) for f in files)
+            for f in files:
+                kind, why = (forced, "--modality") if forced else media.guess_modality(f)
+                if kind is None:
+                    report.skipped.append((f, why))
+                    continue
+                if kind not in self.model.modalities:
+                    report.skipped.append((f, f"{kind}: model {self.model.spec} has no {kind} encoder"))
+                    continue
+                report.guessed[(kind, why if not forced else "--modality")] += 1
+                previous = next((i for i in known.get(str(f), []) if i.modality == kind), None)
+                if previous is not None and self._unchanged(f, previous):
+                    report.unchanged += 1
+                    continue
+                todo.setdefault(kind, []).append((f, previous))
+            report.removed = self._remove_vanished(roots, set(map(str, files)))
+            total, done = sum(len(v) for v in todo.values()), 0
+            for kind, entries in todo.items():
+                previous = {str(f): prev for f, prev in entries}
+                for batch in encode_files(self.model, kind, [f for f, _ in entries], batch_size, workers):
+                    self._commit(kind, batch.paths, batch.vectors, previous, report)
+                    report.failed.extend(batch.failures)
+                    done += len(batch.paths) + len(batch.failures)
+                    if progress:
+                        progress(done, total)
+            # Leave fresh FAISS caches behind so the next search starts at once.
+            for kind in self.catalog.modalities():
+                open_index(self.catalog, kind, device=self.device)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _unchanged(self, path: Path, item: Item) -> bool:
+        stat = path.stat()
+        if stat.st_size == item.size and stat.st_mtime == item.mtime:
+            return True
+        return stat.st_size == item.size and content_hash(path) == item.content_hash
+
+    def _commit(self, kind: str, paths: Sequence[Path], vectors: torch.Tensor, previous: dict[str, Item | None],
+                report: IngestReport) -> None:
+        """One catalog commit per encoder batch: what a kill can lose is this batch and no more."""
+        if not paths:
+            return
+        items, vecs, replaced = [], [], []
+        for path, vector in zip(paths, vectors.numpy(), strict=True):
+            stat = path.stat()
+            old = previous.get(str(path))
+            items.append(Item(path=str(path), modality=kind, size=stat.st_size, mtime=stat.st_mtime,
+                              content_hash=content_hash(path), id=old.id if old else None))
+            vecs.append(vector)
+            replaced.append(old is not None)
+        fresh = [i for i, r in zip(items, replaced, strict=True) if not r]
+        if len(fresh) == len(items):
+            self.catalog.add(items, np.stack(vecs))
+        else:
+            start = self.catalog.next_id()
+            items = [i if i.id is not None else _with_id(i, start + n) for n, i in enumerate(items)]
+            self.catalog.upsert(items, np.stack(vecs))
+        report.new += len(fresh)
+        report.changed += len(items) - len(fresh)
+
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str]) -> int:
+        """Delete catalogued files under the given folders that are no longer there."""
+        gone = []
+        for root in roots:
+            prefix = str(root) + os.sep
+            gone += [i.id for i in self.catalog.items() if i.path.startswith(prefix) and i.path not in present]
+        if gone:
+            self.catalog.delete(gone)
+        return len(gone)
+
+    def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
+        """Forget these files (or everything under these folders); returns how many rows were removed."""
+        targets = [str(Path(p).expanduser().absolute()) for p in paths]
+        with CollectionLock(self.directory).acquire(timeout=wait):
+            ids = [i.id for i in self.catalog.items()
+                   if any(i.path == t or i.path.startswith(t + os.sep) for t in targets)]
+            self.catalog.delete(ids)
+        return len(ids)
+
+    # -- reading --------------------------------------------------------------------------------
+    def query_vector(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
+                     file_modality: str | None = None) -> np.ndarray:
+        """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
+
+        A file's modality is `file_modality`, else the catalog's (its stored vector is reused), else a guess.
+        """
+        texts = [text] if isinstance(text, str) else list(text or [])
+        parts = [self.model.encode("text", texts).numpy()] if texts else []
+        known = self.catalog.lookup_paths(str(Path(f).absolute()) for f in files)
+        for f in files:
+            path = Path(f).absolute()
+            stored = known.get(str(path), [])
+            if file_modality is None and stored and self._unchanged(path, stored[0]):
+                parts.append(self.catalog.get_vectors([stored[0].id]))
+                continue
+            kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
+            if kind is None:
+                raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
+                                      "pass --file-modality")
+            parts.append(self.model.encode(kind, [path]).numpy())
+        if not parts:
+            raise CollectionError("nothing to search with: give a text, a file, or both")
+        q = np.concatenate(parts).astype(np.float32).mean(axis=0)
+        return q / max(float(np.linalg.norm(q)), 1e-12)
+
+    def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
+               file_modality: str | None = None, modality: str | Sequence[str] | None = None,
+               k: int = 10) -> list[Hit]:
+        """Top-k items (of the given modalities, else all) for a text and/or file query; query files excluded."""
+        query = self.query_vector(text, files, file_modality)
+        return self.search_vector(query, modality, k, exclude={str(Path(f).absolute()) for f in files})
+
+    def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
+                      exclude: set[str] = frozenset()) -> list[Hit]:
+        """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
+        snapshot = self.catalog.pinned()
+        present = snapshot.modalities()
+        wanted = [modality] if isinstance(modality, str) else list(modality or present)
+        wanted = [self.model.check_modality(m) for m in wanted]
+        results = [open_index(snapshot, m, device=self.device).search(query[None], k + len(exclude))
+                   for m in wanted if m in present]
+        if not results:
+            return []
+        scores, ids = merge_topk(results, k + len(exclude))
+        found = snapshot.get(int(i) for i in ids[0] if i >= 0)
+        hits = [Hit(int(i), found[int(i)].path, found[int(i)].modality, float(s))
+                for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and int(i) in found]
+        return [h for h in hits if h.path not in exclude][:k]
+
+    def stats(self) -> dict:
+        """Counts per modality, the encoder, and where the collection lives (no model is loaded)."""
+        enc = self.catalog.encoder
+        size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
+        return {"name": self.name, "path": str(self.directory), "items": len(self.catalog),
+                "modalities": {m: self.catalog.count(m) for m in self.catalog.modalities()},
+                "encoder": {"spec": enc.name, "checkpoint": enc.checkpoint, "dim": enc.dim, "metric": enc.metric},
+                "version": self.catalog.version, "disk_bytes": size}
+
+    def delete(self) -> None:
+        """Remove the whole collection from disk."""
+        with CollectionLock(self.directory).acquire():
+            shutil.rmtree(self.directory)
+
+
+def _with_id(item: Item, new_id: int) -> Item:
+    return replace(item, id=new_id)

@@ -1,0 +1,342 @@
+"""LanguageBind's benchmarks on datasets in their official layouts: MSR-VTT, Clotho, zero-shot, emergent.
+
+Each `run_*` reads and checks the dataset first (layout problems raise `DatasetLayoutError` before any model
+loads), embeds everything through the on-disk cache, scores it with `metrics` / `zeroshot`, and returns a
+`BenchResult`: `.to_json()` (the documented keys, see benchmarks/README.md) and `.table()` (ours vs the paper).
+Files that fail to decode are left out, listed in `failed`, and the metrics cover the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bindsearch.models import EmbeddingModel, load_model
+from bindsearch.models.config import canonical_modality
+
+from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_texts_cached
+from .datasets import CaptionedSet, read_classification, read_clotho, read_msrvtt, read_paired
+from .metrics import caption_groups, retrieval_metrics_from_embeddings
+from .paper import DATASET_MODALITY, detect_dataset, paper_numbers
+from .zeroshot import build_classifier, class_prompts, templates_for, zeroshot_accuracy
+
+__all__ = ["BENCHMARKS", "DEFAULT_MODELS", "BenchResult", "RunOptions", "run_clotho", "run_emergent", "run_msrvtt",
+           "run_zeroshot"]
+
+BENCHMARKS = ("msrvtt", "clotho", "zeroshot", "emergent")
+# The published checkpoint each modality is evaluated with when no model is given.
+DEFAULT_MODELS = {"video": "languagebind:video_ft", "audio": "languagebind:audio_ft", "depth": "languagebind:depth",
+                  "infrared": "languagebind:thermal", "image": "languagebind:image"}
+# Class names the reference prompts with other words (LLVIP's "person" crops are prompted as "people").
+PROMPT_NAMES = {"llvip": {"person": "people"}}
+_TITLES = {"msrvtt": "MSR-VTT 1k-A", "clotho": "Clotho v2 evaluation", "zeroshot": "zero-shot classification",
+           "emergent": "emergent retrieval"}
+
+Model = EmbeddingModel | str | None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a benchmark loads, encodes and caches; the defaults suit a script run."""
+
+    device: str = "auto"  # for a model given as a spec
+    dtype: str | None = None
+    batch_size: int | None = None  # media files per encoder batch (default: the model's per modality)
+    text_batch_size: int | None = None
+    workers: int | None = None  # decoding processes (default: one per spare core)
+    cache: bool = True
+    cache_dir: Path | None = None  # default: $BINDSEARCH_HOME/cache
+    progress: bool = False  # tqdm bars on stderr
+
+
+@dataclass
+class BenchResult:
+    """One benchmark run; `to_json()` gives the documented JSON keys."""
+
+    benchmark: str
+    dataset: str | None
+    model: str
+    checkpoint: str
+    dataset_root: str
+    layout: str
+    modalities: list[str]
+    n_items: int
+    n_queries: int
+    directions: dict[str, dict[str, float | int]]
+    paper: dict[str, dict[str, float]]
+    paper_model: str | None
+    baselines: dict[str, dict[str, dict[str, float]]]
+    failed: list[dict[str, str]]
+    limit: int | None
+    seconds: float
+    cache: dict[str, Any]
+    hardware: dict[str, Any]
+    classes: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: every field above, under its own name."""
+        return asdict(self)
+
+    def table(self) -> str:
+        """A plain-text table: one row per (direction, metric), our value beside the paper's and baselines'."""
+        shown = self.dataset if self.dataset not in (None, self.benchmark) else None
+        title = _TITLES[self.benchmark] + (f" ({shown})" if shown else "")
+        lines = [f"{title}: model {self.model}, {self.n_items} items, {self.n_queries} queries, "
+                 f"{self.seconds:.1f} s on {self.hardware['device']}",
+                 f"root {self.dataset_root}" + (f" (limit {self.limit})" if self.limit else "")]
+        paper = f"paper ({self.paper_model})" if self.paper_model else "paper"
+        header = ["direction", "metric", "ours", paper, *self.baselines]
+        rows = []
+        for direction, metrics in self.directions.items():
+            shown = [m for m in metrics if m not in ("n_queries", "n_items")]
+            for i, metric in enumerate(shown):
+                others = [_number(source.get(direction, {}).get(metric))
+                          for source in (self.paper, *self.baselines.values())]
+                rows.append([direction if i == 0 else "", metric, _number(metrics[metric]), *others])
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def run_msrvtt(model: Model = None, root: str | Path = ".", *, limit: int | None = None,
+               options: RunOptions | None = None) -> BenchResult:
+    """MSR-VTT 1k-A: text->video and video->text R@1/5/10, MdR, MnR (default model languagebind:video_ft)."""
+    start = time.perf_counter()
+    data = read_msrvtt(root, limit=limit)
+    return _run_captioned("msrvtt", data, model, limit, options or RunOptions(), start)
+
+
+def run_clotho(model: Model = None, root: str | Path = ".", *, limit: int | None = None,
+               options: RunOptions | None = None) -> BenchResult:
+    """Clotho v2 evaluation: text->audio (5 queries per clip), audio->text (hit: any of its captions ranks <= K)."""
+    start = time.perf_counter()
+    data = read_clotho(root, limit=limit)
+    return _run_captioned("clotho", data, model, limit, options or RunOptions(), start)
+
+
+def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str | None = None,
+                 dataset: str | None = None, fold: int | None = None, limit: int | None = None,
+                 options: RunOptions | None = None) -> BenchResult:
+    """Zero-shot top-1 (and top-5 with more than 5 classes) of class folders or ESC-50, prompts per modality."""
+    start, options = time.perf_counter(), options or RunOptions()
+    dataset = dataset or detect_dataset(root)
+    modality = modality or DATASET_MODALITY.get(dataset or "")
+    if modality is None:
+        loaded = _load(model, None, options)
+        towers = [m for m in loaded.modalities if m != "text"]
+        if len(towers) != 1:
+            raise ValueError(f"model {loaded.spec} has {len(towers)} towers ({', '.join(towers)}); "
+                             "say which to evaluate with --modality")
+        model, modality = loaded, towers[0]
+    data = read_classification(root, modality, fold=fold, limit=limit)
+    dataset = data.name or dataset
+    encoder = _load(model, DEFAULT_MODELS.get(data.modality), options)
+    with _cache(encoder, options) as cache:
+        encoded = _encode(encoder, data.modality, data.paths, cache, options)
+        classifier, text_hits, text_encoded = _classifier(encoder, data.classnames, data.modality, dataset, cache,
+                                                          options)
+    labels = data.labels[encoded.ok]
+    topk = (1, 5) if len(data.classnames) > 5 else (1,)
+    accuracy = _accuracy(encoded.vectors[encoded.ok], classifier, labels, topk, encoded, data.modality)
+    notes = _failure_notes(encoded.failures, len(data.paths), "files")
+    return _result("zeroshot", dataset, encoder, data.root, data.layout, [data.modality], int(encoded.ok.sum()),
+                   int(encoded.ok.sum()), {f"{data.modality}->class": accuracy}, encoded.failures, limit, start,
+                   _cache_counts(cache, encoded, text_hits, text_encoded), notes, classes=data.classnames)
+
+
+def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image", b: str = "depth",
+                 a_dir: str | None = None, b_dir: str | None = None, dataset: str | None = None,
+                 sample: float | None = None, seed: int = 0, limit: int | None = None,
+                 options: RunOptions | None = None) -> BenchResult:
+    """A->B and B->A R@1/5/10 over pairs sharing a stem; with class labels also A, B and fused A+B zero-shot."""
+    start, options = time.perf_counter(), options or RunOptions()
+    data = read_paired(root, a, b, a_dir=a_dir, b_dir=b_dir, sample=sample, seed=seed, limit=limit)
+    a, b = data.modalities
+    dataset = dataset or detect_dataset(root)
+    encoder = _load(model, f"{DEFAULT_MODELS.get(a, a)},{DEFAULT_MODELS.get(b, b)}", options)
+    with _cache(encoder, options) as cache:
+        side_a = _encode(encoder, a, data.paths[0], cache, options)
+        side_b = _encode(encoder, b, data.paths[1], cache, options)
+        text_hits = text_encoded = 0
+        if data.classnames is not None:
+            clf_a, hits_a, new_a = _classifier(encoder, data.classnames, a, dataset, cache, options)
+            clf_b, hits_b, new_b = _classifier(encoder, data.classnames, b, dataset, cache, options)
+            text_hits, text_encoded = hits_a + hits_b, new_a + new_b
+    ok = side_a.ok & side_b.ok
+    if not ok.any():
+        raise ValueError(f"no pair of {data.folders[0]} and {data.folders[1]} decoded on both sides "
+                         f"(first error: {(side_a.failures + side_b.failures)[0]}); nothing to evaluate")
+    vectors_a, vectors_b = side_a.vectors[ok], side_b.vectors[ok]
+    pairs = np.arange(int(ok.sum()))
+    directions: dict[str, dict[str, float | int]] = {
+        f"{a}->{b}": retrieval_metrics_from_embeddings(vectors_a, vectors_b, pairs),
+        f"{b}->{a}": retrieval_metrics_from_embeddings(vectors_b, vectors_a, pairs),
+    }
+    notes = []
+    if data.labels is not None and data.classnames is not None:
+        labels = data.labels[ok]
+        topk = (1, 5) if len(data.classnames) > 5 else (1,)
+        fused = _unit_rows(vectors_a + vectors_b)
+        directions[f"{a}->class"] = zeroshot_accuracy(vectors_a, clf_a, labels, topk=topk)
+        directions[f"{b}->class"] = zeroshot_accuracy(vectors_b, clf_b, labels, topk=topk)
+        directions[f"{a}+{b}->class"] = zeroshot_accuracy(fused, _unit_rows(clf_a + clf_b), labels, topk=topk)
+        notes.append(f"fused query: mean of the {a} and {b} unit vectors, renormalised, against the mean of the "
+                     f"{a} and {b} prompt classifiers")
+    if any(data.unpaired.values()):
+        left = ", ".join(f"{n} in {folder}" for folder, n in data.unpaired.items() if n)
+        notes.append(f"files without a partner were left out: {left}")
+    failures = side_a.failures + side_b.failures
+    notes.extend(_failure_notes(failures, len(data.stems), "pairs", kept=len(pairs)))
+    counts = {"hits": side_a.hits + side_b.hits + text_hits, "encoded": side_a.encoded + side_b.encoded + text_encoded}
+    if cache is not None:
+        counts["path"] = str(cache.path)
+    return _result("emergent", dataset, encoder, data.root, data.layout, [a, b], len(pairs), 2 * len(pairs),
+                   directions, failures, limit, start, counts, notes, classes=data.classnames)
+
+
+# -- shared steps ---------------------------------------------------------------------------------------------
+
+
+def _run_captioned(benchmark: str, data: CaptionedSet, model: Model, limit: int | None, options: RunOptions,
+                   start: float) -> BenchResult:
+    """Text<->media retrieval over items with several captions each; failed items drop with their captions."""
+    encoder = _load(model, DEFAULT_MODELS[data.modality], options)
+    with _cache(encoder, options) as cache:
+        encoded = _encode(encoder, data.modality, data.items, cache, options)
+        keep = encoded.ok[data.item_of_caption]
+        if not encoded.ok.any():
+            raise ValueError(f"all {len(data.items)} {data.modality} files failed to decode "
+                             f"(first: {encoded.failures[0]}); nothing to evaluate")
+        captions = [c for c, k in zip(data.captions, keep, strict=True) if k]
+        text, text_hits, text_encoded = encode_texts_cached(encoder, captions, cache,
+                                                            batch_size=options.text_batch_size,
+                                                            progress=options.progress)
+    renumber = np.cumsum(encoded.ok) - 1
+    t2x, x2t = caption_groups(renumber[data.item_of_caption[keep]])
+    items = encoded.vectors[encoded.ok]
+    directions = {
+        f"text->{data.modality}": retrieval_metrics_from_embeddings(text, items, t2x),
+        f"{data.modality}->text": retrieval_metrics_from_embeddings(items, text, x2t),
+    }
+    notes = _failure_notes(encoded.failures, len(data.items), "items")
+    return _result(benchmark, data.name, encoder, data.root, data.layout, [data.modality], len(items), len(captions),
+                   directions, encoded.failures, limit, start,
+                   _cache_counts(cache, encoded, text_hits, text_encoded), notes)
+
+
+def _load(model: Model, default: str | None, options: RunOptions) -> EmbeddingModel:
+    """The model to evaluate: given, loaded from a spec, or the benchmark's default published checkpoint."""
+    if isinstance(model, EmbeddingModel):
+        return model
+    spec = model or default
+    if spec is None:
+        raise ValueError("no model given and no default for this modality; pass --model")
+    return load_model(spec, device=options.device, dtype=options.dtype)
+
+
+class _NoCache:
+    """Stands in for an EmbeddingCache when caching is off (`RunOptions(cache=False)`)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _cache(model: EmbeddingModel, options: RunOptions) -> EmbeddingCache | _NoCache:
+    """The model's cache in `options.cache_dir` (default `cache_dir()`), or none when `options.cache` is False."""
+    if not options.cache:
+        return _NoCache()
+    return EmbeddingCache(model.identity, options.cache_dir)
+
+
+def _encode(model: EmbeddingModel, modality: str, paths: Sequence[Path], cache: EmbeddingCache | None,
+            options: RunOptions) -> EncodedFiles:
+    return encode_files_cached(model, modality, paths, cache, batch_size=options.batch_size,
+                               workers=options.workers, progress=options.progress)
+
+
+def _classifier(model: EmbeddingModel, classnames: list[str], modality: str, dataset: str | None,
+                cache: EmbeddingCache | None, options: RunOptions) -> tuple[np.ndarray, int, int]:
+    """(`(n_classes, d)` prompt-ensemble classifier for `modality`, text cache hits, texts encoded)."""
+    renamed = PROMPT_NAMES.get(dataset or "", {})
+    names = [renamed.get(name, name) for name in classnames]
+    prompts = [p for per_class in class_prompts(names, modality) for p in per_class]
+    vectors, hits, encoded = encode_texts_cached(model, prompts, cache, batch_size=options.text_batch_size,
+                                                 progress=options.progress)
+    lookup = dict(zip(prompts, vectors, strict=True))
+    classifier = build_classifier(lambda batch: np.stack([lookup[p] for p in batch]), names,
+                                  templates=templates_for(modality))
+    return classifier, hits, encoded
+
+
+def _accuracy(vectors: np.ndarray, classifier: np.ndarray, labels: np.ndarray, topk: tuple[int, ...],
+              encoded: EncodedFiles, modality: str) -> dict[str, float | int]:
+    if not encoded.ok.any():
+        raise ValueError(f"all {encoded.ok.size} {modality} files failed to decode "
+                         f"(first: {encoded.failures[0]}); nothing to evaluate")
+    return zeroshot_accuracy(vectors, classifier, labels, topk=topk)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """`(n, d)` float -> rows divided by their L2 norm (float32)."""
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _cache_counts(cache: EmbeddingCache | None, encoded: EncodedFiles, text_hits: int, text_encoded: int
+                  ) -> dict[str, Any]:
+    counts: dict[str, Any] = {"hits": encoded.hits + text_hits, "encoded": encoded.encoded + text_encoded}
+    if cache is not None:
+        counts["path"] = str(cache.path)
+    return counts
+
+
+def _failure_notes(failures: list, total: int, what: str, kept: int | None = None) -> list[str]:
+    if not failures:
+        return []
+    kept = total - len(failures) if kept is None else kept
+    return [f"{len(failures)} file(s) failed to decode (listed in 'failed'); metrics cover the other {kept} of "
+            f"{total} {what}"]
+
+
+def _result(benchmark: str, dataset: str | None, model: EmbeddingModel, root: Path, layout: str,
+            modalities: list[str], n_items: int, n_queries: int, directions: dict[str, dict[str, float | int]],
+            failures: list, limit: int | None, start: float, cache: dict[str, Any], notes: list[str],
+            classes: list[str] | None = None) -> BenchResult:
+    paper_model, paper, baselines = paper_numbers(benchmark, dataset, model.spec,
+                                                  tuple(canonical_modality(m) for m in modalities))
+    return BenchResult(
+        benchmark=benchmark, dataset=dataset, model=model.spec, checkpoint=model.checkpoint,
+        dataset_root=str(root), layout=layout, modalities=modalities, n_items=n_items, n_queries=n_queries,
+        directions=directions, paper=paper, paper_model=paper_model, baselines=baselines,
+        failed=[{"path": str(f.path), "error": f.cause} for f in failures], limit=limit,
+        seconds=round(time.perf_counter() - start, 3), cache=cache, hardware=_hardware(model), classes=classes,
+        notes=notes)
+
+
+def _hardware(model: EmbeddingModel) -> dict[str, Any]:
+    """Where the run happened: the model's device (with the GPU's name), CPU architecture and core count."""
+    import torch
+
+    device = str(model.device)
+    if model.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(model.device)})"
+    return {"device": device, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__}
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+

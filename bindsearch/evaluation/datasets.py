@@ -1,0 +1,423 @@
+"""Benchmark datasets read in their official layouts; a layout problem is one `DatasetLayoutError` line.
+
+| reader | layout (ROOT = --root) |
+|---|---|
+| `read_msrvtt` | `MSRVTT_JSFUSION_test.csv` (key,vid_key,video_id,sentence) + `{video_id}.mp4` (or .webm) |
+| `read_clotho` | `clotho_captions_evaluation.csv` (file_name,caption_1..caption_5) + `evaluation/{file_name}` |
+| `read_classification` | `ROOT/<class>/<files>`; ESC-50's `meta/esc50.csv` + `audio/`; `<modality>/` + `scene_class/` |
+| `read_paired` | `ROOT/<folder A>/` and `ROOT/<folder B>/` with files sharing stems; labels optional |
+
+Each reader looks for its files in the few places the public distributions put them (listed per reader),
+checks that every media file the index names exists, and with `limit` keeps the first N items only.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bindsearch.media import EXTENSIONS
+from bindsearch.models.config import canonical_modality
+
+__all__ = [
+    "CaptionedSet",
+    "DatasetLayoutError",
+    "LabelledSet",
+    "PairedSet",
+    "media_extensions",
+    "read_classification",
+    "read_clotho",
+    "read_msrvtt",
+    "read_paired",
+]
+
+
+class DatasetLayoutError(ValueError):
+    """Files on disk do not match a benchmark's layout; the message names what is missing and what was expected."""
+
+
+@dataclass
+class CaptionedSet:
+    """Media items with one or more captions each (MSR-VTT, Clotho)."""
+
+    name: str
+    root: Path
+    modality: str
+    items: list[Path]  # (n_items,)
+    captions: list[str]  # (n_captions,)
+    item_of_caption: np.ndarray  # (n_captions,) int64 index into items
+    layout: str
+
+
+@dataclass
+class LabelledSet:
+    """Media files with one class each (zero-shot classification)."""
+
+    name: str | None  # "esc50" when read from ESC-50's own layout, else None
+    root: Path
+    modality: str
+    paths: list[Path]  # (n,)
+    labels: np.ndarray  # (n,) int64 index into classnames
+    classnames: list[str]
+    layout: str
+
+
+@dataclass
+class PairedSet:
+    """Files of two modalities paired by stem, with optional class labels (NYU-D, LLVIP)."""
+
+    root: Path
+    modalities: tuple[str, str]
+    folders: tuple[Path, Path]
+    paths: tuple[list[Path], list[Path]]  # (n,) each, pair i = (paths[0][i], paths[1][i])
+    stems: list[str]  # (n,)
+    labels: np.ndarray | None  # (n,) int64 index into classnames, or None without class info
+    classnames: list[str] | None
+    layout: str
+    unpaired: dict[str, int] = field(default_factory=dict)  # folder -> files without a partner
+
+
+MSRVTT_CSV = "MSRVTT_JSFUSION_test.csv"
+MSRVTT_LAYOUT = (f"ROOT/{MSRVTT_CSV} (header key,vid_key,video_id,sentence) and videos {{video_id}}.mp4 "
+                 "in ROOT/, ROOT/videos/all/ or ROOT/MSRVTT/videos/all/")
+_MSRVTT_CSV_DIRS = ("", "msrvtt_data", "MSRVTT", "MSRVTT/msrvtt_data", "annotations", "annotation")
+_MSRVTT_VIDEO_DIRS = ("", "videos/all", "videos", "MSRVTT/videos/all", "MSRVTT/videos", "MSRVTT_Videos",
+                      "TestVideo")
+
+CLOTHO_CSV = "clotho_captions_evaluation.csv"
+CLOTHO_LAYOUT = (f"ROOT/{CLOTHO_CSV} (header file_name,caption_1,...,caption_5) and the clips "
+                 "ROOT/evaluation/{file_name}")
+_CLOTHO_CSV_DIRS = ("", "csv_files", "clotho_csv_files", "captions")
+_CLOTHO_AUDIO_DIRS = ("evaluation", "clotho_audio_evaluation/evaluation", "clotho_audio_evaluation",
+                      "audio/evaluation", "clotho_audio_files/evaluation", "")
+_CLOTHO_CAPTIONS = tuple(f"caption_{i}" for i in range(1, 6))
+
+ESC50_LAYOUT = "ROOT/meta/esc50.csv (filename,fold,target,category,...) and ROOT/audio/{filename}"
+CLASS_FOLDERS_LAYOUT = "ROOT/<class name>/<files> (one folder per class, e.g. ROOT/living_room/0001.png)"
+SCENE_CLASS_LAYOUT = "ROOT/<modality>/<stem>.png with ROOT/scene_class/<stem>.txt holding each file's class"
+PAIRED_LAYOUT = ("ROOT/<folder A>/<stem>.* and ROOT/<folder B>/<stem>.* (files of one pair share a stem); "
+                 "optional classes in ROOT/labels.csv (header stem,label) or ROOT/scene_class/<stem>.txt")
+# Folder names tried, in order, for a modality's side of a pair when no folder is given.
+PAIRED_FOLDERS = {"image": ("image", "rgb", "visible", "color"), "depth": ("depth",),
+                  "infrared": ("infrared", "thermal", "ir", "lwir"), "video": ("video", "videos"),
+                  "audio": ("audio",)}
+
+
+def media_extensions(modality: str) -> tuple[str, ...]:
+    """File suffixes (lower case, with dot) read for `modality`: images for image/depth/infrared, plus .npy depth."""
+    modality = canonical_modality(modality)
+    kind = "image" if modality in ("image", "depth", "infrared") else modality
+    extensions = [ext for ext, owner in EXTENSIONS.items() if owner == kind]
+    if modality == "depth":
+        extensions.append(".npy")
+    return tuple(extensions)
+
+
+def read_msrvtt(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
+    """MSR-VTT 1k-A test split: one video per CSV row (first `limit` videos), captions from the `sentence` column."""
+    _check_limit(limit)
+    root = _check_root(root, MSRVTT_LAYOUT)
+    index = _find_index(root, MSRVTT_CSV, _MSRVTT_CSV_DIRS, MSRVTT_LAYOUT)
+    rows = _read_csv(index, ("video_id", "sentence"), "key,vid_key,video_id,sentence", MSRVTT_LAYOUT)
+    video_ids: list[str] = []
+    position: dict[str, int] = {}
+    captions: list[str] = []
+    item_of_caption: list[int] = []
+    for row in rows:
+        video_id = row["video_id"].strip()
+        if video_id not in position:
+            if limit is not None and len(video_ids) == limit:
+                continue
+            position[video_id] = len(video_ids)
+            video_ids.append(video_id)
+        captions.append(row["sentence"].strip())
+        item_of_caption.append(position[video_id])
+    names = [[f"{video_id}.mp4", f"{video_id}.webm"] for video_id in video_ids]
+    items = _locate(root, names, _MSRVTT_VIDEO_DIRS, f"videos listed in {index.name}", MSRVTT_LAYOUT)
+    return CaptionedSet("msrvtt", root, "video", items, captions, np.asarray(item_of_caption, dtype=np.int64),
+                        MSRVTT_LAYOUT)
+
+
+def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
+    """Clotho v2 evaluation split: each clip (first `limit`) with its five captions, stored clip by clip."""
+    _check_limit(limit)
+    root = _check_root(root, CLOTHO_LAYOUT)
+    index = _find_index(root, CLOTHO_CSV, _CLOTHO_CSV_DIRS, CLOTHO_LAYOUT)
+    rows = _read_csv(index, ("file_name", *_CLOTHO_CAPTIONS), "file_name,caption_1,...,caption_5", CLOTHO_LAYOUT)
+    if limit is not None:
+        rows = rows[:limit]
+    captions: list[str] = []
+    item_of_caption: list[int] = []
+    for item, row in enumerate(rows):
+        texts = [row[column].strip() for column in _CLOTHO_CAPTIONS if (row[column] or "").strip()]
+        if not texts:
+            raise DatasetLayoutError(f"{index}: {row['file_name']} has no caption; expected {CLOTHO_LAYOUT}")
+        captions.extend(texts)
+        item_of_caption.extend([item] * len(texts))
+    names = [[row["file_name"]] for row in rows]
+    items = _locate(root, names, _CLOTHO_AUDIO_DIRS, f"clips listed in {index.name}", CLOTHO_LAYOUT)
+    return CaptionedSet("clotho", root, "audio", items, captions, np.asarray(item_of_caption, dtype=np.int64),
+                        CLOTHO_LAYOUT)
+
+
+def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
+                        limit: int | None = None) -> LabelledSet:
+    """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, else `<modality>/` + `scene_class/`,
+    else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N files, taking the classes in turn.
+    """
+    _check_limit(limit)
+    modality = canonical_modality(modality)
+    root = _check_root(root, CLASS_FOLDERS_LAYOUT)
+    if (root / "meta" / "esc50.csv").is_file():
+        data = _read_esc50(root, modality, fold)
+    elif fold is not None:
+        raise DatasetLayoutError(f"--fold applies to ESC-50 only, and {root}/meta/esc50.csv does not exist; "
+                                 f"expected {ESC50_LAYOUT}")
+    elif (root / "scene_class").is_dir() and (folder := _modality_folder(root, modality)) is not None:
+        paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
+        names = _scene_classes(root / "scene_class", [p.stem for p in paths])
+        classnames = sorted(set(names))
+        labels = np.asarray([classnames.index(n) for n in names], dtype=np.int64)
+        data = LabelledSet(None, root, modality, paths, labels, classnames, SCENE_CLASS_LAYOUT)
+    else:
+        data = _read_class_folders(root, modality)
+    if limit is not None:
+        keep = _round_robin(data.labels, limit)
+        data.paths = [data.paths[i] for i in keep]
+        data.labels = data.labels[keep]
+    return data
+
+
+def read_paired(root: str | Path, a: str, b: str, *, a_dir: str | None = None, b_dir: str | None = None,
+                sample: float | None = None, seed: int = 0, limit: int | None = None) -> PairedSet:
+    """Pairs of `a` and `b` files sharing a stem, sorted by stem; `sample` keeps a seeded random fraction
+    (LLVIP's protocol uses 10% of the test pairs), then `limit` the first N pairs.
+    """
+    a, b = canonical_modality(a), canonical_modality(b)
+    if a == b:
+        raise ValueError(f"--a and --b are both {a}; emergent retrieval needs two different modalities")
+    _check_limit(limit)
+    root = _check_root(root, PAIRED_LAYOUT)
+    folder_a = _pair_folder(root, a, a_dir)
+    folder_b = _pair_folder(root, b, b_dir)
+    files_a = _stems(folder_a, a)
+    files_b = _stems(folder_b, b)
+    stems = sorted(set(files_a) & set(files_b))
+    if not stems:
+        raise DatasetLayoutError(f"no file in {folder_a} shares a stem with a file in {folder_b} "
+                                 f"(e.g. {next(iter(files_a))} vs {next(iter(files_b))}); expected {PAIRED_LAYOUT}")
+    unpaired = {str(folder_a): len(files_a) - len(stems), str(folder_b): len(files_b) - len(stems)}
+    if sample is not None:
+        if not 0 < sample <= 1:
+            raise ValueError(f"--sample must be a fraction in (0, 1], got {sample}")
+        count = max(1, round(sample * len(stems)))
+        chosen = np.sort(np.random.default_rng(seed).choice(len(stems), size=count, replace=False))
+        stems = [stems[i] for i in chosen]
+    if limit is not None:
+        stems = stems[:limit]
+    labels, classnames = _pair_labels(root, stems)
+    return PairedSet(root, (a, b), (folder_a, folder_b), ([files_a[s] for s in stems], [files_b[s] for s in stems]),
+                     stems, labels, classnames, PAIRED_LAYOUT, unpaired)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def _check_root(root: str | Path, layout: str) -> Path:
+    """`root` as an absolute Path, or DatasetLayoutError when it is not a folder."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetLayoutError(f"dataset root {root} is not a folder; expected {layout}")
+    return root
+
+
+def _find_index(root: Path, name: str, subdirs: Sequence[str], layout: str) -> Path:
+    """The first `root/<subdir>/<name>` that exists, or DatasetLayoutError listing where it was looked for."""
+    for subdir in subdirs:
+        candidate = root / subdir / name
+        if candidate.is_file():
+            return candidate
+    places = ", ".join(f"ROOT/{d}/" if d else "ROOT/" for d in subdirs)
+    raise DatasetLayoutError(f"{name} not found under {root} (looked in {places}); expected {layout}")
+
+
+def _read_csv(path: Path, required: Sequence[str], header: str, layout: str) -> list[dict[str, str]]:
+    """Rows of a CSV with a header holding every `required` column, or DatasetLayoutError naming the columns."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            reader.fieldnames = columns
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetLayoutError(f"{path} could not be read as CSV ({exc}); expected {layout}") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DatasetLayoutError(f"{path} lacks column(s) {', '.join(missing)} (header: {','.join(columns) or 'none'})"
+                                 f"; expected header {header}")
+    if not rows:
+        raise DatasetLayoutError(f"{path} has a header but no rows; expected {layout}")
+    return rows
+
+
+def _locate(root: Path, names: Sequence[Sequence[str]], subdirs: Sequence[str], what: str, layout: str) -> list[Path]:
+    """For each item, the first of its candidate file names found in one of `root/<subdir>`; all must exist."""
+    listings = []
+    for subdir in subdirs:
+        folder = root / subdir
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                listings.append((folder, {e.name for e in entries if e.is_file()}))
+    found: list[Path] = []
+    missing: list[str] = []
+    for candidates in names:
+        path = next((folder / n for n in candidates for folder, files in listings if n in files), None)
+        if path is None:
+            missing.append(candidates[0])
+        else:
+            found.append(path)
+    if missing:
+        places = ", ".join(f"ROOT/{d}/" if d else "ROOT/" for d in subdirs)
+        raise DatasetLayoutError(f"{len(missing)} of {len(names)} {what} are missing, e.g. {missing[0]!r} "
+                                 f"(looked in {places} under {root}); expected {layout}")
+    return found
+
+
+def _read_esc50(root: Path, modality: str, fold: int | None) -> LabelledSet:
+    """ESC-50 from `meta/esc50.csv`: every clip of `audio/`, or one fold; classes ordered by `target`."""
+    if modality != "audio":
+        raise DatasetLayoutError(f"{root} is laid out as ESC-50 (meta/esc50.csv), an audio set, but the modality "
+                                 f"is {modality}; pass --modality audio")
+    index = root / "meta" / "esc50.csv"
+    rows = _read_csv(index, ("filename", "fold", "target", "category"),
+                     "filename,fold,target,category,esc10,src_file,take", ESC50_LAYOUT)
+    if fold is not None:
+        rows = [r for r in rows if r["fold"].strip() == str(fold)]
+        if not rows:
+            raise DatasetLayoutError(f"{index} has no clip in fold {fold}; ESC-50 has folds 1 to 5")
+    try:
+        by_target = {int(r["target"]): r["category"].strip() for r in rows}
+    except ValueError:
+        raise DatasetLayoutError(f"{index}: the target column must hold integers; expected {ESC50_LAYOUT}") from None
+    classnames = [by_target[t] for t in sorted(by_target)]
+    labels = np.asarray([classnames.index(r["category"].strip()) for r in rows], dtype=np.int64)
+    paths = _locate(root, [[r["filename"].strip()] for r in rows], ("audio",), f"clips listed in {index.name}",
+                    ESC50_LAYOUT)
+    return LabelledSet("esc50", root, "audio", paths, labels, classnames, ESC50_LAYOUT)
+
+
+def _read_class_folders(root: Path, modality: str) -> LabelledSet:
+    """`ROOT/<class>/**/<files>`: classes are the sorted sub-folder names; every class needs a file."""
+    extensions = media_extensions(modality)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetLayoutError(f"{root} has no class folders; expected {CLASS_FOLDERS_LAYOUT}, "
+                                 f"or ESC-50's {ESC50_LAYOUT}")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(folders):
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        if not files:
+            raise DatasetLayoutError(f"class folder {folder} holds no {modality} file ({', '.join(extensions)}); "
+                                     f"expected {CLASS_FOLDERS_LAYOUT}")
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    return LabelledSet(None, root, modality, paths, np.asarray(labels, dtype=np.int64), [f.name for f in folders],
+                       CLASS_FOLDERS_LAYOUT)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+
+
+def _round_robin(labels: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of `limit` items taking the classes in turn (first file of each class, then second...), in order."""
+    turn = np.zeros(labels.shape, dtype=np.int64)
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        turn[where] = np.arange(where.size)
+    order = np.lexsort((labels, turn))
+    return np.sort(order[:limit])
+
+
+def _modality_folder(root: Path, modality: str) -> Path | None:
+    """The first of `PAIRED_FOLDERS[modality]` that exists under root, else None."""
+    for name in PAIRED_FOLDERS.get(modality, (modality,)):
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def _pair_folder(root: Path, modality: str, folder: str | None) -> Path:
+    """The folder holding one side of the pairs: `root/folder`, or the first default name for the modality."""
+    if folder is not None:
+        path = root / folder
+        if not path.is_dir():
+            raise DatasetLayoutError(f"{path} is not a folder; expected {PAIRED_LAYOUT}")
+        return path
+    path = _modality_folder(root, modality)
+    if path is None:
+        tried = " or ".join(f"ROOT/{n}/" for n in PAIRED_FOLDERS.get(modality, (modality,)))
+        raise DatasetLayoutError(f"no {modality} folder under {root} (looked for {tried}; name another with "
+                                 f"--a-dir/--b-dir); expected {PAIRED_LAYOUT}")
+    return path
+
+
+def _media_files(folder: Path, modality: str, layout: str) -> list[Path]:
+    """The `modality` files directly inside `folder`, sorted; none is a layout error."""
+    extensions = media_extensions(modality)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file())
+    if not files:
+        raise DatasetLayoutError(f"{folder} holds no {modality} file ({', '.join(extensions)}); expected {layout}")
+    return files
+
+
+def _stems(folder: Path, modality: str) -> dict[str, Path]:
+    """stem -> file for the `modality` files of `folder`; two files with one stem is a layout error."""
+    by_stem: dict[str, Path] = {}
+    for path in _media_files(folder, modality, PAIRED_LAYOUT):
+        if path.stem in by_stem:
+            raise DatasetLayoutError(f"{by_stem[path.stem].name} and {path.name} in {folder} share a stem, so the "
+                                     f"pairing is ambiguous; expected {PAIRED_LAYOUT}")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _scene_classes(folder: Path, stems: Sequence[str]) -> list[str]:
+    """The class of each stem from `folder/<stem>.txt` (first line; the TUI-NICR NYUv2 layout)."""
+    names = []
+    for stem in stems:
+        path = folder / f"{stem}.txt"
+        if not path.is_file():
+            raise DatasetLayoutError(f"{path} is missing; every file needs its class in scene_class/<stem>.txt "
+                                     f"({SCENE_CLASS_LAYOUT})")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or not lines[0].strip():
+            raise DatasetLayoutError(f"{path} is empty; it should hold the class name on its first line")
+        names.append(lines[0].strip())
+    return names
+
+
+def _pair_labels(root: Path, stems: Sequence[str]) -> tuple[np.ndarray | None, list[str] | None]:
+    """Class of each pair from `labels.csv` (stem,label) or `scene_class/<stem>.txt`; (None, None) without either."""
+    table = root / "labels.csv"
+    if table.is_file():
+        rows = _read_csv(table, ("stem", "label"), "stem,label", PAIRED_LAYOUT)
+        label_of = {r["stem"].strip(): r["label"].strip() for r in rows}
+        unlabelled = [s for s in stems if not label_of.get(s)]
+        if unlabelled:
+            raise DatasetLayoutError(f"{table} gives no label for {len(unlabelled)} pair(s), e.g. {unlabelled[0]!r}; "
+                                     "expected one row stem,label per pair")
+        names = [label_of[s] for s in stems]
+    elif (root / "scene_class").is_dir():
+        names = _scene_classes(root / "scene_class", stems)
+    else:
+        return None, None
+    classnames = sorted(set(names))
+    return np.asarray([classnames.index(n) for n in names], dtype=np.int64), classnames

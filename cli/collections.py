@@ -1,0 +1,213 @@
+"""`bindsearch index | search | classify | list | info | remove`: collections from the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.options import DEFAULT_MODEL, DeviceOption, JsonOption
+
+CollectionOption = Annotated[str, typer.Option(
+    "--collection", "-c", envvar="BINDSEARCH_COLLECTION",
+    help="Collection name (under $BINDSEARCH_HOME/collections) or folder path.")]
+OptionalModel = Annotated[str | None, typer.Option(
+    "--model", "-m", envvar="BINDSEARCH_MODEL",
+    help="Model spec; for an existing collection, the one it was built with is used by default.")]
+WaitOption = Annotated[float, typer.Option("--wait", help="Seconds to wait for another writer to finish.")]
+
+
+def _echo_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=None, default=str))
+
+
+def _progress():
+    if not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", file=sys.stderr, desc="encoding")
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar
+
+
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
+    collection: CollectionOption,
+    modality: Annotated[str, typer.Option(
+        "--modality", help="auto (by extension; images inside depth/ or infrared/ folders count as those), "
+                           "image, video, audio, depth or infrared.")] = "auto",
+    model: OptionalModel = None,
+    device: DeviceOption = "auto",
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Items per encoder batch.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Decoding processes.")] = None,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Embed files into a collection; re-running indexes only what changed and drops what vanished.
+
+    Example: bindsearch index ~/media -c home --model languagebind
+    """
+    from bindsearch import Collection
+
+    col = Collection.open(collection, model=model or _default_model(collection), device=device)
+    update, bar = (None, None) if as_json else _progress()
+    report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
+                     workers=workers, wait=wait, progress=update)
+    if bar is not None:
+        bar.close()
+    guessed = [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(report.guessed.items())]
+    if as_json:
+        _echo_json({"collection": col.name, "new": report.new, "changed": report.changed,
+                    "unchanged": report.unchanged, "removed": report.removed,
+                    "failed": [{"path": str(e.path), "error": e.cause} for e in report.failed],
+                    "skipped": [{"path": str(p), "reason": r} for p, r in report.skipped],
+                    "guessed": guessed, "seconds": round(report.seconds, 3)})
+    else:
+        for g in guessed:
+            typer.echo(f"{g['files']} {g['modality']} file(s) by {g['rule']}", err=True)
+        if report.skipped:
+            typer.echo(f"skipped {len(report.skipped)} file(s) that are not media "
+                       f"(e.g. {report.skipped[0][0]}: {report.skipped[0][1]})", err=True)
+        for e in report.failed:
+            typer.echo(f"error: {e}; skipped", err=True)
+        typer.echo(f"{col.name}: {report.summary()}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _default_model(collection: str) -> str | None:
+    from bindsearch.collection import _directory
+
+    return None if (_directory(collection) / "items.lance").exists() else DEFAULT_MODEL
+
+
+def search(
+    collection: CollectionOption,
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    files: Annotated[list[Path] | None, typer.Option(
+        "--file", "-f", help="Query by example; repeat to fuse several files (and text) into one query.")] = None,
+    file_modality: Annotated[str | None, typer.Option(
+        "--file-modality", help="Modality of the --file(s) when the extension does not say (depth, infrared).")] = None,
+    modality: Annotated[list[str] | None, typer.Option(
+        "--modality", help="Only return items of this modality; repeatable.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of hits.")] = 10,
+    model: OptionalModel = None,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Search a collection by text, by example files of any modality, or both fused.
+
+    Examples: bindsearch search "a dog barking" -c home --modality video;
+    bindsearch search -c home --file room.png --file-modality depth --modality infrared
+    """
+    from bindsearch import Collection
+
+    if text is None and not files:
+        raise typer.BadParameter("give a text query, --file, or both")
+    col = Collection.open(collection, model=model, device=device, create=False)
+    hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k)
+    if as_json:
+        _echo_json({"collection": col.name, "query": {"text": text, "files": [str(f) for f in files or []]},
+                    "hits": [{"rank": r, "score": round(h.score, 6), "modality": h.modality, "path": h.path,
+                              "id": h.id} for r, h in enumerate(hits, 1)]})
+        return
+    for rank, h in enumerate(hits, 1):
+        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}")
+    if not hits:
+        typer.echo("no hits (is the collection empty for that modality?)", err=True)
+
+
+def classify(
+    file: Annotated[Path, typer.Argument(help="A media file.")],
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels.")] = None,
+    labels_file: Annotated[Path | None, typer.Option("--labels-file", help="One label per line.")] = None,
+    file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]
+    = None,
+    model: Annotated[str, typer.Option("--model", "-m", envvar="BINDSEARCH_MODEL", help="Model spec.")]
+    = DEFAULT_MODEL,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Zero-shot X->text: rank labels for a file, with probabilities from the model's logit scale.
+
+    Example: bindsearch classify bark.wav --labels "dog,cat,rain" --model languagebind:audio_ft
+    """
+    from bindsearch import load_model
+    from bindsearch.classify import classify as rank_labels
+
+    names = [s.strip() for s in (labels or "").split(",") if s.strip()]
+    if labels_file is not None:
+        names += [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+    if not names:
+        raise typer.BadParameter("give --labels or --labels-file")
+    ranked = rank_labels(load_model(model, device=device), file, names, file_modality)
+    if as_json:
+        _echo_json({"file": str(file), "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
+        return
+    for label, p in ranked:
+        typer.echo(f"{p:7.2%}  {label}")
+
+
+def list_(as_json: JsonOption = False) -> None:
+    """List collections under $BINDSEARCH_HOME.
+
+    Example: bindsearch list --json
+    """
+    from bindsearch.collection import collections_home, list_collections
+
+    names = list_collections()
+    if as_json:
+        _echo_json({"home": str(collections_home()), "collections": names})
+        return
+    for name in names:
+        typer.echo(name)
+    if not names:
+        typer.echo(f"no collections in {collections_home()}", err=True)
+
+
+def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
+    """Show a collection's size per modality, encoder and location.
+
+    Example: bindsearch info -c home
+    """
+    from bindsearch import Collection
+
+    stats = Collection.open(collection, create=False).stats()
+    if as_json:
+        _echo_json(stats)
+        return
+    typer.echo(f"{stats['name']}  ({stats['path']})")
+    typer.echo(f"  encoder  {stats['encoder']['spec']}  {stats['encoder']['dim']}-d  "
+               f"checkpoint {stats['encoder']['checkpoint']}")
+    typer.echo(f"  items    {stats['items']}")
+    for m, n in stats["modalities"].items():
+        typer.echo(f"    {m:<9}{n}")
+
+
+def remove(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to forget.")],
+    collection: CollectionOption,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Forget files (the media files themselves are untouched).
+
+    Example: bindsearch remove -c home ~/media/old
+    """
+    from bindsearch import Collection
+
+    col = Collection.open(collection, create=False)
+    n = col.remove(paths, wait=wait)
+    if as_json:
+        _echo_json({"collection": col.name, "removed": n})
+    else:
+        typer.echo(f"{col.name}: removed {n} item(s)")

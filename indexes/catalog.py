@@ -1,0 +1,350 @@
+"""The LanceDB catalog, the source of truth: one row per item (path, modality, size, mtime, content hash, vector).
+
+Every write is one LanceDB commit (a new table version). A commit becomes visible atomically when its manifest
+is renamed into place, so a writer killed mid-write leaves the last committed version readable. The encoder
+that made the vectors lives in the table's schema metadata; opening with another encoder is refused.
+Hold a `CollectionLock` around writes: ids are allocated by the caller (or by `add`) from `next_id()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["Catalog", "CatalogError", "EncoderInfo", "EncoderMismatchError", "Item"]
+
+TABLE = "items"
+_ENCODER_KEY = b"bindsearch.encoder"
+_COLLECTION_KEY = b"bindsearch.collection_id"
+_IN_CHUNK = 1000  # ids or paths per SQL `IN (...)` list
+
+
+class CatalogError(ValueError):
+    """A catalog cannot be opened or written as asked."""
+
+
+class EncoderMismatchError(CatalogError):
+    """The collection's vectors were made by another encoder than the one given."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Where vectors come from: the model spec users type, its checkpoint, dimension and metric."""
+
+    name: str
+    checkpoint: str
+    dim: int
+    metric: str = "cosine"
+
+    def describe(self) -> str:
+        """'languagebind:video_ft (checkpoint abc, 768-d, cosine)'."""
+        return f"{self.name} (checkpoint {self.checkpoint}, {self.dim}-d, {self.metric})"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogued file, without its vector. `id` and `added_at` are filled in by `Catalog.add` when None."""
+
+    path: str
+    modality: str
+    size: int
+    mtime: float
+    content_hash: str
+    id: int | None = None
+    added_at: datetime | None = None
+
+
+class Catalog:
+    """A LanceDB table of items and their (n, dim) float32 vectors, tied to one encoder."""
+
+    def __init__(self, directory: Path, table: lancedb.table.Table, encoder: EncoderInfo, collection_id: str) -> None:
+        """Use `Catalog.open`; this wraps an already opened table."""
+        self.directory = directory
+        self.table = table
+        self.encoder = encoder
+        self.collection_id = collection_id
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, encoder: EncoderInfo | None = None) -> Catalog:
+        """Open the catalog in directory, creating it for encoder if absent; encoder=None opens with the stored one."""
+        directory = Path(directory).absolute()
+        # A zero interval re-reads the latest manifest on every call, so readers see other processes' commits.
+        db = lancedb.connect(directory, read_consistency_interval=timedelta(0))
+        try:
+            table = db.open_table(TABLE)
+        except ValueError:  # "Table 'items' was not found"
+            table = None
+        if table is not None:
+            return cls._checked(directory, table, encoder)
+        if encoder is None:
+            raise CatalogError(f"no collection at {directory}; create it by indexing files with an encoder")
+        collection_id = uuid.uuid4().hex
+        schema = _schema(encoder.dim).with_metadata(
+            {_ENCODER_KEY: json.dumps(asdict(encoder)).encode(), _COLLECTION_KEY: collection_id.encode()}
+        )
+        try:
+            table = db.create_table(TABLE, schema=schema)
+        except ValueError:  # "Table 'items' already exists": another process created it first
+            return cls._checked(directory, db.open_table(TABLE), encoder)
+        return cls(directory, table, encoder, collection_id)
+
+    @classmethod
+    def _checked(cls, directory: Path, table: lancedb.table.Table, encoder: EncoderInfo | None) -> Catalog:
+        metadata = table.schema.metadata or {}
+        if _ENCODER_KEY not in metadata:
+            raise CatalogError(f"{directory} holds a LanceDB table {TABLE!r} that bindsearch did not create")
+        stored = EncoderInfo(**json.loads(metadata[_ENCODER_KEY]))
+        if encoder is not None and encoder != stored:
+            raise EncoderMismatchError(
+                f"the collection at {directory} was built with encoder {stored.describe()}, not "
+                f"{encoder.describe()}. Search it with {stored.name!r}, or index into a new collection "
+                f"directory (or delete {directory}) to use {encoder.name!r}."
+            )
+        return cls(directory, table, stored, metadata[_COLLECTION_KEY].decode())
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self.encoder.dim
+
+    @property
+    def version(self) -> int:
+        """The LanceDB table version: it grows by one with every commit."""
+        return self.table.version
+
+    def fingerprint(self) -> str:
+        """Changes with every commit, and between collections: what a cached FAISS index is checked against."""
+        encoder = hashlib.sha256(json.dumps(asdict(self.encoder), sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.collection_id}:{encoder}:v{self.version}"
+
+    def pinned(self) -> Catalog:
+        """A read-only view of the current version: reads stay consistent while others write."""
+        table = lancedb.connect(self.directory).open_table(TABLE)
+        table.checkout(self.version)
+        return Catalog(self.directory, table, self.encoder, self.collection_id)
+
+    def add(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray:
+        """Add items with their vectors (n, dim) float32 in one commit; returns their ids (n,) int64."""
+        vectors = self._check_vectors(vectors, len(items))
+        if not items:
+            return np.empty(0, np.int64)
+        _check_paths(items)
+        keys = [(item.path, item.modality) for item in items]
+        if len(set(keys)) != len(keys):
+            raise CatalogError("the same (path, modality) appears twice in one add")
+        existing = {(item.path, item.modality) for item in _flat(self.lookup_paths(path for path, _ in keys))}
+        clash = [key for key in keys if key in existing]
+        if clash:
+            raise CatalogError(f"already catalogued: {clash[:3]}; delete those rows first or use upsert")
+        items = self._assign_ids(items)
+        ids = np.array([item.id for item in items], np.int64)
+        if len(np.unique(ids)) != len(ids) or self._any_ids(ids):
+            raise CatalogError("ids must be new and unique; allocate them from next_id() or leave them None")
+        self.table.add(self._arrow(items, vectors))
+        return ids
+
+    def upsert(self, items: Sequence[Item], vectors: np.ndarray) -> None:
+        """Replace the rows whose id exists and insert the rest, in one commit: re-indexed files keep their id."""
+        vectors = self._check_vectors(vectors, len(items))
+        if not items:
+            return
+        _check_paths(items)
+        if any(item.id is None for item in items):
+            raise CatalogError("upsert needs ids; use add for new items")
+        data = self._arrow(items, vectors)
+        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def delete(self, ids: Iterable[int]) -> None:
+        """Delete the rows with these ids (unknown ids are ignored) in one commit."""
+        ids = np.unique(np.fromiter(ids, np.int64))
+        if len(ids):
+            self.table.delete(_in("id", ids))
+
+    def get(self, ids: Iterable[int]) -> dict[int, Item]:
+        """The items with these ids (absent ones left out), keyed by id."""
+        ids = np.unique(np.fromiter(ids, np.int64))
+        found: dict[int, Item] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            rows = self._query(_in("id", ids[start : start + _IN_CHUNK]), _ITEM_COLUMNS).to_pylist()
+            found.update((row["id"], Item(**row)) for row in rows)
+        return found
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Vectors (n, dim) float32 of ids, in the order given; KeyError names the first id not catalogued."""
+        ids = np.asarray(ids, np.int64)
+        unique = np.unique(ids)
+        out = np.empty((len(unique), self.dim), np.float32)
+        seen = np.zeros(len(unique), bool)
+        for start in range(0, len(unique), _IN_CHUNK):
+            table = self._query(_in("id", unique[start : start + _IN_CHUNK]), ["id", "vector"])
+            rows = np.searchsorted(unique, table["id"].to_numpy())
+            out[rows] = _vectors(table["vector"], self.dim)
+            seen[rows] = True
+        if not seen.all():
+            raise KeyError(f"id {int(unique[~seen][0])} is not in the catalog")
+        return out[np.searchsorted(unique, ids)]
+
+    def lookup_paths(self, paths: Iterable[str]) -> dict[str, list[Item]]:
+        """The items catalogued under each of these absolute paths (usually one; one per modality), keyed by path."""
+        paths = sorted(set(paths))
+        found: dict[str, list[Item]] = {}
+        for start in range(0, len(paths), _IN_CHUNK):
+            for row in self._query(_in("path", paths[start : start + _IN_CHUNK]), _ITEM_COLUMNS).to_pylist():
+                found.setdefault(row["path"], []).append(Item(**row))
+        return found
+
+    def items(self, modality: str | None = None, batch_size: int = 10_000) -> Iterator[Item]:
+        """Every item (of one modality), streamed without vectors."""
+        for batch in self._scan(modality, _ITEM_COLUMNS, batch_size):
+            yield from (Item(**row) for row in batch.to_pylist())
+
+    def iter_vectors(
+        self, modality: str | None = None, batch_size: int = 8192
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (ids (n,) int64, vectors (n, dim) float32) with n <= batch_size: memory stays bounded."""
+        for batch in self._scan(modality, ["id", "vector"], batch_size):
+            if batch.num_rows:
+                yield batch.column("id").to_numpy(), _vectors(batch.column("vector"), self.dim)
+
+    def count(self, modality: str | None = None) -> int:
+        """Number of items (of one modality)."""
+        return self.table.count_rows(_modality_filter(modality))
+
+    def modalities(self) -> list[str]:
+        """The modalities present, sorted."""
+        column = self._query(None, ["modality"])["modality"]
+        return sorted(m for m in pc.unique(column).to_pylist() if m is not None)
+
+    def next_id(self) -> int:
+        """One more than the largest id present (0 when empty): the first id `add` would allocate."""
+        largest = pc.max(self._query(None, ["id"])["id"]).as_py()
+        return 0 if largest is None else largest + 1
+
+    def compact(self, keep_versions_for: timedelta = timedelta(days=7)) -> None:
+        """Merge the small files of many adds and drop versions older than keep_versions_for (a new version)."""
+        self.table.optimize(cleanup_older_than=keep_versions_for)
+
+    def __len__(self) -> int:
+        """Number of items."""
+        return self.count()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.directory)!r}, encoder={self.encoder.name!r}, version={self.version})"
+
+    def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            got = vectors.shape[1] if vectors.ndim == 2 else f"shape {vectors.shape}"
+            raise ValueError(f"vectors: expected dimension {self.dim}, got {got}")
+        if len(vectors) != n:
+            raise ValueError(f"got {n} items for {len(vectors)} vectors")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinite values")
+        return np.ascontiguousarray(vectors)
+
+    def _assign_ids(self, items: Sequence[Item]) -> list[Item]:
+        now = datetime.now(timezone.utc)
+        next_id = 0
+        if any(item.id is None for item in items):
+            next_id = max([self.next_id(), *(item.id + 1 for item in items if item.id is not None)])
+        out = []
+        for item in items:
+            if item.id is None:
+                item = replace(item, id=next_id)
+                next_id += 1
+            out.append(item if item.added_at is not None else replace(item, added_at=now))
+        return out
+
+    def _any_ids(self, ids: np.ndarray) -> bool:
+        return any(self.table.count_rows(_in("id", ids[s : s + _IN_CHUNK])) for s in range(0, len(ids), _IN_CHUNK))
+
+    def _arrow(self, items: Sequence[Item], vectors: np.ndarray) -> pa.Table:
+        now = datetime.now(timezone.utc)
+        columns = {
+            "id": pa.array([item.id for item in items], pa.int64()),
+            "path": pa.array([item.path for item in items], pa.string()),
+            "modality": pa.array([item.modality for item in items], pa.string()),
+            "size": pa.array([item.size for item in items], pa.int64()),
+            "mtime": pa.array([item.mtime for item in items], pa.float64()),
+            "content_hash": pa.array([item.content_hash for item in items], pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim),
+            "added_at": pa.array([item.added_at or now for item in items], pa.timestamp("us", tz="UTC")),
+        }
+        return pa.table(columns, schema=_schema(self.dim))
+
+    def _query(self, where: str | None, columns: list[str]) -> pa.Table:
+        query = self.table.search().select(columns)
+        if where:
+            query = query.where(where)
+        return query.to_arrow()
+
+    def _scan(self, modality: str | None, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        query = self.table.search().select(columns)
+        where = _modality_filter(modality)
+        if where:
+            query = query.where(where)
+        yield from query.to_batches(batch_size)
+
+
+_ITEM_COLUMNS = ["id", "path", "modality", "size", "mtime", "content_hash", "added_at"]
+
+
+def _schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("mtime", pa.float64(), nullable=False),
+            pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+            pa.field("added_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+
+
+def _vectors(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+
+
+def _check_paths(items: Sequence[Item]) -> None:
+    relative = [item.path for item in items if not os.path.isabs(item.path)]
+    if relative:
+        raise CatalogError(f"catalog paths must be absolute, got {relative[0]!r}")
+
+
+def _flat(groups: dict[str, list[Item]]) -> Iterator[Item]:
+    for items in groups.values():
+        yield from items
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in(column: str, values: Sequence) -> str:
+    if len(values) and isinstance(values[0], str):
+        listed = ",".join(_sql_string(v) for v in values)
+    else:
+        listed = ",".join(str(int(v)) for v in values)
+    return f"{column} IN ({listed})" if listed else "false"
+
+
+def _modality_filter(modality: str | None) -> str | None:
+    return None if modality is None else f"modality = {_sql_string(modality)}"

@@ -1,0 +1,361 @@
+"""Benchmarks end to end on tiny replicas in the official layouts: the CLI with `random:tiny`, exact metrics with
+an encoder whose vectors the test chooses, layout errors, --limit, the embedding cache and decode failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from replicas import make_class_folders, make_clotho, make_esc50, make_msrvtt, make_paired
+from typer.testing import CliRunner
+
+from bindsearch import media
+from bindsearch.evaluation import (
+    DatasetLayoutError,
+    RunOptions,
+    class_prompts,
+    paper_numbers,
+    published_checkpoint,
+    run_clotho,
+    run_emergent,
+    run_msrvtt,
+    run_zeroshot,
+)
+from bindsearch.models import EmbeddingModel, Preprocess
+from cli.bench import app, main
+
+JSON_KEYS = {"benchmark", "dataset", "model", "checkpoint", "dataset_root", "layout", "modalities", "n_items",
+             "n_queries", "directions", "paper", "paper_model", "baselines", "failed", "limit", "seconds", "cache",
+             "hardware", "classes", "notes"}
+RETRIEVAL_KEYS = {"R@1", "R@5", "R@10", "MdR", "MnR", "n_queries"}
+IN_PROCESS = RunOptions(workers=0)
+
+
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+
+
+class KnownVectors(EmbeddingModel):
+    """An encoder whose vectors the test sets: media files by their decoded content, texts by their string."""
+
+    def __init__(self, dim: int = 8, spec: str = "known-vectors"):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the model a device and a dtype
+        prep = Preprocess(image_size=32, num_frames=4, num_mel_bins=32, target_length=64)
+        self.preprocess = dict.fromkeys(("image", "infrared", "depth", "video", "audio"), prep)
+        self.spec, self.checkpoint, self._dim = spec, "test", dim
+        self.media_vectors: dict[tuple[str, str], torch.Tensor] = {}
+        self.texts: list[str] = []
+        self.text_vectors: list[torch.Tensor] = []
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def set_file(self, modality: str, path: Path, vector) -> None:
+        decoded = media.load(modality, path, self.preprocess[modality])
+        self.media_vectors[(modality, _digest(decoded))] = torch.as_tensor(vector, dtype=torch.float32)
+
+    def set_text(self, text: str, vector) -> None:
+        self.texts.append(text)
+        self.text_vectors.append(torch.as_tensor(vector, dtype=torch.float32))
+
+    def tokenize(self, texts):
+        return torch.tensor([[len(self.texts) - 1 - self.texts[::-1].index(t)] for t in texts])
+
+    def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        self.calls[modality] += len(batch)
+        if modality == "text":
+            return torch.stack([self.text_vectors[int(i)] for i in batch[:, 0]])
+        return torch.stack([self.media_vectors[(modality, _digest(x))] for x in batch])
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
+
+
+def one_hot(i: int, dim: int = 8) -> np.ndarray:
+    return np.eye(dim, dtype=np.float32)[i]
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def invoke(*args: str) -> dict:
+    """Run `bindsearch bench ...` with --json; return the parsed JSON (and check it matches --out)."""
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def check_retrieval(metrics: dict, n_queries: int, n_items: int) -> None:
+    assert set(metrics) == RETRIEVAL_KEYS
+    assert metrics["n_queries"] == n_queries
+    assert all(0 <= metrics[k] <= 100 for k in ("R@1", "R@5", "R@10"))
+    assert metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"]
+    assert 1 <= metrics["MdR"] <= n_items and 1 <= metrics["MnR"] <= n_items
+
+
+# -- end to end through the CLI with the tiny random model ---------------------------------------------------
+
+
+def test_msrvtt_cli_end_to_end_writes_the_documented_json(tmp_path):
+    make_msrvtt(tmp_path / "msrvtt", n_videos=6)
+    out = tmp_path / "msrvtt.json"
+    result = invoke("msrvtt", "--root", str(tmp_path / "msrvtt"), "--model", "random:tiny", "--out", str(out))
+    assert set(result) == JSON_KEYS and json.loads(out.read_text()) == result
+    assert (result["benchmark"], result["n_items"], result["n_queries"], result["failed"]) == ("msrvtt", 6, 6, [])
+    assert set(result["directions"]) == {"text->video", "video->text"}
+    check_retrieval(result["directions"]["text->video"], 6, 6)
+    check_retrieval(result["directions"]["video->text"], 6, 6)
+    assert result["paper"] == {} and result["paper_model"] is None  # random weights: no paper number applies
+
+
+def test_clotho_cli_end_to_end(tmp_path):
+    make_clotho(tmp_path / "clotho", n_clips=4)
+    result = invoke("clotho", "--root", str(tmp_path / "clotho"), "--model", "random:tiny")
+    assert set(result) == JSON_KEYS and (result["n_items"], result["n_queries"]) == (4, 20)
+    check_retrieval(result["directions"]["text->audio"], 20, 4)
+    check_retrieval(result["directions"]["audio->text"], 4, 20)
+
+
+def test_zeroshot_cli_on_class_folders_and_on_esc50(tmp_path):
+    make_class_folders(tmp_path / "nyud", "depth")
+    result = invoke("zeroshot", "--root", str(tmp_path / "nyud"), "--model", "random:tiny", "--modality", "depth")
+    assert result["dataset"] == "nyud" and result["classes"] == ["bathroom", "bedroom", "living_room"]
+    accuracy = result["directions"]["depth->class"]
+    assert set(accuracy) == {"top1", "n_items"} and accuracy["n_items"] == 6  # top-5 only with > 5 classes
+    assert 0 <= accuracy["top1"] <= 100 and result["baselines"] == {"ImageBind-Huge": {"depth->class": {"top1": 54.0}}}
+
+    make_esc50(tmp_path / "ESC-50-master")
+    result = invoke("zeroshot", "--root", str(tmp_path / "ESC-50-master"), "--model", "random:tiny", "--fold", "1")
+    assert result["dataset"] == "esc50" and result["modalities"] == ["audio"] and result["n_items"] == 3
+    assert result["classes"] == ["dog", "chirping_birds", "vacuum_cleaner"]  # ordered by ESC-50's target column
+
+
+def test_emergent_cli_with_scene_classes_and_with_llvip_folders(tmp_path):
+    make_paired(tmp_path / "nyuv2" / "test", labels="scene_class")
+    result = invoke("emergent", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny")
+    assert set(result["directions"]) == {"image->depth", "depth->image", "image->class", "depth->class",
+                                         "image+depth->class"}
+    check_retrieval(result["directions"]["image->depth"], 4, 4)
+    assert result["dataset"] == "nyud" and result["n_items"] == 4
+
+    make_paired(tmp_path / "LLVIP", a_dir="visible/test", b_dir="infrared/test")
+    result = invoke("emergent", "--root", str(tmp_path / "LLVIP"), "--model", "random:tiny", "--b", "infrared",
+                    "--a-dir", "visible/test", "--b-dir", "infrared/test")
+    assert set(result["directions"]) == {"image->infrared", "infrared->image"} and result["classes"] is None
+
+
+def test_table_shows_ours_beside_the_paper(tmp_path):
+    make_clotho(tmp_path / "clotho", n_clips=2)
+    result = CliRunner().invoke(app, ["clotho", "--root", str(tmp_path / "clotho"), "-m", "random:tiny"])
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.stdout.splitlines()]
+    at = next(i for i, cells in enumerate(lines) if cells[:1] == ["direction"])
+    assert lines[at][:4] == ["direction", "metric", "ours", "paper"]
+    assert lines[at + 1][:2] == ["text->audio", "R@1"] and lines[at + 1][-1] == "-"
+
+
+# -- exact metrics with chosen vectors -----------------------------------------------------------------------
+
+
+def test_msrvtt_metrics_follow_the_csv_pairing(tmp_path):
+    rows = make_msrvtt(tmp_path / "msrvtt", n_videos=6)
+    model = KnownVectors(spec="languagebind:video_ft")
+    for i, (video_id, sentence) in enumerate(rows):
+        model.set_file("video", tmp_path / "msrvtt" / "videos" / "all" / f"{video_id}.mp4", one_hot(i))
+        model.set_text(sentence, one_hot(1 if i == 0 else i))  # caption 0 points at video 1
+    result = run_msrvtt(model, tmp_path / "msrvtt", options=IN_PROCESS)
+    t2v, v2t = result.directions["text->video"], result.directions["video->text"]
+    # caption 0 ties its video with 4 others at 0 and loses to video 1: rank 6 (ties count against the query)
+    assert t2v["R@1"] == pytest.approx(500 / 6) and t2v["R@10"] == 100 and t2v["MnR"] == pytest.approx(11 / 6)
+    # video 0: every caption scores 0 -> rank 6; video 1: caption 0 ties its own caption -> rank 2
+    assert v2t["R@1"] == pytest.approx(400 / 6) and v2t["MnR"] == pytest.approx(12 / 6)
+    assert result.paper == {"text->video": {"R@1": 42.7}} and result.paper_model == "languagebind:video_ft"
+    assert "42.7" in result.table()
+
+
+def test_clotho_audio_to_text_counts_any_of_five_captions(tmp_path):
+    clips = make_clotho(tmp_path / "clotho", n_clips=4)
+    model = KnownVectors()
+    for i, (name, captions) in enumerate(clips):
+        model.set_file("audio", tmp_path / "clotho" / "evaluation" / name, one_hot(i))
+        for j, caption in enumerate(captions):
+            model.set_text(caption, one_hot(1 if (i, j) == (0, 4) else i))  # one caption of clip 0 fits clip 1
+    result = run_clotho(model, tmp_path / "clotho", options=IN_PROCESS)
+    assert result.directions["text->audio"]["R@1"] == pytest.approx(95.0)  # 19 of 20 captions
+    # clip 0 keeps 4 exact captions (rank 1); clip 1 ties with clip 0's stray caption (rank 2)
+    assert result.directions["audio->text"]["R@1"] == pytest.approx(75.0)
+    assert result.directions["audio->text"]["n_queries"] == 4
+
+
+def test_zeroshot_accuracy_with_known_class_vectors(tmp_path):
+    files = make_class_folders(tmp_path / "scenes", "depth")
+    classes = sorted({name for _, name in files})
+    model = KnownVectors()
+    for k, (path, name) in enumerate(files):
+        model.set_file("depth", path, one_hot(1 if k == 1 else classes.index(name)))  # the 2nd file looks wrong
+    for c, prompts in enumerate(class_prompts(classes, "depth")):
+        for prompt in prompts:
+            model.set_text(prompt, one_hot(c))
+    result = run_zeroshot(model, tmp_path / "scenes", modality="depth", options=IN_PROCESS)
+    assert result.directions["depth->class"]["top1"] == pytest.approx(500 / 6)
+
+
+def test_emergent_retrieval_directions_and_fused_query(tmp_path):
+    pairs = make_paired(tmp_path / "pairs", n_pairs=4)
+    model = KnownVectors()
+    for i, (rgb, depth, _) in enumerate(pairs):
+        model.set_file("image", rgb, one_hot(i))
+        model.set_file("depth", depth, one_hot(0 if i == 3 else i))  # depth 3 looks like depth 0
+    result = run_emergent(model, tmp_path / "pairs", options=IN_PROCESS)
+    assert result.directions["image->depth"]["R@1"] == 50 and result.directions["image->depth"]["MnR"] == 2
+    assert result.directions["depth->image"]["R@1"] == 75
+
+    pairs = make_paired(tmp_path / "nyud", n_pairs=2, labels="labels.csv", classes=("kitchen", "office"))
+    model = KnownVectors(spec="languagebind:image,languagebind:depth")
+    kitchen, office = one_hot(6), one_hot(7)
+    # each single modality is wrong on one pair; their mean is right on both
+    model.set_file("image", pairs[0][0], unit(kitchen + 2 * office))
+    model.set_file("depth", pairs[0][1], unit(kitchen))
+    model.set_file("image", pairs[1][0], unit(office))
+    model.set_file("depth", pairs[1][1], unit(2 * kitchen + office))
+    for modality in ("image", "depth"):
+        for c, prompts in enumerate(class_prompts(["kitchen", "office"], modality)):
+            for prompt in prompts:
+                model.set_text(prompt, (kitchen, office)[c])
+    result = run_emergent(model, tmp_path / "nyud", options=IN_PROCESS)
+    top1 = {d: m["top1"] for d, m in result.directions.items() if d.endswith("->class")}
+    assert top1 == {"image->class": 50, "depth->class": 50, "image+depth->class": 100}
+    assert result.paper["image+depth->class"] == {"top1": 77.4} and result.dataset == "nyud"
+
+
+# -- layouts, --limit, cache, failures -----------------------------------------------------------------------
+
+
+def _break_missing_csv(root: Path) -> tuple[str, list[str], str]:
+    make_msrvtt(root, n_videos=2)
+    (root / "MSRVTT_JSFUSION_test.csv").unlink()
+    return "msrvtt", [], "MSRVTT_JSFUSION_test.csv not found"
+
+
+def _break_missing_video(root: Path) -> tuple[str, list[str], str]:
+    rows = make_msrvtt(root, n_videos=3)
+    (root / "videos" / "all" / f"{rows[1][0]}.mp4").unlink()
+    return "msrvtt", [], f"'{rows[1][0]}.mp4'"
+
+
+def _break_missing_clip(root: Path) -> tuple[str, list[str], str]:
+    clips = make_clotho(root, n_clips=2)
+    (root / "evaluation" / clips[0][0]).unlink()
+    return "clotho", [], repr(clips[0][0])
+
+
+def _break_empty_class(root: Path) -> tuple[str, list[str], str]:
+    make_class_folders(root, "image", classes=("cat", "dog"), per_class=1)
+    (root / "zebra").mkdir()
+    return "zeroshot", ["--modality", "image"], "class folder " + str((root / "zebra").resolve())
+
+
+def _break_header(root: Path) -> tuple[str, list[str], str]:
+    make_clotho(root, n_clips=1)
+    path = root / "clotho_captions_evaluation.csv"
+    path.write_text(path.read_text().replace("file_name", "filename", 1))
+    return "clotho", [], "lacks column(s) file_name"
+
+
+@pytest.mark.parametrize("breaker", [_break_missing_csv, _break_missing_video, _break_missing_clip,
+                                     _break_empty_class, _break_header])
+def test_wrong_layout_is_one_error_line_naming_the_missing_part(tmp_path, capsys, breaker):
+    command, extra, missing = breaker(tmp_path / "data")
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--root", str(tmp_path / "data"), "--model", "random:tiny", *extra])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err
+    assert err.startswith("error: ") and missing in err and "expected" in err
+
+
+def test_layout_error_comes_before_loading_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetLayoutError, match="MSRVTT_JSFUSION_test.csv"):
+        run_msrvtt("languagebind:video_ft", tmp_path / "empty")  # not downloadable here: must not be reached
+
+
+def test_limit_takes_the_first_items_and_their_captions(tmp_path, tiny_model):
+    rows = make_msrvtt(tmp_path / "msrvtt", n_videos=5)
+    result = run_msrvtt(tiny_model, tmp_path / "msrvtt", limit=3, options=IN_PROCESS)
+    assert (result.n_items, result.n_queries, result.limit) == (3, 3, 3)
+    files = make_class_folders(tmp_path / "scenes", "image", classes=("a", "b", "c"), per_class=3)
+    result = run_zeroshot(tiny_model, tmp_path / "scenes", modality="image", limit=4, options=IN_PROCESS)
+    assert result.n_items == 4 and result.classes == ["a", "b", "c"] and len(files) == 9 and len(rows) == 5
+
+
+def test_rerun_reads_the_cache_and_a_changed_file_is_encoded_again(tmp_path, tiny_model, monkeypatch):
+    make_clotho(tmp_path / "clotho", n_clips=3)
+    calls: Counter[str] = Counter()
+    original = tiny_model.encode_batch
+
+    def counting(modality, batch):
+        calls[modality] += len(batch)
+        return original(modality, batch)
+
+    monkeypatch.setattr(tiny_model, "encode_batch", counting)
+    first = run_clotho(tiny_model, tmp_path / "clotho", options=IN_PROCESS)
+    assert calls == {"audio": 3, "text": 15} and first.cache["encoded"] == 18
+    assert Path(first.cache["path"]).is_relative_to(tmp_path / "home" / "cache")
+    second = run_clotho(tiny_model, tmp_path / "clotho", options=IN_PROCESS)
+    assert calls == {"audio": 3, "text": 15} and (second.cache["hits"], second.cache["encoded"]) == (18, 0)
+    assert second.directions == first.directions
+
+    clip = next((tmp_path / "clotho" / "evaluation").iterdir())
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))
+    third = run_clotho(tiny_model, tmp_path / "clotho", options=IN_PROCESS)
+    assert calls["audio"] == 4 and third.cache["encoded"] == 1
+
+
+def test_undecodable_file_is_reported_and_the_rest_evaluated(tmp_path, capsys):
+    rows = make_msrvtt(tmp_path / "msrvtt", n_videos=4)
+    broken = tmp_path / "msrvtt" / "videos" / "all" / f"{rows[2][0]}.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["msrvtt", "--root", str(tmp_path / "msrvtt"), "-m", "random:tiny", "--out", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [f["path"] for f in result["failed"]] == [str(broken)]
+    assert (result["n_items"], result["n_queries"]) == (3, 3) and "other 3 of 4" in result["notes"][0]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {broken}: {result['failed'][0]['error']}; skipped"]
+
+
+def test_paper_numbers_match_published_checkpoints_only():
+    assert published_checkpoint("LanguageBind/LanguageBind_Video_FT", "video") == "languagebind:video_ft"
+    cached = "/hf/models--LanguageBind--LanguageBind_Audio/snapshots/0123abc"
+    assert published_checkpoint(f"languagebind:depth,{cached}", "audio") == "languagebind:audio"
+    assert published_checkpoint("~/ckpt/LanguageBind_Thermal", "infrared") == "languagebind:thermal"
+    assert published_checkpoint("random:tiny", "video") is None
+    assert paper_numbers("clotho", "clotho", "languagebind:audio_ft", ("audio",))[1] == {
+        "text->audio": {"R@1": 16.7, "R@10": 52.0}}
+    assert paper_numbers("zeroshot", "esc50", "languagebind:audio", ("audio",))[1] == {"audio->class": {"top1": 91.8}}
+    assert paper_numbers("emergent", "llvip", "languagebind:image", ("image", "infrared"))[1] == {}
+
+
+def test_benchmark_script_runs_end_to_end(tmp_path):
+    make_paired(tmp_path / "nyuv2", n_pairs=3)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "emergent.py"
+    done = subprocess.run([sys.executable, str(script), "--root", str(tmp_path / "nyuv2"), "--model", "random:tiny",
+                           "--workers", "0", "--out", str(tmp_path / "e.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "image->depth" in done.stdout and json.loads((tmp_path / "e.json").read_text())["n_items"] == 3

@@ -1,0 +1,208 @@
+"""Collections: incremental, crash-safe ingest; search by text, by files, fused; the CLI around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindsearch import Collection, CollectionError
+from bindsearch.media.writers import write_image
+from indexes import Catalog, CollectionLock, EncoderMismatchError, LockTimeout
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _messy_folder(root: Path) -> dict[str, Path]:
+    from conftest import make_media
+
+    good = {}
+    for i in range(2):
+        for modality, path in make_media(root / f"set{i}", seed=i).items():
+            good[f"{modality}{i}"] = path
+    (root / "broken").mkdir()
+    (root / "broken" / "empty.mp4").touch()
+    wav = good["audio0"].read_bytes()
+    (root / "broken" / "cut.wav").write_bytes(wav[: len(wav) // 3])
+    (root / "broken" / "notes.png").write_text("this is text, not a picture")
+    (root / "broken" / "gone.mp4").symlink_to(root / "nowhere.mp4")  # unreadable: a dangling link
+    (root / "README.txt").write_text("not media: ignored, not an error")
+    return good
+
+
+@pytest.fixture
+def cli(run_cli):
+    """`cli(*args)` -> (exit code, stdout, stderr); `cli.ok(*args)` -> stdout of a command that must succeed."""
+
+    class Cli:
+        def __call__(self, *args):
+            return run_cli(*args)
+
+        def ok(self, *args):
+            code, out, err = run_cli(*args)
+            assert code == 0, err
+            return out
+
+        def json(self, *args):
+            return json.loads(self.ok(*args, "--json"))
+
+    return Cli()
+
+
+def test_index_keeps_good_files_names_bad_ones_and_is_incremental(tmp_path, home, cli):
+    good = _messy_folder(tmp_path / "media")
+    code, out, _ = cli("index", tmp_path / "media", "-c", "mixed", "--model", "random:tiny", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["new"] == len(good) and report["changed"] == 0
+    failed = {Path(f["path"]).name for f in report["failed"]}
+    assert failed == {"empty.mp4", "cut.wav", "notes.png", "gone.mp4"}
+    assert all(f["error"] and "\n" not in f["error"] for f in report["failed"])
+    assert [s["path"] for s in report["skipped"]] == [str(tmp_path / "media" / "README.txt")]
+    rules = {(g["modality"], g["rule"]) for g in report["guessed"]}
+    assert ("depth", "image inside a 'depth' folder") in rules
+
+    start = time.perf_counter()
+    second = json.loads(cli("index", tmp_path / "media", "-c", "mixed", "--json")[1])
+    assert (second["new"], second["changed"], second["unchanged"]) == (0, 0, len(good))
+    assert time.perf_counter() - start < 10  # nothing to decode or encode: catalog look-ups only
+
+    write_image(good["image0"], np.full((48, 64, 3), 200, np.uint8))
+    good["depth1"].unlink()
+    third = json.loads(cli("index", tmp_path / "media", "-c", "mixed", "--json")[1])
+    assert (third["new"], third["changed"], third["removed"]) == (0, 1, 1)
+
+    catalog = Catalog.open(home / "collections" / "mixed")
+    paths = [item.path for item in catalog.items()]
+    assert len(paths) == len(set(paths)) == len(good) - 1
+
+
+def test_killed_ingest_resumes_with_every_file_exactly_once(tmp_path, home):
+    folder = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        write_image(folder / f"{i:03d}.png", rng.integers(0, 255, (384, 384, 3), dtype=np.uint8))
+    env = {**os.environ, "BINDSEARCH_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "index", str(folder), "-c", "big", "--model",
+                             "random:tiny", "--batch-size", "4", "--workers", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    directory = home / "collections" / "big"
+    deadline = time.monotonic() + 120
+    count = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (directory / "items.lance").exists():
+            try:
+                count = len(Catalog.open(directory))
+            except Exception:
+                count = 0
+            if count >= 8:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "indexing finished before it could be killed; the test needs a slower ingest"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(Catalog.open(directory))
+    assert 0 < partial < 200
+
+    col = Collection.open("big")
+    report = col.add([folder])
+    assert report.new == 200 - partial and report.unchanged == partial and not report.failed
+    paths = [item.path for item in col.catalog.items()]
+    assert len(paths) == len(set(paths)) == 200
+    assert len(col.search(files=[folder / "007.png"], k=5)) == 5
+
+
+def test_exact_search_equals_brute_force_over_the_catalog(tmp_path, tiny_model):
+    from conftest import make_media
+
+    for i in range(4):
+        make_media(tmp_path / f"s{i}", seed=i)
+    col = Collection.open("exact", model=tiny_model)
+    col.add([tmp_path], workers=0)
+    ids, vectors = zip(*col.catalog.iter_vectors(), strict=True)
+    ids, vectors = np.concatenate(ids), np.concatenate(vectors)
+    query = col.query_vector(text="a video of waves")
+    hits = col.search(text="a video of waves", k=7)
+    order = np.argsort(-(vectors @ query), kind="stable")[:7]
+    assert [h.id for h in hits] == ids[order].tolist()
+    assert np.allclose([h.score for h in hits], (vectors @ query)[order], atol=1e-5)
+
+    video_hits = col.search(text="a video of waves", modality="video", k=3)
+    assert {h.modality for h in video_hits} == {"video"} and len(video_hits) == 3
+
+
+def test_file_queries_fuse_and_exclude_themselves(tmp_path, tiny_model):
+    from conftest import make_media
+
+    files = [make_media(tmp_path / f"s{i}", seed=i) for i in range(3)]
+    col = Collection.open("fuse", model=tiny_model)
+    col.add([tmp_path], workers=0)
+    depth, image = files[0]["depth"], files[0]["image"]
+    hits = col.search(files=[depth], modality="infrared", k=3)  # emergent depth -> infrared
+    assert {h.modality for h in hits} == {"infrared"}
+    fused = col.query_vector(files=[depth, image])
+    a, b = col.query_vector(files=[depth]), col.query_vector(files=[image])
+    expected = (a + b) / np.linalg.norm(a + b)
+    assert np.allclose(fused, expected, atol=1e-6)
+    assert str(depth) not in {h.path for h in col.search(files=[depth], k=20)}
+    # A depth map outside the collection, named .png: --file-modality says what it is.
+    outside = tmp_path.parent / "q.png"
+    outside.write_bytes(depth.read_bytes())
+    q1 = col.query_vector(files=[outside], file_modality="depth")
+    assert np.allclose(q1, a, atol=1e-5)
+
+
+def test_a_second_writer_is_refused_while_searches_still_work(tmp_path, tiny_model, media_files):
+    col = Collection.open("locked", model=tiny_model)
+    col.add([media_files["image"]], workers=0)
+    with CollectionLock(col.directory).acquire():
+        with pytest.raises(LockTimeout, match="is being written by process"):
+            Collection.open("locked").add([media_files["audio"]], workers=0)
+        assert len(col.search(text="anything", k=1)) == 1
+
+
+def test_other_encoder_is_refused_and_missing_collection_explained(media_files):
+    from bindsearch import load_model
+
+    Collection.open("enc", model="random:tiny").add([media_files["image"]], workers=0)
+    fixture = Path(__file__).parent / "fixtures" / "parity" / "image"
+    with pytest.raises(EncoderMismatchError, match="was built with encoder random:tiny"):
+        Collection.open("enc", model=load_model(str(fixture)))
+    with pytest.raises(CollectionError, match="bindsearch index PATH -c nothing"):
+        Collection.open("nothing", create=False)
+
+
+def test_cli_search_classify_info_remove(tmp_path, cli):
+    from conftest import make_media
+
+    files = make_media(tmp_path / "m")
+    cli.ok("index", tmp_path / "m", "-c", "cli", "--model", "random:tiny")
+    text = cli.json("search", "a dog barking", "-c", "cli", "--modality", "audio")
+    assert [h["path"] for h in text["hits"]] == [str(files["audio"])]
+    fused = cli.json("search", "warm", "-c", "cli", "--file", files["depth"], "--file", files["image"],
+                     "--modality", "infrared")
+    assert [h["modality"] for h in fused["hits"]] == ["infrared"]
+    probs = cli.json("classify", files["audio"], "--labels", "dog,cat,rain")
+    assert sorted(p["label"] for p in probs["labels"]) == ["cat", "dog", "rain"]
+    assert abs(sum(p["probability"] for p in probs["labels"]) - 1) < 1e-5
+    info = cli.json("info", "-c", "cli")
+    assert info["items"] == 5 and info["encoder"]["spec"] == "random:tiny"
+    assert cli.json("remove", files["video"], "-c", "cli")["removed"] == 1
+    assert cli.json("list")["collections"] == ["cli"]
+    code, _, err = cli("search", "x", "-c", "nope")
+    assert code == 1 and err.strip().count("\n") == 0 and "no collection 'nope'" in err
+    code, _, _ = cli("search", "-c", "cli")
+    assert code == 2

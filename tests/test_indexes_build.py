@@ -1,0 +1,94 @@
+"""FAISS indexes built from a real catalog, per modality, and their on-disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from indexes import Catalog, EncoderInfo, Item, VectorIndex, build_index, index_path, merge_topk, open_index
+
+DIM = 24
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """Small problems gain nothing from threads, and OpenMP spin-waits cost seconds on a shared 2-core box."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def unit(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def fill(catalog: Catalog, modality: str, vectors: np.ndarray) -> np.ndarray:
+    rows = [Item(f"/m/{modality}/{i}", modality, 1, 0.0, "h") for i in range(len(vectors))]
+    return catalog.add(rows, vectors)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return Catalog.open(tmp_path / "collection", EncoderInfo("random:tiny", "seed0", DIM, "cosine"))
+
+
+def exact(ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :k]]
+
+
+def test_one_exact_index_per_modality_matches_brute_force(catalog: Catalog) -> None:
+    video, audio, queries = unit(700), unit(300, seed=1), unit(20, seed=2)
+    video_ids, audio_ids = fill(catalog, "video", video), fill(catalog, "audio", audio)
+    index = build_index(catalog, "video", batch_size=64)
+    assert index.kind == "Flat" and len(index) == 700 and index.fingerprint == catalog.fingerprint()
+    np.testing.assert_array_equal(index.search(queries, 10)[1], exact(video_ids, video, queries, 10))
+    # all modalities: one index over everything equals merging the per-modality results
+    everything = build_index(catalog, batch_size=100)
+    merged = merge_topk([index.search(queries, 10), build_index(catalog, "audio").search(queries, 10)], 10)
+    np.testing.assert_array_equal(everything.search(queries, 10)[1], merged[1])
+    both = np.concatenate([video_ids, audio_ids])
+    np.testing.assert_array_equal(merged[1], exact(both, np.concatenate([video, audio]), queries, 10))
+
+
+def test_ivf_trains_on_a_streamed_sample(catalog: Catalog) -> None:
+    vectors = unit(3000)
+    ids = fill(catalog, "image", vectors)
+    index = build_index(catalog, "image", "IVF32,Flat", batch_size=500, train_size=1500, nprobe=32)
+    assert index.is_trained and len(index) == 3000 and index.nprobe == 32
+    queries = unit(10, seed=3)
+    np.testing.assert_array_equal(index.search(queries, 5)[1], exact(ids, vectors, queries, 5))
+
+
+def test_open_index_reuses_the_cache_until_the_catalog_changes(catalog: Catalog) -> None:
+    fill(catalog, "video", unit(200))
+    first = open_index(catalog, "video")
+    path = index_path(catalog, "video")
+    assert path.exists() and path.parent == catalog.directory / "indexes"
+    written = path.stat().st_mtime_ns
+    again = open_index(catalog, "video")
+    assert path.stat().st_mtime_ns == written and again.fingerprint == first.fingerprint and len(again) == 200
+    fill(catalog, "audio", unit(5))  # any commit makes every cached index stale
+    rebuilt = open_index(catalog, "video")
+    assert rebuilt.fingerprint == catalog.fingerprint() != first.fingerprint and len(rebuilt) == 200
+    assert VectorIndex.load(path).fingerprint == catalog.fingerprint()
+    assert open_index(catalog, "video", "HNSW16").kind == "HNSW16"  # another kind asked for: rebuilt
+
+
+def test_a_damaged_cache_is_rebuilt(catalog: Catalog) -> None:
+    fill(catalog, "video", unit(50))
+    path = index_path(catalog, "video")
+    open_index(catalog, "video")
+    path.write_bytes(b"not an index")
+    assert len(open_index(catalog, "video")) == 50
+
+
+def test_an_empty_modality_builds_an_empty_index(catalog: Catalog) -> None:
+    fill(catalog, "video", unit(5))
+    index = build_index(catalog, "depth", "IVF16,Flat")
+    scores, ids = index.search(unit(2), 3)
+    assert len(index) == 0 and (ids == -1).all() and np.isneginf(scores).all()

@@ -1,0 +1,68 @@
+"""The collection writer lock between real processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from indexes import CollectionLock, LockTimeout
+
+
+def hold(directory: str, seconds: float, locked, release) -> None:
+    """Child process: take the lock, say so, and keep it until told (or for `seconds`)."""
+    with CollectionLock(directory).acquire(timeout=5):
+        locked.set()
+        release.wait(seconds)
+
+
+@pytest.fixture
+def spawn():
+    context = multiprocessing.get_context("spawn")  # no fork of a process that runs LanceDB's threads
+    children = []
+
+    def start(directory: Path, seconds: float = 30):
+        locked, release = context.Event(), context.Event()
+        child = context.Process(target=hold, args=(str(directory), seconds, locked, release))
+        child.start()
+        children.append(child)
+        assert locked.wait(30), "the child never took the lock"
+        return child, release
+
+    yield start
+    for child in children:
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+
+def test_a_second_writer_waits_then_names_the_holder(tmp_path: Path, spawn) -> None:
+    child, release = spawn(tmp_path)
+    lock = CollectionLock(tmp_path)
+    assert lock.holder() == child.pid
+    started = time.monotonic()
+    with pytest.raises(LockTimeout, match=f"being written by process {child.pid} \\(waited 0.3s\\)") as info:
+        lock.acquire(timeout=0.3)
+    assert info.value.pid == child.pid and time.monotonic() - started >= 0.3
+    release.set()
+    with lock.acquire(timeout=10):  # the holder lets go while we wait
+        assert lock.held and lock.holder() == os.getpid()
+    assert not lock.held and lock.holder() is None
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path, spawn) -> None:
+    child, _ = spawn(tmp_path)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    with CollectionLock(tmp_path).acquire(timeout=5) as lock:
+        assert lock.held
+
+
+def test_two_locks_in_one_process_also_exclude_each_other(tmp_path: Path) -> None:
+    with CollectionLock(tmp_path).acquire():
+        with pytest.raises(LockTimeout, match=f"process {os.getpid()}"):
+            CollectionLock(tmp_path).acquire(timeout=0)
