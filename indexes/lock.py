@@ -2,7 +2,8 @@
 
 The kernel drops the lock when its holder exits, however it exits, so a killed writer never leaves a
 stale lock behind. Forked children (decoding workers) close their inherited copy at once: otherwise a
-worker outliving a killed writer would keep the lock for it. Readers take no lock: LanceDB versions and atomic index saves keep them consistent.
+worker outliving a killed writer would keep the lock for it. Readers take no lock: LanceDB versions and
+atomic index saves keep them consistent.
 """
 
 from __future__ import annotations
