@@ -32,7 +32,7 @@ def _root() -> None:
 
 def _register_optional() -> None:
     # Command groups that live in modules of their own; each is optional while it is being built.
-    for module, name in (("cli.world", "world"), ("cli.bench", "bench")):
+    for module, name in (("cli.world", "world"), ("cli.bench", "bench"), ("cli.train", "train")):
         try:
             sub = __import__(module, fromlist=["app"]).app
         except ImportError:
