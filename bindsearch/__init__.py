@@ -1,24 +1,36 @@
-"""bindsearch: find anything by anything in one language-anchored vector space (LanguageBind)."""
+"""bindsearch: find anything by anything in one language-anchored vector space (LanguageBind).
 
-from bindsearch import media
-from bindsearch.classify import classify
-from bindsearch.collection import Collection, CollectionError, Hit, IngestReport
-from bindsearch.media import MediaError
-from bindsearch.models import EmbeddingModel, ModelLoadError, UnsupportedModalityError, load_model
+Names are imported on first use, so `import bindsearch.models` does not pull in the index layer
+(LanceDB, FAISS) and a CLI command pays only for what it touches.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Collection",
-    "CollectionError",
-    "Hit",
-    "IngestReport",
-    "classify",
-    "EmbeddingModel",
-    "MediaError",
-    "ModelLoadError",
-    "UnsupportedModalityError",
-    "__version__",
-    "load_model",
-    "media",
-]
+_EXPORTS = {
+    "Collection": "bindsearch.collection",
+    "CollectionError": "bindsearch.collection",
+    "Hit": "bindsearch.collection",
+    "IngestReport": "bindsearch.collection",
+    "classify": "bindsearch.classify",
+    "EmbeddingModel": "bindsearch.models",
+    "MediaError": "bindsearch.media",
+    "ModelLoadError": "bindsearch.models",
+    "UnsupportedModalityError": "bindsearch.models",
+    "load_model": "bindsearch.models",
+}
+
+__all__ = [*_EXPORTS, "__version__", "media"]
+
+
+def __getattr__(name: str):
+    if name == "media":
+        return import_module("bindsearch.media")
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'bindsearch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
