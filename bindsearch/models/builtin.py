@@ -1,4 +1,5 @@
-"""Built-in model names that need no download: `random:tiny` (seeded random weights, all modalities).
+"""Built-in model names that need no download: `random:tiny` (seeded random weights, all modalities) and
+`bindsearch-mini` (small trained towers shipped in the package, MiniLM text anchor; see `models/mini.py`).
 
 Random weights make the code paths real and the vectors meaningless: tests and smoke runs only.
 """
@@ -7,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import EncoderConfig, ModelConfig, Preprocess, TextConfig, TowerConfig
 from bindsearch.models.languagebind import LanguageBindModel
 
-__all__ = ["build_builtin", "is_builtin", "tiny_configs"]
+__all__ = ["build_builtin", "default_model", "is_builtin", "tiny_configs"]
 
 
 def tiny_configs(width: int = 64, layers: int = 2, projection_dim: int = 32) -> list[ModelConfig]:
@@ -41,16 +43,43 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 
 
 _BUILTINS = {"random:tiny": tiny_configs}
+MINI = "bindsearch-mini"
 
 
 def is_builtin(spec: str) -> bool:
-    return spec.lower() in _BUILTINS
+    return spec.lower() in _BUILTINS or spec.lower() == MINI
 
 
-def build_builtin(spec: str, seed: int = 0) -> LanguageBindModel:
-    """`random:tiny` -> a LanguageBind-shaped model with seeded random weights."""
+def build_builtin(spec: str, seed: int = 0) -> EmbeddingModel:
+    """`random:tiny` -> a LanguageBind-shaped model with seeded random weights; `bindsearch-mini` -> the
+    shipped mini weights."""
+    if spec.lower() == MINI:
+        from bindsearch.models.mini import MINI_DIR, MiniModel
+
+        return MiniModel.load(MINI_DIR, spec=MINI)
     model = LanguageBindModel.from_configs(_BUILTINS[spec.lower()]())
     _randomise(model, seed)
     model.spec = spec.lower()
     model.checkpoint = f"seed{seed}"
     return model
+
+
+def default_model() -> str:
+    """The model commands use when none is named: the five LanguageBind checkpoints when all are in the
+    Hugging Face cache, else the shipped `bindsearch-mini`, else `random:tiny` (a source tree without weights)."""
+    import os
+    from pathlib import Path
+
+    from bindsearch.models.loading import ALIASES, LANGUAGEBIND_ALL
+    from bindsearch.models.mini import MINI_DIR
+
+    cache = os.environ.get("HF_HUB_CACHE") or str(
+        Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub")
+
+    def cached(repo: str) -> bool:
+        snapshots = Path(cache) / f"models--{repo.replace('/', '--')}" / "snapshots"
+        return snapshots.is_dir() and any((s / "config.json").is_file() for s in snapshots.iterdir())
+
+    if all(cached(ALIASES[name]) for name in LANGUAGEBIND_ALL):
+        return "languagebind"
+    return MINI if (MINI_DIR / "model.safetensors").is_file() else "random:tiny"

@@ -186,9 +186,11 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
 
     A spec is a checkpoint directory, an alias (`languagebind:depth`), a Hugging Face repo id
     (`LanguageBind/LanguageBind_Depth`, `hf-hub:org/name`), `languagebind` (all five 768-d towers),
-    or `random:tiny` (seeded random weights, for tests and demos).
+    `random:tiny` (seeded random weights, for tests and demos), `bindsearch-mini` (shipped small towers)
+    or a mini checkpoint directory (what `bindsearch train` writes).
     """
     from bindsearch.models.builtin import build_builtin, is_builtin
+    from bindsearch.models.mini import MiniModel, is_mini_checkpoint
 
     specs = _split_specs(spec)
     if not specs:
@@ -198,6 +200,8 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0])
         return model.to(device_, dtype_).eval().requires_grad_(False)
+    if len(specs) == 1 and is_mini_checkpoint(specs[0]):
+        return MiniModel.load(specs[0]).to(device_, dtype_).eval().requires_grad_(False)
 
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}

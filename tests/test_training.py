@@ -1,0 +1,205 @@
+"""Training: loss, LoRA, masking, a tiny tower on BindWorld pairs, checkpoints, resume, a new 'tactile' modality."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bindsearch.models import load_model
+from bindsearch.models.config import Preprocess
+from bindsearch.models.mini import MiniModel
+from bindsearch.models.tower import VisionTower
+from bindsearch.training import PairSet, TrainConfig, contrastive_loss, read_pairs, tower_config, train
+from bindsearch.training.mini import world_pairs
+from bindsearch.training.trainer import LoRALinear, add_lora, masked_features, merge_lora
+from bindsearch.world import WorldConfig, make_world
+
+PREP = Preprocess(image_size=32)
+TINY = tower_config(width=32, layers=2, input_size=(32, 32), patch=8)
+
+
+def test_contrastive_loss_is_symmetric_cross_entropy():
+    gen = torch.Generator().manual_seed(0)
+    media = F.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    text = F.normalize(torch.randn(6, 8, generator=gen), dim=-1)
+    scale = torch.tensor(np.log(1 / 0.07))
+    logits = media @ text.T / 0.07
+    expected = (F.cross_entropy(logits, torch.arange(6)) + F.cross_entropy(logits.T, torch.arange(6))) / 2
+    assert torch.allclose(contrastive_loss(media, text, scale), expected, atol=1e-5)
+    # Items of one group are positives of each other: the target spreads evenly over the group.
+    groups = torch.tensor([0, 0, 1, 2, 2, 2])
+    same = (groups[:, None] == groups[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    reference = (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean())
+    assert torch.allclose(contrastive_loss(media, text, scale, groups), reference / 2, atol=1e-5)
+    groups = torch.arange(6)
+    assert torch.allclose(contrastive_loss(media, text, scale, groups), expected, atol=1e-5)
+
+
+def test_lora_starts_at_the_base_and_merges_exactly():
+    tower = VisionTower(TINY)
+    x = torch.randn(2, 3, 32, 32)
+    before = tower(x)
+    add_lora(tower, rank=4, alpha=8)
+    assert torch.allclose(tower(x), before, atol=1e-6)  # B = 0
+    trainable = [n for n, p in tower.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():
+        for m in tower.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_B.normal_()
+    adapted = tower(x)
+    assert not torch.allclose(adapted, before, atol=1e-3)
+    merge_lora(tower)
+    assert not any(isinstance(m, LoRALinear) for m in tower.modules())
+    assert torch.allclose(tower(x), adapted, atol=1e-4)
+
+
+def test_masking_keeps_the_share_asked_and_ratio_zero_is_the_tower():
+    torch.manual_seed(0)
+    tower = VisionTower(TINY).eval()
+    x = torch.randn(3, 3, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.allclose(masked_features(tower, x, 0.0, gen), tower(x), atol=1e-6)
+    seen = []
+    tower.encoder.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    masked_features(tower, x, 0.5, gen)
+    assert seen[-1] == (3, 1 + 8, 32)  # 16 patches -> 8 kept, plus CLS
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("world")
+    make_world(directory, 24, seed=3, splits={"train": 1.0, "val": 0.0, "test": 0.0}, config=WorldConfig(size=32),
+               workers=1)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def depth_pairs(world) -> PairSet:
+    return PairSet.build("depth", world_pairs(world, "depth", "train"), PREP, cache=None, workers=0)
+
+
+def _config(**overrides) -> TrainConfig:
+    settings = dict(steps=40, batch_size=16, lr=3e-3, warmup=5, mask_ratio=0.5, val_every=20, save_every=10)
+    return TrainConfig("depth", TINY, PREP, **{**settings, **overrides})
+
+
+def test_tiny_tower_learns_and_its_checkpoint_reloads_identically(tmp_path, depth_pairs):
+    result = train(_config(), depth_pairs, tmp_path / "ckpt", val=depth_pairs)
+    losses = [r["loss"] for r in map(json.loads, (tmp_path / "ckpt" / "train_log.jsonl").read_text().splitlines())]
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
+    assert set(result.validation) == {"t2x_R@1", "t2x_R@5", "x2t_R@1"}
+
+    reloaded = load_model(str(tmp_path / "ckpt"), device="cpu")
+    assert isinstance(reloaded, MiniModel) and reloaded.modalities == ("text", "depth")
+    assert reloaded.dim == 384 and reloaded.checkpoint != "untrained"
+    trained = result.model.eval()
+    inputs = depth_pairs.inputs[:5].float()
+    with torch.no_grad():
+        expected = F.normalize(trained.encode_batch("depth", inputs), dim=-1)
+    assert torch.equal(reloaded.embed("depth", inputs), expected)
+    assert 2.0 < reloaded.logit_scale("depth") < 100.0
+
+
+def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):
+    config = _config(steps=16, val_every=100, save_every=4)
+    whole = train(config, depth_pairs, tmp_path / "whole")
+    train(config, depth_pairs, tmp_path / "cut", stop_after=8)  # the "kill": last checkpoint at step 8
+    assert torch.load(tmp_path / "cut" / "train_state.pt", weights_only=True)["step"] == 8
+    resumed = train(config, depth_pairs, tmp_path / "cut")
+    assert resumed.step == whole.step == 16
+    logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 17))
+    a = torch.load(tmp_path / "whole" / "train_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "train_state.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.allclose(value, b["model"][key], atol=1e-5), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, state in a["optimizer"]["state"].items():
+        assert int(state["step"]) == int(b["optimizer"]["state"][key]["step"]) == 16
+        assert torch.allclose(state["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"], atol=1e-7)
+    with pytest.raises(ValueError, match="different training config"):
+        train(_config(steps=16, lr=1e-2), depth_pairs, tmp_path / "cut")
+
+
+def test_lora_run_starts_from_a_checkpoint(tmp_path, depth_pairs):
+    base = train(_config(steps=5, val_every=100), depth_pairs, tmp_path / "base")
+    lora = train(_config(steps=5, lora_rank=2, init=str(base.directory), val_every=100), depth_pairs,
+                 tmp_path / "lora")
+    changed = [n for n, p in lora.model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in changed) and not any(n.endswith("fc1.weight") for n in changed)
+    assert isinstance(load_model(str(tmp_path / "lora"), device="cpu"), MiniModel)  # merged on save
+
+
+# -- a modality the library has never heard of ---------------------------------------------------
+SIDES = {"left": (8, 4), "right": (8, 12), "top": (3, 8), "bottom": (13, 8)}
+
+
+def _pressure_map(side: str, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:16, 0:16]
+    cy, cx = SIDES[side]
+    blob = np.exp(-((yy - cy - rng.normal(0, 0.5)) ** 2 + (xx - cx - rng.normal(0, 0.5)) ** 2) / 6.0)
+    return (blob * rng.uniform(20, 40) + rng.uniform(0, 2, (16, 16))).astype(np.float32)  # kPa
+
+
+def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
+    rng = np.random.default_rng(0)
+    (tmp_path / "maps").mkdir()
+    config = tmp_path / "tactile.json"
+    config.write_text('{"name": "tactile", "adapter": "array", "value_range": [0, 45], '
+                      '"preprocess": {"image_size": 16}}')
+    with (tmp_path / "pairs.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "caption", "group"])
+        for i in range(48):
+            side = list(SIDES)[i % 4]
+            np.save(tmp_path / "maps" / f"{i:02d}.npy", _pressure_map(side, rng))
+            for caption in (f"pressure on the {side}", f"a touch at the {side} edge"):
+                writer.writerow([f"maps/{i:02d}.npy", caption, side])
+    assert len(read_pairs(tmp_path / "pairs.csv")) == 48
+
+    code, out, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "tactile", "--out",
+                             tmp_path / "tactile-model", "--modality-config", config, "--steps", "120",
+                             "--batch-size", "16", "--lr", "1e-2", "--warmup", "5", "--mask-ratio", "0",
+                             "--val-every", "120", "--width", "32", "--layers", "2",
+                             "--patch", "4", "--json")
+    assert code == 0, err
+
+    from bindsearch.collection import Collection
+
+    model = load_model(str(tmp_path / "tactile-model"), device="cpu")
+    assert model.modalities == ("text", "tactile")
+    assert model.identity.modalities == ("text", "tactile")
+    collection = Collection.open(tmp_path / "touch", model=model)
+    report = collection.add([tmp_path / "maps"], modality="tactile", workers=0)
+    assert report.new == 48 and report.ok
+    hits = 0
+    for side in SIDES:
+        top = collection.search(text=f"pressure on the {side}", k=3)
+        assert all(h.modality == "tactile" for h in top)
+        hits += sum(int(Path(h.path).stem) % 4 == list(SIDES).index(side) for h in top)
+    assert hits >= 10  # of 12: each side's top three are maps pressed on that side
+
+
+def test_an_image_tower_starts_a_video_tower_as_its_frame_average():
+    from bindsearch.training.trainer import _load_tower
+
+    torch.manual_seed(0)
+    image = VisionTower(TINY)
+    for p in image.parameters():
+        p.data.normal_(0, 0.1)
+    video = VisionTower(tower_config(width=32, layers=2, input_size=(32, 32), patch=8, frames=4))
+    _load_tower(video, image, seed=0)
+    frames = torch.randn(2, 3, 4, 32, 32)
+    expected = torch.stack([image(frames[:, :, t]) for t in range(4)]).mean(0)
+    assert torch.allclose(video(frames), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="shaped differently"):
+        _load_tower(VisionTower(tower_config(width=64, layers=2, input_size=(32, 32), patch=8)), image, seed=0)
