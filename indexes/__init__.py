@@ -13,8 +13,10 @@ from indexes.vector_index import (
     IndexMeta,
     VectorIndex,
     choose_kind,
+    gpu_available,
     merge_topk,
     read_meta,
+    suggested_nlist,
 )
 
 __all__ = [
@@ -32,8 +34,10 @@ __all__ = [
     "VectorIndex",
     "build_index",
     "choose_kind",
+    "gpu_available",
     "index_path",
     "merge_topk",
     "open_index",
     "read_meta",
+    "suggested_nlist",
 ]

@@ -1,4 +1,4 @@
-"""FAISS indexes built from the catalog's vectors in bounded batches, and cached on disk against its version.
+"""FAISS indexes built from the catalog's vectors in bounded batches, cached on disk, kept current with it.
 
 One index per modality (plus, when asked, one over everything): "search only videos" is then an exact
 restriction instead of a post-filter on a shared ANN index, which loses recall when a modality is rare
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vector_index import IndexFileError, VectorIndex, choose_kind, read_meta
+from indexes.vector_index import IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
 
 __all__ = ["build_index", "index_path", "open_index"]
 
 _METRIC_OF_ENCODER = {"cosine": "ip", "ip": "ip", "dot": "ip", "l2": "l2"}
+_CATCH_UP_BATCH = 8192
 
 
 def build_index(
@@ -31,7 +33,7 @@ def build_index(
     train_size: int | None = None,
     memory_budget: int | None = None,
     nprobe: int | None = None,
-    ef_search: int = 64,
+    ef_search: int = 128,
     seed: int = 0,
 ) -> VectorIndex:
     """A VectorIndex over the catalog's vectors (of one modality), tagged with the catalog's fingerprint.
@@ -43,7 +45,7 @@ def build_index(
     snapshot = catalog.pinned()
     n = snapshot.count(modality)
     if kind == "auto":
-        kind = choose_kind(n, snapshot.dim, memory_budget)
+        kind = choose_kind(n, snapshot.dim, memory_budget, gpu=gpu_available(device))
     metric = _METRIC_OF_ENCODER.get(snapshot.encoder.metric)
     if metric is None:
         raise ValueError(f"encoder metric {snapshot.encoder.metric!r} is not one of {sorted(_METRIC_OF_ENCODER)}")
@@ -68,23 +70,57 @@ def open_index(
     *,
     device: str = "auto",
     path: str | os.PathLike | None = None,
-    **build_options: object,
+    max_change: float = 0.2,
+    **build_options: Any,
 ) -> VectorIndex:
-    """The cached index if its fingerprint (and kind, unless "auto") matches the catalog, else a new one, saved."""
-    path = Path(path) if path is not None else index_path(catalog, modality)
-    fingerprint = catalog.fingerprint()
-    try:
-        meta = read_meta(path)
-    except IndexFileError:
-        meta = None
-    if meta is not None and meta.fingerprint == fingerprint and kind in ("auto", meta.kind):
-        try:
-            return VectorIndex.load(path, device=device)
-        except IndexFileError:
-            pass  # a half-written cache: rebuild it below
-    index = build_index(catalog, modality, kind, device=device, **build_options)
+    """The cached index of one modality, current with the catalog; saved whenever it had to change.
+
+    Loaded as is when its fingerprint matches. When the catalog moved on by less than max_change of the
+    index (rows added, rewritten or deleted since the version it was built from), the cache catches up in
+    place: the changed rows are removed and re-added, so IVF lists keep their centroids and HNSW graphs
+    grow. Anything else (another kind asked for, "auto" now choosing another kind, a damaged cache, a big
+    change) rebuilds it with `build_index`.
+    """
+    snapshot = catalog.pinned()
+    path = Path(path) if path is not None else index_path(snapshot, modality)
+    kind = "Flat" if kind == "flat" else kind
+    if kind == "auto":
+        budget = build_options.get("memory_budget")
+        kind = choose_kind(snapshot.count(modality), snapshot.dim, budget, gpu=gpu_available(device))
+    index = _load_cache(path, device, kind, snapshot)
+    if index is not None and index.fingerprint == snapshot.fingerprint():
+        return index
+    if index is None or not _catch_up(snapshot, modality, index, max_change):
+        index = build_index(snapshot, modality, kind, device=device, **build_options)
+    index.fingerprint = snapshot.fingerprint()
     index.save(path)
     return index
+
+
+def _load_cache(path: Path, device: str, kind: str, catalog: Catalog) -> VectorIndex | None:
+    """The cached index when it is readable, of this kind, and from this collection and encoder."""
+    try:
+        meta = read_meta(path)
+        if meta is None or meta.kind != kind or catalog.version_of(meta.fingerprint) is None:
+            return None
+        return VectorIndex.load(path, device=device)
+    except (IndexFileError, RuntimeError):  # a half-written or damaged cache: rebuilt by the caller
+        return None
+
+
+def _catch_up(catalog: Catalog, modality: str | None, index: VectorIndex, max_change: float) -> bool:
+    """Apply the rows written or deleted since the index's version; False when a rebuild is the better deal."""
+    since = catalog.version_of(index.fingerprint)
+    ids, written_in = catalog.row_versions(modality)
+    gone = np.setdiff1d(index.ids(), ids, assume_unique=True)
+    changed = ids[written_in > since]
+    if not index.is_trained or len(gone) + len(changed) > max_change * max(len(index), 1):
+        return False
+    index.remove(np.union1d(gone, changed))
+    for start in range(0, len(changed), _CATCH_UP_BATCH):
+        chunk = changed[start : start + _CATCH_UP_BATCH]
+        index.add(chunk, catalog.get_vectors(chunk))
+    return len(index) == len(ids)  # anything else means the cache missed something: rebuild
 
 
 def _train_size(index: VectorIndex) -> int:

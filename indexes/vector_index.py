@@ -4,7 +4,8 @@ Kinds are named by FAISS factory strings ("Flat", "IVF1024,Flat", "HNSW32", "IVF
 plus "flat" (exact) and "auto" (chosen by `choose_kind`). The CPU index is the master copy: every add and
 remove lands there, and a GPU replica, when there is one, is refreshed before the next search. Kinds that
 FAISS cannot remove from (graph kinds such as HNSW) remember removed ids as tombstones, filtered out during
-the search by an ID selector, and are rebuilt without them once tombstones pass `COMPACT_RATIO` of the stored.
+the search by an ID selector on internal positions (so a removed id may come back at once), and are rebuilt
+without them once tombstones pass `COMPACT_RATIO` of the stored vectors.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +27,20 @@ __all__ = [
     "IndexMeta",
     "VectorIndex",
     "choose_kind",
+    "gpu_available",
     "merge_topk",
     "read_meta",
+    "suggested_nlist",
 ]
 
 EXACT_BELOW = 50_000
-"""`choose_kind` searches exactly below this many vectors: a brute-force scan of 50k x 768 takes ~0.2 ms a query."""
+"""`choose_kind` searches exactly below this many vectors: one query scans 50k x 768 in ~30 ms on one core."""
 
 COMPACT_RATIO = 0.1
 """Tombstoned kinds are rebuilt once removed ids exceed this fraction of the stored vectors."""
 
 _FORMAT = 1
+_HNSW_LINK_BYTES = 2 * 32 * 4 + 16  # HNSW32: 64 int32 neighbours on the base level, plus the upper levels
 _GPU_MAX_K = 2048  # FAISS GPU kernels select at most 2048 neighbours; larger k searches the CPU master.
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
@@ -57,22 +62,22 @@ class IndexMeta:
     ef_search: int
 
 
-def choose_kind(n: int, dim: int, memory_budget: int | None = None) -> str:
+def choose_kind(n: int, dim: int, memory_budget: int | None = None, gpu: bool = False) -> str:
     """The FAISS factory string `kind="auto"` uses for n vectors of dimension dim.
 
-    Rule: exact "Flat" below `EXACT_BELOW` vectors; above, "IVF{nlist},Flat" while the float32 vectors fit in
-    `memory_budget` bytes (default: half the machine's RAM), else "IVF{nlist},PQ{dim/8}" (8 dims per byte,
-    32x smaller). nlist is the power of two nearest 4*sqrt(n), lowered until there are 39 training vectors
-    per list (FAISS's own floor). IVF rather than HNSW: it trains in seconds, removes natively and runs on
-    GPU, while HNSW builds slowly on few cores and cannot remove; name "HNSW32" to get it.
+    Rule: exact "Flat" below `EXACT_BELOW` vectors, and on a GPU while the vectors fit `memory_budget` bytes
+    (default: half the machine's RAM): brute force there beats any index. Above, on CPU, "HNSW32" while its
+    vectors and graph fit the budget, else "IVF{nlist},PQ{dim/8}" (8 dims a byte, 32x smaller). HNSW rather
+    than IVF-Flat: on the clustered benchmark (benchmarks/README.md) it reaches a higher recall at the same
+    speed, and answers one query in ~2 ms where a flat scan of 1M vectors takes ~0.5 s. It builds slowly
+    (minutes per 100k vectors on two cores), but `open_index` catches up on changes instead of rebuilding.
     """
-    if n < EXACT_BELOW:
-        return "Flat"
     budget = _default_memory_budget() if memory_budget is None else memory_budget
-    nlist = _nlist_for(n)
-    if n * dim * 4 <= budget:
-        return f"IVF{nlist},Flat"
-    return f"IVF{nlist},PQ{_pq_bytes(dim)}"
+    if n < EXACT_BELOW or (gpu and n * dim * 4 <= budget):
+        return "Flat"
+    if n * (dim * 4 + _HNSW_LINK_BYTES) <= budget:
+        return "HNSW32"
+    return f"IVF{suggested_nlist(n)},PQ{_pq_bytes(dim)}"
 
 
 def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +115,7 @@ class VectorIndex:
         expected_size: int | None = None,
         memory_budget: int | None = None,
         nprobe: int | None = None,
-        ef_search: int = 64,
+        ef_search: int = 128,
     ) -> None:
         """An empty index; kind="auto" needs `expected_size` (the collection size) to choose."""
         if dim < 1:
@@ -120,14 +125,14 @@ class VectorIndex:
         if kind == "auto":
             if expected_size is None:
                 raise ValueError("kind='auto' chooses by collection size: pass expected_size")
-            kind = choose_kind(expected_size, dim, memory_budget)
+            kind = choose_kind(expected_size, dim, memory_budget, gpu=gpu_available(device))
         elif kind == "flat":
             kind = "Flat"
         cpu = _new_faiss_index(dim, kind, metric)
         ivf = faiss.try_extract_index_ivf(cpu)
         self._setup(cpu, kind, metric, device, nprobe or _default_nprobe(ivf), ef_search)
-        self._stored = np.empty(0, np.int64)
-        self._tombstones = np.empty(0, np.int64)
+        self._live = np.empty(0, np.int64)  # sorted ids that searches can return
+        self._dead = np.empty(0, np.int64)  # sorted internal positions of tombstoned vectors
 
     def _setup(self, cpu: faiss.Index, kind: str, metric: str, device: str, nprobe: int, ef_search: int) -> None:
         self.dim = cpu.d
@@ -140,6 +145,7 @@ class VectorIndex:
         self._gpu_resources = None
         self._gpu_stale = True
         self._selector: tuple[faiss.IDSelector, faiss.IDSelector] | None = None
+        self._asked_device = device
         self.device = _resolve_device(device, kind, gpu_capable=self._removable)
         self.nprobe = nprobe
         self.ef_search = ef_search
@@ -155,7 +161,8 @@ class VectorIndex:
         ivf = faiss.try_extract_index_ivf(self._cpu)
         if ivf is not None:
             ivf.nprobe = self._nprobe
-        self._gpu_stale = True
+        if self._gpu is not None and faiss.try_extract_index_ivf(self._gpu) is not None:
+            faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", self._nprobe)
 
     @property
     def ef_search(self) -> int:
@@ -182,28 +189,28 @@ class VectorIndex:
 
     @property
     def tombstones(self) -> int:
-        """Removed ids still stored (kinds FAISS cannot remove from), filtered out of searches until `compact`."""
-        return len(self._tombstones)
+        """Removed vectors still stored (kinds FAISS cannot remove from), filtered out of searches until `compact`."""
+        return len(self._dead)
 
     def __len__(self) -> int:
         """Number of live (searchable) vectors."""
-        return len(self._stored) - len(self._tombstones)
+        return len(self._live)
 
     def ids(self) -> np.ndarray:
         """Live ids, (n,) int64, sorted."""
-        return np.setdiff1d(self._stored, self._tombstones, assume_unique=True)
+        return self._live.copy()
 
     def train(self, vectors: np.ndarray) -> None:
         """Train IVF centroids / PQ codebooks on vectors (n, dim) float32; a no-op for kinds that need none."""
         vectors = self._check_vectors(vectors, "training vectors")
         if self._cpu.is_trained:
-            if len(self._stored):
-                raise ValueError(f"{self.kind} index already holds {len(self._stored)} vectors; build a new one")
+            if self._cpu.ntotal:
+                raise ValueError(f"{self.kind} index already holds {self._cpu.ntotal} vectors; build a new one")
             return
         try:
             self._cpu.train(vectors)
         except RuntimeError as error:
-            detail = str(error).strip().splitlines()[-1]
+            detail = str(error).strip().splitlines()[-1].split("failed: ")[-1]  # drop FAISS's C++ location
             raise ValueError(
                 f"cannot train {self.kind!r} on {len(vectors)} vectors ({detail}); give it more vectors, "
                 "name a smaller index (fewer IVF lists) or use kind='flat' or 'auto'"
@@ -218,54 +225,52 @@ class VectorIndex:
             raise ValueError(f"got {len(ids)} ids for {len(vectors)} vectors")
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids within one add must be unique")
-        live = self.ids()
-        taken = ids[np.isin(ids, live)]
+        taken = ids[np.isin(ids, self._live)]
         if len(taken):
             raise ValueError(f"ids already in the index: {taken[:5].tolist()}; remove them first")
         if len(ids) == 0:
             return
-        if np.isin(ids, self._tombstones).any():
-            self.compact()  # a removed id comes back: drop the old copy so the selector no longer hides it
         if not self._cpu.is_trained:
             self.train(vectors)
         self._cpu.add_with_ids(vectors, ids)
-        self._stored = np.union1d(self._stored, ids)
+        self._live = np.union1d(self._live, ids)
         self._gpu_stale = True
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids (n,) int64 wherever present; returns how many were live. Unknown ids are ignored."""
         ids = np.unique(_check_ids(ids))
-        present = ids[np.isin(ids, self.ids())]
+        present = ids[np.isin(ids, self._live)]
         if len(present) == 0:
             return 0
         if self._removable:
             self._cpu.remove_ids(faiss.IDSelectorBatch(present))
-            self._stored = np.setdiff1d(self._stored, present, assume_unique=True)
             self._gpu_stale = True
         else:
-            self._tombstones = np.union1d(self._tombstones, present)
+            positions = np.flatnonzero(np.isin(self._id_map(), present))
+            self._dead = np.union1d(self._dead, positions)  # earlier copies of a re-added id are dead already
             self._selector = None
-            if len(self._tombstones) > COMPACT_RATIO * len(self._stored):
-                self.compact()
+        self._live = np.setdiff1d(self._live, present, assume_unique=True)
+        if len(self._dead) > COMPACT_RATIO * self._cpu.ntotal:
+            self.compact()
         return len(present)
 
     def compact(self) -> None:
         """Rebuild a tombstoned index without its removed ids, re-inserting the stored (maybe quantized) vectors."""
-        if len(self._tombstones) == 0:
+        if len(self._dead) == 0:
             return
-        inner = faiss.downcast_index(self._cpu.index)  # tombstoned kinds are always wrapped in IndexIDMap2
-        keep_ids = faiss.vector_to_array(self._cpu.id_map)
-        keep = ~np.isin(keep_ids, self._tombstones)
+        inner = self._inner()
+        keep = np.ones(inner.ntotal, bool)
+        keep[self._dead] = False
+        keep_ids = self._id_map()[keep]
         vectors = inner.reconstruct_n(0, inner.ntotal)[keep]
         fresh = _new_faiss_index(self.dim, self.kind, self.metric)
         if not fresh.is_trained and len(vectors):
             fresh.train(vectors)
         if len(vectors):
-            fresh.add_with_ids(vectors, keep_ids[keep])
+            fresh.add_with_ids(vectors, keep_ids)
         self._cpu = fresh
-        self.ef_search = self._ef_search
-        self._stored = np.sort(keep_ids[keep])
-        self._tombstones = np.empty(0, np.int64)
+        self.nprobe, self.ef_search = self._nprobe, self._ef_search
+        self._dead = np.empty(0, np.int64)
         self._selector = None
         self._gpu_stale = True
 
@@ -277,8 +282,9 @@ class VectorIndex:
         pad_score = -np.inf if self.metric == "ip" else np.inf
         if len(self) == 0 or len(queries) == 0:
             return np.full((len(queries), k), pad_score, np.float32), np.full((len(queries), k), -1, np.int64)
-        if len(self._tombstones):
-            scores, ids = self._cpu.search(queries, k, params=self._filtered_params(k))
+        if len(self._dead):
+            scores, positions = self._inner().search(queries, k, params=self._filtered_params(k))
+            ids = np.where(positions >= 0, self._id_map()[np.maximum(positions, 0)], -1)
         else:
             scores, ids = self._searchable(k).search(queries, k)
         scores[ids < 0] = pad_score
@@ -306,7 +312,7 @@ class VectorIndex:
                 "fingerprint": self.fingerprint,
                 "nprobe": self.nprobe,
                 "ef_search": self.ef_search,
-                "tombstones": self._tombstones.tolist(),
+                "tombstones": self._dead.tolist(),
                 # Rename keeps size and mtime, so a crash between the two renames shows as a mismatch on load.
                 "index_size": stat.st_size,
                 "index_mtime_ns": stat.st_mtime_ns,
@@ -336,8 +342,11 @@ class VectorIndex:
         self = cls.__new__(cls)
         self._setup(cpu, meta["kind"], meta["metric"], device, meta["nprobe"], meta["ef_search"])
         self.fingerprint = meta["fingerprint"]
-        self._stored = np.sort(_stored_ids(cpu))
-        self._tombstones = np.asarray(meta["tombstones"], np.int64)
+        self._dead = np.asarray(meta["tombstones"], np.int64)
+        stored = _stored_ids(cpu)
+        if len(self._dead):
+            stored = np.delete(stored, self._dead)
+        self._live = np.sort(stored)
         return self
 
     def __repr__(self) -> str:
@@ -356,14 +365,23 @@ class VectorIndex:
 
     def _filtered_params(self, k: int) -> faiss.SearchParameters:
         if self._selector is None:
-            removed = faiss.IDSelectorBatch(self._tombstones)
+            removed = faiss.IDSelectorBatch(self._dead)
             self._selector = (removed, faiss.IDSelectorNot(removed))  # keep `removed` alive with its wrapper
         selector = self._selector[1]
-        if faiss.try_extract_index_ivf(self._cpu) is not None:
+        if faiss.try_extract_index_ivf(self._inner()) is not None:
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
-        if _find_hnsw(self._cpu) is not None:
+        if _find_hnsw(self._inner()) is not None:
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
         return faiss.SearchParameters(sel=selector)
+
+    def _inner(self) -> faiss.Index:
+        """The index under the id map, whose labels are positions: tombstoned kinds always have an id map."""
+        return faiss.downcast_index(self._cpu.index)
+
+    def _id_map(self) -> np.ndarray:
+        """(ntotal,) int64 view of position -> id; valid until the next add."""
+        size = self._cpu.id_map.size()
+        return faiss.rev_swig_ptr(self._cpu.id_map.data(), size) if size else np.empty(0, np.int64)
 
     def _searchable(self, k: int) -> faiss.Index:
         if self.device != "cuda" or k > _GPU_MAX_K:
@@ -378,12 +396,12 @@ class VectorIndex:
                 self._gpu_resources = faiss.StandardGpuResources()
             options = faiss.GpuClonerOptions()
             options.useFloat16 = _pq_needs_float16_tables(self._cpu)
-            self._gpu = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._cpu, options)
-            ivf = faiss.try_extract_index_ivf(self._gpu)
-            if ivf is not None:
-                faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", self.nprobe)
+            self._gpu = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._cpu, options)  # copies nprobe
         except (RuntimeError, AttributeError) as error:
-            raise RuntimeError(f"cannot place {self.kind!r} on the GPU ({error}); use device='cpu'") from None
+            if self._asked_device == "cuda":
+                raise RuntimeError(f"cannot place {self.kind!r} on the GPU ({error}); use device='cpu'") from None
+            warnings.warn(f"{self.kind!r} stays on the CPU: FAISS cannot place it on the GPU ({error})", stacklevel=3)
+            self.device, self._gpu = "cpu", None
         self._gpu_stale = False
 
 
@@ -446,6 +464,11 @@ def _find_hnsw(index: faiss.Index) -> faiss.IndexHNSW | None:
             return None
 
 
+def gpu_available(device: str = "auto") -> bool:
+    """Whether an index asked to run on device ("auto", "cpu", "cuda") may be placed on a GPU."""
+    return device in ("auto", "cuda") and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
 def _resolve_device(device: str, kind: str, gpu_capable: bool) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
@@ -475,7 +498,8 @@ def _default_nprobe(ivf: faiss.IndexIVF | None) -> int:
     return max(1, ivf.nlist // 16) if ivf is not None else 1
 
 
-def _nlist_for(n: int) -> int:
+def suggested_nlist(n: int) -> int:
+    """IVF lists for n vectors: the power of two nearest 4*sqrt(n), with at least 39 training vectors per list."""
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     while nlist > 1 and 39 * nlist > n:
         nlist //= 2

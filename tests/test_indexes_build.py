@@ -27,8 +27,8 @@ def unit(n: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def fill(catalog: Catalog, modality: str, vectors: np.ndarray) -> np.ndarray:
-    rows = [Item(f"/m/{modality}/{i}", modality, 1, 0.0, "h") for i in range(len(vectors))]
+def fill(catalog: Catalog, modality: str, vectors: np.ndarray, batch: str = "") -> np.ndarray:
+    rows = [Item(f"/m/{modality}/{batch}{i}", modality, 1, 0.0, "h") for i in range(len(vectors))]
     return catalog.add(rows, vectors)
 
 
@@ -92,3 +92,48 @@ def test_an_empty_modality_builds_an_empty_index(catalog: Catalog) -> None:
     index = build_index(catalog, "depth", "IVF16,Flat")
     scores, ids = index.search(unit(2), 3)
     assert len(index) == 0 and (ids == -1).all() and np.isneginf(scores).all()
+
+
+def test_open_index_catches_up_in_place_on_small_changes(catalog: Catalog) -> None:
+    vectors = unit(400)
+    ids = fill(catalog, "video", vectors)
+    open_index(catalog, "video", "HNSW16", ef_search=200)
+    catalog.delete(ids[:10])
+    fresh = unit(5, seed=9)
+    catalog.upsert([Item(f"/m/video/{i}", "video", 2, 1.0, "new", id=int(i)) for i in ids[10:15]], fresh)
+    extra = fill(catalog, "video", unit(20, seed=8), batch="later-")
+    index = open_index(catalog, "video", "HNSW16")
+    assert index.tombstones == 15  # removed and rewritten rows are tombstoned: the graph was not rebuilt
+    assert len(index) == 410 and index.fingerprint == catalog.fingerprint()
+    live_ids = catalog.row_versions("video")[0]
+    live = catalog.get_vectors(live_ids)
+    found = index.search(fresh, 1)[1][:, 0]
+    assert found.tolist() == ids[10:15].tolist()  # the rewritten vectors are found under their ids
+    queries = unit(30, seed=4)
+    hits = index.search(queries, 10)[1]
+    truth = exact(live_ids, live, queries, 10)
+    assert np.mean([len(set(h) & set(t)) / 10 for h, t in zip(hits, truth, strict=True)]) >= 0.95
+    assert not np.isin(hits, ids[:10]).any() and np.isin(extra, index.ids()).all()
+
+
+def test_open_index_catch_up_is_exact_for_flat(catalog: Catalog) -> None:
+    ids = fill(catalog, "audio", unit(300))
+    open_index(catalog, "audio", "flat")
+    catalog.delete(ids[::3])
+    catalog.upsert([Item("/m/audio/1", "audio", 1, 0.0, "h", id=int(ids[1]))], unit(1, seed=5))
+    fill(catalog, "depth", unit(10, seed=6))  # another modality's rows do not concern this index
+    index = open_index(catalog, "audio", "flat")
+    live_ids = catalog.row_versions("audio")[0]
+    queries = unit(20, seed=7)
+    np.testing.assert_array_equal(
+        index.search(queries, 10)[1], exact(live_ids, catalog.get_vectors(live_ids), queries, 10)
+    )
+    assert VectorIndex.load(index_path(catalog, "audio")).fingerprint == catalog.fingerprint()
+
+
+def test_a_big_change_rebuilds_instead(catalog: Catalog) -> None:
+    ids = fill(catalog, "video", unit(200))
+    open_index(catalog, "video", "HNSW16")
+    catalog.delete(ids[:5])
+    assert open_index(catalog, "video", "HNSW16", max_change=0.0).tombstones == 0
+    assert len(open_index(catalog, "video", "HNSW16")) == 195
