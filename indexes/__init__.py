@@ -5,6 +5,7 @@ Knows nothing of models or media: vectors arrive as (n, dim) float32 arrays, uni
 
 from indexes.build import build_index, index_path, open_index
 from indexes.catalog import Catalog, CatalogError, EncoderInfo, EncoderMismatchError, Item
+from indexes.gemm import GemmSearch
 from indexes.lock import CollectionLock, LockTimeout
 from indexes.vector_index import (
     COMPACT_RATIO,
@@ -27,6 +28,7 @@ __all__ = [
     "CollectionLock",
     "EncoderInfo",
     "EncoderMismatchError",
+    "GemmSearch",
     "IndexFileError",
     "IndexMeta",
     "Item",
