@@ -52,6 +52,7 @@ class Row:
     build_s: float
     qps: float
     recall: float
+    single_qps: float | None = None  # queries issued one at a time (FAISS rows)
 
 
 def random_unit(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -137,27 +138,49 @@ def timed_search(search, queries: np.ndarray, repeat: int) -> tuple[np.ndarray, 
     return found, len(queries) / best
 
 
-def faiss_rows(catalog: Catalog, queries: np.ndarray, truth: np.ndarray, k: int, repeat: int) -> Iterator[Row]:
-    """Flat, IVF-Flat, HNSW and IVF-PQ, each built from the catalog, at a couple of search settings."""
-    n, dim = len(catalog), catalog.dim
+def single_rate(search, queries: np.ndarray) -> float:
+    """Queries per second when each query is its own call (an interactive user), after a warm-up."""
+    search(queries[:1])
+    start = time.perf_counter()
+    for i in range(len(queries)):
+        search(queries[i : i + 1])
+    return len(queries) / (time.perf_counter() - start)
+
+
+def faiss_configs(n: int, dim: int) -> list[tuple[str, str, list]]:
+    """(kind, knob, values) for Flat, IVF-Flat, HNSW and IVF-PQ, the knobs spanning recall 0.5 .. 0.99."""
     nlist = suggested_nlist(n)
     pq = max(m for m in range(1, dim // 8 + 1) if dim % m == 0)
-    configs = [
+    probes = sorted({max(1, nlist // d) for d in (256, 128, 64, 32, 16, 4)})
+    return [
         ("Flat", "nprobe", [None]),
-        (f"IVF{nlist},Flat", "nprobe", sorted({max(1, nlist // 64), max(1, nlist // 16), max(1, nlist // 4)})),
-        ("HNSW32", "efSearch", [64, 128, 256]),
+        (f"IVF{nlist},Flat", "nprobe", probes),
+        ("HNSW32", "efSearch", [16, 32, 64, 128, 256]),
         (f"IVF{nlist},PQ{pq}", "nprobe", sorted({max(1, nlist // 16), max(1, nlist // 4)})),
     ]
-    for kind, knob, values in configs:
+
+
+def faiss_rows(
+    catalog: Catalog, queries: np.ndarray, truth: np.ndarray, k: int, repeat: int, kinds: str = "all"
+) -> Iterator[Row]:
+    """Each FAISS kind (filtered by `kinds`, substrings such as "flat,hnsw"), built from the catalog, at
+    several search settings: batched queries per second, and one query at a time on 200 of them (20 for Flat)."""
+    n = len(catalog)
+    wanted = None if kinds == "all" else kinds.lower().split(",")
+    for kind, knob, values in faiss_configs(n, catalog.dim):
+        if wanted is not None and not any(w in kind.lower() for w in wanted):
+            continue
         start = time.perf_counter()
         index = build_index(catalog, kind=kind, device="cpu")
         build_s = time.perf_counter() - start
         for value in values:
             if value is not None:
                 setattr(index, "nprobe" if knob == "nprobe" else "ef_search", value)
-            found, qps = timed_search(lambda q, index=index: index.search(q, k)[1], queries, repeat)
+            search = lambda q, index=index: index.search(q, k)[1]  # noqa: E731
+            found, qps = timed_search(search, queries, repeat)
+            single = single_rate(search, queries[: 20 if value is None else 200])
             params = "exact" if value is None else f"{knob}={value}"
-            yield Row(n, "", "faiss", kind, params, build_s, qps, recall_at_k(found, truth))
+            yield Row(n, "", "faiss", kind, params, build_s, qps, recall_at_k(found, truth), single)
         del index
         gc.collect()
 
@@ -199,7 +222,8 @@ def lancedb_rows(catalog: Catalog, queries: np.ndarray, truth: np.ndarray, k: in
     ivf_pq = IvfPq(distance_type="dot", num_partitions=nlist, num_sub_vectors=pq, sample_rate=40, max_iterations=10)
     table.create_index("vector", config=ivf_pq)
     build_s = time.perf_counter() - start
-    for nprobes, refine in [(max(1, nlist // 16), None), (max(1, nlist // 16), 10), (max(1, nlist // 4), 10)]:
+    settings = [(max(1, nlist // 16), None), *((max(1, nlist // d), 10) for d in (64, 16, 4)), (max(1, nlist // 4), 50)]
+    for nprobes, refine in settings:
         found, qps = timed_search(lambda q, p=nprobes, r=refine: search(q, nprobes=p, refine=r), queries, repeat)
         params = f"nprobes={nprobes}" + (f",refine={refine}" if refine else "")
         yield Row(n, "", "lancedb", f"IVF_PQ({nlist},{pq})", params, build_s, qps, recall_at_k(found, truth))
@@ -232,9 +256,19 @@ def hardware() -> str:
 
 def format_table(rows: list[Row]) -> str:
     """Rows as a fixed-width text table."""
-    header = ("N", "data", "engine", "index", "search params", "build s", "queries/s", "recall@10")
+    header = ("N", "data", "engine", "index", "search params", "build s", "queries/s", "one at a time/s", "recall@10")
     cells = [
-        (f"{r.size:,}", r.data, r.engine, r.index, r.params, f"{r.build_s:.1f}", f"{r.qps:,.0f}", f"{r.recall:.3f}")
+        (
+            f"{r.size:,}",
+            r.data,
+            r.engine,
+            r.index,
+            r.params,
+            f"{r.build_s:.1f}",
+            f"{r.qps:,.0f}",
+            "" if r.single_qps is None else f"{r.single_qps:,.1f}",
+            f"{r.recall:.3f}",
+        )
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
@@ -242,6 +276,35 @@ def format_table(rows: list[Row]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
     return "\n".join(lines)
+
+
+def targets(rows: list[Row], recall: float = 0.95) -> list[str]:
+    """Per (size, data): the fastest FAISS index at recall >= `recall` against exact search one query at a
+    time (both one query at a time) and against LanceDB's fastest setting at that recall (both batched)."""
+    lines = []
+    for size, data in sorted({(r.size, r.data) for r in rows}):
+        group = [r for r in rows if (r.size, r.data) == (size, data)]
+        exact = next((r for r in group if r.engine == "faiss" and r.params == "exact"), None)
+        ann = [r for r in group if r.engine == "faiss" and r.params != "exact" and r.recall >= recall]
+        lance = [r for r in group if r.engine == "lancedb" and r.recall >= recall]
+        head = f"{size:,} {data}: "
+        if not ann:
+            lines.append(head + f"no FAISS setting reached recall {recall}")
+            continue
+        one = max(ann, key=lambda r: r.single_qps or 0.0)
+        batch = max(ann, key=lambda r: r.qps)
+        text = f"{one.index} {one.params} (recall {one.recall:.3f}) {one.single_qps:,.0f} q/s one at a time"
+        if exact is not None and exact.single_qps:
+            text += f" = {one.single_qps / exact.single_qps:,.0f}x exact ({exact.single_qps:,.1f} q/s)"
+        text += f"; batched {batch.index} {batch.params} (recall {batch.recall:.3f}) {batch.qps:,.0f} q/s"
+        if lance:
+            best = max(lance, key=lambda r: r.qps)
+            text += f" = {batch.qps / best.qps:,.1f}x LanceDB {best.index} {best.params} ({best.qps:,.0f} q/s, "
+            text += f"recall {best.recall:.3f})"
+        elif any(r.engine == "lancedb" for r in group):
+            text += f"; no LanceDB setting reached recall {recall}"
+        lines.append(head + text)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -253,6 +316,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--data", default="random", help="random, clustered, or both: random,clustered")
     parser.add_argument("--quick", action="store_true", help="small sizes (2000,10000) for a smoke run")
     parser.add_argument("--no-lancedb", action="store_true", help="skip LanceDB's own indexes")
+    parser.add_argument("--kinds", default="all", help="FAISS kinds to run, by substring: e.g. flat,hnsw,ivf")
     parser.add_argument("--workdir", type=Path, default=None, help="where the catalog goes (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument("--seed", type=int, default=0)
@@ -277,7 +341,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             catalog = fill_catalog(workdir / "collection", vectors)
             del vectors
             gc.collect()
-            measured = faiss_rows(catalog, queries, truth, args.k, args.repeat)
+            measured = faiss_rows(catalog, queries, truth, args.k, args.repeat, args.kinds)
             if not args.no_lancedb:
                 measured = itertools.chain(measured, lancedb_rows(catalog, queries, truth, args.k, args.repeat))
             for row in measured:  # progress for humans on stderr; the table goes to stdout at the end
@@ -297,6 +361,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         f"{n_queries} queries, dim {args.dim}, k {args.k}"
     )
     print(format_table(rows))
+    print("\n".join(["", "targets (recall@10 >= 0.95):", *targets(rows)]))
     if args.out:
         report = {
             "hardware": hardware(),
@@ -304,6 +369,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             "lancedb": lancedb.__version__,
             "args": {k: str(v) for k, v in vars(args).items()},
             "rows": [asdict(r) for r in rows],
+            "targets": targets(rows),
         }
         args.out.write_text(json.dumps(report, indent=2))
     return rows

@@ -12,7 +12,7 @@ from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import EncoderConfig, ModelConfig, Preprocess, TextConfig, TowerConfig
 from bindsearch.models.languagebind import LanguageBindModel
 
-__all__ = ["build_builtin", "default_model", "is_builtin", "tiny_configs"]
+__all__ = ["build_builtin", "default_model", "is_builtin", "random_model", "tiny_configs", "vit_l14_configs"]
 
 
 def tiny_configs(width: int = 64, layers: int = 2, projection_dim: int = 32) -> list[ModelConfig]:
@@ -24,10 +24,38 @@ def tiny_configs(width: int = 64, layers: int = 2, projection_dim: int = 32) -> 
         ModelConfig("image", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
         ModelConfig("infrared", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
         ModelConfig("depth", TowerConfig(enc, (64, 64), 16), text, projection_dim, image),
-        ModelConfig("video", TowerConfig(enc, (64, 64), 16, num_frames=4, temporal_attention=True), text,
-                    projection_dim, image),
+        ModelConfig(
+            "video", TowerConfig(enc, (64, 64), 16, num_frames=4, temporal_attention=True), text, projection_dim, image
+        ),
         ModelConfig("audio", TowerConfig(enc, (32, 208), 16), text, projection_dim, image),
     ]
+
+
+def vit_l14_configs(
+    modalities: tuple[str, ...] = ("image", "video", "audio", "depth", "infrared"),
+) -> list[ModelConfig]:
+    """The published LanguageBind shapes (ViT-L/14 towers, CLIP ViT-L text tower, 768-d space): 224 x 224
+    images, 8-frame video with temporal attention, 112 x 1036 audio fbank; for benchmarks, with random weights."""
+    enc = EncoderConfig(width=1024, layers=24, heads=16, mlp_width=4096, act="gelu")
+    text = TextConfig(encoder=EncoderConfig(width=768, layers=12, heads=12, mlp_width=3072, act="gelu"))
+    prep = Preprocess(image_size=224, num_frames=8, num_mel_bins=112, target_length=1036)
+    towers = {
+        "image": TowerConfig(enc),
+        "depth": TowerConfig(enc),
+        "infrared": TowerConfig(enc),
+        "video": TowerConfig(enc, num_frames=8, temporal_attention=True),
+        "audio": TowerConfig(enc, (112, 1036)),
+    }
+    return [ModelConfig(m, towers[m], text, 768, prep) for m in modalities]
+
+
+def random_model(configs: list[ModelConfig], seed: int = 0, spec: str = "random") -> EmbeddingModel:
+    """A LanguageBind-shaped model with seeded random weights: real code paths, meaningless vectors."""
+    model = LanguageBindModel.from_configs(configs)
+    _randomise(model, seed)
+    model.spec = spec
+    model.checkpoint = f"seed{seed}"
+    return model
 
 
 def _randomise(model: torch.nn.Module, seed: int) -> None:
@@ -57,11 +85,7 @@ def build_builtin(spec: str, seed: int = 0) -> EmbeddingModel:
         from bindsearch.models.mini import MINI_DIR, MiniModel
 
         return MiniModel.load(MINI_DIR, spec=MINI)
-    model = LanguageBindModel.from_configs(_BUILTINS[spec.lower()]())
-    _randomise(model, seed)
-    model.spec = spec.lower()
-    model.checkpoint = f"seed{seed}"
-    return model
+    return random_model(_BUILTINS[spec.lower()](), seed, spec.lower())
 
 
 def default_model() -> str:
@@ -74,7 +98,8 @@ def default_model() -> str:
     from bindsearch.models.mini import MINI_DIR
 
     cache = os.environ.get("HF_HUB_CACHE") or str(
-        Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub")
+        Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    )
 
     def cached(repo: str) -> bool:
         snapshots = Path(cache) / f"models--{repo.replace('/', '--')}" / "snapshots"

@@ -1,0 +1,246 @@
+"""Ingest speed: `bindsearch index` end to end against the encoder alone, and peak memory over 10,000 files.
+
+    python benchmarks/ingest.py speed                 # ViT-L/14 video + audio towers (random weights), bf16
+    python benchmarks/ingest.py speed --videos 8 --audios 16 --rounds 1      # quicker
+    python benchmarks/ingest.py memory --files 10000  # peak RSS while indexing 10,000 images with bindsearch-mini
+
+`speed` writes generated mp4 clips (3 s, 25 fps, 320 x 240) and 10 s stereo 44.1 kHz wavs, builds the
+published LanguageBind shapes with random weights (`models.builtin.vit_l14_configs`; the cost of a real
+checkpoint is the same), and times, in alternating rounds so machine noise hits both alike:
+- **encoder only**: the same files decoded beforehand, `model.embed` on batches of the collection's batch size;
+- **end to end**: `Collection.add` on the folder into a fresh collection: walking, decoding in worker
+  processes, encoding, hashing and catalog commits, and the FAISS cache written at the end.
+The ratio end-to-end / encoder-only is the share of the encoder's rate that ingest keeps (target >= 85%).
+
+`memory` indexes `--files` generated 256 x 256 PNGs (and, with `--modality video`, short clips) with
+`bindsearch-mini`, sampling the resident memory of this process and its decoder workers every 20 ms.
+Peak minus the resident memory after loading the model is what ingest itself costs (target <= 2 GB,
+whatever the collection size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bindsearch import media  # noqa: E402
+from bindsearch.collection import Collection  # noqa: E402
+from bindsearch.media.writers import write_audio, write_image, write_video  # noqa: E402
+from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
+
+
+def make_videos(directory: Path, n: int, seconds: float = 3.0, fps: int = 25) -> list[Path]:
+    """n mp4 clips of a bright square moving over noise, each with its own seed."""
+    paths = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        frames = rng.integers(0, 60, (int(seconds * fps), 240, 320, 3), dtype=np.uint8)
+        for t, frame in enumerate(frames):
+            x = (10 * t + 37 * i) % 280
+            frame[100:140, x : x + 40] = (255, 200, 40)
+        paths.append(write_video(directory / f"clip{i:04d}.mp4", frames, fps=fps))
+    return paths
+
+
+def make_audios(directory: Path, n: int, seconds: float = 10.0, rate: int = 44100) -> list[Path]:
+    """n stereo wavs: a tone with a seed-dependent pitch plus noise."""
+    paths = []
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        tone = 0.3 * np.sin(2 * np.pi * (220 + 40 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        paths.append(write_audio(directory / f"sound{i:04d}.wav", np.stack([tone, tone[::-1]], axis=1), rate))
+    return paths
+
+
+def encoder_only(model, modality: str, tensors: list[torch.Tensor], batch: int) -> float:
+    """Items per second of model.embed alone on already-decoded inputs."""
+    start = time.perf_counter()
+    for first in range(0, len(tensors), batch):
+        model.embed(modality, torch.stack(tensors[first : first + batch]))
+    return len(tensors) / (time.perf_counter() - start)
+
+
+def end_to_end(model, modality: str, folder: Path, workdir: Path, workers: int | None) -> tuple[float, object]:
+    """Items per second of Collection.add on the folder into a fresh collection, and its report."""
+    target = Path(tempfile.mkdtemp(prefix="ingest-", dir=workdir))
+    try:
+        collection = Collection.open(target / "collection", model=model)
+        start = time.perf_counter()
+        report = collection.add([folder], modality=modality, workers=workers)
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} generated files failed to index: {report.failed[0]}")
+    return report.new / seconds, report
+
+
+def speed(args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.workdir))
+    try:
+        sets = {}
+        if args.videos:
+            sets["video"] = make_videos(work / "video", args.videos)
+        if args.audios:
+            sets["audio"] = make_audios(work / "audio", args.audios)
+        model = random_model(vit_l14_configs(tuple(sets)), spec="random:vit-l14").to(dtype=args.dtype_t)
+        model.eval()
+        rows = []
+        for modality, paths in sets.items():
+            batch = model.batch_size[modality]
+            start = time.perf_counter()
+            tensors = [media.load(modality, p, model.preprocess[modality]) for p in paths]
+            decode_rate = len(paths) / (time.perf_counter() - start)
+            encoder_only(model, modality, tensors[:batch], batch)  # warm-up
+            best_encoder, best_e2e = 0.0, 0.0
+            for _ in range(args.rounds):
+                best_encoder = max(best_encoder, encoder_only(model, modality, tensors, batch))
+                rate, _ = end_to_end(model, modality, paths[0].parent, work, args.workers)
+                best_e2e = max(best_e2e, rate)
+                print(f"  {modality}: encoder {best_encoder:.3f}/s, end to end {best_e2e:.3f}/s", file=sys.stderr)
+            rows.append(
+                {
+                    "modality": modality,
+                    "files": len(paths),
+                    "batch": batch,
+                    "decode_one_process_per_s": round(decode_rate, 2),
+                    "encoder_only_per_s": round(best_encoder, 4),
+                    "end_to_end_per_s": round(best_e2e, 4),
+                    "share_of_encoder": round(best_e2e / best_encoder, 3),
+                }
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"# {hardware()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model ViT-L/14 "
+        f"(random weights) in {args.dtype}; best of {args.rounds} alternating rounds"
+    )
+    print(
+        f"{'modality':9} {'files':>5} {'batch':>5} {'decode/s (1 proc)':>17} {'encoder only/s':>14} "
+        f"{'end to end/s':>12} {'share':>6}"
+    )
+    for r in rows:
+        print(
+            f"{r['modality']:9} {r['files']:5} {r['batch']:5} {r['decode_one_process_per_s']:17.2f} "
+            f"{r['encoder_only_per_s']:14.3f} {r['end_to_end_per_s']:12.3f} {r['share_of_encoder']:6.0%}"
+        )
+    return {"hardware": hardware(), "dtype": args.dtype, "rounds": args.rounds, "rows": rows}
+
+
+class RssSampler(threading.Thread):
+    """Samples the resident memory of this process plus its descendants every `interval` seconds."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(os.getpid()))
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.join()
+        return self.peak
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of pid and all its descendants (shared pages counted in each: an upper bound)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS"))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, StopIteration):
+            continue  # the process ended between listing and reading
+    return total
+
+
+def memory(args: argparse.Namespace) -> dict:
+    from bindsearch.models import load_model
+
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-", dir=args.workdir))
+    try:
+        folder = work / "files"
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for i in range(args.files):
+            pixels = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+            write_image(folder / f"{i // 1000:02d}" / f"img{i:05d}.png", pixels)
+        written = time.perf_counter() - start
+        model = load_model("bindsearch-mini")
+        baseline = tree_rss(os.getpid())
+        collection = Collection.open(work / "collection", model=model)
+        sampler = RssSampler()
+        sampler.start()
+        start = time.perf_counter()
+        report = collection.add([folder], modality="image", workers=args.workers)
+        seconds = time.perf_counter() - start
+        peak = sampler.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "hardware": hardware(),
+        "files": args.files,
+        "written_s": round(written, 1),
+        "indexed": report.new,
+        "index_s": round(seconds, 1),
+        "model_rss_mb": round(baseline / 2**20),
+        "peak_rss_mb": round(peak / 2**20),
+        "ingest_mb": round((peak - baseline) / 2**20),
+    }
+    print(f"# {hardware()}; {args.files} images (256 x 256 png) with bindsearch-mini")
+    print(
+        f"indexed {report.new} files in {seconds:.0f} s ({report.new / seconds:.0f}/s); resident memory: "
+        f"{baseline / 2**20:.0f} MB after loading the model, peak {peak / 2**20:.0f} MB "
+        f"(process + decoder workers): ingest costs {(peak - baseline) / 2**20:.0f} MB"
+    )
+    return result
+
+
+def hardware() -> str:
+    from search import hardware as describe
+
+    return describe()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["speed", "memory"])
+    parser.add_argument("--videos", type=int, default=16, help="clips for `speed` (0 skips video)")
+    parser.add_argument("--audios", type=int, default=32, help="wavs for `speed` (0 skips audio)")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--files", type=int, default=10_000, help="images for `memory`")
+    parser.add_argument("--workers", type=int, default=None, help="decoder processes (default: one per spare core)")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.dtype_t = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    result = speed(args) if args.what == "speed" else memory(args)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
