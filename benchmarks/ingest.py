@@ -146,15 +146,15 @@ class RssSampler(threading.Thread):
 
     def __init__(self, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self.peak, self._done = interval, 0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             self.peak = max(self.peak, tree_rss(os.getpid()))
             time.sleep(self.interval)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak
 
