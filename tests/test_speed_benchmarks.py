@@ -1,0 +1,42 @@
+"""Smoke runs of the speed benchmarks on tiny sizes: they run, report what they claim, and clean up after
+themselves. Their figures are measured by hand (benchmarks/README.md), never asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling search.py
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_exact_search_finds_the_exact_top_k(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "exact.json"
+    report = load("exact_search").main(
+        ["--n", "20000", "--dim", "64", "--queries", "64", "--rounds", "1", "--single", "3", "--out", str(out)]
+    )
+    rows = {row["engine"]: row for row in report["rows"]}
+    assert set(rows) == {"gemm fp32 (bound)", "gemm bf16 (bound)", "faiss Flat fp32", "GemmSearch fp32",
+                         "GemmSearch bf16"}
+    assert all(row["recall"] == 1.0 for name, row in rows.items() if not name.endswith("(bound)"))
+    assert all(row["seconds"] > 0 and row["of_bound"] > 0 for row in rows.values())
+    assert json.loads(out.read_text())["n"] == 20000
+    assert "GemmSearch bf16" in capsys.readouterr().out
+
+
+def test_ingest_memory_indexes_every_file_and_reports_the_peak(tmp_path: Path, capsys) -> None:
+    result = load("ingest").main(["memory", "--files", "24", "--workers", "1", "--workdir", str(tmp_path)])
+    assert result["indexed"] == 24
+    assert result["peak_rss_mb"] >= result["model_rss_mb"] > 0
+    assert "ingest costs" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # generated files and the collection were removed
