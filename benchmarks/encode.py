@@ -30,16 +30,62 @@ _KINDS = {"LanguageBindImage": "image", "LanguageBindVideo": "video", "LanguageB
           "LanguageBindDepth": "depth", "LanguageBindThermal": "thermal"}
 
 
-def _reference():
-    """The reference package, or None; it needs an old torchvision alias to import."""
+def _reference(stub_media: bool = False):
+    """The reference package, or None; it needs an old torchvision alias to import. `stub_media` stands in
+    empty modules for the media libraries its processors import (decord, pytorchvideo), so that its model
+    code runs where those are not installed: the benchmark feeds preprocessed tensors and never calls them."""
     try:
         import torchvision.transforms._functional_tensor as ft
 
         sys.modules.setdefault("torchvision.transforms.functional_tensor", ft)
+        if stub_media:
+            install_media_stubs()
         import languagebind
     except ImportError:
         return None
     return languagebind
+
+
+def install_media_stubs(packages: tuple[str, ...] = ("decord", "pytorchvideo")) -> None:
+    """Make `import X` and `from X.y import Z` succeed for `packages` where they are missing: every module
+    attribute is a stand-in that absorbs attribute access and calls (`decord.bridge.set_bridge("torch")` runs
+    at the reference's import time)."""
+    import importlib.abc
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    class _Stub:
+        def __getattr__(self, name: str):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _Stub()
+
+        def __call__(self, *args, **kwargs):
+            return _Stub()
+
+    class _Module(types.ModuleType):
+        def __getattr__(self, name: str):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _Stub()
+
+    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname.split(".")[0] in packages:
+                return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            return _Module(spec.name)
+
+        def exec_module(self, module):
+            module.__path__ = []
+
+    missing = tuple(p for p in packages if importlib.util.find_spec(p) is None)
+    if missing:
+        packages = missing
+        sys.meta_path.append(_Finder())
 
 
 def _timed(fn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -127,9 +173,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--int8", action="store_true", help="also time dynamic int8 quantisation of the linears")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time bf16 through EmbeddingModel.compile_towers (Inductor with freezing)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--stub-reference-media", action="store_true",
+                        help="import the reference with its media libraries stubbed (where they are not installed)")
     args = parser.parse_args()
 
-    lb = _reference()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lb = _reference(stub_media=args.stub_reference_media)
     rows = []
     for modality in args.modalities.split(","):
         ckpt = args.checkpoints / modality
@@ -145,6 +198,9 @@ def main() -> None:
                    "ours_bf16": lambda v, m=ours16, n=name: m.embed(n, v)}
         if ours8 is not None:
             runners["ours_int8"] = lambda v, m=ours8, n=name: m.embed(n, v)
+        if args.compile:
+            compiled = load_model(str(ckpt), device="cpu", dtype="bfloat16").compile_towers(batch_size=batch)
+            runners["ours_compiled"] = lambda v, m=compiled, n=name: m.embed(n, v)
         # The limit: the same matrix products alone, timed as contestants (its "output" is a rate).
         for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             runners[f"gemm_{dt}"] = lambda v, d=dtype, s=linears: gemm_rate(s, [], d)
@@ -159,9 +215,9 @@ def main() -> None:
                 m.get_image_features(pixel_values=v.bfloat16()).float(), dim=-1)
         best = dict.fromkeys(runners, float("inf"))
         rates = dict.fromkeys(("gemm_fp32", "gemm_bf16", "matmul_fp32", "matmul_bf16"), 0.0)
-        outputs = {}
-        for key, fn in runners.items():  # warm-up, and the vectors we compare
-            outputs[key] = _timed(fn, x)[1]
+        outputs, warmup = {}, {}
+        for key, fn in runners.items():  # warm-up (compilation too), and the vectors we compare
+            warmup[key], outputs[key] = _timed(fn, x)
         for _ in range(args.rounds):  # alternate, so noise falls on every contestant alike
             for key, fn in runners.items():
                 seconds, out = _timed(fn, x)
@@ -178,11 +234,18 @@ def main() -> None:
         row["cos_bf16_vs_fp32"] = float((outputs["ours_fp32"] * outputs["ours_bf16"]).sum(-1).min())
         if ours8 is not None:
             row["cos_int8_vs_fp32"] = float((outputs["ours_fp32"] * outputs["ours_int8"]).sum(-1).min())
+        if args.compile:
+            row["cos_compiled_vs_fp32"] = float((outputs["ours_fp32"] * outputs["ours_compiled"]).sum(-1).min())
+            row["compiled_of_gemm"] = row["ours_compiled"] * flops / rates["gemm_bf16"]
+            row["compiled_of_matmul"] = row["ours_compiled"] * flops / rates["matmul_bf16"]
+            row["compile_s"] = warmup["ours_compiled"]
         if lb is not None:
             row["max_abs_diff_vs_ref"] = float((outputs["ours_fp32"] - outputs["ref_fp32"]).abs().max())
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         del runners, ours32, ours16, ours8
+        if args.compile:
+            del compiled
         gc.collect()
 
     print(f"\nencoder throughput, items/s ({platform.machine()}, {torch.get_num_threads()} threads, "
@@ -211,6 +274,17 @@ def main() -> None:
         if args.int8:
             line += f"{r['ours_int8']:>8.2f}{r['cos_int8_vs_fp32']:>9.4f}"
         print(line)
+    if args.compile:
+        print("\nbf16 compiled (EmbeddingModel.compile_towers: Inductor, freezing), same rounds")
+        print(f"{'modality':<9}{'items/s':>9}{'/ eager':>9}" + (f"{'/ ref32':>9}{'/ ref16':>9}" if lb else "")
+              + f"{'GEMM share':>11}{'all share':>10}{'cos fp32':>10}{'compile s':>10}")
+        for r in rows:
+            line = f"{r['modality']:<9}{r['ours_compiled']:>9.2f}{r['ours_compiled'] / r['ours_bf16']:>9.2f}"
+            if lb:
+                line += f"{r['ours_compiled'] / r['ref_fp32']:>9.2f}{r['ours_compiled'] / r['ref_bf16']:>9.2f}"
+            line += (f"{r['compiled_of_gemm']:>11.0%}{r['compiled_of_matmul']:>10.0%}"
+                     f"{r['cos_compiled_vs_fp32']:>10.4f}{r['compile_s']:>10.1f}")
+            print(line)
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
                                         "rounds": args.rounds}, indent=2))

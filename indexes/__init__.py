@@ -1,45 +1,38 @@
 """Vector index and catalog layer: FAISS indexes (CPU/GPU) over int64 ids, and the LanceDB catalog they are built from.
 
 Knows nothing of models or media: vectors arrive as (n, dim) float32 arrays, unit length for the "ip" metric.
+Names are imported on first use, so `from indexes.gemm import GemmSearch` needs neither FAISS nor LanceDB.
 """
 
-from indexes.build import build_index, index_path, open_index
-from indexes.catalog import Catalog, CatalogError, EncoderInfo, EncoderMismatchError, Item
-from indexes.gemm import GemmSearch
-from indexes.lock import CollectionLock, LockTimeout
-from indexes.vector_index import (
-    COMPACT_RATIO,
-    EXACT_BELOW,
-    IndexFileError,
-    IndexMeta,
-    VectorIndex,
-    choose_kind,
-    gpu_available,
-    merge_topk,
-    read_meta,
-    suggested_nlist,
-)
+from importlib import import_module
 
-__all__ = [
-    "COMPACT_RATIO",
-    "EXACT_BELOW",
-    "Catalog",
-    "CatalogError",
-    "CollectionLock",
-    "EncoderInfo",
-    "EncoderMismatchError",
-    "GemmSearch",
-    "IndexFileError",
-    "IndexMeta",
-    "Item",
-    "LockTimeout",
-    "VectorIndex",
-    "build_index",
-    "choose_kind",
-    "gpu_available",
-    "index_path",
-    "merge_topk",
-    "open_index",
-    "read_meta",
-    "suggested_nlist",
-]
+_EXPORTS = {
+    "build_index": "indexes.build",
+    "index_path": "indexes.build",
+    "open_index": "indexes.build",
+    "Catalog": "indexes.catalog",
+    "CatalogError": "indexes.catalog",
+    "EncoderInfo": "indexes.catalog",
+    "EncoderMismatchError": "indexes.catalog",
+    "Item": "indexes.catalog",
+    "GemmSearch": "indexes.gemm",
+    "CollectionLock": "indexes.lock",
+    "LockTimeout": "indexes.lock",
+    **dict.fromkeys(
+        ("COMPACT_RATIO", "EXACT_BELOW", "IndexFileError", "IndexMeta", "VectorIndex", "choose_kind",
+         "gpu_available", "merge_topk", "read_meta", "suggested_nlist"),
+        "indexes.vector_index",
+    ),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'indexes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["GemmSearch"]
+__all__ = ["GemmSearch", "grouped_topk"]
 
 _PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 
@@ -27,15 +27,27 @@ class GemmSearch:
 
     `precision="bf16"` keeps a bf16 copy of the vectors (half the memory of fp32) for the product and reads
     the fp32 vectors only to rescore candidates; "fp32" multiplies in fp32. `device="cuda"` keeps the copy
-    on the GPU between searches (fp16 is a GPU format there too). Blocks of `block` vectors bound the
-    score matrix to (queries, block).
+    on the GPU between searches (fp16 is a GPU format there too); the fp32 vectors stay in host memory unless
+    `exact_on_device=True`, which spends 4 more bytes per dimension of GPU memory so that rescoring never
+    leaves the GPU. Blocks of `block` vectors bound the score matrix to (queries, block); the default suits
+    the device (16,384 on the CPU, whose caches want small blocks; 262,144 on a GPU, which wants few launches).
     """
 
-    QUERY_BLOCK = 1024
+    QUERY_BLOCK = {"cpu": 1024, "cuda": 4096}
     """Queries per product: bounds the rescoring gather to QUERY_BLOCK x (k + margin) x d floats."""
 
+    GROUP = 128
+    """On a GPU, top-k of a score block goes through the maxima of groups of GROUP columns (see `_topk`)."""
+
     def __init__(
-        self, vectors: np.ndarray, *, precision: str = "bf16", device: str = "cpu", block: int = 16384, margin: int = 32
+        self,
+        vectors: np.ndarray,
+        *,
+        precision: str = "bf16",
+        device: str = "cpu",
+        block: int | None = None,
+        margin: int = 32,
+        exact_on_device: bool = False,
     ) -> None:
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
@@ -44,10 +56,24 @@ class GemmSearch:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be (n, d), got shape {vectors.shape}")
-        self.precision, self.device, self.block, self.margin = precision, torch.device(device), block, margin
+        self.precision, self.device, self.margin = precision, torch.device(device), margin
+        self.block = block or (16384 if self.device.type == "cpu" else 262144)
+        self.query_block = self.QUERY_BLOCK.get(self.device.type, 1024)
         self._exact = torch.from_numpy(vectors)  # shares memory with the caller's array: no fp32 copy
+        if exact_on_device:
+            self._exact = self._exact.to(self.device)
         dtype = _PRECISIONS[precision]
-        self._lowp = self._exact.to(self.device, dtype) if (dtype != torch.float32 or device != "cpu") else self._exact
+        on_device = self._exact.device == self.device
+        self._lowp = self._exact if dtype == torch.float32 and on_device else self._to_device(dtype)
+
+    def _to_device(self, dtype: torch.dtype) -> torch.Tensor:
+        """The vectors as `dtype` on the search device, converted block by block (no full-size temporary)."""
+        if self.device.type == "cpu":
+            return self._exact.to(dtype)
+        out = torch.empty(self._exact.shape, dtype=dtype, device=self.device)
+        for start in range(0, len(self), 1 << 20):
+            out[start : start + (1 << 20)] = self._exact[start : start + (1 << 20)].to(self.device, non_blocking=False)
+        return out
 
     def __len__(self) -> int:
         return self._exact.shape[0]
@@ -66,8 +92,8 @@ class GemmSearch:
         found = min(k, n)
         scores = np.full((q, k), -np.inf, np.float32)
         positions = np.full((q, k), -1, np.int64)
-        for start in range(0, q if found else 0, self.QUERY_BLOCK):
-            stop = start + self.QUERY_BLOCK
+        for start in range(0, q if found else 0, self.query_block):
+            stop = start + self.query_block
             scores[start:stop, :found], positions[start:stop, :found] = self._search(queries[start:stop], found)
         return scores, positions
 
@@ -81,18 +107,41 @@ class GemmSearch:
         best_positions: list[torch.Tensor] = []
         for start in range(0, n, self.block):
             block = self._lowp[start : start + self.block]
-            top = (query_low @ block.T).topk(min(keep, block.shape[0]), dim=1, sorted=False)
-            best_scores.append(top.values)
-            best_positions.append(top.indices + start)
+            values, indices = self._topk(query_low @ block.T, min(keep, block.shape[0]))
+            best_scores.append(values)
+            best_positions.append(indices + start)
         merged = torch.cat(best_scores, dim=1).float()
         merged_positions = torch.cat(best_positions, dim=1)
         top = merged.topk(keep, dim=1)
-        candidates = merged_positions.gather(1, top.indices).cpu()
+        candidates = merged_positions.gather(1, top.indices)
         if low:  # rescore the candidates exactly and keep the true top k among them
-            exact = torch.einsum("qcd,qd->qc", self._exact[candidates], query_t)
+            candidates = candidates.to(self._exact.device)
+            exact = torch.einsum("qcd,qd->qc", self._exact[candidates], query_t.to(self._exact.device))
             top = exact.topk(found, dim=1)
             candidates = candidates.gather(1, top.indices)
-            values = top.values
-        else:
-            values = top.values.cpu()
-        return values.numpy(), candidates.numpy()
+        return top.values.cpu().numpy(), candidates.cpu().numpy()
+
+    def _topk(self, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unsorted top k per row of a score block: the plain top-k on the CPU, `grouped_topk` on a GPU."""
+        if scores.device.type == "cpu":
+            top = scores.topk(k, dim=1, sorted=False)
+            return top.values, top.indices
+        return grouped_topk(scores, k, self.GROUP)
+
+
+def grouped_topk(scores: torch.Tensor, k: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top k per row of (q, n) scores, unsorted, as (values, column indices), by way of group maxima.
+
+    A full-width top-k is slow on a GPU, so this first takes the maximum of each run of `group` columns and
+    keeps the k groups with the largest maxima. Every element of the true top k lies in one of them: a group
+    holding such an element x has a maximum >= x, and fewer than k other groups can have one, since each
+    would hold an element beating x. The top k of those k x `group` columns is then the exact answer.
+    """
+    q, n = scores.shape
+    if n % group or n // group <= k:
+        top = scores.topk(k, dim=1, sorted=False)
+        return top.values, top.indices
+    groups = scores.view(q, n // group, group).amax(dim=2).topk(k, dim=1, sorted=False).indices
+    columns = (groups.unsqueeze(2) * group + torch.arange(group, device=scores.device)).view(q, -1)
+    top = scores.gather(1, columns).topk(k, dim=1, sorted=False)
+    return top.values, columns.gather(1, top.indices)

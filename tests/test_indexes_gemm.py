@@ -72,3 +72,20 @@ def test_vector_index_bf16_matches_faiss_after_adds_and_removes():
     assert not np.isin(got_ids, ids[::3]).any()
     with pytest.raises(ValueError, match="precision"):
         fast.precision = "int8"
+
+
+@pytest.mark.parametrize("group", [4, 128])
+def test_grouped_topk_is_the_plain_top_k(group):
+    """The GPU's top-k by group maxima returns the same values as a full top-k, ties and crowded groups too."""
+    import torch
+
+    from indexes.gemm import grouped_topk
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(64, 128 * 40, generator=gen)
+    scores[0, :300] = 5.0  # more tied maxima than k, all in the first groups
+    scores[1, 128:128 + 20] = torch.linspace(10, 11, 20)  # the whole top k inside one group
+    values, columns = grouped_topk(scores, 16, group)
+    np.testing.assert_array_equal(values.sort(dim=1).values, scores.topk(16, dim=1).values.sort(dim=1).values)
+    np.testing.assert_array_equal(scores.gather(1, columns), values)  # indices point at the values
+    assert columns[1].sort().values.tolist() == list(range(128 + 4, 128 + 20))

@@ -140,3 +140,19 @@ def test_bfloat16_stays_close_to_float32(tiny_model, media_files):
         b = bf16.encode(modality, [media_files[modality]])
         assert b.dtype == torch.float32
         assert float((a * b).sum()) > 0.99
+
+
+def test_compiled_towers_give_the_eager_vectors_for_any_batch_length():
+    """`compile_towers` pads short batches to its compiled size and splits long ones; vectors do not change."""
+    from bindsearch.models.builtin import random_model, tiny_configs
+
+    model = random_model([c for c in tiny_configs() if c.modality == "image"]).to(torch.bfloat16).eval()
+    x = torch.randn(7, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    eager = model.embed("image", x)
+    model.compile_towers(batch_size=4)
+    for batch in (x, x[:3]):  # 7 = 4 + a short 3; 3 alone
+        compiled = model.embed("image", batch)
+        assert compiled.shape == (len(batch), model.dim)
+        assert (compiled * eager[: len(batch)]).sum(-1).min() > 0.999
+    with pytest.raises(ValueError, match="text tower stays eager"):
+        model.compile_towers(["text"])

@@ -40,3 +40,21 @@ def test_ingest_memory_indexes_every_file_and_reports_the_peak(tmp_path: Path, c
     assert result["peak_rss_mb"] >= result["model_rss_mb"] > 0
     assert "ingest costs" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []  # generated files and the collection were removed
+
+
+def test_cpu_towers_compares_the_ways_of_running_a_tower(capsys) -> None:
+    contestants = "fp32,bf16,bf16+frozen,bf16+bmm-attn"
+    report = load("cpu_towers").main(["--tiny", "--rounds", "1", "--contestants", contestants])
+    rows = {row["contestant"]: row for row in report["rows"]}
+    assert set(rows) == {"fp32", "bf16", "bf16+frozen", "bf16+bmm-attn"}
+    assert all(row["items_per_s"] > 0 and row["cos_vs_fp32"] > 0.99 for row in rows.values())
+    assert "bf16+frozen" in capsys.readouterr().out
+
+
+def test_gpu_benchmark_says_plainly_when_there_is_no_gpu(monkeypatch) -> None:
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        load("gpu").main(["--skip", "search"])

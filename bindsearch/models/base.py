@@ -59,6 +59,17 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return resolved
 
 
+class _Tower(nn.Module):
+    """One media tower of a model as a module of its own, for `torch.compile` (not registered as a child)."""
+
+    def __init__(self, model: EmbeddingModel, modality: str) -> None:
+        super().__init__()
+        self.model, self.modality = model, modality
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_batch(self.modality, batch)
+
+
 class EmbeddingModel(nn.Module):
     """A set of towers mapping text and media into one space of unit vectors.
 
@@ -73,6 +84,7 @@ class EmbeddingModel(nn.Module):
         self.preprocess: dict[str, Preprocess] = {}
         self.spec = "unnamed"
         self.checkpoint = ""
+        self._compiled: dict[str, tuple[nn.Module, int]] = {}  # modality -> (compiled tower, its batch size)
 
     # -- what subclasses provide ------------------------------------------------------------
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
@@ -125,8 +137,45 @@ class EmbeddingModel(nn.Module):
             batch = batch.to(self.device)
         else:
             batch = batch.to(self.device, self.dtype)
-        features = self.encode_batch(modality, batch).float()
+        if modality in self._compiled:
+            features = self._run_compiled(modality, batch).float()
+        else:
+            features = self.encode_batch(modality, batch).float()
         return torch.nn.functional.normalize(features, dim=-1).cpu()
+
+    def compile_towers(self, modalities: Sequence[str] | None = None, batch_size: int | None = None) -> EmbeddingModel:
+        """Run the media towers through `torch.compile` (Inductor, with freezing) from now on; returns self.
+
+        Freezing folds the weights into the compiled code as constants, which lets Inductor fuse the norms,
+        GELU and residual adds into the matrix products around them and pre-pack the weights for oneDNN (AMX
+        tiles on CPUs that have them). Measured on an AMX CPU with 2 threads, a ViT-L/14 image tower in bf16
+        ran 1.7x the eager one (`benchmarks/cpu_towers.py`). The first batch of each modality pays the
+        compilation (tens of seconds); every batch is then padded to `batch_size` (default: the model's
+        `batch_size` for the modality) so that one compiled graph serves all, a short last batch included.
+        Worth it for indexing many files, not for one query. The weights must not change afterwards.
+        """
+        names = [self.check_modality(m) for m in (modalities or self.preprocess)]
+        for name in names:
+            if name == "text":
+                raise ValueError("compile_towers compiles the media towers; the text tower stays eager")
+            size = batch_size or self.batch_size.get(name, 16)
+            tower = torch.compile(_Tower(self, name), dynamic=False)
+            self._compiled[name] = (tower, size)
+        return self
+
+    def _run_compiled(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        import torch._inductor.config as inductor_config
+
+        tower, size = self._compiled[modality]
+        outputs = []
+        with inductor_config.patch(freezing=True):
+            for start in range(0, batch.shape[0], size):
+                chunk = batch[start : start + size]
+                short = size - chunk.shape[0]
+                if short:  # pad to the compiled shape; the padding's rows are dropped again below
+                    chunk = torch.cat([chunk, chunk.new_zeros((short, *chunk.shape[1:]))])
+                outputs.append(tower(chunk)[: size - short])
+        return torch.cat(outputs)
 
     def encode(self, modality: str, items: Iterable[str | Path], batch_size: int | None = None) -> torch.Tensor:
         """Strings for 'text', file paths otherwise -> (n, d) float32 unit vectors.

@@ -1,0 +1,71 @@
+"""The CUDA code paths, on a GPU: towers in bf16/fp16 (eager and compiled) against fp32, and GemmSearch.
+
+Skipped where torch sees no CUDA device (CI). On a GPU machine without the media libraries these run alone:
+`python -m pytest --noconftest -m gpu tests/test_gpu.py` (they need torch and numpy only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bindsearch.models.builtin import random_model, tiny_configs
+from indexes.gemm import GemmSearch, grouped_topk
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def unit(n: int, dim: int = 96, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries.astype(np.float64) @ vectors.T.astype(np.float64)), axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("exact_on_device", [False, True])
+def test_gemm_search_on_gpu_is_exact(precision, exact_on_device):
+    vectors, queries = unit(300_000), unit(300, seed=1)  # 300,000 = one full 262,144 block and a partial one
+    searcher = GemmSearch(vectors, precision=precision, device="cuda", exact_on_device=exact_on_device)
+    scores, positions = searcher.search(queries, 10)
+    want = brute_force(vectors, queries, 10)
+    assert (positions == want).mean() > 0.999  # fp32 on the GPU may swap two scores equal to 1e-7
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, positions, 1), atol=1e-5)
+
+
+def test_grouped_topk_on_gpu_matches_topk():
+    scores = torch.randn(512, 128 * 300, device="cuda", dtype=torch.bfloat16)
+    values, columns = grouped_topk(scores, 42, 128)
+    want = scores.topk(42, dim=1).values
+    assert torch.equal(values.sort(dim=1, descending=True).values, want)
+    assert torch.equal(scores.gather(1, columns), values)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("modality", ["image", "video", "audio"])
+def test_towers_in_half_precision_match_fp32(dtype, modality):
+    config = [c for c in tiny_configs() if c.modality == modality]
+    exact = random_model(config).eval()
+    cfg = exact.vision_models[modality].config
+    shape = (3, 3, cfg.num_frames, *cfg.input_size) if cfg.num_frames > 1 else (3, 3, *cfg.input_size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    want = exact.embed(modality, x)
+    fast = random_model(config).to("cuda", dtype).eval()
+    got = fast.embed(modality, x)
+    assert got.device.type == "cpu" and got.dtype == torch.float32
+    assert (got * want).sum(-1).min() > 0.99
+
+
+def test_compiled_towers_match_eager():
+    """`compile_towers` (Inductor, freezing; video has temporal attention) gives the eager vectors, short and
+    long batches included (padded to, and split at, the compiled batch size)."""
+    model = random_model([c for c in tiny_configs() if c.modality == "video"]).to("cuda", torch.bfloat16).eval()
+    x = torch.randn(5, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+    eager = model.embed("video", x)
+    model.compile_towers(["video"], batch_size=4)
+    compiled = model.embed("video", x)
+    assert compiled.shape == eager.shape
+    assert (compiled * eager).sum(-1).min() > 0.999
