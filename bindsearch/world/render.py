@@ -27,8 +27,8 @@ _GRID = (0.23, 0.5, 0.77)
 _ROWS = {"top": 0, "bottom": 2}
 _COLUMNS = {"left": 0, "right": 2}
 _POSITION_JITTER = 0.03
-# Half-extent of the object as a fraction of the frame; neighbours differ by ~1.45x, jitter is +-7%.
-_RADIUS = {"small": 0.09, "medium": 0.13, "large": 0.19}
+# Half-extent of the object as a fraction of the frame; neighbours differ by ~1.4x, jitter is +-7%.
+_RADIUS = {"small": 0.11, "medium": 0.155, "large": 0.21}
 _RADIUS_JITTER = 0.07
 _MAX_ROTATION_DEG = 10.0
 # Distance travelled over the whole clip as a fraction of the frame (~1 : 2 : 3.2, like the sound's
@@ -186,8 +186,8 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return u * u + v * v <= 1.0
     if shape == "square":
         return np.maximum(au, av) <= 0.82
-    if shape == "diamond":
-        return au + av <= 1.08
+    if shape == "diamond":  # a tall rhombus, so that no rotation makes it a square
+        return au / 0.72 + av / 1.12 <= 1.0
     if shape == "cross":
         return ((au <= 0.32) & (av <= 0.98)) | ((av <= 0.32) & (au <= 0.98))
     if shape == "triangle":
