@@ -125,10 +125,13 @@ def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
 class Collection:
     """A named, persistent, searchable set of embedded files; see `open`, `add`, `search`, `remove`, `stats`."""
 
-    def __init__(self, directory: Path, catalog: Catalog, model: EmbeddingModel | None, device: str = "auto"):
+    def __init__(self, directory: Path, catalog: Catalog, model: EmbeddingModel | None, device: str = "auto",
+                 dtype: str | None = None, compile_towers: bool = False):
         self.directory = directory
         self.catalog = catalog
         self.device = device
+        self.dtype = dtype
+        self.compile_towers = compile_towers
         self._model = model
 
     @property
@@ -140,7 +143,9 @@ class Collection:
         """The collection's encoder, loaded on first use from the spec stored in the catalog."""
         if self._model is None:
             stored = self.catalog.encoder
-            model = load_model(stored.name, device=self.device)
+            model = load_model(stored.name, device=self.device, dtype=self.dtype)
+            if self.compile_towers:
+                model.compile_towers()
             if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
                 raise CollectionError(
                     f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
@@ -150,10 +155,12 @@ class Collection:
 
     @classmethod
     def open(cls, name_or_path: str | Path, model: EmbeddingModel | str | None = None, device: str = "auto",
-             create: bool = True) -> Collection:
+             create: bool = True, dtype: str | None = None, compile_towers: bool = False) -> Collection:
         """Open (or create, when `model` is given) a collection by name or path; its encoder must match.
 
-        Without `model`, the collection's own encoder is loaded when first needed.
+        Without `model`, the collection's own encoder is loaded when first needed. `dtype` ("bfloat16",
+        "float16" on a GPU) and `compile_towers` (see `EmbeddingModel.compile_towers`) apply to an encoder
+        loaded here by name; vectors of any dtype share one collection (cosine >= 0.999 to fp32).
         """
         directory = _directory(name_or_path)
         exists = (directory / "items.lance").exists()
@@ -161,11 +168,13 @@ class Collection:
             raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
                                   f"`bindsearch index PATH -c {name_or_path}`")
         if model is None:
-            return cls(directory, Catalog.open(directory), None, device)
+            return cls(directory, Catalog.open(directory), None, device, dtype, compile_towers)
         if isinstance(model, str):
-            model = load_model(model, device=device)
+            model = load_model(model, device=device, dtype=dtype)
+            if compile_towers:
+                model.compile_towers()
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
-        return cls(directory, Catalog.open(directory, encoder), model, device)
+        return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
     # -- writing --------------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], modality: str | None = None, batch_size: int | None = None,

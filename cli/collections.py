@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import DEFAULT_MODEL, DeviceOption, JsonOption
+from cli.options import DEFAULT_MODEL, DeviceOption, DtypeOption, JsonOption
 
 CollectionOption = Annotated[str, typer.Option(
     "--collection", "-c", envvar="BINDSEARCH_COLLECTION",
@@ -49,16 +49,22 @@ def index(
     device: DeviceOption = "auto",
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Items per encoder batch.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Decoding processes.")] = None,
+    dtype: DtypeOption = "float32",
+    compile_towers: Annotated[bool, typer.Option(
+        "--compile", help="Compile the towers (torch.compile, Inductor with freezing) before encoding: tens of "
+                          "seconds per modality, then faster (1.7x in bf16 on CPUs with AMX); for large folders.")
+    ] = False,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Embed files into a collection; re-running indexes only what changed and drops what vanished.
 
-    Example: bindsearch index ~/media -c home --model languagebind
+    Example: bindsearch index ~/media -c home --model languagebind --dtype bfloat16
     """
     from bindsearch import Collection
 
-    col = Collection.open(collection, model=model or _default_model(collection), device=device)
+    col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
+                          compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
     report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
                      workers=workers, wait=wait, progress=update)

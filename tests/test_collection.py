@@ -206,3 +206,17 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert code == 1 and err.strip().count("\n") == 0 and "no collection 'nope'" in err
     code, _, _ = cli("search", "-c", "cli")
     assert code == 2
+
+
+def test_index_in_bf16_with_compiled_towers_finds_what_fp32_finds(tmp_path, cli):
+    """`index --dtype bfloat16 --compile` stores vectors that score the collection as fp32 ones do."""
+    folder = tmp_path / "pics"
+    for i in range(6):
+        write_image(folder / f"p{i}.png", np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8))
+    fast = cli.json("index", folder, "-c", "fast", "--model", "random:tiny", "--dtype", "bfloat16", "--compile")
+    assert fast["new"] == 6 and not fast["failed"]
+    cli.json("index", folder, "-c", "exact", "--model", "random:tiny")
+    scores = {name: {h["path"]: h["score"] for h in cli.json("search", "-c", name, "--file", folder / "p3.png")["hits"]}
+              for name in ("fast", "exact")}
+    assert scores["fast"].keys() == scores["exact"].keys() and len(scores["fast"]) == 5  # the query is left out
+    assert max(abs(scores["fast"][p] - scores["exact"][p]) for p in scores["fast"]) < 0.02
