@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encode import gemm_rate, matmul_flops, matmul_shapes  # noqa: E402
+from encode import gemm_rate, matmul_flops, matmul_shapes, random_inputs  # noqa: E402
 
 from bindsearch.models import tower  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
@@ -39,12 +39,6 @@ from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E40
 def _bmm_attention(q, k, v, is_causal=False):
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
-
-
-def _inputs(model, modality: str, batch: int) -> torch.Tensor:
-    cfg = model.vision_models[modality].config
-    shape = (batch, 3, cfg.num_frames, *cfg.input_size) if cfg.num_frames > 1 else (batch, 3, *cfg.input_size)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
 def contestants(base, modality: str, names: list[str], batch: int):
@@ -99,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         configs = [c for c in tiny_configs() if c.modality == args.modality]
     base = random_model(configs, seed=0).eval()
-    x = _inputs(base, args.modality, args.batch)
+    x = random_inputs(base, args.modality, args.batch)
     linears, attentions = matmul_shapes(base, args.modality, args.batch)
     flops = matmul_flops(linears, attentions) / args.batch
     runners = contestants(base, args.modality, args.contestants.split(","), args.batch)

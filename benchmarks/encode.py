@@ -95,7 +95,7 @@ def _timed(fn, x: torch.Tensor) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - start, y
 
 
-def _inputs(model, modality: str, batch: int, seed: int = 0) -> torch.Tensor:
+def random_inputs(model, modality: str, batch: int, seed: int = 0) -> torch.Tensor:
     cfg = model.vision_models[modality].config
     shape = (batch, 3, cfg.num_frames, *cfg.input_size) if cfg.num_frames > 1 else (batch, 3, *cfg.input_size)
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
@@ -128,7 +128,7 @@ def matmul_shapes(model, modality: str, batch: int) -> tuple[list[tuple[int, ...
     handles += [m.register_forward_hook(on_attention) for m in model.modules() if isinstance(m, Attention)]
     try:
         with torch.inference_mode():
-            model.embed(modality, _inputs(model, modality, batch))
+            model.embed(modality, random_inputs(model, modality, batch))
     finally:
         for h in handles:
             h.remove()
@@ -190,7 +190,7 @@ def main() -> None:
         ours16 = load_model(str(ckpt), device="cpu", dtype="bfloat16")
         name = next(iter(ours32.preprocess))
         batch = max(1, args.batch // 4) if name == "video" else args.batch
-        x = _inputs(ours32, name, batch)
+        x = random_inputs(ours32, name, batch)
         ours8 = quantized(load_model(str(ckpt), device="cpu", dtype="float32")) if args.int8 else None
         linears, attentions = matmul_shapes(ours32, name, batch)
         flops = matmul_flops(linears, attentions) / batch  # per item; the patch embedding (~0.2%) aside

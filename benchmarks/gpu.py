@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encode import matmul_flops, matmul_shapes  # noqa: E402
+from encode import matmul_flops, matmul_shapes, random_inputs  # noqa: E402
 
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
 from indexes.gemm import GemmSearch  # noqa: E402
@@ -86,9 +86,7 @@ def products_tflops(linears, attentions, dtype: torch.dtype) -> float:
 
 
 def tower_inputs(model, modality: str, batch: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    cfg = model.vision_models[modality].config
-    shape = (batch, 3, cfg.num_frames, *cfg.input_size) if cfg.num_frames > 1 else (batch, 3, *cfg.input_size)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to("cuda", dtype)
+    return random_inputs(model, modality, batch, seed).to("cuda", dtype)
 
 
 def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_only: bool = False) -> list[dict]:
@@ -245,41 +243,6 @@ def gemm_bound_seconds(searcher: GemmSearch, q: int) -> float:
     return cuda_seconds(products, iters=3, warmup=1) * (-(-q // searcher.query_block))
 
 
-def bench_cpu(threads: list[int]) -> list[dict]:
-    """bf16 vs fp32 of the image tower on this machine's CPU (AMX when its flags show it)."""
-    from encode import gemm_rate
-
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    if "amx_bf16" not in flags:
-        print("CPU: no AMX; skipping the CPU tower timing", file=sys.stderr, flush=True)
-        return []
-    model32 = random_model(vit_l14_configs(("image",)), seed=0).eval()
-    model16 = copy.deepcopy(model32).to(torch.bfloat16)
-    x = torch.randn(4, 3, 224, 224)
-    linears, attentions = matmul_shapes(model32, "image", 4)
-    flops = matmul_flops(linears, attentions) / 4
-    rows = []
-    for t in threads:
-        torch.set_num_threads(t)
-        best = {"fp32": float("inf"), "bf16": float("inf")}
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up round first, then alternate
-                for name, model in (("fp32", model32), ("bf16", model16)):
-                    start = time.perf_counter()
-                    model.embed("image", x)
-                    best[name] = min(best[name], time.perf_counter() - start)
-        rates = {name: gemm_rate(linears, attentions, dtype) for name, dtype in (("fp32", torch.float32),
-                                                                                  ("bf16", torch.bfloat16))}
-        row = {"threads": t, "amx": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags,
-               **{f"{k}_items_per_s": 4 / v for k, v in best.items()},
-               **{f"{k}_products_gflops": v / 1e9 for k, v in rates.items()}}
-        row["bf16_over_fp32"] = row["bf16_items_per_s"] / row["fp32_items_per_s"]
-        row["bf16_of_products"] = row["bf16_items_per_s"] * flops / rates["bf16"]
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    return rows
-
-
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -294,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="batch sizes per modality; the largest is also the compiled one")
     parser.add_argument("--search-n", type=int, default=10_000_000)
     parser.add_argument("--queries", default="1000,10000")
-    parser.add_argument("--cpu-threads", default="", help="also time the image tower on the CPU, e.g. 2,16")
     parser.add_argument("--skip", default="", help="stages to skip: towers, search")
     parser.add_argument("--compiled-only", action="store_true", help="towers: only bf16 compiled, largest batch")
     parser.add_argument("--out", type=Path, default=None)
@@ -306,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"gpu": props.name, "sms": props.multi_processor_count, "memory_gb": props.total_memory / 1e9,
                     "cpu": cpu_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
                     "datasheet_tflops": next((v for k, v in DATASHEET_TFLOPS.items() if k in props.name), None),
-                    "towers": [], "search": [], "cpu_towers": []}
+                    "towers": [], "search": []}
 
     def save() -> None:
         if args.out:
@@ -328,9 +290,6 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as exc:
             report["search"] = [{"error": repr(exc)[:500]}]
             print(f"search failed: {exc!r}", file=sys.stderr, flush=True)
-        save()
-    if args.cpu_threads:
-        report["cpu_towers"] = bench_cpu([int(t) for t in args.cpu_threads.split(",")])
         save()
     print_tables(report)
     return report
@@ -369,11 +328,6 @@ def print_tables(report: dict) -> None:
     for r in report["search"]:
         if "error" in r:
             print(f"search failure: {r}")
-    for r in report["cpu_towers"]:
-        print(f"\nCPU image tower, {r['threads']} threads (amx {r['amx']}): fp32 {r['fp32_items_per_s']:.2f}/s, "
-              f"bf16 {r['bf16_items_per_s']:.2f}/s = {r['bf16_over_fp32']:.2f}x; products fp32 "
-              f"{r['fp32_products_gflops']:.0f} GFLOP/s, bf16 {r['bf16_products_gflops']:.0f}; bf16 at "
-              f"{r['bf16_of_products']:.0%} of its products' rate")
 
 
 if __name__ == "__main__":
