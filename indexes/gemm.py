@@ -37,7 +37,7 @@ class GemmSearch:
     """Queries per product: bounds the rescoring gather to QUERY_BLOCK x (k + margin) x d floats."""
 
     GROUP = 128
-    """On a GPU, top-k of a score block goes through the maxima of groups of GROUP columns (see `_topk`)."""
+    """On a GPU, top-k of a score block goes through the maxima of groups of GROUP columns (`grouped_topk`)."""
 
     def __init__(
         self,
@@ -71,8 +71,9 @@ class GemmSearch:
         if self.device.type == "cpu":
             return self._exact.to(dtype)
         out = torch.empty(self._exact.shape, dtype=dtype, device=self.device)
-        for start in range(0, len(self), 1 << 20):
-            out[start : start + (1 << 20)] = self._exact[start : start + (1 << 20)].to(self.device, non_blocking=False)
+        step = 1 << 20
+        for start in range(0, len(self), step):
+            out[start : start + step] = self._exact[start : start + step].to(self.device)
         return out
 
     def __len__(self) -> int:
