@@ -165,7 +165,7 @@ def quantized(model):
     return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--modalities", default="image,audio,video")
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--stub-reference-media", action="store_true",
                         help="import the reference with its media libraries stubbed (where they are not installed)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -218,13 +218,18 @@ def main() -> None:
         outputs, warmup = {}, {}
         for key, fn in runners.items():  # warm-up (compilation too), and the vectors we compare
             warmup[key], outputs[key] = _timed(fn, x)
-        for _ in range(args.rounds):  # alternate, so noise falls on every contestant alike
+        print(json.dumps({"modality": name, "warmup_s": warmup}), file=sys.stderr, flush=True)
+        for round_ in range(args.rounds):  # alternate, so noise falls on every contestant alike
             for key, fn in runners.items():
                 seconds, out = _timed(fn, x)
                 if key in rates:
                     rates[key] = max(rates[key], out)
                 else:
                     best[key] = min(best[key], seconds)
+            # Progress, so that a run stopped at a time limit still leaves its figures so far.
+            print(json.dumps({"modality": name, "round": round_ + 1, "items_per_s": {k: batch / t for k, t in
+                              best.items()}, "gflops": {k: v / 1e9 for k, v in rates.items()}}),
+                  file=sys.stderr, flush=True)
         row = {"modality": name, "batch": batch, **{k: batch / t for k, t in best.items() if k not in rates}}
         row["gflop_per_item"] = flops / 1e9
         row.update({f"{k}_gflops": v / 1e9 for k, v in rates.items()})
@@ -288,6 +293,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
                                         "rounds": args.rounds}, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

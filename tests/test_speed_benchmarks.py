@@ -58,3 +58,14 @@ def test_gpu_benchmark_says_plainly_when_there_is_no_gpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         load("gpu").main(["--skip", "search"])
+
+
+def test_encode_times_every_contestant_on_a_published_format_checkpoint(capsys) -> None:
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "parity"
+    rows = load("encode").main(["--checkpoints", str(fixtures), "--modalities", "image", "--rounds", "1"])
+    (row,) = rows
+    assert row["modality"] == "image" and row["ours_fp32"] > 0 and row["ours_bf16"] > 0
+    assert row["cos_bf16_vs_fp32"] > 0.99 and row["gemm_bf16_gflops"] > 0
+    captured = capsys.readouterr()
+    assert '"round": 1' in captured.err  # progress survives a run stopped at a time limit
+    assert "ours fp32" in captured.out
