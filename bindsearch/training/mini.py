@@ -50,7 +50,7 @@ SPECIFIC: dict[str, dict[str, Any]] = {
     "depth": dict(steps=1000),
     "audio": dict(steps=400),  # 36 attribute combinations: 100% validation R@1 by step 300
     # Towers started from a trained tower (`INIT_FROM`) take a gentler learning rate.
-    "image": dict(steps=1200, lr=1e-3),
+    "image": dict(steps=1800, lr=1e-3),
     "infrared": dict(steps=800, lr=1e-3),
     # 4 frames: 4x the tokens, so half are masked.
     "video": dict(steps=1000, lr=1e-3, batch_size=64, mask_ratio=0.5),
