@@ -58,7 +58,7 @@ def contestants(base, modality: str, names: list[str], batch: int):
         elif name == "bf16+frozen":
             model = copy.deepcopy(bf16).compile_towers([modality], batch_size=batch)
             fn = lambda x, m=model: m.embed(modality, x)  # noqa: E731
-        elif name == "bf16+bmm-attn":
+        elif name == "bf16+bmm-attn":  # swaps torch.nn.functional's SDPA for the call, then restores it
             def fn(x, m=bf16):
                 original = tower.F.scaled_dot_product_attention
                 tower.F.scaled_dot_product_attention = _bmm_attention

@@ -107,9 +107,13 @@ def matmul_flops(linears: list[tuple[int, ...]], attentions: list[tuple[int, ...
                                                                    for bh, t, hd, n in attentions)
 
 
-def matmul_shapes(model, modality: str, batch: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
-    """The matrix products of one forward of `batch` items, recorded by hooks: (rows, in, out, count) of every
-    nn.Linear call, and (batch*heads, tokens, head_dim, count) of every attention call (q @ k.T, then @ v)."""
+def matmul_shapes(
+    model, modality: str, batch: int, inputs: torch.Tensor | None = None
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """The matrix products of one eager forward of `batch` items (random ones, or `inputs`, already on the
+    model's device and dtype), recorded by hooks: (rows, in, out, count) of every nn.Linear call, and
+    (batch*heads, tokens, head_dim, count) of every attention call (q @ k.T, then @ v). It runs `encode_batch`,
+    so a model whose towers are compiled still reports its products."""
     from bindsearch.models.tower import Attention
 
     linears: dict[tuple[int, int, int], int] = {}
@@ -128,7 +132,9 @@ def matmul_shapes(model, modality: str, batch: int) -> tuple[list[tuple[int, ...
     handles += [m.register_forward_hook(on_attention) for m in model.modules() if isinstance(m, Attention)]
     try:
         with torch.inference_mode():
-            model.embed(modality, random_inputs(model, modality, batch))
+            if inputs is None:
+                inputs = random_inputs(model, modality, batch).to(model.device, model.dtype)
+            model.encode_batch(modality, inputs)
     finally:
         for h in handles:
             h.remove()

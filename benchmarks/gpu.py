@@ -10,7 +10,7 @@ from one run:
   products, recorded by hooks at the benchmark batch) timed alone;
 - **towers**: ViT-L/14 image, audio and video towers with random weights (`models.builtin.vit_l14_configs`),
   random preprocessed inputs already on the GPU (the encoder's own rate; decoding is the ingest benchmark's
-  business), in bf16 and fp16, eager and with each transformer block `torch.compile`d, beside the naive path
+  business), in bf16 and fp16, eager and through `EmbeddingModel.compile_towers`, beside the naive path
   (fp32, and fp32 with TF32): items/s, the TFLOP/s that makes, its share of the measured peak and of the
   tower's own products, and the cosine of each embedding to fp32 (TF32 off);
 - **exact search**: `GemmSearch` on the GPU over `--search-n` random unit vectors of 768 dimensions (random
@@ -126,7 +126,7 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
             for batch in sizes:
                 x = tower_inputs(model, modality, batch, dtype)
                 if batch not in shapes:
-                    shapes[batch] = matmul_shapes_at(model, modality, x)
+                    shapes[batch] = matmul_shapes(model, modality, batch, inputs=x)
                 linears, attentions = shapes[batch]
                 flops = matmul_flops(linears, attentions) / batch
                 seconds = cuda_seconds(lambda m=model, v=x: m.embed(modality, v), iters=8)
@@ -147,26 +147,6 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
     for row in rows:
         row.update({f"peak_{k}_tflops": v for k, v in peaks.items()})
     return rows
-
-
-def matmul_shapes_at(model, modality: str, x: torch.Tensor):
-    """The matrix products of one forward on `x`, as `encode.matmul_shapes` records them."""
-    linears, attentions = matmul_shapes(_OnInput(model, x), modality, x.shape[0])
-    return linears, attentions
-
-
-class _OnInput:
-    """Adapter for `encode.matmul_shapes`: a model whose `embed` ignores its argument and runs on `x`."""
-
-    def __init__(self, model, x: torch.Tensor) -> None:
-        self._model, self._x = model, x
-        self.vision_models = model.vision_models
-
-    def modules(self):
-        return self._model.modules()
-
-    def embed(self, modality: str, _ignored) -> torch.Tensor:
-        return self._model.encode_batch(modality, self._x)
 
 
 def random_unit_host(n: int, dim: int, seed: int, chunk: int = 1 << 20) -> np.ndarray:

@@ -122,6 +122,11 @@ def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     return sorted(set(files)), roots
 
 
+def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool) -> EmbeddingModel:
+    model = load_model(spec, device=device, dtype=dtype)
+    return model.compile_towers() if compile_towers else model
+
+
 class Collection:
     """A named, persistent, searchable set of embedded files; see `open`, `add`, `search`, `remove`, `stats`."""
 
@@ -143,9 +148,7 @@ class Collection:
         """The collection's encoder, loaded on first use from the spec stored in the catalog."""
         if self._model is None:
             stored = self.catalog.encoder
-            model = load_model(stored.name, device=self.device, dtype=self.dtype)
-            if self.compile_towers:
-                model.compile_towers()
+            model = _load_encoder(stored.name, self.device, self.dtype, self.compile_towers)
             if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
                 raise CollectionError(
                     f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
@@ -170,9 +173,7 @@ class Collection:
         if model is None:
             return cls(directory, Catalog.open(directory), None, device, dtype, compile_towers)
         if isinstance(model, str):
-            model = load_model(model, device=device, dtype=dtype)
-            if compile_towers:
-                model.compile_towers()
+            model = _load_encoder(model, device, dtype, compile_towers)
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
