@@ -13,6 +13,11 @@ from one run:
   business), in bf16 and fp16, eager and through `EmbeddingModel.compile_towers`, beside the naive path
   (fp32, and fp32 with TF32): items/s, the TFLOP/s that makes, its share of the measured peak and of the
   tower's own products, and the cosine of each embedding to fp32 (TF32 off);
+- **temporal attention** (`--skip temporal` leaves it out): the video tower's attention across 8 frames at
+  batch 32 (32 x 8 x 4,112 x 64 in bf16), the Triton kernel (`bindsearch.models.temporal`) at several block
+  sizes beside SDPA (default and each backend), in GB/s against the GPU's measured copy bandwidth (the
+  kernel's limit: it reads q, k and v and writes the output once); the video tower is then timed with the
+  kernel and with SDPA ("sdpa-temporal" rows);
 - **exact search**: `GemmSearch` on the GPU over `--search-n` random unit vectors of 768 dimensions (random
   vectors crowd the top scores closest together: the hard case for a bf16 product), 1,000 and 10,000 queries:
   seconds, queries/s, share of the bf16 GEMM bound (the same block products timed alone), recall@10 against
@@ -40,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from encode import matmul_flops, matmul_shapes, random_inputs  # noqa: E402
 
+from bindsearch.models import temporal  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
 from indexes.gemm import GemmSearch  # noqa: E402
 
@@ -89,7 +95,57 @@ def tower_inputs(model, modality: str, batch: int, dtype: torch.dtype, seed: int
     return random_inputs(model, modality, batch, seed).to("cuda", dtype)
 
 
-def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_only: bool = False) -> list[dict]:
+def copy_gbs(n: int = 1 << 28) -> float:
+    """The GPU's measured memory bandwidth: bytes read + written per second by a 512 MB bf16 copy."""
+    x = torch.empty(n, device="cuda", dtype=torch.bfloat16)
+    y = torch.empty_like(x)
+    return 2 * x.numel() * x.element_size() / cuda_seconds(lambda: y.copy_(x), iters=20, warmup=5) / 1e9
+
+
+def bench_temporal(batch: int = 32, frames: int = 8, positions: int = 257 * 16, head_dim: int = 64) -> list[dict]:
+    """The temporal attention of the ViT-L/14 video tower alone: Triton kernel configurations and SDPA."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(batch, frames, positions, head_dim, device="cuda", dtype=torch.bfloat16) for _ in "qkv")
+    moved = 4 * q.numel() * q.element_size()
+    limit = copy_gbs()
+    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+    with torch.inference_mode():
+        want = torch.nn.functional.scaled_dot_product_attention(qt.float(), kt.float(), vt.float()).transpose(1, 2)
+    contestants = {}
+    if temporal.triton_available():
+        for block_m in (4, 8, 16, 32):
+            for warps in (2, 4, 8):
+                out = torch.empty_like(q)
+                contestants[f"triton block {block_m} warps {warps}"] = (
+                    lambda o=out, b=block_m, w=warps: (temporal.launch_kernel(q, k, v, o, b, w), o)[1])
+    contestants["sdpa default"] = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+                          ("math", SDPBackend.MATH)):
+        def run(backend=backend):
+            with sdpa_kernel(backend):
+                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
+        contestants[f"sdpa {name}"] = run
+    rows = []
+    for name, fn in contestants.items():
+        try:
+            with torch.inference_mode():
+                got = fn()
+                got = got.transpose(1, 2) if got.shape != q.shape else got
+                error = float((got.float() - want).abs().max())
+                seconds = cuda_seconds(fn, iters=20, warmup=3)
+        except Exception as exc:
+            rows.append({"contestant": name, "error": repr(exc)[:200]})
+            continue
+        rows.append({"contestant": name, "ms": seconds * 1e3, "gb_per_s": moved / seconds / 1e9,
+                     "of_copy_bandwidth": moved / seconds / 1e9 / limit, "max_abs_error": error,
+                     "copy_gb_per_s": limit})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_only: bool = False,
+                dtypes: set[str] | None = None, eager_only: bool = False) -> list[dict]:
     """One tower's rows: bf16 eager at every batch and compiled (`EmbeddingModel.compile_towers`) at
     `compile_batch`; fp16 eager; fp32 and TF32 (the naive path) at `compile_batch`. Timed through `embed`."""
     rows = []
@@ -102,10 +158,19 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
     shapes: dict[int, tuple] = {}  # batch -> the forward's matrix products, recorded on an eager model
     plan = {"bf16": {"eager": batches, "compiled": [compile_batch]}, "fp16": {"eager": batches},
             "fp32": {"eager": [compile_batch]}, "tf32": {"eager": [compile_batch]}}
+    if modality == "video":  # the temporal attention through SDPA instead of the Triton kernel
+        plan["bf16-sdpa"] = {"eager": [compile_batch], "compiled": [compile_batch]}
+    if dtypes and "bf16-frozen" in dtypes:  # compile_towers(freeze=True), the CPU's setting, on request only
+        plan["bf16-frozen"] = {"compiled": [compile_batch]}
     if compiled_only:
-        plan = {"bf16": {"compiled": [compile_batch]}}
+        plan = {name: {"compiled": [compile_batch]} for name in plan if "compiled" in plan[name]}
+    if dtypes:
+        plan = {name: modes for name, modes in plan.items() if name in dtypes}
+    if eager_only:
+        plan = {name: {"eager": modes["eager"]} for name, modes in plan.items() if "eager" in modes}
     for name, modes in plan.items():
-        dtype = _DTYPES.get(name, torch.float32)
+        dtype = _DTYPES.get(name.split("-")[0], torch.float32)
+        temporal.TEMPORAL_KERNEL = not name.endswith("-sdpa")
         model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = name == "tf32"
         with torch.inference_mode():
@@ -116,7 +181,7 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
             if mode == "compiled":
                 try:
                     started = time.perf_counter()
-                    model.compile_towers([modality], batch_size=compile_batch)
+                    model.compile_towers([modality], batch_size=compile_batch, freeze=name.endswith("-frozen") or None)
                     model.embed(modality, tower_inputs(model, modality, compile_batch, dtype))
                     extra["cos_vs_fp32"] = float((exact.cpu() * model.embed(modality, probe)).sum(-1).min())
                     extra["compile_s"] = time.perf_counter() - started
@@ -133,8 +198,8 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
                 row = {"modality": modality, "dtype": name, "mode": mode, "batch": batch,
                        "items_per_s": batch / seconds, "gflop_per_item": flops / 1e9,
                        "tflops": batch * flops / seconds / 1e12, "cos_vs_fp32": cosine, **extra}
-                if name in peaks:
-                    row["of_peak"] = row["tflops"] / peaks[name]
+                if name.split("-")[0] in peaks:
+                    row["of_peak"] = row["tflops"] / peaks[name.split("-")[0]]
                     if mode == "eager" and batch == compile_batch:
                         row["products_tflops"] = products_tflops(linears, attentions, dtype)
                         row["of_products"] = row["tflops"] / row["products_tflops"]
@@ -143,6 +208,7 @@ def bench_tower(modality: str, batches: list[int], compile_batch: int, compiled_
                 del x
         del model
         torch.cuda.empty_cache()
+    temporal.TEMPORAL_KERNEL = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     for row in rows:
         row.update({f"peak_{k}_tflops": v for k, v in peaks.items()})
@@ -237,8 +303,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="batch sizes per modality; the largest is also the compiled one")
     parser.add_argument("--search-n", type=int, default=10_000_000)
     parser.add_argument("--queries", default="1000,10000")
-    parser.add_argument("--skip", default="", help="stages to skip: towers, search")
+    parser.add_argument("--skip", default="", help="stages to skip: temporal, towers, search")
     parser.add_argument("--compiled-only", action="store_true", help="towers: only bf16 compiled, largest batch")
+    parser.add_argument("--eager-only", action="store_true", help="towers: leave out the compiled rows")
+    parser.add_argument("--dtypes", default="", help="towers: only these rows, e.g. bf16,bf16-sdpa (default: all)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -248,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"gpu": props.name, "sms": props.multi_processor_count, "memory_gb": props.total_memory / 1e9,
                     "cpu": cpu_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
                     "datasheet_tflops": next((v for k, v in DATASHEET_TFLOPS.items() if k in props.name), None),
-                    "towers": [], "search": []}
+                    "towers": [], "temporal": [], "search": []}
 
     def save() -> None:
         if args.out:
@@ -256,10 +324,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     batches = dict(part.split("=") for part in args.batches.split(";"))
     skip = set(args.skip.split(","))
+    if "temporal" not in skip:
+        try:
+            report["temporal"] = bench_temporal()
+        except Exception as exc:
+            report["temporal"] = [{"error": repr(exc)[:500]}]
+        save()
     for modality in args.modalities.split(",") if "towers" not in skip else []:
         sizes = [int(b) for b in batches[modality].split(",")]
         try:
-            report["towers"] += bench_tower(modality, sizes, max(sizes), args.compiled_only)
+            report["towers"] += bench_tower(modality, sizes, max(sizes), args.compiled_only,
+                                            set(filter(None, args.dtypes.split(","))), args.eager_only)
         except Exception as exc:
             report["towers"].append({"modality": modality, "error": repr(exc)[:500]})
             print(f"tower {modality} failed: {exc!r}", file=sys.stderr, flush=True)
@@ -278,16 +353,27 @@ def main(argv: list[str] | None = None) -> dict:
 def print_tables(report: dict) -> None:
     print(f"\n{report['gpu']} ({report['sms']} SMs, {report['memory_gb']:.0f} GB), torch {report['torch']}, "
           f"CUDA {report['cuda']}; host {report['cpu']}")
+    attention = [r for r in report["temporal"] if "error" not in r]
+    if attention:
+        print(f"\ntemporal attention of the video tower (32 x 8 frames x 4,112 positions x 64, bf16); measured copy "
+              f"bandwidth {attention[0]['copy_gb_per_s']:.0f} GB/s")
+        print(f"{'contestant':<28}{'ms':>8}{'GB/s':>8}{'of copy':>9}{'max err':>9}")
+        for r in attention:
+            print(f"{r['contestant']:<28}{r['ms']:>8.3f}{r['gb_per_s']:>8.0f}{r['of_copy_bandwidth']:>9.0%}"
+                  f"{r['max_abs_error']:>9.4f}")
+    for r in report["temporal"]:
+        if "error" in r:
+            print(f"temporal attention failure: {r}")
     towers = [r for r in report["towers"] if "error" not in r]
     if towers:
         r0 = towers[0]
         print(f"measured peak (8192^3 product): bf16 {r0['peak_bf16_tflops']:.0f} TFLOP/s, fp16 "
               f"{r0['peak_fp16_tflops']:.0f}; datasheet dense {report['datasheet_tflops']}")
-        print(f"\n{'tower':<7}{'dtype':<6}{'mode':<10}{'batch':>6}{'items/s':>10}{'TFLOP/s':>9}{'of peak':>9}"
+        print(f"\n{'tower':<7}{'dtype':<10}{'mode':<10}{'batch':>6}{'items/s':>10}{'TFLOP/s':>9}{'of peak':>9}"
               f"{'of datasheet':>13}{'of products':>12}{'cos fp32':>10}{'compile s':>10}")
         for r in towers:
             sheet = r["tflops"] / report["datasheet_tflops"] if report["datasheet_tflops"] else float("nan")
-            print(f"{r['modality']:<7}{r['dtype']:<6}{r['mode']:<10}{r['batch']:>6}{r['items_per_s']:>10.1f}"
+            print(f"{r['modality']:<7}{r['dtype']:<10}{r['mode']:<10}{r['batch']:>6}{r['items_per_s']:>10.1f}"
                   f"{r['tflops']:>9.0f}{r.get('of_peak', float('nan')):>9.0%}{sheet:>13.0%}"
                   f"{r.get('of_products', float('nan')):>12.0%}{r['cos_vs_fp32']:>10.5f}"
                   f"{r.get('compile_s', float('nan')):>10.0f}")

@@ -69,3 +69,34 @@ def test_compiled_towers_match_eager():
     compiled = model.embed("video", x)
     assert compiled.shape == eager.shape
     assert (compiled * eager).sum(-1).min() > 0.999
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(2, 8, 4112, 64), (3, 5, 37, 24), (1, 1, 9, 64)])
+def test_temporal_attention_kernel_matches_sdpa(dtype, shape):
+    from bindsearch.models import temporal
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    qkv = torch.randn(*shape[:-1], 3, shape[-1], device="cuda", generator=g).to(dtype)
+    q, k, v = qkv.unbind(-2)  # strided views, as a fused projection would give
+    with torch.inference_mode():
+        got = temporal.temporal_attention(q, k, v)
+        want = torch.nn.functional.scaled_dot_product_attention(
+            *(x.float().transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
+    assert got.shape == q.shape and got.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.float(), want, atol=tolerance, rtol=0)
+
+
+def test_video_tower_with_the_kernel_matches_sdpa():
+    from bindsearch.models import temporal
+
+    model = random_model([c for c in tiny_configs() if c.modality == "video"]).cuda().eval()
+    x = torch.randn(3, 3, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+    with_kernel = model.embed("video", x)
+    temporal.TEMPORAL_KERNEL = False
+    try:
+        with_sdpa = model.embed("video", x)
+    finally:
+        temporal.TEMPORAL_KERNEL = True
+    torch.testing.assert_close(with_kernel, with_sdpa, atol=1e-5, rtol=0)

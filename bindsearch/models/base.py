@@ -84,7 +84,8 @@ class EmbeddingModel(nn.Module):
         self.preprocess: dict[str, Preprocess] = {}
         self.spec = "unnamed"
         self.checkpoint = ""
-        self._compiled: dict[str, tuple[nn.Module, int]] = {}  # modality -> (compiled tower, its batch size)
+        # modality -> (compiled tower, its batch size, whether Inductor freezes it)
+        self._compiled: dict[str, tuple[nn.Module, int, bool]] = {}
 
     # -- what subclasses provide ------------------------------------------------------------
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
@@ -143,16 +144,20 @@ class EmbeddingModel(nn.Module):
             features = self.encode_batch(modality, batch).float()
         return torch.nn.functional.normalize(features, dim=-1).cpu()
 
-    def compile_towers(self, modalities: Sequence[str] | None = None, batch_size: int | None = None) -> EmbeddingModel:
-        """Run the media towers through `torch.compile` (Inductor, with freezing) from now on; returns self.
+    def compile_towers(self, modalities: Sequence[str] | None = None, batch_size: int | None = None,
+                       freeze: bool | None = None) -> EmbeddingModel:
+        """Run the media towers through `torch.compile` (Inductor) from now on; returns self.
 
-        Freezing folds the weights into the compiled code as constants, which lets Inductor fuse the norms,
-        GELU and residual adds into the matrix products around them and pre-pack the weights for oneDNN (AMX
-        tiles on CPUs that have them). Measured on an AMX CPU with 2 threads, a ViT-L/14 image tower in bf16
-        ran 1.7x the eager one (`benchmarks/cpu_towers.py`). The first batch of each modality pays the
-        compilation (tens of seconds); every batch is then padded to `batch_size` (default: the model's
-        `batch_size` for the modality) so that one compiled graph serves all, a short last batch included.
-        Worth it for indexing many files, not for one query. The weights must not change afterwards.
+        Inductor fuses the norms, GELU and residual adds into the matrix products around them. On the CPU it
+        also freezes (`freeze=None` means: on the CPU only): the weights become constants of the compiled code,
+        pre-packed for oneDNN (AMX tiles where the CPU has them). Measured on an AMX CPU with 2 threads, a
+        ViT-L/14 image tower in bf16 ran 1.7x the eager one (`benchmarks/cpu_towers.py`). On an H100, freezing
+        made the video tower 0.6x eager (it wraps our temporal-attention kernel badly) while compiling without
+        it ran at 0.96x, and the eager video tower is the fastest there (`benchmarks/gpu.py`).
+        The first batch of each modality pays the compilation (tens of seconds); every batch is then padded to
+        `batch_size` (default: the model's `batch_size` for the modality) so that one compiled graph serves all,
+        a short last batch included. Worth it for indexing many files, not for one query. The weights must not
+        change afterwards.
         """
         names = [self.check_modality(m) for m in (modalities or self.preprocess)]
         for name in names:
@@ -160,15 +165,15 @@ class EmbeddingModel(nn.Module):
                 raise ValueError("compile_towers compiles the media towers; the text tower stays eager")
             size = batch_size or self.batch_size.get(name, 16)
             tower = torch.compile(_Tower(self, name), dynamic=False)
-            self._compiled[name] = (tower, size)
+            self._compiled[name] = (tower, size, self.device.type == "cpu" if freeze is None else freeze)
         return self
 
     def _run_compiled(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         import torch._inductor.config as inductor_config
 
-        tower, size = self._compiled[modality]
+        tower, size, freeze = self._compiled[modality]
         outputs = []
-        with inductor_config.patch(freezing=True):
+        with inductor_config.patch(freezing=freeze):
             for start in range(0, batch.shape[0], size):
                 chunk = batch[start : start + size]
                 short = size - chunk.shape[0]

@@ -1,7 +1,8 @@
 """One transformer implementation for every tower: the CLIP text tower and the ViT tower of each modality.
 
 Parameter names follow transformers' CLIP (`self_attn.q_proj`, `layer_norm1`, `pre_layrnorm` ...) so a
-published checkpoint loads by name; attention runs through `F.scaled_dot_product_attention`.
+published checkpoint loads by name; attention runs through `F.scaled_dot_product_attention`, except the video
+tower's attention across frames on CUDA (`models.temporal` says why).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bindsearch.models.config import EncoderConfig, TextConfig, TowerConfig
+from bindsearch.models.temporal import temporal_attention
 
 __all__ = ["Block", "TextTower", "VisionTower"]
 
@@ -53,6 +55,12 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
+    def across_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, t, n, d) -> (b, t, n, d): each token position attends to the same position in every frame."""
+        b, t, n, d = x.shape
+        q, k, v = (p(x).view(b, t, n * self.heads, d // self.heads) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return self.out_proj(temporal_attention(q, k, v).reshape(b, t, n, d))
+
 
 class MLP(nn.Module):
     def __init__(self, width: int, hidden: int, act: str):
@@ -82,14 +90,15 @@ class Block(nn.Module):
         self.mlp = MLP(width, cfg.mlp_width, cfg.act)
 
     def _temporal(self, x: torch.Tensor) -> torch.Tensor:
-        # (b t) n d -> (b n) t d: every token position attends across the frames.
+        # Frame-major throughout ((b t) n d viewed as b t n d): the reference transposes to (b n) t d and
+        # back, two copies of the activations per layer that the norm and the projections do not need.
         t = self.num_frames
         bt, n, d = x.shape
-        x = x.view(bt // t, t, n, d).transpose(1, 2).reshape(-1, t, d)
+        x = x.view(bt // t, t, n, d)
         if t != 1:
-            x = x + self.temporal_embedding[:, :t]
-        x = x + self.temporal_attn(self.temporal_layer_norm1(x))
-        return x.view(bt // t, n, t, d).transpose(1, 2).reshape(bt, n, d)
+            x = x + self.temporal_embedding[:, :t, None]
+        x = x + self.temporal_attn.across_frames(self.temporal_layer_norm1(x))
+        return x.view(bt, n, d)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         """(b, n, d) -> (b, n, d); for video b = batch * frames, frame-major within an item."""
