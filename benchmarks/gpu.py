@@ -17,7 +17,7 @@ from one run:
   batch 32 (32 x 8 x 4,112 x 64 in bf16), the Triton kernel (`bindsearch.models.temporal`) at several block
   sizes beside SDPA (default and each backend), in GB/s against the GPU's measured copy bandwidth (the
   kernel's limit: it reads q, k and v and writes the output once); the video tower is then timed with the
-  kernel and with SDPA ("sdpa-temporal" rows);
+  kernel and with SDPA (the "bf16-sdpa" rows);
 - **exact search**: `GemmSearch` on the GPU over `--search-n` random unit vectors of 768 dimensions (random
   vectors crowd the top scores closest together: the hard case for a bf16 product), 1,000 and 10,000 queries:
   seconds, queries/s, share of the bf16 GEMM bound (the same block products timed alone), recall@10 against

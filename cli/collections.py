@@ -51,8 +51,8 @@ def index(
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Decoding processes.")] = None,
     dtype: DtypeOption = "float32",
     compile_towers: Annotated[bool, typer.Option(
-        "--compile", help="Compile the towers (torch.compile, Inductor with freezing) before encoding: tens of "
-                          "seconds per modality, then faster (1.7x in bf16 on CPUs with AMX); for large folders.")
+        "--compile", help="Compile the towers (torch.compile; Inductor freezing on the CPU) before encoding: tens "
+                          "of seconds per modality, then faster (1.7x in bf16 on CPUs with AMX); for large folders.")
     ] = False,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
