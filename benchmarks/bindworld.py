@@ -7,8 +7,10 @@ The test world (default 600 scenes, seed 1001, never used in training) is genera
 a retrieved item with the query's values on every attribute both sides sense (`bindsearch.world.same_on`):
 
 - text->X: the query is the scene's caption for X (training vocabulary, naming only what X senses);
-- paraphrase->X: the same attributes worded with the held-out `PARAPHRASE` vocabulary (no content word
-  seen in training), and `full paraphrase`: the scene's held-out paraphrase naming all eight attributes;
+- paraphrase->X: the same attributes worded with the held-out `PARAPHRASE` vocabulary (everyday wording
+  with no content word seen in training: "a huge reddish ball in the topmost region"), `full paraphrase`:
+  the scene's held-out paraphrase naming all eight attributes, and `rare-word paraphrase`: the sensed
+  attributes worded with `RARE_PARAPHRASE` ("a giant crimson ball toward the north");
 - emergent A->B: A's vector against B's (depth->infrared, image->depth, audio->video: pairs never trained
   together); chance is `world.chance(A, B)` and the measured share of relevant gallery items;
 - X->text zero-shot: each file classified among `attribute_prompts` of each attribute X senses.
@@ -35,8 +37,11 @@ from bindsearch.world import (  # noqa: E402
     ATTRIBUTES,
     MODALITIES,
     PARAPHRASE,
+    RARE_PARAPHRASE,
     SENSES,
+    VERSION,
     Scene,
+    Vocabulary,
     WorldConfig,
     attribute_prompts,
     chance,
@@ -51,10 +56,14 @@ EMERGENT = (("depth", "infrared"), ("image", "depth"), ("audio", "video"), ("inf
 
 
 def ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
-    """Generate the all-test world when `directory` holds none."""
-    if not (directory / "scenes.csv").exists():
-        print(f"generating the test world: {n} scenes, seed {seed} -> {directory}", file=sys.stderr)
-        make_world(directory, n, seed, {"train": 0.0, "val": 0.0, "test": 1.0}, WorldConfig(), workers=workers)
+    """Generate the all-test world when `directory` holds none, or one of another BindWorld version."""
+    manifest = directory / "world.json"
+    version = json.loads(manifest.read_text()).get("version") if manifest.exists() else None
+    if (directory / "scenes.csv").exists() and version == VERSION:
+        return
+    print(f"generating the test world ({VERSION}): {n} scenes, seed {seed} -> {directory}", file=sys.stderr)
+    make_world(directory, n, seed, {"train": 0.0, "val": 0.0, "test": 1.0}, WorldConfig(), workers=workers,
+               overwrite=True)
 
 
 def relevant(scenes: list[Scene], attributes: tuple[str, ...] | frozenset[str]) -> np.ndarray:
@@ -63,10 +72,10 @@ def relevant(scenes: list[Scene], attributes: tuple[str, ...] | frozenset[str]) 
     return (codes[:, None, :] == codes[None, :, :]).all(-1)
 
 
-def sensed_paraphrase(scene: Scene, modality: str) -> str:
-    """The attributes `modality` senses, worded with the held-out vocabulary (deterministic per scene)."""
+def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary = PARAPHRASE) -> str:
+    """The attributes `modality` senses, worded with a held-out vocabulary (deterministic per scene)."""
     rng = np.random.default_rng([int(scene.id[1:]), MODALITIES.index(modality), 99])
-    return describe({a: scene.attributes[a] for a in ATTRIBUTES if a in SENSES[modality]}, rng, PARAPHRASE)
+    return describe({a: scene.attributes[a] for a in ATTRIBUTES if a in SENSES[modality]}, rng, vocabulary)
 
 
 def _recall(sim: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -103,6 +112,8 @@ def run(model: EmbeddingModel, world: Path, modalities: tuple[str, ...], workers
         entry["caption"] = _recall(text([s.modality_captions[m][0] for s in scenes]) @ vectors[m].T, mask)
         entry["paraphrase"] = _recall(text([sensed_paraphrase(s, m) for s in scenes]) @ vectors[m].T, mask)
         entry["full_paraphrase"] = _recall(text([s.paraphrases[0] for s in scenes]) @ vectors[m].T, mask)
+        rare = text([sensed_paraphrase(s, m, RARE_PARAPHRASE) for s in scenes])
+        entry["rare_paraphrase"] = _recall(rare @ vectors[m].T, mask)
         result["text_to_x"][m] = entry
         accuracy = {}
         for attribute in sorted(SENSES[m], key=list(ATTRIBUTES).index):
@@ -127,12 +138,13 @@ def run(model: EmbeddingModel, world: Path, modalities: tuple[str, ...], workers
 def table(result: dict[str, Any]) -> str:
     """Markdown tables of `run`'s result."""
     lines = [f"BindWorld test: {result['scenes']} scenes, model {result['model']} ({result['checkpoint']})", "",
-             "| text -> X | chance | R@1 | R@5 | paraphrase R@1 | paraphrase R@5 | full paraphrase R@5 |",
-             "|---|---|---|---|---|---|---|"]
+             "| text -> X | chance | R@1 | R@5 | paraphrase R@1 | paraphrase R@5 | full paraphrase R@5 "
+             "| rare-word paraphrase R@5 |",
+             "|---|---|---|---|---|---|---|---|"]
     for m, e in result["text_to_x"].items():
         lines.append(f"| {m} | {e['measured_chance']:.2f} | {e['caption']['R@1']:.1f} | {e['caption']['R@5']:.1f} | "
                      f"{e['paraphrase']['R@1']:.1f} | {e['paraphrase']['R@5']:.1f} | "
-                     f"{e['full_paraphrase']['R@5']:.1f} |")
+                     f"{e['full_paraphrase']['R@5']:.1f} | {e['rare_paraphrase']['R@5']:.1f} |")
     lines += ["", "| emergent A -> B | shared | chance | R@1 | R@5 | R@1 / chance |", "|---|---|---|---|---|---|"]
     for pair, e in result["emergent"].items():
         lines.append(f"| {pair} | {', '.join(e['shared'])} | {e['measured_chance']:.2f} | {e['R@1']:.1f} | "

@@ -10,7 +10,8 @@ mean MiniLM embedding of `--captions` training captions of the group (`TRAIN` vo
 `distinct_captions` like `Scene.modality_captions`), then fitted to them with the recipe's loss
 (`trainer.contrastive_loss`: InfoNCE, same-group positives, learnable temperature from 0.07). Queries are
 exactly those of `benchmarks/bindworld.py` on its default test world (`--scenes` scenes of seed `--seed`,
-drawn, not rendered): each scene's sensed attributes worded with the held-out `PARAPHRASE` vocabulary, and
+drawn, not rendered): each scene's sensed attributes worded with a held-out vocabulary (`--vocabulary`:
+`PARAPHRASE`, everyday, or `RARE_PARAPHRASE`), and
 its first training-vocabulary modality caption.
 
 Groups are every combination of the sensed values when there are at most `--max-groups` of them (depth
@@ -53,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bindsearch.evaluation.metrics import ranks  # noqa: E402
 from bindsearch.training.data import embed_captions  # noqa: E402
 from bindsearch.training.trainer import contrastive_loss  # noqa: E402
-from bindsearch.world import ATTRIBUTES, MODALITIES, PARAPHRASE, SENSES, TRAIN, describe  # noqa: E402
+from bindsearch.world import ATTRIBUTES, HELD_OUT, MODALITIES, SENSES, TRAIN, Vocabulary, describe  # noqa: E402
 from bindsearch.world.captions import distinct_captions  # noqa: E402
 from bindsearch.world.scene import Scene, sample_scene  # noqa: E402
 
@@ -65,10 +66,10 @@ def sensed(modality: str) -> tuple[str, ...]:
     return tuple(a for a in ATTRIBUTES if a in SENSES[modality])
 
 
-def sensed_paraphrase(scene: Scene, modality: str) -> str:
+def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary) -> str:
     """The benchmark's paraphrase query (as `benchmarks/bindworld.py` draws it)."""
     rng = np.random.default_rng([int(scene.id[1:]), MODALITIES.index(modality), 99])
-    return describe({a: scene.attributes[a] for a in sensed(modality)}, rng, PARAPHRASE)
+    return describe({a: scene.attributes[a] for a in sensed(modality)}, rng, vocabulary)
 
 
 def groups_for(modality: str, scenes: list[Scene], max_groups: int) -> list[Group]:
@@ -125,9 +126,9 @@ def readout_accuracy(fit: torch.Tensor, values: torch.Tensor, queries: torch.Ten
     return [float((scores[:, b].argmax(1) == truth[:, i]).float().mean() * 100) for i, b in enumerate(blocks)]
 
 
-def held_out_phrase(attribute: str, value: str, query: str) -> str:
-    """Which `PARAPHRASE` phrase for `value` the query used (longest that occurs in it)."""
-    found = [p for p in PARAPHRASE.phrases[attribute][value] if p in query]
+def held_out_phrase(attribute: str, value: str, query: str, vocabulary: Vocabulary) -> str:
+    """Which held-out phrase for `value` the query used (longest that occurs in it)."""
+    found = [p for p in vocabulary.phrases[attribute][value] if p in query]
     return max(found, key=len) if found else "?"
 
 
@@ -145,7 +146,7 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
         captions += distinct_captions(dict(zip(names, group, strict=True)), args.captions, rng, TRAIN)
         labels += [i] * args.captions
     truth = np.array([index[tuple(s.attributes[a] for a in names)] for s in scenes])
-    paraphrases = [sensed_paraphrase(s, modality) for s in scenes]
+    paraphrases = [sensed_paraphrase(s, modality, HELD_OUT[args.vocabulary]) for s in scenes]
     trained = [s.modality_captions[modality][0] for s in scenes]
     text = embed_captions(captions + paraphrases + trained, args.cache)
     fit, para, train = text[:len(captions)], text[len(captions):-len(scenes)], text[-len(scenes):]
@@ -164,8 +165,9 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
     readout = dict(zip(names, readout_accuracy(fit, values, para, answers, [len(c) for c in codes]), strict=True))
     errors: Errors = {}
     for position, attribute in enumerate(names):
+        vocabulary = HELD_OUT[args.vocabulary]
         errors[attribute] = [
-            (held_out_phrase(attribute, groups[t][position], q), groups[t][position], groups[p][position])
+            (held_out_phrase(attribute, groups[t][position], q, vocabulary), groups[t][position], groups[p][position])
             for q, t, p in zip(paraphrases, truth, top1, strict=True)
         ]
     return {
@@ -241,8 +243,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probed = {m: probe(m, scenes, args) for m in args.modalities.split(",")}
     modalities = {m: result for m, (result, _) in probed.items()}
     summary = confusions([errors for _, errors in probed.values()], args.worst)
-    return {"scenes": args.scenes, "seed": args.seed, "captions": args.captions, "modalities": modalities,
-            "confusions": summary, "seconds": round(time.perf_counter() - start, 1)}
+    return {"scenes": args.scenes, "seed": args.seed, "vocabulary": args.vocabulary, "captions": args.captions,
+            "modalities": modalities, "confusions": summary, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -251,6 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modalities", default=",".join(MODALITIES))
     parser.add_argument("--scenes", type=int, default=600, help="test scenes drawn for the queries")
     parser.add_argument("--seed", type=int, default=1001, help="the test world's seed")
+    parser.add_argument("--vocabulary", choices=sorted(HELD_OUT), default="everyday",
+                        help="held-out wording of the queries: everyday synonyms or rare words")
     parser.add_argument("--captions", type=int, default=8, help="TRAIN captions per group")
     parser.add_argument("--max-groups", type=int, default=600, help="enumerate every group up to this many")
     parser.add_argument("--steps", type=int, default=300)

@@ -18,7 +18,7 @@ from bindsearch.models.tower import VisionTower
 from bindsearch.training import PairSet, TrainConfig, contrastive_loss, read_pairs, tower_config, train
 from bindsearch.training.mini import world_pairs
 from bindsearch.training.trainer import LoRALinear, add_lora, masked_features, merge_lora
-from bindsearch.world import WorldConfig, make_world
+from bindsearch.world import TRAIN, WorldConfig, make_world
 
 PREP = Preprocess(image_size=32)
 TINY = tower_config(width=32, layers=2, input_size=(32, 32), patch=8)
@@ -40,6 +40,12 @@ def test_contrastive_loss_is_symmetric_cross_entropy():
     assert torch.allclose(contrastive_loss(media, text, scale, groups), reference / 2, atol=1e-5)
     groups = torch.arange(6)
     assert torch.allclose(contrastive_loss(media, text, scale, groups), expected, atol=1e-5)
+    # Hard negative captions join each item's media -> text softmax, and only that one.
+    negatives = F.normalize(torch.randn(6, 2, 8, generator=gen), dim=-1)
+    widened = torch.cat([logits, torch.einsum("bd,bkd->bk", media, negatives) / 0.07], dim=1)
+    hard = (F.cross_entropy(widened, torch.arange(6)) + F.cross_entropy(logits.T, torch.arange(6))) / 2
+    assert torch.allclose(contrastive_loss(media, text, scale, None, negatives), hard, atol=1e-5)
+    assert contrastive_loss(media, text, scale, None, negatives) > expected
 
 
 def test_lora_starts_at_the_base_and_merges_exactly():
@@ -107,6 +113,57 @@ def test_tiny_tower_learns_and_its_checkpoint_reloads_identically(tmp_path, dept
         expected = F.normalize(trained.encode_batch("depth", inputs), dim=-1)
     assert torch.equal(reloaded.embed("depth", inputs), expected)
     assert 2.0 < reloaded.logit_scale("depth") < 100.0
+
+
+def test_time_reversed_videos_are_flipped_recaptioned_and_batched_with_their_originals(world):
+    prep = Preprocess(image_size=32, num_frames=4)
+    forward = PairSet.build("video", world_pairs(world, "video", "train"), prep, cache=None, workers=0)
+    pairs = world_pairs(world, "video", "train", time_reversed=True)
+    both = PairSet.build("video", pairs, prep, cache=None, workers=0)
+    n = len(forward)
+    assert len(both) == 2 * n and both.partner is not None
+    assert torch.equal(both.partner[:n], torch.arange(n, 2 * n)) and torch.equal(both.partner[n:], torch.arange(n))
+    # The reversed item is its original with the frames (dim 1 of (c, t, h, w)) in the opposite order.
+    assert torch.equal(both.inputs[:n], forward.inputs)
+    assert torch.equal(both.inputs[n:], forward.inputs.flip(2))
+    # Its captions and group name the opposite direction and keep everything else.
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    for i in range(n):
+        original = dict(part.split("=") for part in pairs.groups[i].split("|"))
+        reversed_ = dict(part.split("=") for part in pairs.groups[n + i].split("|"))
+        assert reversed_ == {**original, "direction": opposite[original["direction"]]}
+        assert pairs.captions[n + i] and all(opposite[original["direction"]] in c for c in pairs.captions[n + i])
+    # A batch holds whole pairs: every item's partner is in it.
+    batch = both.sample(10, np.random.default_rng(0))
+    assert len(batch.inputs) == 10 and batch.negatives is None
+    for x in batch.inputs:
+        assert any(torch.equal(x.flip(1), y) for y in batch.inputs)
+    with pytest.raises(ValueError, match="direction"):
+        world_pairs(world, "depth", "train", time_reversed=True)
+
+
+def test_hard_negative_captions_change_one_attribute_and_come_with_their_items(world):
+    pairs = world_pairs(world, "video", "train", time_reversed=True, hard_negatives=("speed", "size"))
+    assert pairs.negatives is not None and all(len(n) == 2 + 2 for n in pairs.negatives)
+    for captions, negatives, group in zip(pairs.captions, pairs.negatives, pairs.groups, strict=True):
+        values = dict(part.split("=") for part in group.split("|"))
+        assert not set(negatives) & set(captions)
+        for negative, attribute in zip(negatives, ("speed", "speed", "size", "size"), strict=True):
+            phrases = TRAIN.phrases[attribute]
+            said = {value for value, wordings in phrases.items() if any(w in negative for w in wordings)}
+            assert values[attribute] not in said and said, (negative, values)
+    prep = Preprocess(image_size=32, num_frames=4)
+    data = PairSet.build("video", pairs, prep, cache=None, workers=0)
+    assert data.negatives.shape == (len(pairs), 4, 384)
+    assert torch.allclose(data.negatives.norm(dim=-1), torch.ones(len(pairs), 4), atol=1e-4)
+    batch = data.sample(8, np.random.default_rng(1))
+    assert batch.negatives.shape == (8, 4, 384)
+    # Each item's hard negatives sit closer to its own captions than to the batch's other captions.
+    own = torch.einsum("bkd,bd->bk", batch.negatives, batch.text).mean()
+    other = torch.einsum("bkd,cd->bkc", batch.negatives, batch.text).mean()
+    assert own > other
+    with pytest.raises(ValueError, match="does not sense"):
+        world_pairs(world, "audio", "train", hard_negatives=("colour",))
 
 
 def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):
@@ -189,7 +246,7 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
     assert hits >= 10  # of 12: each side's top three are maps pressed on that side
 
 
-def test_an_image_tower_starts_a_video_tower_as_its_frame_average():
+def test_an_image_tower_starts_a_video_tower_as_its_frame_average_plus_frame_order():
     from bindsearch.training.trainer import _load_tower
 
     torch.manual_seed(0)
@@ -200,6 +257,13 @@ def test_an_image_tower_starts_a_video_tower_as_its_frame_average():
     _load_tower(video, image, seed=0)
     frames = torch.randn(2, 3, 4, 32, 32)
     expected = torch.stack([image(frames[:, :, t]) for t in range(4)]).mean(0)
+    # Frame order comes from the temporal embeddings alone, random as in LanguageBind (std width ** -0.5) ...
+    embeddings = torch.stack([block.temporal_embedding.detach() for block in video.encoder.layers])
+    assert abs(float(embeddings.std()) - 32**-0.5) < 0.03
+    assert not torch.allclose(video(frames), video(frames.flip(2)), atol=1e-6)
+    # ... and without them the video tower is the image tower averaged over frames.
+    for block in video.encoder.layers:
+        block.temporal_embedding.data.zero_()
     assert torch.allclose(video(frames), expected, atol=1e-5)
     with pytest.raises(ValueError, match="shaped differently"):
         _load_tower(VisionTower(tower_config(width=64, layers=2, input_size=(32, 32), patch=8)), image, seed=0)

@@ -3,6 +3,12 @@
 Several rows may name the same file (several captions per file). An optional `group` column marks files
 that captions cannot tell apart (e.g. BindWorld scenes with the same sensed attributes): the loss then
 treats them as positives of each other instead of as negatives.
+
+`Pairs.time_reversed` adds a video played backwards as an item of its own, with its own captions (an
+object moving left, reversed, moves right). Batches then hold each clip beside its reversal: pairs that
+differ only in the arrow of time, which a tower must tell apart to lower the loss. `Pairs.negatives`
+gives each item hard negative captions (the same caption with one attribute changed, as NegCLIP does):
+extra wrong answers for that item alone in the loss.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,16 +30,23 @@ from bindsearch import media
 from bindsearch.media import MediaError
 from bindsearch.models.config import Preprocess
 
-__all__ = ["PairSet", "Pairs", "decode_inputs", "embed_captions", "read_pairs"]
+__all__ = ["Batch", "PairSet", "Pairs", "decode_inputs", "embed_captions", "read_pairs"]
 
 
 @dataclass
 class Pairs:
-    """Files with their captions: `captions[i]` describe `paths[i]`; `groups[i]` (optional) ties files."""
+    """Files with their captions: `captions[i]` describe `paths[i]`; `groups[i]` (optional) ties files.
+
+    `time_reversed[i]` (optional) makes item i the video at `paths[i]` played backwards; such an item's
+    path must also appear as a forward item, which becomes its partner in batches. `negatives[i]`
+    (optional, as many for every item) are captions that nearly but do not describe item i.
+    """
 
     paths: list[Path]
     captions: list[list[str]]
     groups: list[str] | None = None
+    time_reversed: list[bool] | None = None
+    negatives: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -40,7 +54,9 @@ class Pairs:
     def subset(self, keep: Sequence[int]) -> Pairs:
         """The pairs at positions `keep`, in that order."""
         groups = [self.groups[i] for i in keep] if self.groups is not None else None
-        return Pairs([self.paths[i] for i in keep], [self.captions[i] for i in keep], groups)
+        reversed_ = [self.time_reversed[i] for i in keep] if self.time_reversed is not None else None
+        negatives = [self.negatives[i] for i in keep] if self.negatives is not None else None
+        return Pairs([self.paths[i] for i in keep], [self.captions[i] for i in keep], groups, reversed_, negatives)
 
 
 def read_pairs(path: str | Path) -> Pairs:
@@ -146,12 +162,23 @@ def embed_captions(texts: Sequence[str], cache: Path | None = None) -> torch.Ten
     return vectors
 
 
+class Batch(NamedTuple):
+    """One training batch (see `PairSet.sample`)."""
+
+    inputs: torch.Tensor
+    text: torch.Tensor
+    groups: torch.Tensor
+    negatives: torch.Tensor | None
+
+
 @dataclass
 class PairSet:
     """Training-ready pairs: decoded inputs, caption vectors and which captions belong to which item.
 
     inputs (n, *input) float16; text (n_captions, 384) float32 unit rows; `caption_item` (n_captions,)
-    int64 item of each caption; `first_caption` (n + 1,) int64 offsets; `groups` (n,) int64 tie ids.
+    int64 item of each caption; `first_caption` (n + 1,) int64 offsets; `groups` (n,) int64 tie ids;
+    `partner` (n,) int64, for time-reversed pairs the other item of the pair (else -1), or None;
+    `negatives` (n, k, 384) float32 unit rows, each item's hard negative captions, or None.
     """
 
     inputs: torch.Tensor
@@ -159,6 +186,8 @@ class PairSet:
     caption_item: torch.Tensor
     first_caption: torch.Tensor
     groups: torch.Tensor
+    partner: torch.Tensor | None = None
+    negatives: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -167,8 +196,15 @@ class PairSet:
     def build(cls, modality: str, pairs: Pairs, prep: Preprocess, cache: Path | None = None,
               workers: int = 2) -> PairSet:
         """Decode the files and embed the captions (both cached); undecodable files are dropped."""
-        inputs, kept = decode_inputs(modality, pairs.paths, prep, cache, workers)
-        pairs = pairs.subset(kept)
+        files = list(dict.fromkeys(pairs.paths))  # a time-reversed item shares its file: decoded once
+        decoded, kept = decode_inputs(modality, files, prep, cache, workers)
+        row = {files[i]: r for r, i in enumerate(kept)}
+        pairs = pairs.subset([i for i, path in enumerate(pairs.paths) if path in row])
+        rows = torch.tensor([row[path] for path in pairs.paths])
+        inputs = decoded if torch.equal(rows, torch.arange(len(decoded))) else decoded[rows]
+        partner = None
+        if pairs.time_reversed is not None and any(pairs.time_reversed):
+            inputs, partner = _reverse_time(inputs, pairs)
         counts = torch.tensor([len(c) for c in pairs.captions])
         texts = [c for caps in pairs.captions for c in caps]
         if pairs.groups is not None:
@@ -176,14 +212,51 @@ class PairSet:
             groups = torch.tensor([names[g] for g in pairs.groups])
         else:
             groups = torch.arange(len(pairs))
+        negatives = None
+        if pairs.negatives is not None:
+            k = {len(n) for n in pairs.negatives}
+            if len(k) != 1 or 0 in k:
+                raise ValueError(f"every item needs the same number of hard negative captions, got {sorted(k)}")
+            flat = [c for item in pairs.negatives for c in item]
+            negatives = embed_captions(flat, cache).view(len(pairs), k.pop(), -1)
         return cls(inputs=inputs, text=embed_captions(texts, cache),
                    caption_item=torch.repeat_interleave(torch.arange(len(pairs)), counts),
                    first_caption=torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]),
-                   groups=groups)
+                   groups=groups, partner=partner, negatives=negatives)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A batch without repeats: (inputs (b, ...) float16, caption vectors (b, 384), groups (b,))."""
-        items = torch.from_numpy(rng.choice(len(self), size=min(batch, len(self)), replace=False))
+    def sample(self, batch: int, rng: np.random.Generator) -> Batch:
+        """A batch without repeats: inputs (b, ...) float16, one caption vector each (b, 384), groups (b,),
+        hard negative caption vectors (b, k, 384) or None.
+
+        With time-reversed pairs, a pair is drawn as one unit: both of its items are in the batch.
+        """
+        if self.partner is None:
+            items = torch.from_numpy(rng.choice(len(self), size=min(batch, len(self)), replace=False))
+        else:
+            index = torch.arange(len(self))
+            units = index[(self.partner < 0) | (self.partner > index)]  # unpaired items, first item of a pair
+            order = units[torch.from_numpy(rng.permutation(len(units)))]
+            size = 1 + (self.partner[order] >= 0).long()
+            order = order[: int((size.cumsum(0) <= batch).sum())]
+            items = torch.cat([order, self.partner[order][self.partner[order] >= 0]])
         starts, ends = self.first_caption[items], self.first_caption[items + 1]
         picks = starts + torch.from_numpy(rng.integers(0, (ends - starts).numpy()))
-        return self.inputs[items], self.text[picks], self.groups[items]
+        negatives = self.negatives[items] if self.negatives is not None else None
+        return Batch(self.inputs[items], self.text[picks], self.groups[items], negatives)
+
+
+def _reverse_time(inputs: torch.Tensor, pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip the frames of the time-reversed items; partner[i] = the other item of i's pair (else -1)."""
+    if inputs.ndim != 5:
+        raise ValueError(f"time reversal needs video inputs (n, channels, frames, h, w), got {tuple(inputs.shape)}")
+    assert pairs.time_reversed is not None
+    flags = torch.tensor(pairs.time_reversed)
+    forward = {path: i for i, (path, back) in enumerate(zip(pairs.paths, pairs.time_reversed, strict=True))
+               if not back}
+    partner = torch.full((len(pairs),), -1, dtype=torch.long)
+    for i in torch.nonzero(flags).squeeze(1).tolist():
+        if pairs.paths[i] not in forward:
+            raise ValueError(f"{pairs.paths[i]} is listed played backwards but not forwards")
+        partner[i], partner[forward[pairs.paths[i]]] = forward[pairs.paths[i]], i
+    inputs[flags] = inputs[flags].flip(2)  # `inputs` is a copy here: shared files make the rows repeat
+    return inputs, partner

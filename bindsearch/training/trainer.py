@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class TrainConfig:
     # The temperature's own learning rate (0: `lr`). Captions of a synthetic world sit close together in the
     # text space, so a useful temperature is far below the initial 0.07 and must be reached in few steps.
     temperature_lr: float = 0.0
+    # The video tower's temporal blocks' own learning rate (0: `lr`): new layers on a pretrained tower.
+    temporal_lr: float = 0.0
     weight_decay: float = 0.05
     warmup: int = 50
     lora_rank: int = 0  # 0: full fine-tuning
@@ -148,16 +150,23 @@ def masked_features(tower: VisionTower, x: torch.Tensor, ratio: float, generator
 
 
 def contrastive_loss(media: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-                     groups: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE: media (b, d), text (b, d) unit rows -> scalar; same-group pairs are all positives."""
-    logits = logit_scale.exp().clamp(max=100.0) * media @ text.T
+                     groups: torch.Tensor | None = None, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE: media (b, d), text (b, d) unit rows -> scalar; same-group pairs are all positives.
+
+    `negatives` (b, k, d): hard negative captions of each item, added to that item's media -> text softmax.
+    """
+    scale = logit_scale.exp().clamp(max=100.0)
+    logits = scale * media @ text.T
     if groups is None:
         target = torch.eye(len(media), device=media.device)
     else:
         target = (groups[:, None] == groups[None, :]).float()
     target = target / target.sum(dim=1, keepdim=True)
-    to_text = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
     to_media = -(target * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    if negatives is not None:
+        logits = torch.cat([logits, scale * torch.einsum("bd,bkd->bk", media, negatives)], dim=1)
+        target = F.pad(target, (0, negatives.shape[1]))
+    to_text = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
     return (to_text + to_media) / 2
 
 
@@ -188,8 +197,9 @@ def _build_model(config: TrainConfig) -> MiniModel:
 def _load_tower(tower: VisionTower, source: VisionTower, seed: int) -> None:
     """Copy `source` into `tower`; an image tower may start a video tower (LanguageBind's recipe).
 
-    The video tower's temporal blocks, absent from an image tower, start with a zero output projection,
-    so that before training the video tower is the image tower averaged over frames.
+    The video tower's temporal blocks, absent from an image tower, start with a zero output projection, so
+    that before training the video tower is the image tower averaged over frames, plus the random frame
+    embeddings that tell the frames apart.
     """
     mine, theirs = tower.config, source.config
     if (mine.encoder, mine.input_size, mine.patch_size, mine.channels) != (
@@ -203,6 +213,7 @@ def _load_tower(tower: VisionTower, source: VisionTower, seed: int) -> None:
         if block.num_frames:
             block.temporal_attn.apply(_init_weights)
             nn.init.zeros_(block.temporal_attn.out_proj.weight)
+            _init_temporal_embedding(block)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -214,6 +225,14 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     elif hasattr(module, "class_embedding"):
         nn.init.normal_(module.class_embedding, std=0.02)
+    elif getattr(module, "num_frames", 0):
+        _init_temporal_embedding(module)
+
+
+def _init_temporal_embedding(block: nn.Module) -> None:
+    # As LanguageBind's video tower: random, std width ** -0.5 (it was left at zero here before).
+    width = block.temporal_embedding.shape[-1]
+    nn.init.normal_(block.temporal_embedding, std=width ** -0.5)
 
 
 def _schedule(config: TrainConfig) -> Callable[[int], float]:
@@ -273,9 +292,28 @@ def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimi
     os.replace(tmp, directory / STATE_FILE)
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    # What may differ between a run and its resumption: how often it validates and saves, thread count.
-    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads", "extra")}
+def _comparable(config: dict[str, Any], saved: dict[str, Any] | None = None) -> dict[str, Any]:
+    # What may differ between a run and its resumption: how often it validates and saves, thread count; and
+    # settings added to TrainConfig after `saved` was written, left at their defaults.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads", "extra")
+            and not (saved is not None and k not in saved and v == defaults.get(k))}
+
+
+def _param_groups(model: MiniModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only; the temperature and, if set, temporal blocks at their own rate."""
+    scale = model.logit_scales[config.modality]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p is not scale]
+    temporal = [(n, p) for n, p in named if config.temporal_lr and ".temporal_" in n]
+    rest = [(n, p) for n, p in named if not (config.temporal_lr and ".temporal_" in n)]
+    groups = [{"params": [p for _, p in rest if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for _, p in rest if p.ndim < 2], "weight_decay": 0.0},
+              {"params": [scale], "weight_decay": 0.0, "lr": config.temperature_lr or config.lr}]
+    if temporal:
+        groups += [{"params": [p for _, p in temporal if p.ndim >= 2], "weight_decay": config.weight_decay,
+                    "lr": config.temporal_lr},
+                   {"params": [p for _, p in temporal if p.ndim < 2], "weight_decay": 0.0, "lr": config.temporal_lr}]
+    return groups
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -298,21 +336,16 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
     torch.set_num_threads(config.threads)
     model = _build_model(config)
     model.train()
+    param_groups = _param_groups(model, config)
     params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(param_groups, lr=config.lr, betas=(0.9, 0.98), fused=True)
     scale = model.logit_scales[config.modality]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2 and p is not scale]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0},
-                                   {"params": [scale], "weight_decay": 0.0,
-                                    "lr": config.temperature_lr or config.lr}],
-                                  lr=config.lr, betas=(0.9, 0.98), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     step = 0
     state_file = out / STATE_FILE
     if resume and state_file.is_file():
         state = torch.load(state_file, weights_only=True)
-        if _comparable(state["config"]) != _comparable(config.to_dict()):
+        if _comparable(state["config"]) != _comparable(config.to_dict(), state["config"]):
             raise ValueError(f"{state_file} was written by a different training config; "
                              "use another --out or pass --no-resume to start over")
         model.load_state_dict(state["model"])
@@ -334,10 +367,11 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(config.accumulate):
-            inputs, text, groups = data.sample(micro, rng)
+            batch = data.sample(micro, rng)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                features = projection(masked_features(tower, inputs.float(), config.mask_ratio, masks))
-            loss = contrastive_loss(F.normalize(features.float(), dim=-1), text, scale, groups)
+                features = projection(masked_features(tower, batch.inputs.float(), config.mask_ratio, masks))
+            loss = contrastive_loss(F.normalize(features.float(), dim=-1), batch.text, scale, batch.groups,
+                                    batch.negatives)
             (loss / config.accumulate).backward()
             total += float(loss.detach()) / config.accumulate
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -35,16 +35,25 @@ fast); the sound's impacts come 2, 4 or 6.5 times a second in the same ratio, pi
 by size (880/440/220 Hz) with a timbre per material (see `sound.MATERIALS`).
 
 Captions (`captions.py`): per scene, 4 training captions naming every attribute, 2 held-out
-paraphrases from a disjoint vocabulary (compass points for positions, other synonyms and sentence
-frames), and 3 captions per modality naming only what it senses. `attribute_prompts` gives zero-shot
-prompts per attribute value.
+paraphrases from a disjoint, everyday vocabulary (other synonyms, "reddish", "leftmost", other sentence
+frames; a rarer one is kept for the benchmark), and 3 captions per modality naming only what it
+senses. `attribute_prompts` gives zero-shot prompts per attribute value.
 
 Determinism: scene `i` of seed `s` has the same attributes, captions and pixels whatever `n` or the
 number of workers; splits are an exact-count shuffle by seed (default 80/10/10).
 """
 
 from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES, chance, same_on, shared_attributes
-from bindsearch.world.captions import PARAPHRASE, STOPWORDS, TRAIN, attribute_prompts, describe
+from bindsearch.world.captions import (
+    HELD_OUT,
+    PARAPHRASE,
+    RARE_PARAPHRASE,
+    STOPWORDS,
+    TRAIN,
+    Vocabulary,
+    attribute_prompts,
+    describe,
+)
 from bindsearch.world.generate import (
     VERSION,
     WorldConfig,
@@ -58,13 +67,16 @@ from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes
 __all__ = [
     "ATTRIBUTES",
     "EXTENSIONS",
+    "HELD_OUT",
     "MODALITIES",
     "PARAPHRASE",
+    "RARE_PARAPHRASE",
     "SENSES",
     "STOPWORDS",
     "TRAIN",
     "VERSION",
     "Scene",
+    "Vocabulary",
     "WorldConfig",
     "WorldInfo",
     "attribute_prompts",

@@ -29,7 +29,8 @@ from bindsearch.world.sound import render_audio
 
 __all__ = ["VERSION", "WorldConfig", "WorldInfo", "make_world", "render_scene", "scene_geometry"]
 
-VERSION = "bindworld-1"
+# bindworld-2: everyday held-out paraphrases (media and training captions as in bindworld-1).
+VERSION = "bindworld-2"
 # Forked workers start at once; spawned ones would re-import bindsearch (torch and all) first.
 _START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
