@@ -267,3 +267,29 @@ def test_an_image_tower_starts_a_video_tower_as_its_frame_average_plus_frame_ord
     assert torch.allclose(video(frames), expected, atol=1e-5)
     with pytest.raises(ValueError, match="shaped differently"):
         _load_tower(VisionTower(tower_config(width=64, layers=2, input_size=(32, 32), patch=8)), image, seed=0)
+
+
+def test_temporal_blocks_can_train_at_their_own_rate():
+    from bindsearch.training.trainer import _param_groups
+
+    video = tower_config(width=32, layers=2, input_size=(32, 32), patch=8, frames=4)
+    model = MiniModel({"video": video}, {"video": Preprocess(image_size=32, num_frames=4)})
+    config = TrainConfig("video", video, Preprocess(image_size=32, num_frames=4), lr=1e-3, temporal_lr=1e-2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = _param_groups(model, config)
+    rates = {names[id(p)]: group.get("lr", config.lr) for group in groups for p in group["params"]}
+    assert len(rates) == len(names)  # every parameter once
+    temporal = {n for n in names.values() if ".temporal_" in n}
+    assert temporal and all(rates[n] == 1e-2 for n in temporal)
+    assert all(rate == 1e-3 for n, rate in rates.items() if n not in temporal and "logit_scales" not in n)
+    # Left at 0 it is the usual three groups, so checkpoints written before the option resume unchanged.
+    assert len(_param_groups(model, TrainConfig("video", video, Preprocess(image_size=32, num_frames=4)))) == 3
+
+
+def test_a_checkpoint_from_before_a_new_setting_still_resumes():
+    from bindsearch.training.trainer import _comparable
+
+    saved = _config().to_dict()
+    del saved["temporal_lr"]  # written before the setting existed
+    assert _comparable(saved) == _comparable(_config().to_dict(), saved)
+    assert _comparable(saved) != _comparable(_config(temporal_lr=1e-2).to_dict(), saved)
