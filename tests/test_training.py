@@ -143,7 +143,7 @@ def test_time_reversed_videos_are_flipped_recaptioned_and_batched_with_their_ori
 
 
 def test_hard_negative_captions_change_one_attribute_and_come_with_their_items(world):
-    pairs = world_pairs(world, "video", "train", time_reversed=True, hard_negatives=("speed", "size"))
+    pairs = world_pairs(world, "video", "train", time_reversed=True, hard_negatives={"speed": 2, "size": 5})
     assert pairs.negatives is not None and all(len(n) == 2 + 2 for n in pairs.negatives)
     for captions, negatives, group in zip(pairs.captions, pairs.negatives, pairs.groups, strict=True):
         values = dict(part.split("=") for part in group.split("|"))
@@ -163,7 +163,7 @@ def test_hard_negative_captions_change_one_attribute_and_come_with_their_items(w
     other = torch.einsum("bkd,cd->bkc", batch.negatives, batch.text).mean()
     assert own > other
     with pytest.raises(ValueError, match="does not sense"):
-        world_pairs(world, "audio", "train", hard_negatives=("colour",))
+        world_pairs(world, "audio", "train", hard_negatives={"colour": 1})
 
 
 def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):

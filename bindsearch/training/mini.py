@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,10 @@ SPECIFIC: dict[str, dict[str, Any]] = {
     # Every clip also trains played backwards, captioned with the opposite direction, in the same batch: with
     # only random batch-mates the tower never learned the arrow of time (reversed clips embedded at cosine
     # 1.000 to the originals; test zero-shot direction 47%, left/right and up/down swapped half the time).
-    # Each caption's twins at the other speeds are hard negatives of its clip (as NegCLIP's swapped captions).
+    # Hard negatives (as NegCLIP's swapped captions): each clip's caption with the other two speeds and with
+    # two other positions, which is where the remaining mistakes were.
     "video": dict(steps=1000, lr=1e-3, batch_size=64, threads=2,
-                  extra=dict(time_reversed=True, hard_negatives=("speed",))),
+                  extra=dict(time_reversed=True, hard_negatives={"speed": 2, "position": 2})),
 }
 # Towers that start from another trained tower's weights, as every LanguageBind tower starts from the same
 # OpenCLIP image tower: depth (162 attribute combinations, clean silhouettes) learns shape fastest and
@@ -81,20 +83,22 @@ def recipe(modality: str, **overrides: Any) -> TrainConfig:
 
 
 def world_pairs(directory: str | Path, modality: str, split: str, limit: int | None = None,
-                time_reversed: bool = False, hard_negatives: tuple[str, ...] = ()) -> Pairs:
+                time_reversed: bool = False, hard_negatives: Mapping[str, int] | None = None) -> Pairs:
     """BindWorld scenes of `split` -> each scene's `modality` file with its modality captions.
 
     The group of a scene is its values on the attributes `modality` senses: captions cannot tell such
     scenes apart, so training treats them as positives and validation counts them as hits.
     `time_reversed` (video) adds every clip played backwards, captioned with the opposite direction:
     BindWorld's paths are centred on the object's position, so the reversed clip is the same scene moving
-    the other way at the same speed (up to the frame sampling's rounding). `hard_negatives` names sensed
-    attributes: each item gets, per attribute, one caption for every other value of it as hard negatives.
+    the other way at the same speed (up to the frame sampling's rounding). `hard_negatives` maps sensed
+    attributes to a count: each item gets, per attribute, its caption with that many other values of it
+    (drawn at random, all of them if the count allows) as hard negative captions.
     """
     scenes = read_scenes(directory, split)[:limit]
     sensed = [name for name in ATTRIBUTES if name in SENSES[modality]]
     if time_reversed and "direction" not in sensed:
         raise ValueError(f"time reversal needs a modality that senses direction, not {modality}")
+    hard_negatives = dict(hard_negatives or {})
     if set(hard_negatives) - set(sensed):
         raise ValueError(f"{modality} does not sense {sorted(set(hard_negatives) - set(sensed))}")
 
@@ -121,8 +125,12 @@ def world_pairs(directory: str | Path, modality: str, split: str, limit: int | N
         for i, path in enumerate(pairs.paths):
             values = dict(part.split("=") for part in pairs.groups[i].split("|"))
             rng = np.random.default_rng([int(Path(path).stem[1:]), 6, int(i >= len(scenes))])
-            pairs.negatives.append([describe({**values, name: other}, rng) for name in hard_negatives
-                                    for other in ATTRIBUTES[name] if other != values[name]])
+            negatives = []
+            for name, count in hard_negatives.items():
+                others = [v for v in ATTRIBUTES[name] if v != values[name]]
+                for k in rng.permutation(len(others))[:count]:
+                    negatives.append(describe({**values, name: others[k]}, rng))
+            pairs.negatives.append(negatives)
     return pairs
 
 
@@ -137,7 +145,7 @@ def _ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
 def _prepare(world: Path, modality: str, config: TrainConfig, cache: Path, workers: int
              ) -> tuple[PairSet, PairSet]:
     train = world_pairs(world, modality, "train", time_reversed=bool(config.extra.get("time_reversed")),
-                        hard_negatives=tuple(config.extra.get("hard_negatives", ())))
+                        hard_negatives=config.extra.get("hard_negatives"))
     data = PairSet.build(modality, train, config.preprocess, cache, workers)
     val = PairSet.build(modality, world_pairs(world, modality, "val", limit=500), config.preprocess, cache, workers)
     return data, val
