@@ -8,12 +8,15 @@ depth->infrared search, marking each hit that really matches the query on what b
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import time
 from pathlib import Path
 
 from bindsearch.collection import Collection
 from bindsearch.models.builtin import default_model
-from bindsearch.world import make_world, read_scenes, same_on, shared_attributes
+from bindsearch.world import VERSION, make_world, read_scenes, same_on, shared_attributes
+from indexes.catalog import EncoderMismatchError
 
 __all__ = ["main", "run_demo"]
 
@@ -35,11 +38,18 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
     world = out / "world"
     start = time.perf_counter()
     marker = world / "world.json"
-    if not marker.exists() or f'"seed": {seed},' not in marker.read_text() or len(read_scenes(world)) != n:
+    made = json.loads(marker.read_text()) if marker.exists() else {}
+    if (made.get("seed"), made.get("version")) != (seed, VERSION) or len(read_scenes(world)) != n:
         info = make_world(world, n=n, seed=seed, overwrite=True, workers=2)
         print(f"generated {info.n} BindWorld scenes x 5 modalities in {world} ({time.perf_counter() - start:.1f}s)")
     scenes = {s.id: s for s in read_scenes(world)}
-    collection = Collection.open(out / "collection", model=model)
+    try:
+        collection = Collection.open(out / "collection", model=model)
+    except EncoderMismatchError:
+        # The demo owns this collection: one indexed by an earlier model (or older weights) is rebuilt.
+        print(f"{out / 'collection'} was indexed by another model or checkpoint: rebuilding it with {model}")
+        shutil.rmtree(out / "collection")
+        collection = Collection.open(out / "collection", model=model)
     report = collection.add([world])
     print(f"indexed {world} with {model}: {report.summary()}")
 

@@ -1,0 +1,19 @@
+"""The main job (`make demo`) end to end on a few generated scenes, and its rerun after the model changed."""
+
+from __future__ import annotations
+
+from bindsearch.demo import run_demo
+
+
+def test_demo_indexes_searches_and_rebuilds_its_collection_for_another_model(tmp_path, capsys):
+    run_demo(tmp_path, "random:tiny", n=6, seed=7)
+    first = capsys.readouterr().out
+    assert "generated 6 BindWorld scenes" in first and "30 new" in first
+    for title in ("text -> video", "audio -> video", "depth -> infrared"):
+        assert title in first
+    # Rerun with another model (new weights make the same mismatch): same world, collection rebuilt.
+    run_demo(tmp_path, "bindsearch-mini", n=6, seed=7)
+    second = capsys.readouterr().out
+    assert "generated" not in second
+    assert "indexed by another model or checkpoint: rebuilding it with bindsearch-mini" in second
+    assert "30 new" in second and "match" in second
