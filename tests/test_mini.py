@@ -87,3 +87,19 @@ def test_shipped_model_finds_the_described_image(tmp_path):
     best = (queries @ images.T).argmax(1).numpy()
     right = [same_on(scenes[i], scenes[int(j)], SENSES["image"]) for i, j in enumerate(best)]
     assert np.mean(right) >= 11 / 12
+
+
+@pytest.mark.slow
+def test_the_recipe_runs_end_to_end_on_a_tiny_world(tmp_path):
+    from bindsearch.training.mini import ORDER, phases, train_mini
+
+    assert phases(ORDER) == [["depth", "audio"], ["image", "infrared"], ["video"]]
+    summary = train_mini(tmp_path / "out", tmp_path / "work", n=30, seed=5, steps=2, workers=0)
+    assert set(summary["towers"]) == set(ORDER)
+    assert all(tower["steps"] == 2 for tower in summary["towers"].values())
+    # Video's data (time-reversed pairs, hard negatives) was prepared beside the second phase, not up front.
+    assert "prepare_seconds" in summary["towers"]["video"]
+    assert summary["towers"]["video"]["config"]["extra"]["time_reversed"] is True
+    model = load_model(str(tmp_path / "out"), device="cpu")
+    assert model.modalities == ("text", *ORDER)
+    assert json.loads((tmp_path / "out" / "recipe.json").read_text())["world"]["n"] == 30
