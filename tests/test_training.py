@@ -224,9 +224,9 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
     assert len(read_pairs(tmp_path / "pairs.csv")) == 48
 
     code, out, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "tactile", "--out",
-                             tmp_path / "tactile-model", "--modality-config", config, "--steps", "120",
+                             tmp_path / "tactile-model", "--modality-config", config, "--steps", "200",
                              "--batch-size", "16", "--lr", "1e-2", "--warmup", "5", "--mask-ratio", "0",
-                             "--val-every", "120", "--width", "32", "--layers", "2",
+                             "--val-every", "200", "--width", "32", "--layers", "2",
                              "--patch", "4", "--json")
     assert code == 0, err
 
