@@ -105,31 +105,29 @@ def world_pairs(directory: str | Path, modality: str, split: str, limit: int | N
     def group(values: dict[str, str]) -> str:
         return "|".join(f"{name}={values[name]}" for name in sorted(sensed))
 
-    pairs = Pairs(
-        paths=[scene.path(directory, modality) for scene in scenes],
-        captions=[list(scene.modality_captions[modality]) for scene in scenes],
-        groups=[group(scene.attributes) for scene in scenes],
-        time_reversed=[False] * len(scenes) if time_reversed else None,
-    )
+    # One entry per item: (scene index, played backwards, sensed values); reversed clips after all forward ones.
+    items = [(int(scene.id[1:]), False, {name: scene.attributes[name] for name in sensed}) for scene in scenes]
+    captions = [list(scene.modality_captions[modality]) for scene in scenes]
     if time_reversed:
-        for scene in scenes:
-            values = {name: scene.attributes[name] for name in sensed}
-            values["direction"] = _OPPOSITE[values["direction"]]
-            rng = np.random.default_rng([int(scene.id[1:]), 5])
-            pairs.paths.append(scene.path(directory, modality))
-            pairs.captions.append(distinct_captions(values, len(scene.modality_captions[modality]), rng))
-            pairs.groups.append(group(values))
-            pairs.time_reversed.append(True)
+        for scene, (index, _, values) in zip(scenes, list(items), strict=True):
+            values = {**values, "direction": _OPPOSITE[values["direction"]]}
+            items.append((index, True, values))
+            rng = np.random.default_rng([index, 5])
+            captions.append(distinct_captions(values, len(scene.modality_captions[modality]), rng))
+    pairs = Pairs(
+        paths=[scenes[i % len(scenes)].path(directory, modality) for i in range(len(items))],
+        captions=captions,
+        groups=[group(values) for _, _, values in items],
+        time_reversed=[backwards for _, backwards, _ in items] if time_reversed else None,
+    )
     if hard_negatives:
         pairs.negatives = []
-        for i, path in enumerate(pairs.paths):
-            values = dict(part.split("=") for part in pairs.groups[i].split("|"))
-            rng = np.random.default_rng([int(Path(path).stem[1:]), 6, int(i >= len(scenes))])
+        for index, backwards, values in items:
+            rng = np.random.default_rng([index, 6, int(backwards)])
             negatives = []
             for name, count in hard_negatives.items():
                 others = [v for v in ATTRIBUTES[name] if v != values[name]]
-                for k in rng.permutation(len(others))[:count]:
-                    negatives.append(describe({**values, name: others[k]}, rng))
+                negatives += [describe({**values, name: others[k]}, rng) for k in rng.permutation(len(others))[:count]]
             pairs.negatives.append(negatives)
     return pairs
 
