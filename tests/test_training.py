@@ -293,3 +293,5 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes():
     del saved["temporal_lr"]  # written before the setting existed
     assert _comparable(saved) == _comparable(_config().to_dict(), saved)
     assert _comparable(saved) != _comparable(_config(temporal_lr=1e-2).to_dict(), saved)
+    # How the data was built is part of the run: a changed recipe does not resume an old checkpoint.
+    assert _comparable(saved) != _comparable(_config(extra={"time_reversed": True}).to_dict(), saved)

@@ -66,7 +66,7 @@ class TrainConfig:
     threads: int = 1  # on a busy 2-core machine one thread ran 5x faster than two (OpenMP waits)
     init: str | None = None  # a mini checkpoint whose tower starts the run (needed for LoRA)
     init_modality: str | None = None  # which of its towers (default: `modality`)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # how a recipe builds its data (e.g. time reversal)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -296,7 +296,7 @@ def _comparable(config: dict[str, Any], saved: dict[str, Any] | None = None) -> 
     # What may differ between a run and its resumption: how often it validates and saves, thread count; and
     # settings added to TrainConfig after `saved` was written, left at their defaults.
     defaults = {f.name: f.default for f in fields(TrainConfig)}
-    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads", "extra")
+    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads")
             and not (saved is not None and k not in saved and v == defaults.get(k))}
 
 
