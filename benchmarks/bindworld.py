@@ -36,18 +36,17 @@ from bindsearch.pipeline import encode_files  # noqa: E402
 from bindsearch.world import (  # noqa: E402
     ATTRIBUTES,
     MODALITIES,
-    PARAPHRASE,
     RARE_PARAPHRASE,
     SENSES,
     VERSION,
     Scene,
-    Vocabulary,
     WorldConfig,
     attribute_prompts,
     chance,
-    describe,
     make_world,
+    read_manifest,
     read_scenes,
+    sensed_paraphrase,
     shared_attributes,
 )
 
@@ -57,9 +56,7 @@ EMERGENT = (("depth", "infrared"), ("image", "depth"), ("audio", "video"), ("inf
 
 def ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
     """Generate the all-test world when `directory` holds none, or one of another BindWorld version."""
-    manifest = directory / "world.json"
-    version = json.loads(manifest.read_text()).get("version") if manifest.exists() else None
-    if (directory / "scenes.csv").exists() and version == VERSION:
+    if (directory / "scenes.csv").exists() and read_manifest(directory).get("version") == VERSION:
         return
     print(f"generating the test world ({VERSION}): {n} scenes, seed {seed} -> {directory}", file=sys.stderr)
     make_world(directory, n, seed, {"train": 0.0, "val": 0.0, "test": 1.0}, WorldConfig(), workers=workers,
@@ -70,12 +67,6 @@ def relevant(scenes: list[Scene], attributes: tuple[str, ...] | frozenset[str]) 
     """(n, n) bool: scene i and scene j agree on every listed attribute."""
     codes = np.array([[ATTRIBUTES[a].index(s.attributes[a]) for a in sorted(attributes)] for s in scenes])
     return (codes[:, None, :] == codes[None, :, :]).all(-1)
-
-
-def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary = PARAPHRASE) -> str:
-    """The attributes `modality` senses, worded with a held-out vocabulary (deterministic per scene)."""
-    rng = np.random.default_rng([int(scene.id[1:]), MODALITIES.index(modality), 99])
-    return describe({a: scene.attributes[a] for a in ATTRIBUTES if a in SENSES[modality]}, rng, vocabulary)
 
 
 def _recall(sim: np.ndarray, mask: np.ndarray) -> dict[str, float]:

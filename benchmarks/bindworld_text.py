@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bindsearch.evaluation.metrics import ranks  # noqa: E402
 from bindsearch.training.data import embed_captions  # noqa: E402
 from bindsearch.training.trainer import contrastive_loss  # noqa: E402
-from bindsearch.world import ATTRIBUTES, HELD_OUT, MODALITIES, SENSES, TRAIN, Vocabulary, describe  # noqa: E402
+from bindsearch.world import ATTRIBUTES, HELD_OUT, MODALITIES, SENSES, TRAIN, Vocabulary, sensed_paraphrase  # noqa: E402
 from bindsearch.world.captions import distinct_captions  # noqa: E402
 from bindsearch.world.scene import Scene, sample_scene  # noqa: E402
 
@@ -64,12 +64,6 @@ Group = tuple[str, ...]  # values on the sensed attributes, in `ATTRIBUTES` orde
 def sensed(modality: str) -> tuple[str, ...]:
     """The attributes `modality` senses, in `ATTRIBUTES` order."""
     return tuple(a for a in ATTRIBUTES if a in SENSES[modality])
-
-
-def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary) -> str:
-    """The benchmark's paraphrase query (as `benchmarks/bindworld.py` draws it)."""
-    rng = np.random.default_rng([int(scene.id[1:]), MODALITIES.index(modality), 99])
-    return describe({a: scene.attributes[a] for a in sensed(modality)}, rng, vocabulary)
 
 
 def groups_for(modality: str, scenes: list[Scene], max_groups: int) -> list[Group]:
@@ -146,7 +140,8 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
         captions += distinct_captions(dict(zip(names, group, strict=True)), args.captions, rng, TRAIN)
         labels += [i] * args.captions
     truth = np.array([index[tuple(s.attributes[a] for a in names)] for s in scenes])
-    paraphrases = [sensed_paraphrase(s, modality, HELD_OUT[args.vocabulary]) for s in scenes]
+    vocabulary = HELD_OUT[args.vocabulary]
+    paraphrases = [sensed_paraphrase(s, modality, vocabulary) for s in scenes]
     trained = [s.modality_captions[modality][0] for s in scenes]
     text = embed_captions(captions + paraphrases + trained, args.cache)
     fit, para, train = text[:len(captions)], text[len(captions):-len(scenes)], text[-len(scenes):]
@@ -165,7 +160,6 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
     readout = dict(zip(names, readout_accuracy(fit, values, para, answers, [len(c) for c in codes]), strict=True))
     errors: Errors = {}
     for position, attribute in enumerate(names):
-        vocabulary = HELD_OUT[args.vocabulary]
         errors[attribute] = [
             (held_out_phrase(attribute, groups[t][position], q, vocabulary), groups[t][position], groups[p][position])
             for q, t, p in zip(paraphrases, truth, top1, strict=True)

@@ -8,14 +8,13 @@ depth->infrared search, marking each hit that really matches the query on what b
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 from bindsearch.collection import Collection
 from bindsearch.models.builtin import default_model
-from bindsearch.world import VERSION, make_world, read_scenes, same_on, shared_attributes
+from bindsearch.world import VERSION, make_world, read_manifest, read_scenes, same_on, shared_attributes
 from indexes.catalog import EncoderMismatchError
 
 __all__ = ["main", "run_demo"]
@@ -37,8 +36,7 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
     """Generate, index and search; prints what it does and what to type next."""
     world = out / "world"
     start = time.perf_counter()
-    marker = world / "world.json"
-    made = json.loads(marker.read_text()) if marker.exists() else {}
+    made = read_manifest(world)
     if (made.get("seed"), made.get("version")) != (seed, VERSION) or len(read_scenes(world)) != n:
         info = make_world(world, n=n, seed=seed, overwrite=True, workers=2)
         print(f"generated {info.n} BindWorld scenes x 5 modalities in {world} ({time.perf_counter() - start:.1f}s)")

@@ -18,11 +18,13 @@ from bindsearch.world import (
     SENSES,
     STOPWORDS,
     TRAIN,
+    VERSION,
     WorldConfig,
     attribute_prompts,
     chance,
     describe,
     make_world,
+    read_manifest,
     read_scenes,
     render_scene,
     same_on,
@@ -69,7 +71,8 @@ def test_layout_csv_and_manifest(world: Path) -> None:
         for modality, ext in EXTENSIONS.items():
             assert (world / modality / f"{scene.id}.{ext}").is_file()
     manifest = json.loads((world / "world.json").read_text())
-    assert manifest["seed"] == SEED and manifest["n"] == 10
+    assert read_manifest(world) == manifest and read_manifest(world / "scenes") == {}
+    assert manifest["seed"] == SEED and manifest["n"] == 10 and manifest["version"] == VERSION
     assert manifest["attributes"] == {k: list(v) for k, v in ATTRIBUTES.items()}
     assert sum(split["count"] for split in manifest["splits"].values()) == 10
     # What was read back is what was drawn.

@@ -59,10 +59,11 @@ from bindsearch.world.generate import (
     WorldConfig,
     WorldInfo,
     make_world,
+    read_manifest,
     render_scene,
     scene_geometry,
 )
-from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes
+from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes, sensed_paraphrase
 
 __all__ = [
     "ATTRIBUTES",
@@ -83,9 +84,11 @@ __all__ = [
     "chance",
     "describe",
     "make_world",
+    "read_manifest",
     "read_scenes",
     "render_scene",
     "same_on",
     "scene_geometry",
+    "sensed_paraphrase",
     "shared_attributes",
 ]

@@ -27,7 +27,7 @@ from bindsearch.world.render import (
 from bindsearch.world.scene import EXTENSIONS, Scene, assign_splits, sample_scene, write_scenes
 from bindsearch.world.sound import render_audio
 
-__all__ = ["VERSION", "WorldConfig", "WorldInfo", "make_world", "render_scene", "scene_geometry"]
+__all__ = ["VERSION", "WorldConfig", "WorldInfo", "make_world", "read_manifest", "render_scene", "scene_geometry"]
 
 # bindworld-2: everyday held-out paraphrases (media and training captions as in bindworld-1).
 VERSION = "bindworld-2"
@@ -167,6 +167,12 @@ def _make_scene(job: tuple[int, str], directory: Path, seed: int, config: WorldC
     write_video(scene.path(directory, "video"), arrays["video"], fps=round(config.fps))
     write_audio(scene.path(directory, "audio"), arrays["audio"], config.sample_rate)
     return scene
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """`directory/world.json` as written by `make_world` (version, seed, splits, config); {} if there is none."""
+    path = Path(directory) / "world.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _remove_stale(directory: Path, keep: set[str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES
-from bindsearch.world.captions import PARAPHRASE, TRAIN, distinct_captions
+from bindsearch.world.captions import PARAPHRASE, TRAIN, Vocabulary, describe, distinct_captions
 
 __all__ = [
     "CAPTION_SEPARATOR",
@@ -20,6 +20,7 @@ __all__ = [
     "read_scenes",
     "sample_scene",
     "scene_id",
+    "sensed_paraphrase",
     "write_scenes",
 ]
 
@@ -85,6 +86,12 @@ def sample_scene(
         paraphrases=tuple(distinct_captions(values, paraphrases, rng, PARAPHRASE)),
         modality_captions=per_modality,
     )
+
+
+def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary = PARAPHRASE) -> str:
+    """What `modality` senses of `scene`, in held-out wording: the benchmarks' paraphrase query (fixed per scene)."""
+    rng = np.random.default_rng([int(scene.id[1:]), MODALITIES.index(modality), 99])
+    return describe({a: scene.attributes[a] for a in ATTRIBUTES if a in SENSES[modality]}, rng, vocabulary)
 
 
 def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
