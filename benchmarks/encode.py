@@ -16,6 +16,7 @@ import argparse
 import gc
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -141,17 +142,34 @@ def matmul_shapes(
     return [(*k, n) for k, n in linears.items()], [(*k, n) for k, n in attentions.items()]
 
 
+def _linear_products(r: int, i: int, o: int, dtype: torch.dtype) -> list:
+    """Ways to run one linear shape: ATen's `F.linear`, and oneDNN with its weight pre-packed (what Inductor's
+    freezing runs; on an AMX CPU the faster one), where this build has it."""
+    x, w = torch.randn(r, i).to(dtype), torch.randn(o, i).to(dtype)
+    ways = [lambda: torch.nn.functional.linear(x, w)]
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, r)
+        torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        ways.append(lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""))
+    except (AttributeError, RuntimeError):
+        pass
+    return ways
+
+
 def gemm_rate(linears: list[tuple[int, ...]], attentions: list[tuple[int, ...]], dtype: torch.dtype) -> float:
-    """FLOP/s of the tower's matrix products alone, each run as often as in the forward: F.linear on the linear
-    shapes and, when `attentions` is given, the two batched products of each attention (scores and mixing)."""
+    """FLOP/s of the tower's matrix products alone, each run as often as in the forward: the linear shapes
+    (each the faster of `F.linear` and oneDNN pre-packed) and, when `attentions` is given, the two batched
+    products of each attention (scores and mixing)."""
     flops, seconds = 0.0, 0.0
     for r, i, o, n in linears:
-        x, w = torch.randn(r, i).to(dtype), torch.randn(o, i).to(dtype)
-        torch.nn.functional.linear(x, w)  # warm-up
-        start = time.perf_counter()
-        for _ in range(n):
-            torch.nn.functional.linear(x, w)
-        seconds += time.perf_counter() - start
+        fastest = float("inf")
+        for product in _linear_products(r, i, o, dtype):
+            product()  # warm-up
+            start = time.perf_counter()
+            for _ in range(n):
+                product()
+            fastest = min(fastest, time.perf_counter() - start)
+        seconds += fastest
         flops += 2.0 * r * i * o * n
     for bh, t, hd, n in attentions:
         q, k = torch.randn(bh, t, hd).to(dtype), torch.randn(bh, hd, t).to(dtype)
@@ -162,6 +180,20 @@ def gemm_rate(linears: list[tuple[int, ...]], attentions: list[tuple[int, ...]],
         seconds += time.perf_counter() - start
         flops += 4.0 * bh * t * t * hd * n
     return flops / seconds
+
+
+_RATIOS = (("ours_bf16", "ref_fp32"), ("ours_compiled", "ref_fp32"), ("ours_compiled", "ref_bf16"),
+           ("ours_bf16", "ref_bf16"), ("ours_fp32", "ref_fp32"))
+
+
+def _round_ratios(per_round: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Speed ratios taken within each round (the contestants ran back to back), sorted: on a host whose speed
+    drifts (a shared machine, AMX units busy elsewhere) these say more than ratios of each one's best round."""
+    out = {}
+    for fast, slow in _RATIOS:
+        if per_round.get(fast) and per_round.get(slow):
+            out[f"{fast}/{slow}"] = sorted(s / f for f, s in zip(per_round[fast], per_round[slow], strict=True))
+    return out
 
 
 def quantized(model):
@@ -220,6 +252,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             runners["ref_bf16"] = lambda v, m=ref16: torch.nn.functional.normalize(
                 m.get_image_features(pixel_values=v.bfloat16()).float(), dim=-1)
         best = dict.fromkeys(runners, float("inf"))
+        per_round: dict[str, list[float]] = {key: [] for key in runners}
         rates = dict.fromkeys(("gemm_fp32", "gemm_bf16", "matmul_fp32", "matmul_bf16"), 0.0)
         outputs, warmup = {}, {}
         for key, fn in runners.items():  # warm-up (compilation too), and the vectors we compare
@@ -232,6 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rates[key] = max(rates[key], out)
                 else:
                     best[key] = min(best[key], seconds)
+                    per_round[key].append(seconds)
             # Progress, so that a run stopped at a time limit still leaves its figures so far.
             print(json.dumps({"modality": name, "round": round_ + 1, "items_per_s": {k: batch / t for k, t in
                               best.items()}, "gflops": {k: v / 1e9 for k, v in rates.items()}}),
@@ -250,6 +284,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row["compiled_of_gemm"] = row["ours_compiled"] * flops / rates["gemm_bf16"]
             row["compiled_of_matmul"] = row["ours_compiled"] * flops / rates["matmul_bf16"]
             row["compile_s"] = warmup["ours_compiled"]
+        row["round_ratios"] = _round_ratios(per_round)
         if lb is not None:
             row["max_abs_diff_vs_ref"] = float((outputs["ours_fp32"] - outputs["ref_fp32"]).abs().max())
         rows.append(row)
@@ -296,6 +331,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             line += (f"{r['compiled_of_gemm']:>11.0%}{r['compiled_of_matmul']:>10.0%}"
                      f"{r['cos_compiled_vs_fp32']:>10.4f}{r['compile_s']:>10.1f}")
             print(line)
+    if lb is not None and args.rounds > 1:
+        print("\nratios within each round (median, and the range over rounds)")
+        for r in rows:
+            for name, ratios in r["round_ratios"].items():
+                print(f"{r['modality']:<9}{name:<28}{statistics.median(ratios):>7.2f}  "
+                      f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
                                         "rounds": args.rounds}, indent=2))

@@ -69,3 +69,30 @@ def test_encode_times_every_contestant_on_a_published_format_checkpoint(capsys) 
     captured = capsys.readouterr()
     assert '"round": 1' in captured.err  # progress survives a run stopped at a time limit
     assert "ours fp32" in captured.out
+
+
+def test_encode_takes_speed_ratios_within_each_round() -> None:
+    encode = load("encode")
+    ratios = encode._round_ratios({"ours_bf16": [1.0, 0.5, 2.0], "ref_fp32": [4.0, 2.5, 6.0]})
+    assert ratios["ours_bf16/ref_fp32"] == [3.0, 4.0, 5.0]  # 4/1, 2.5/0.5, 6/2: round by round, sorted
+    assert "ours_compiled/ref_fp32" not in ratios  # a contestant that did not run gives no ratio
+
+
+def test_the_limit_times_the_same_product_every_way_it_runs_it() -> None:
+    import torch
+
+    ways = load("encode")._linear_products(64, 32, 48, torch.bfloat16)
+    assert ways, "at least F.linear"
+    first = ways[0]()
+    assert first.shape == (64, 48)
+    for way in ways[1:]:  # oneDNN pre-packed, where this build has it: the same product (bf16 rounding aside)
+        torch.testing.assert_close(way().float(), first.float(), rtol=2e-2, atol=5e-2)
+
+
+def test_attention_benchmark_compares_kernels_against_float32(capsys) -> None:
+    rows = load("attention").main(["--shapes", "image", "--tokens", "17", "--rounds", "1", "--threads", "1"])
+    by_name = {row["contestant"]: row for row in rows}
+    assert {"sdpa", "bmm", "products alone"} <= set(by_name)
+    assert all(row["gflops"] > 0 for row in rows)
+    assert by_name["sdpa"]["max_abs_diff"] < 2e-2  # bf16 attention against float32
+    assert "sdpa" in capsys.readouterr().out
