@@ -3,6 +3,7 @@
     python benchmarks/bindworld_text.py                          # every modality, ~1.5 min on 2 CPU threads
     python benchmarks/bindworld_text.py --modalities depth,audio --captions 64 --worst 5
     python benchmarks/bindworld_text.py --json --out runs/bindworld-text.json
+    python benchmarks/bindworld_text.py --anchor DIR             # another frozen anchor (sentence-transformers)
 
 A perfect tower can do no better than place every scene of one *group* (its values on the attributes the
 modality senses) on one vector. This probe gives each group a free learnable vector, initialised at the
@@ -36,6 +37,7 @@ video ~1 (so image and video towers must compose, and table 3 is their better gu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -143,7 +145,7 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
     vocabulary = HELD_OUT[args.vocabulary]
     paraphrases = [sensed_paraphrase(s, modality, vocabulary) for s in scenes]
     trained = [s.modality_captions[modality][0] for s in scenes]
-    text = embed_captions(captions + paraphrases + trained, args.cache)
+    text = embed(captions + paraphrases + trained, args)
     fit, para, train = text[:len(captions)], text[len(captions):-len(scenes)], text[-len(scenes):]
     vectors, temperature = fit_group_vectors(fit, torch.tensor(labels), len(groups), args.steps, args.batch,
                                              args.lr, args.seed)
@@ -200,7 +202,8 @@ def confusions(errors: list[Errors], worst: int) -> dict[str, list[dict[str, Any
 def table(result: dict[str, Any]) -> str:
     """Markdown tables of `run`'s result."""
     modalities = result["modalities"]
-    lines = [f"BindWorld text-space ceiling: free vector per group, {result['captions']} TRAIN captions each, "
+    lines = [f"BindWorld text-space ceiling ({result['anchor']}): free vector per group, "
+             f"{result['captions']} TRAIN captions each, "
              f"queries from {result['scenes']} test scenes (seed {result['seed']}), {result['seconds']:.0f} s", "",
              "| modality | senses | groups | chance R@1 / R@5 | para R@1 | para R@5 | train R@1 | "
              "bench para R@1 | bench para R@5 | bench train R@5 | temp |",
@@ -230,6 +233,27 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def embed(texts: list[str], args: argparse.Namespace) -> torch.Tensor:
+    """Unit vectors of `texts` from the frozen anchor: MiniLM, or the sentence-transformers model `--anchor`."""
+    if args.anchor is None:
+        return embed_captions(texts, args.cache)
+    from sentence_transformers import SentenceTransformer
+
+    key = hashlib.sha256(repr((str(args.anchor), texts)).encode()).hexdigest()[:16]
+    file = args.cache / f"{args.anchor.name}-{key}.pt" if args.cache else None
+    if file is not None and file.is_file():
+        return torch.load(file, weights_only=True)
+    distinct = sorted(set(texts))
+    index = {t: i for i, t in enumerate(distinct)}
+    model = SentenceTransformer(str(args.anchor), device="cpu", local_files_only=True)
+    vectors = torch.from_numpy(model.encode(distinct, batch_size=256, normalize_embeddings=True))
+    vectors = vectors[[index[t] for t in texts]]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(vectors, file)
+    return vectors
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure as one JSON-able dict (percentages)."""
     start = time.perf_counter()
@@ -238,7 +262,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     modalities = {m: result for m, (result, _) in probed.items()}
     summary = confusions([errors for _, errors in probed.values()], args.worst)
     return {"scenes": args.scenes, "seed": args.seed, "vocabulary": args.vocabulary, "captions": args.captions,
-            "modalities": modalities, "confusions": summary, "seconds": round(time.perf_counter() - start, 1)}
+            "anchor": str(args.anchor) if args.anchor else "all-MiniLM-L6-v2", "modalities": modalities,
+            "confusions": summary, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -250,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--vocabulary", choices=sorted(HELD_OUT), default="everyday",
                         help="held-out wording of the queries: everyday synonyms or rare words")
     parser.add_argument("--captions", type=int, default=8, help="TRAIN captions per group")
+    parser.add_argument("--anchor", type=Path, default=None,
+                        help="a sentence-transformers model folder to probe instead of MiniLM (another frozen anchor)")
     parser.add_argument("--max-groups", type=int, default=600, help="enumerate every group up to this many")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=128)
