@@ -8,6 +8,10 @@ interpreter where the reference (`languagebind` on PyPI, see tests/parity/README
 implementations then load the same checkpoint in one process and are timed in alternation, round after round
 (best of `--rounds`), on the same random preprocessed inputs, so machine noise hits both alike. Where the
 reference is not importable only our figures print. Prints one table and writes JSON (`--out`).
+
+The limit is the tower's own matrix products timed alone in the same rounds (`gemm_rate`: each linear shape the
+faster of `F.linear` and oneDNN pre-packed). Beside the best-of ratios it prints the ratios taken within each
+round (median and range), which a host whose speed drifts between rounds cannot bias.
 """
 
 from __future__ import annotations
