@@ -30,15 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from attention import bmm_attention  # noqa: E402
 from encode import gemm_rate, matmul_flops, matmul_shapes, random_inputs  # noqa: E402
 
 from bindsearch.models import tower  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
-
-
-def _bmm_attention(q, k, v, is_causal=False):
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
 
 
 def contestants(base, modality: str, names: list[str], batch: int):
@@ -61,7 +57,7 @@ def contestants(base, modality: str, names: list[str], batch: int):
         elif name == "bf16+bmm-attn":  # swaps torch.nn.functional's SDPA for the call, then restores it
             def fn(x, m=bf16):
                 original = tower.F.scaled_dot_product_attention
-                tower.F.scaled_dot_product_attention = _bmm_attention
+                tower.F.scaled_dot_product_attention = bmm_attention
                 try:
                     return m.embed(modality, x)
                 finally:
