@@ -37,7 +37,6 @@ video ~1 (so image and video towers must compose, and table 3 is their better gu
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import math
@@ -145,7 +144,7 @@ def probe(modality: str, scenes: list[Scene], args: argparse.Namespace) -> tuple
     vocabulary = HELD_OUT[args.vocabulary]
     paraphrases = [sensed_paraphrase(s, modality, vocabulary) for s in scenes]
     trained = [s.modality_captions[modality][0] for s in scenes]
-    text = embed(captions + paraphrases + trained, args)
+    text = embed_captions(captions + paraphrases + trained, args.cache, args.anchor)
     fit, para, train = text[:len(captions)], text[len(captions):-len(scenes)], text[-len(scenes):]
     vectors, temperature = fit_group_vectors(fit, torch.tensor(labels), len(groups), args.steps, args.batch,
                                              args.lr, args.seed)
@@ -233,25 +232,17 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def embed(texts: list[str], args: argparse.Namespace) -> torch.Tensor:
-    """Unit vectors of `texts` from the frozen anchor: MiniLM, or the sentence-transformers model `--anchor`."""
-    if args.anchor is None:
-        return embed_captions(texts, args.cache)
-    from sentence_transformers import SentenceTransformer
+class SentenceAnchor:
+    """A sentence-transformers model folder as a frozen anchor for `embed_captions` (`--anchor`)."""
 
-    key = hashlib.sha256(repr((str(args.anchor), texts)).encode()).hexdigest()[:16]
-    file = args.cache / f"{args.anchor.name}-{key}.pt" if args.cache else None
-    if file is not None and file.is_file():
-        return torch.load(file, weights_only=True)
-    distinct = sorted(set(texts))
-    index = {t: i for i, t in enumerate(distinct)}
-    model = SentenceTransformer(str(args.anchor), device="cpu", local_files_only=True)
-    vectors = torch.from_numpy(model.encode(distinct, batch_size=256, normalize_embeddings=True))
-    vectors = vectors[[index[t] for t in texts]]
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(vectors, file)
-    return vectors
+    def __init__(self, path: Path):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = str(path)
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(self.model.encode(texts, batch_size=256, normalize_embeddings=True))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -262,7 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     modalities = {m: result for m, (result, _) in probed.items()}
     summary = confusions([errors for _, errors in probed.values()], args.worst)
     return {"scenes": args.scenes, "seed": args.seed, "vocabulary": args.vocabulary, "captions": args.captions,
-            "anchor": str(args.anchor) if args.anchor else "all-MiniLM-L6-v2", "modalities": modalities,
+            "anchor": args.anchor.name if args.anchor else "all-MiniLM-L6-v2", "modalities": modalities,
             "confusions": summary, "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -290,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.anchor is not None:
+        args.anchor = SentenceAnchor(args.anchor)
     torch.manual_seed(args.seed)
     result = run(args)
     if args.out:

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -143,18 +143,31 @@ def decode_inputs(modality: str, paths: Sequence[Path], prep: Preprocess, cache:
     return inputs, kept
 
 
-def embed_captions(texts: Sequence[str], cache: Path | None = None) -> torch.Tensor:
-    """Captions -> (n, 384) float32 unit vectors from the frozen MiniLM anchor, cached by content."""
+class TextAnchor(Protocol):
+    """A frozen sentence encoder: `name` keys the cache, `embed` returns (n, d) float32 unit vectors."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+
+def embed_captions(texts: Sequence[str], cache: Path | None = None, anchor: TextAnchor | None = None) -> torch.Tensor:
+    """Captions -> (n, d) float32 unit vectors from the frozen anchor, cached by content.
+
+    `anchor` defaults to MiniLM, the anchor of bindsearch-mini; `benchmarks/bindworld_text.py --anchor` probes
+    other sentence encoders through it.
+    """
     from bindsearch.models.mini import TEXT_NAME, shared_text
 
     texts = list(texts)
-    file = Path(cache) / f"text-{_key(TEXT_NAME, texts)}.pt" if cache is not None else None
+    name = TEXT_NAME if anchor is None else anchor.name
+    file = Path(cache) / f"text-{_key(name, texts)}.pt" if cache is not None else None
     if file is not None and file.is_file():
         return torch.load(file, weights_only=True)
     # Many captions repeat (templates): embed each distinct one once.
     distinct = sorted(set(texts))
     index = {t: i for i, t in enumerate(distinct)}
-    vectors = shared_text("cpu").embed(distinct)[[index[t] for t in texts]]
+    vectors = (anchor or shared_text("cpu")).embed(distinct)[[index[t] for t in texts]]
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         torch.save(vectors, file.with_suffix(".tmp"))
