@@ -10,7 +10,9 @@ timed in alternation (best of `--rounds`):
 - `bf16+frozen`: `EmbeddingModel.compile_towers`, the whole tower compiled with Inductor's freezing (weights
   folded in as constants and pre-packed for oneDNN, which is how Inductor reaches AMX tiles);
 - `bf16+bmm-attn`: a diagnostic, attention as two explicit batched products and a softmax instead of
-  `F.scaled_dot_product_attention`, to size what the SDPA CPU kernel costs.
+  `F.scaled_dot_product_attention`, to size what the SDPA CPU kernel costs;
+- `bf16+every-row`: a diagnostic, the eager bf16 tower with its last block computing every token's output
+  (as the reference does) instead of the class token's alone, to size what skipping that work is worth.
 
 Prints items/s, each one's share of the tower's own matrix products timed alone (the limit), the cosine of
 its vectors to fp32, and the top operators of a profile of the eager bf16 tower.
@@ -62,10 +64,22 @@ def contestants(base, modality: str, names: list[str], batch: int):
                     return m.embed(modality, x)
                 finally:
                     tower.F.scaled_dot_product_attention = original
+        elif name == "bf16+every-row":
+            fn = lambda x, m=bf16: _every_row(m, modality, x)  # noqa: E731
         else:
             raise ValueError(f"unknown contestant {name!r}")
         out[name] = fn
     return out
+
+
+@torch.inference_mode()
+def _every_row(model, modality: str, x: torch.Tensor) -> torch.Tensor:
+    """`model.embed(modality, x)` with the tower's last block run on every token, then the class token pooled."""
+    vision = model.vision_models[modality]
+    tokens, t = vision.tokens(x.to(model.dtype))
+    pooled = vision.post_layernorm(vision.encoder(vision.pre_layrnorm(tokens))[:, 0])
+    features = model.visual_projections[modality](pooled.view(-1, t, pooled.shape[-1]).mean(dim=1))
+    return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--contestants", default="fp32,bf16,bf16+compile,bf16+frozen,bf16+bmm-attn")
+    parser.add_argument("--contestants", default="fp32,bf16,bf16+compile,bf16+frozen,bf16+bmm-attn,bf16+every-row")
     parser.add_argument("--profile", action="store_true", help="print the eager bf16 tower's top operators")
     parser.add_argument("--tiny", action="store_true", help="a tiny random tower instead (smoke test)")
     parser.add_argument("--out", type=Path, default=None)

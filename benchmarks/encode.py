@@ -108,8 +108,8 @@ def random_inputs(model, modality: str, batch: int, seed: int = 0) -> torch.Tens
 
 def matmul_flops(linears: list[tuple[int, ...]], attentions: list[tuple[int, ...]]) -> float:
     """Floating-point operations of the recorded matrix products (linears, and attention's two products)."""
-    return sum(2.0 * r * i * o * n for r, i, o, n in linears) + sum(4.0 * bh * t * t * hd * n
-                                                                   for bh, t, hd, n in attentions)
+    return sum(2.0 * r * i * o * n for r, i, o, n in linears) + sum(4.0 * bh * nq * nk * hd * n
+                                                                   for bh, nq, nk, hd, n in attentions)
 
 
 def matmul_shapes(
@@ -117,24 +117,26 @@ def matmul_shapes(
 ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
     """The matrix products of one eager forward of `batch` items (random ones, or `inputs`, already on the
     model's device and dtype), recorded by hooks: (rows, in, out, count) of every nn.Linear call, and
-    (batch*heads, tokens, head_dim, count) of every attention call (q @ k.T, then @ v). It runs `encode_batch`,
-    so a model whose towers are compiled still reports its products."""
+    (batch*heads, queries, keys, head_dim, count) of every attention call (q @ k.T, then @ v; one query per
+    item in the last block, which computes only the pooled row). It runs `encode_batch`, so a model whose
+    towers are compiled still reports its products."""
     from bindsearch.models.tower import Attention
 
     linears: dict[tuple[int, int, int], int] = {}
-    attentions: dict[tuple[int, int, int], int] = {}
+    attentions: dict[tuple[int, int, int, int], int] = {}
 
     def on_linear(module, inputs, _output):
         key = (inputs[0].numel() // inputs[0].shape[-1], module.in_features, module.out_features)
         linears[key] = linears.get(key, 0) + 1
 
-    def on_attention(module, inputs, _output):
+    def on_attention(module, inputs, kwargs, _output):
         b, n, d = inputs[0].shape
-        key = (b * module.heads, n, d // module.heads)
+        key = (b * module.heads, n if kwargs.get("rows") is None else 1, n, d // module.heads)
         attentions[key] = attentions.get(key, 0) + 1
 
     handles = [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    handles += [m.register_forward_hook(on_attention) for m in model.modules() if isinstance(m, Attention)]
+    handles += [m.register_forward_hook(on_attention, with_kwargs=True)
+                for m in model.modules() if isinstance(m, Attention)]
     try:
         with torch.inference_mode():
             if inputs is None:
@@ -175,15 +177,21 @@ def gemm_rate(linears: list[tuple[int, ...]], attentions: list[tuple[int, ...]],
             fastest = min(fastest, time.perf_counter() - start)
         seconds += fastest
         flops += 2.0 * r * i * o * n
-    for bh, t, hd, n in attentions:
-        q, k = torch.randn(bh, t, hd).to(dtype), torch.randn(bh, hd, t).to(dtype)
-        torch.bmm(torch.bmm(q, k), q)  # warm-up
+    for bh, nq, nk, hd, n in attentions:
+        product = attention_products(bh, nq, nk, hd, dtype)
+        product()  # warm-up
         start = time.perf_counter()
         for _ in range(n):
-            torch.bmm(torch.bmm(q, k), q)
+            product()
         seconds += time.perf_counter() - start
-        flops += 4.0 * bh * t * t * hd * n
+        flops += 4.0 * bh * nq * nk * hd * n
     return flops / seconds
+
+
+def attention_products(bh: int, nq: int, nk: int, hd: int, dtype: torch.dtype, device: str = "cpu"):
+    """One attention's two batched products on random operands, no softmax: (q @ k.T) @ v."""
+    q, kt, v = (torch.randn(bh, *shape, device=device).to(dtype) for shape in ((nq, hd), (hd, nk), (nk, hd)))
+    return lambda: torch.bmm(torch.bmm(q, kt), v)
 
 
 _RATIOS = (("ours_bf16", "ref_fp32"), ("ours_compiled", "ref_fp32"), ("ours_compiled", "ref_bf16"),

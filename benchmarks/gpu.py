@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encode import matmul_flops, matmul_shapes, random_inputs  # noqa: E402
+from encode import attention_products, matmul_flops, matmul_shapes, random_inputs  # noqa: E402
 
 from bindsearch.models import temporal  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
@@ -84,10 +84,9 @@ def products_tflops(linears, attentions, dtype: torch.dtype) -> float:
         x, w = torch.randn(r, i, device="cuda").to(dtype), torch.randn(o, i, device="cuda").to(dtype)
         seconds += n * cuda_seconds(lambda x=x, w=w: torch.nn.functional.linear(x, w), iters=5)
         flops += 2.0 * r * i * o * n
-    for bh, t, hd, n in attentions:
-        q, k = torch.randn(bh, t, hd, device="cuda").to(dtype), torch.randn(bh, hd, t, device="cuda").to(dtype)
-        seconds += n * cuda_seconds(lambda q=q, k=k: torch.bmm(torch.bmm(q, k), q), iters=5)
-        flops += 4.0 * bh * t * t * hd * n
+    for bh, nq, nk, hd, n in attentions:
+        seconds += n * cuda_seconds(attention_products(bh, nq, nk, hd, dtype, device="cuda"), iters=5)
+        flops += 4.0 * bh * nq * nk * hd * n
     return flops / seconds / 1e12
 
 

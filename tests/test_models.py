@@ -156,3 +156,26 @@ def test_compiled_towers_give_the_eager_vectors_for_any_batch_length():
         assert (compiled * eager[: len(batch)]).sum(-1).min() > 0.999
     with pytest.raises(ValueError, match="text tower stays eager"):
         model.compile_towers(["text"])
+
+
+def test_the_last_block_computes_only_the_pooled_row(tiny_model):
+    """Towers skip the last block's work on rows nobody reads; the pooled vectors are those of every row."""
+    torch.manual_seed(0)
+    for modality in ("image", "audio", "video"):
+        vision = tiny_model.vision_models[modality]
+        cfg = vision.config
+        frames = (cfg.num_frames,) if cfg.num_frames > 1 else ()
+        x = torch.randn(3, 3, *frames, *cfg.input_size)
+        with torch.inference_mode():
+            tokens, t = vision.tokens(x)
+            every_row = vision.post_layernorm(vision.encoder(vision.pre_layrnorm(tokens))[:, 0])
+            every_row = every_row.view(-1, t, every_row.shape[-1]).mean(dim=1)
+            torch.testing.assert_close(vision(x), every_row, rtol=0, atol=1e-5)
+
+    text = tiny_model.text_model
+    ids = tiny_model.tokenize(["a dog", "rain on a tin roof at night", "x"])  # end-of-text at three places
+    with torch.inference_mode():
+        x = text.embeddings.token_embedding(ids) + text.embeddings.position_embedding.weight[: ids.shape[1]]
+        hidden = text.final_layer_norm(text.encoder(x, causal=True))
+        every_row = hidden[torch.arange(len(ids)), ids.argmax(dim=-1)]
+        torch.testing.assert_close(text(ids), every_row, rtol=0, atol=1e-5)

@@ -43,10 +43,10 @@ def test_ingest_memory_indexes_every_file_and_reports_the_peak(tmp_path: Path, c
 
 
 def test_cpu_towers_compares_the_ways_of_running_a_tower(capsys) -> None:
-    contestants = "fp32,bf16,bf16+frozen,bf16+bmm-attn"
+    contestants = "fp32,bf16,bf16+frozen,bf16+bmm-attn,bf16+every-row"
     report = load("cpu_towers").main(["--tiny", "--rounds", "1", "--contestants", contestants])
     rows = {row["contestant"]: row for row in report["rows"]}
-    assert set(rows) == {"fp32", "bf16", "bf16+frozen", "bf16+bmm-attn"}
+    assert set(rows) == {"fp32", "bf16", "bf16+frozen", "bf16+bmm-attn", "bf16+every-row"}
     assert all(row["items_per_s"] > 0 and row["cos_vs_fp32"] > 0.99 for row in rows.values())
     assert "bf16+frozen" in capsys.readouterr().out
 

@@ -14,7 +14,17 @@ from torch import nn
 from bindsearch.models.config import EncoderConfig, TextConfig, TowerConfig
 from bindsearch.models.temporal import temporal_attention
 
-__all__ = ["Block", "TextTower", "VisionTower"]
+__all__ = ["Block", "TextTower", "VisionTower", "take_rows"]
+
+Rows = int | torch.Tensor
+"""One row per item: the same index for every item, or a (b,) int64 tensor of them."""
+
+
+def take_rows(x: torch.Tensor, rows: Rows) -> torch.Tensor:
+    """(b, n, d) -> (b, d): row `rows` (or `rows[i]`) of each item."""
+    if isinstance(rows, int):
+        return x[:, rows]
+    return x[torch.arange(x.shape[0], device=x.device), rows]
 
 
 def _activation(name: str) -> nn.Module:
@@ -47,13 +57,26 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(width, width)
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(b, n, d) -> (b, n, d)."""
+    def forward(self, x: torch.Tensor, causal: bool = False, rows: Rows | None = None) -> torch.Tensor:
+        """(b, n, d) -> (b, n, d); with `rows`, (b, d): the output of one row per item, which alone queries."""
         b, n, d = x.shape
-        q, k, v = (p(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+        def split(y: torch.Tensor) -> torch.Tensor:  # (b, m, d) -> (b, heads, m, head_dim)
+            return y.view(b, -1, self.heads, d // self.heads).transpose(1, 2)
+
+        k, v = split(self.k_proj(x)), split(self.v_proj(x))
+        if rows is None:
+            out = F.scaled_dot_product_attention(split(self.q_proj(x)), k, v, is_causal=causal)
+            return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+        # One query per item: two thin products, with the softmax in float32. Not SDPA: its CPU kernel gives a
+        # lone query different bits in different items of a batch, and the same file must embed identically.
+        q = split(self.q_proj(take_rows(x, rows)[:, None]))
+        scores = (q @ k.transpose(-2, -1)).float() * (d // self.heads) ** -0.5
+        if causal:  # row r sees keys 0..r
+            later = torch.arange(n, device=x.device) > torch.as_tensor(rows, device=x.device).view(-1, 1, 1, 1)
+            scores = scores.masked_fill(later, float("-inf"))
+        out = scores.softmax(dim=-1).to(v.dtype) @ v
+        return self.out_proj(out.reshape(b, d))
 
     def across_frames(self, x: torch.Tensor) -> torch.Tensor:
         """(b, t, n, d) -> (b, t, n, d): each token position attends to the same position in every frame."""
@@ -100,11 +123,18 @@ class Block(nn.Module):
         x = x + self.temporal_attn.across_frames(self.temporal_layer_norm1(x))
         return x.view(bt, n, d)
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """(b, n, d) -> (b, n, d); for video b = batch * frames, frame-major within an item."""
+    def forward(self, x: torch.Tensor, causal: bool = False, rows: Rows | None = None) -> torch.Tensor:
+        """(b, n, d) -> (b, n, d); for video b = batch * frames, frame-major within an item.
+
+        With `rows`, (b, d): only those rows' outputs. Every row is still a key, so the norm and the key and
+        value projections see them all; the query, the output projection and the MLP run on one row per item.
+        """
         if self.num_frames:
             x = self._temporal(x)
-        x = x + self.self_attn(self.layer_norm1(x), causal=causal)
+        if rows is None:
+            x = x + self.self_attn(self.layer_norm1(x), causal=causal)
+        else:
+            x = take_rows(x, rows) + self.self_attn(self.layer_norm1(x), causal=causal, rows=rows)
         return x + self.mlp(self.layer_norm2(x))
 
 
@@ -113,10 +143,17 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(Block(cfg, num_frames) for _ in range(cfg.layers))
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        for layer in self.layers:
+    def forward(self, x: torch.Tensor, causal: bool = False, rows: Rows | None = None) -> torch.Tensor:
+        """(b, n, d) -> (b, n, d), or with `rows` (b, d): the last block's output at the rows the caller pools.
+
+        A tower reads one row of the last block (the class token; the end-of-text token), so there the other
+        rows' queries, output projections and MLPs are work thrown away: 3.5 % of a 24-layer ViT-L tower's
+        products, 7 % of a 12-layer one's.
+        """
+        *body, last = self.layers
+        for layer in body:
             x = layer(x, causal=causal)
-        return x
+        return last(x, causal=causal, rows=rows)
 
 
 class _TextEmbeddings(nn.Module):
@@ -139,10 +176,9 @@ class TextTower(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         length = ids.shape[1]
         x = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding.weight[:length]
-        x = self.final_layer_norm(self.encoder(x, causal=True))
         # The end-of-text id is the largest in CLIP's vocabulary; with the causal mask, padding after it
         # (0 or end-of-text) cannot change the hidden state there.
-        return x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+        return self.final_layer_norm(self.encoder(x, causal=True, rows=ids.argmax(dim=-1)))
 
 
 class _VisionEmbeddings(nn.Module):
@@ -200,6 +236,5 @@ class VisionTower(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, t = self.tokens(x)
-        hidden = self.encoder(self.pre_layrnorm(tokens))
-        pooled = self.post_layernorm(hidden[:, 0])
+        pooled = self.post_layernorm(self.encoder(self.pre_layrnorm(tokens), rows=0))
         return pooled.view(-1, t, pooled.shape[-1]).mean(dim=1)

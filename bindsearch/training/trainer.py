@@ -145,7 +145,7 @@ def masked_features(tower: VisionTower, x: torch.Tensor, ratio: float, generator
         order = torch.rand(bt // t, n1 - 1, generator=generator).argsort(dim=1)[:, :keep] + 1
         order = order.to(tokens.device).repeat_interleave(t, dim=0)
         tokens = torch.cat([tokens[:, :1], tokens.gather(1, order.unsqueeze(-1).expand(-1, -1, d))], dim=1)
-    pooled = tower.post_layernorm(tower.encoder(tower.pre_layrnorm(tokens))[:, 0])
+    pooled = tower.post_layernorm(tower.encoder(tower.pre_layrnorm(tokens), rows=0))
     return pooled.view(-1, t, pooled.shape[-1]).mean(dim=1)
 
 
