@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from bindsearch import media
+from bindsearch.home import collections_home, list_collections
 from bindsearch.media import MediaError
 from bindsearch.models import EmbeddingModel, load_model
 from bindsearch.pipeline import encode_files
@@ -31,20 +32,6 @@ __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "collections_
 
 class CollectionError(ValueError):
     """A collection cannot be opened, written or searched as asked."""
-
-
-def collections_home() -> Path:
-    """`$BINDSEARCH_HOME/collections`; BINDSEARCH_HOME defaults to $XDG_DATA_HOME/bindsearch (~/.local/share)."""
-    home = os.environ.get("BINDSEARCH_HOME")
-    if not home:
-        home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "bindsearch"
-    return Path(home).expanduser() / "collections"
-
-
-def list_collections() -> list[str]:
-    """Names of the collections under `collections_home()`."""
-    root = collections_home()
-    return sorted(p.name for p in root.iterdir() if (p / "items.lance").exists()) if root.is_dir() else []
 
 
 def _directory(name_or_path: str | Path) -> Path:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bindsearch.collection import Collection
-from bindsearch.models.builtin import default_model
+from bindsearch.models.specs import default_model
 from bindsearch.world import VERSION, make_world, read_manifest, read_scenes, same_on, shared_attributes
 from indexes.catalog import EncoderMismatchError
 

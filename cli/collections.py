@@ -168,7 +168,7 @@ def list_(as_json: JsonOption = False) -> None:
 
     Example: bindsearch list --json
     """
-    from bindsearch.collection import collections_home, list_collections
+    from bindsearch.home import collections_home, list_collections
 
     names = list_collections()
     if as_json:

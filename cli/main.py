@@ -43,22 +43,34 @@ def _register_optional() -> None:
 _register_optional()
 
 
+# Library errors that mean "this input or this state is wrong": one line, exit status 1; any other ValueError is a
+# usage error (2). Named by module, so that a quick command (--help, list) imports no heavy module to name them: an
+# exception from a module that was never imported cannot have been raised.
+_CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.loading", "ModelLoadError"),
+                 ("bindsearch.models.base", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
+                 ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"))
+
+
+def exit_status(error: Exception) -> int | None:
+    """1 for a clear library error or a missing file, 2 for another ValueError, None for a bug (re-raised)."""
+    if isinstance(error, FileNotFoundError):
+        return 1
+    for module, name in _CLEAR_ERRORS:
+        if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
+            return 1
+    return 2 if isinstance(error, ValueError) else None
+
+
 def main() -> None:
     """Console entry point: run the app, turning known library errors into `error: ...` and exit 1/2."""
-    from bindsearch.collection import CollectionError
-    from bindsearch.media import MediaError
-    from bindsearch.models import ModelLoadError, UnsupportedModalityError
-    from indexes import CatalogError, LockTimeout
-
     try:
         app()
-    except (MediaError, ModelLoadError, UnsupportedModalityError, FileNotFoundError, CollectionError,
-            CatalogError, LockTimeout) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except Exception as error:
+        status = exit_status(error)
+        if status is None:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

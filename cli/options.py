@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bindsearch.models.builtin import default_model
+from bindsearch.models.specs import default_model
 
 ModelOption = Annotated[str, typer.Option(
     "--model", "-m", envvar="BINDSEARCH_MODEL",

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from bindsearch.world import WorldConfig, make_world
-
 app = typer.Typer(
     help="BindWorld: deterministic synthetic scenes (image, depth, infrared, video, audio, captions).",
     no_args_is_help=True,
@@ -41,6 +39,8 @@ def make(
 
     Example: bindsearch world make data/bindworld --n 6000 --seed 0 --workers 2
     """
+    from bindsearch.world import WorldConfig, make_world
+
     try:
         fractions = [float(part) for part in splits.split(",")]
         if len(fractions) != 3:

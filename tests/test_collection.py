@@ -220,3 +220,18 @@ def test_index_in_bf16_with_compiled_towers_finds_what_fp32_finds(tmp_path, cli)
               for name in ("fast", "exact")}
     assert scores["fast"].keys() == scores["exact"].keys() and len(scores["fast"]) == 5  # the query is left out
     assert max(abs(scores["fast"][p] - scores["exact"][p]) for p in scores["fast"]) < 0.02
+
+
+def test_help_and_list_answer_without_loading_torch_or_the_index_layer(tmp_path):
+    """A command that needs no model imports none: `--help` and `list` stay quick however heavy torch is."""
+    check = ("import sys\nfrom cli.main import main\n"
+             "for argv in (['--help'], ['search', '--help'], ['list', '--json']):\n"
+             "    sys.argv = ['bindsearch', *argv]\n"
+             "    try:\n        main()\n    except SystemExit as exit:\n        assert not exit.code, exit.code\n"
+             "heavy = sorted({'torch', 'lancedb', 'faiss'} & set(sys.modules))\n"
+             "print('heavy:', heavy)\n")
+    env = {**os.environ, "BINDSEARCH_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("heavy: []"), run.stdout[-500:]
+    assert '"collections": []' in run.stdout

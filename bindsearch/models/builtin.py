@@ -11,6 +11,7 @@ import torch
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import EncoderConfig, ModelConfig, Preprocess, TextConfig, TowerConfig
 from bindsearch.models.languagebind import LanguageBindModel
+from bindsearch.models.specs import MINI, MINI_DIR, default_model
 
 __all__ = ["build_builtin", "default_model", "is_builtin", "random_model", "tiny_configs", "vit_l14_configs"]
 
@@ -71,7 +72,6 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 
 
 _BUILTINS = {"random:tiny": tiny_configs}
-MINI = "bindsearch-mini"
 
 
 def is_builtin(spec: str) -> bool:
@@ -82,29 +82,7 @@ def build_builtin(spec: str, seed: int = 0) -> EmbeddingModel:
     """`random:tiny` -> a LanguageBind-shaped model with seeded random weights; `bindsearch-mini` -> the
     shipped mini weights."""
     if spec.lower() == MINI:
-        from bindsearch.models.mini import MINI_DIR, MiniModel
+        from bindsearch.models.mini import MiniModel
 
         return MiniModel.load(MINI_DIR, spec=MINI)
     return random_model(_BUILTINS[spec.lower()](), seed, spec.lower())
-
-
-def default_model() -> str:
-    """The model commands use when none is named: the five LanguageBind checkpoints when all are in the
-    Hugging Face cache, else the shipped `bindsearch-mini`, else `random:tiny` (a source tree without weights)."""
-    import os
-    from pathlib import Path
-
-    from bindsearch.models.loading import ALIASES, LANGUAGEBIND_ALL
-    from bindsearch.models.mini import MINI_DIR
-
-    cache = os.environ.get("HF_HUB_CACHE") or str(
-        Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
-    )
-
-    def cached(repo: str) -> bool:
-        snapshots = Path(cache) / f"models--{repo.replace('/', '--')}" / "snapshots"
-        return snapshots.is_dir() and any((s / "config.json").is_file() for s in snapshots.iterdir())
-
-    if all(cached(ALIASES[name]) for name in LANGUAGEBIND_ALL):
-        return "languagebind"
-    return MINI if (MINI_DIR / "model.safetensors").is_file() else "random:tiny"

@@ -15,6 +15,7 @@ import torch
 from bindsearch.models.base import EmbeddingModel, resolve_device, resolve_dtype
 from bindsearch.models.config import ModelConfig, from_languagebind_config
 from bindsearch.models.languagebind import LanguageBindModel
+from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL
 
 __all__ = ["ALIASES", "ModelLoadError", "load_model", "read_state_dict", "merge_lora", "resolve_checkpoint"]
 
@@ -23,21 +24,6 @@ class ModelLoadError(RuntimeError):
     """A model spec could not be resolved or its checkpoint could not be read."""
 
 
-ALIASES = {
-    "languagebind:video": "LanguageBind/LanguageBind_Video",
-    "languagebind:video_ft": "LanguageBind/LanguageBind_Video_FT",
-    "languagebind:video_v1.5_ft": "LanguageBind/LanguageBind_Video_V1.5_FT",
-    "languagebind:video_huge_v1.5_ft": "LanguageBind/LanguageBind_Video_Huge_V1.5_FT",
-    "languagebind:audio": "LanguageBind/LanguageBind_Audio",
-    "languagebind:audio_ft": "LanguageBind/LanguageBind_Audio_FT",
-    "languagebind:depth": "LanguageBind/LanguageBind_Depth",
-    "languagebind:thermal": "LanguageBind/LanguageBind_Thermal",
-    "languagebind:infrared": "LanguageBind/LanguageBind_Thermal",
-    "languagebind:image": "LanguageBind/LanguageBind_Image",
-}
-# Checkpoints that share one 768-d space and one frozen text tower: the default "everything" model.
-LANGUAGEBIND_ALL = ("languagebind:video_ft", "languagebind:audio_ft", "languagebind:depth",
-                    "languagebind:thermal", "languagebind:image")
 
 
 def _hub_download(repo_id: str) -> Path:

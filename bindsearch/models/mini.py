@@ -23,6 +23,7 @@ from torch import nn
 
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
+from bindsearch.models.specs import MINI_DIR
 
 __all__ = [
     "MINI_DIR",
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 MODEL_TYPE = "bindsearch-mini"
-MINI_DIR = Path(__file__).resolve().parent / "weights" / "bindsearch-mini"
 TEXT_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 TEXT_MAX_TOKENS = 128

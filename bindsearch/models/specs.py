@@ -1,0 +1,50 @@
+"""Model names, and which one commands use when none is named; no torch here, so `bindsearch --help` is quick.
+
+`load_model` (`models.loading`) turns these names into models.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["ALIASES", "LANGUAGEBIND_ALL", "MINI", "MINI_DIR", "default_model", "hub_cache"]
+
+ALIASES = {
+    "languagebind:video": "LanguageBind/LanguageBind_Video",
+    "languagebind:video_ft": "LanguageBind/LanguageBind_Video_FT",
+    "languagebind:video_v1.5_ft": "LanguageBind/LanguageBind_Video_V1.5_FT",
+    "languagebind:video_huge_v1.5_ft": "LanguageBind/LanguageBind_Video_Huge_V1.5_FT",
+    "languagebind:audio": "LanguageBind/LanguageBind_Audio",
+    "languagebind:audio_ft": "LanguageBind/LanguageBind_Audio_FT",
+    "languagebind:depth": "LanguageBind/LanguageBind_Depth",
+    "languagebind:thermal": "LanguageBind/LanguageBind_Thermal",
+    "languagebind:infrared": "LanguageBind/LanguageBind_Thermal",
+    "languagebind:image": "LanguageBind/LanguageBind_Image",
+}
+# Checkpoints that share one 768-d space and one frozen text tower: the default "everything" model.
+LANGUAGEBIND_ALL = ("languagebind:video_ft", "languagebind:audio_ft", "languagebind:depth",
+                    "languagebind:thermal", "languagebind:image")
+
+MINI = "bindsearch-mini"
+MINI_DIR = Path(__file__).resolve().parent / "weights" / "bindsearch-mini"
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache, read from the environment now (so HF_HOME set after import counts)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+
+
+def default_model() -> str:
+    """The model commands use when none is named: the five LanguageBind checkpoints when all are in the
+    Hugging Face cache, else the shipped `bindsearch-mini`, else `random:tiny` (a source tree without weights)."""
+
+    def cached(repo: str) -> bool:
+        snapshots = hub_cache() / f"models--{repo.replace('/', '--')}" / "snapshots"
+        return snapshots.is_dir() and any((s / "config.json").is_file() for s in snapshots.iterdir())
+
+    if all(cached(ALIASES[name]) for name in LANGUAGEBIND_ALL):
+        return "languagebind"
+    return MINI if (MINI_DIR / "model.safetensors").is_file() else "random:tiny"
