@@ -288,22 +288,37 @@ class Collection:
         query = self.query_vector(text, files, file_modality)
         return self.search_vector(query, modality, k, exclude={str(Path(f).absolute()) for f in files})
 
+    def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
+                     k: int = 10) -> list[list[Hit]]:
+        """Top-k hits for each of many text queries: encoded in batches, searched together."""
+        if not texts:
+            return []
+        return self.search_vectors(self.model.encode("text", list(texts)).numpy(), modality, k)
+
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                       exclude: set[str] = frozenset()) -> list[Hit]:
         """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
+        return self.search_vectors(query[None], modality, k, exclude)[0]
+
+    def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
+                       exclude: set[str] = frozenset()) -> list[list[Hit]]:
+        """Top-k hits for each of (n, d) unit query vectors: one index search for them all."""
         snapshot = self.catalog.pinned()
         present = snapshot.modalities()
         wanted = [modality] if isinstance(modality, str) else list(modality or present)
         wanted = [self.model.check_modality(m) for m in wanted]
-        results = [open_index(snapshot, m, device=self.device).search(query[None], k + len(exclude))
+        results = [open_index(snapshot, m, device=self.device).search(queries, k + len(exclude))
                    for m in wanted if m in present]
         if not results:
-            return []
+            return [[] for _ in queries]
         scores, ids = merge_topk(results, k + len(exclude))
-        found = snapshot.get(int(i) for i in ids[0] if i >= 0)
-        hits = [Hit(int(i), found[int(i)].path, found[int(i)].modality, float(s))
-                for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and int(i) in found]
-        return [h for h in hits if h.path not in exclude][:k]
+        found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
+        out = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            hits = [Hit(int(i), found[int(i)].path, found[int(i)].modality, float(s))
+                    for s, i in zip(row_scores, row_ids, strict=True) if i >= 0 and int(i) in found]
+            out.append([h for h in hits if h.path not in exclude][:k])
+        return out
 
     def stats(self) -> dict:
         """Counts per modality, the encoder, and where the collection lives (no model is loaded)."""

@@ -103,6 +103,10 @@ def search(
         "--file", "-f", help="Query by example; repeat to fuse several files (and text) into one query.")] = None,
     file_modality: Annotated[str | None, typer.Option(
         "--file-modality", help="Modality of the --file(s) when the extension does not say (depth, infrared).")] = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="Many text queries, one per line, from a file or '-' (standard input); the model loads "
+                          "once. Each query's hits follow a '# query' line, or with --json make one line each.")
+    ] = None,
     modality: Annotated[list[str] | None, typer.Option(
         "--modality", help="Only return items of this modality; repeatable.")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of hits.")] = 10,
@@ -113,23 +117,64 @@ def search(
     """Search a collection by text, by example files of any modality, or both fused.
 
     Examples: bindsearch search "a dog barking" -c home --modality video;
-    bindsearch search -c home --file room.png --file-modality depth --modality infrared
+    bindsearch search -c home --file room.png --file-modality depth --modality infrared;
+    bindsearch search -c home --queries questions.txt --json
     """
     from bindsearch import Collection
 
-    if text is None and not files:
-        raise typer.BadParameter("give a text query, --file, or both")
+    if queries is not None and (text is not None or files):
+        raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
+    if queries is None and text is None and not files:
+        raise typer.BadParameter("give a text query, --file, both, or --queries")
+    if queries is not None and str(queries) != "-" and not queries.is_file():
+        raise typer.BadParameter(f"{queries}: no such file; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
+    if queries is not None:
+        for lines in _query_batches(queries):
+            for line, hits in zip(lines, col.search_texts(lines, modality or None, k), strict=True):
+                _show_hits(col.name, line, [], hits, as_json, header=True)
+        return
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k)
+    _show_hits(col.name, text, files or [], hits, as_json)
+
+
+def _query_batches(source: Path, batch: int = 256):
+    """Non-empty lines of a file or of standard input ('-'), in batches."""
+    if str(source) == "-":
+        yield from _batches(sys.stdin, batch)
+        return
+    with source.open(encoding="utf-8") as stream:
+        yield from _batches(stream, batch)
+
+
+def _batches(stream, batch: int):
+    # One line at a time from a terminal, so that each answer comes as soon as its question is typed.
+    size = 1 if stream.isatty() else batch
+    lines: list[str] = []
+    for raw in stream:
+        if raw.strip():
+            lines.append(raw.strip())
+        if len(lines) == size:
+            yield lines
+            lines = []
+    if lines:
+        yield lines
+
+
+def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_json: bool,
+               header: bool = False) -> None:
     if as_json:
-        _echo_json({"collection": col.name, "query": {"text": text, "files": [str(f) for f in files or []]},
+        _echo_json({"collection": name, "query": {"text": text, "files": [str(f) for f in files]},
                     "hits": [{"rank": r, "score": round(h.score, 6), "modality": h.modality, "path": h.path,
                               "id": h.id} for r, h in enumerate(hits, 1)]})
         return
+    if header:
+        typer.echo(f"# {text}")
     for rank, h in enumerate(hits, 1):
         typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}")
     if not hits:
         typer.echo("no hits (is the collection empty for that modality?)", err=True)
+    sys.stdout.flush()
 
 
 def classify(

@@ -204,6 +204,20 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert cli.json("list")["collections"] == ["cli"]
     code, _, err = cli("search", "x", "-c", "nope")
     assert code == 1 and err.strip().count("\n") == 0 and "no collection 'nope'" in err
+
+    # Many queries, one model load: each line's hits are those of the same query alone.
+    (tmp_path / "queries.txt").write_text("a dog barking\n\nwarm light\n")
+    lines = cli.ok("search", "-c", "cli", "--queries", tmp_path / "queries.txt", "-k", "3", "--json").splitlines()
+    assert [json.loads(line)["query"]["text"] for line in lines] == ["a dog barking", "warm light"]
+    for line in lines:
+        alone = cli.json("search", json.loads(line)["query"]["text"], "-c", "cli", "-k", "3")
+        assert [h["id"] for h in json.loads(line)["hits"]] == [h["id"] for h in alone["hits"]]
+    listing = cli.ok("search", "-c", "cli", "--queries", tmp_path / "queries.txt", "-k", "1")
+    assert listing.splitlines()[0] == "# a dog barking" and listing.count("# ") == 2
+    code, _, err = cli("search", "x", "-c", "cli", "--queries", tmp_path / "queries.txt")
+    assert code == 2
+    code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "missing.txt")
+    assert code == 2 and "missing.txt: no such file" in " ".join(err.replace("│", " ").split())  # boxed, wrapped
     code, _, _ = cli("search", "-c", "cli")
     assert code == 2
 
