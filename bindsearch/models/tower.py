@@ -1,8 +1,9 @@
 """One transformer implementation for every tower: the CLIP text tower and the ViT tower of each modality.
 
 Parameter names follow transformers' CLIP (`self_attn.q_proj`, `layer_norm1`, `pre_layrnorm` ...) so a
-published checkpoint loads by name; attention runs through `F.scaled_dot_product_attention`, except the video
-tower's attention across frames on CUDA (`models.temporal` says why).
+published checkpoint loads by name. Attention runs through `F.scaled_dot_product_attention`, with two exceptions:
+the video tower's attention across frames on CUDA (`models.temporal` says why), and the last block, where only
+the pooled row is computed and its one query per item is two thin products (`Attention.forward` says why).
 """
 
 from __future__ import annotations
