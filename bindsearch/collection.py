@@ -16,16 +16,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from bindsearch import media
 from bindsearch.home import collections_home, list_collections
-from bindsearch.media import MediaError
-from bindsearch.models import EmbeddingModel, load_model
-from bindsearch.pipeline import encode_files
 from indexes import Catalog, CollectionLock, EncoderInfo, Item, merge_topk, open_index
+
+if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
+    import torch
+
+    from bindsearch.media import MediaError
+    from bindsearch.models import EmbeddingModel
 
 __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "collections_home", "list_collections"]
 
@@ -110,6 +112,8 @@ def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool) -> EmbeddingModel:
+    from bindsearch.models import load_model
+
     model = load_model(spec, device=device, dtype=dtype)
     return model.compile_towers() if compile_towers else model
 
@@ -170,6 +174,9 @@ class Collection:
             progress: Callable[[int, int], None] | None = None) -> IngestReport:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
         skipped, and files gone from the given folders removed. `modality=None` guesses per file."""
+        from bindsearch import media
+        from bindsearch.pipeline import encode_files
+
         start = time.perf_counter()
         report = IngestReport()
         files, roots = _walk(paths)
@@ -262,6 +269,8 @@ class Collection:
 
         A file's modality is `file_modality`, else the catalog's (its stored vector is reused), else a guess.
         """
+        from bindsearch import media
+
         texts = [text] if isinstance(text, str) else list(text or [])
         parts = [self.model.encode("text", texts).numpy()] if texts else []
         known = self.catalog.lookup_paths(str(Path(f).absolute()) for f in files)

@@ -16,11 +16,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
-from indexes.gemm import GemmSearch
+if TYPE_CHECKING:
+    from indexes.gemm import GemmSearch
 
 __all__ = [
     "COMPACT_RATIO",
@@ -426,6 +428,8 @@ class VectorIndex:
 
     def _gemm_search(self) -> GemmSearch:
         if self._gemm is None:
+            from indexes.gemm import GemmSearch  # torch, imported only when a batch search needs it
+
             flat = faiss.downcast_index(self._inner())
             stored = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
             self._gemm = GemmSearch(stored, precision="bf16")  # reads FAISS's fp32 vectors in place

@@ -200,6 +200,13 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert abs(sum(p["probability"] for p in probs["labels"]) - 1) < 1e-5
     info = cli.json("info", "-c", "cli")
     assert info["items"] == 5 and info["encoder"]["spec"] == "random:tiny"
+    # Reading a collection's catalog loads no model: info (and list) never import torch.
+    check = ("import sys\nfrom cli.main import main\nsys.argv = ['bindsearch', 'info', '-c', 'cli']\n"
+             "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code\n"
+             "assert 'torch' not in sys.modules, 'info imported torch'\n")
+    run = subprocess.run([sys.executable, "-c", check], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "items    5" in run.stdout, run.stderr[-2000:]
     assert cli.json("remove", files["video"], "-c", "cli")["removed"] == 1
     assert cli.json("list")["collections"] == ["cli"]
     code, _, err = cli("search", "x", "-c", "nope")
