@@ -172,6 +172,7 @@ def test_the_last_block_computes_only_the_pooled_row(tiny_model):
             every_row = every_row.view(-1, t, every_row.shape[-1]).mean(dim=1)
             torch.testing.assert_close(vision(x), every_row, rtol=0, atol=1e-5)
 
+    # Text: the pooled end-of-text row alone in the last block, and no position after the batch's last one.
     text = tiny_model.text_model
     ids = tiny_model.tokenize(["a dog", "rain on a tin roof at night", "x"])  # end-of-text at three places
     with torch.inference_mode():
@@ -179,3 +180,12 @@ def test_the_last_block_computes_only_the_pooled_row(tiny_model):
         hidden = text.final_layer_norm(text.encoder(x, causal=True))
         every_row = hidden[torch.arange(len(ids)), ids.argmax(dim=-1)]
         torch.testing.assert_close(text(ids), every_row, rtol=0, atol=1e-5)
+
+
+def test_texts_are_batched_shortest_first_and_come_back_in_order(tiny_model):
+    texts = ["a very long caption about a dog barking at the mailman all morning", "rain", "a cat", "x y z w",
+             "the sound of waves on a pebble beach at dusk"]
+    together = tiny_model.encode("text", texts, batch_size=2)  # three batches, each of similar lengths
+    for text, vector in zip(texts, together, strict=True):
+        torch.testing.assert_close(vector, tiny_model.encode("text", [text])[0], rtol=0, atol=1e-5)
+    assert tiny_model.encode("text", []).shape == (0, tiny_model.dim)

@@ -96,3 +96,11 @@ def test_attention_benchmark_compares_kernels_against_float32(capsys) -> None:
     assert all(row["gflops"] > 0 for row in rows)
     assert by_name["sdpa"]["max_abs_diff"] < 2e-2  # bf16 attention against float32
     assert "sdpa" in capsys.readouterr().out
+
+
+def test_text_tower_benchmark_compares_each_saving_with_the_way_before(capsys) -> None:
+    rows = load("text_tower").main(["--batch", "8", "--rounds", "1", "--layers", "1", "--threads", "1"])
+    assert [row["workload"] for row in rows] == ["8 captions", "1 query", "32 mixed texts"]
+    assert all(row["before_per_s"] > 0 and row["after_per_s"] > 0 for row in rows)
+    assert all(row["max_abs_diff"] < 1e-5 for row in rows)  # the same vectors, before and after
+    assert "shortest first" in capsys.readouterr().out

@@ -12,7 +12,8 @@ from torch import nn
 
 from bindsearch.models.config import Preprocess, canonical_modality
 
-__all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype"]
+__all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype",
+           "shortest_first"]
 
 
 class UnsupportedModalityError(ValueError):
@@ -57,6 +58,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if resolved == torch.float16 and device.type == "cpu":
         raise ValueError("float16 is a GPU format; on the CPU use bfloat16")
     return resolved
+
+
+def shortest_first(texts: Sequence[object]) -> list[int]:
+    """Indices of `texts` by length: batches of similar lengths carry little padding."""
+    return sorted(range(len(texts)), key=lambda i: len(str(texts[i])))
 
 
 class _Tower(nn.Module):
@@ -193,9 +199,12 @@ class EmbeddingModel(nn.Module):
         modality = self.check_modality(modality)
         items = list(items)
         size = batch_size or self.batch_size.get(modality, 16)
+        # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding
+        # after it); the vectors go back in the caller's order.
+        order = shortest_first(items) if modality == "text" else list(range(len(items)))
         out = []
         for start in range(0, len(items), size):
-            chunk = items[start:start + size]
+            chunk = [items[i] for i in order[start:start + size]]
             if modality == "text":
                 batch = self.tokenize([str(t) for t in chunk])
             else:
@@ -203,7 +212,9 @@ class EmbeddingModel(nn.Module):
             out.append(self.embed(modality, batch))
         if not out:
             return torch.empty(0, self.dim)
-        return torch.cat(out)
+        vectors = torch.empty(len(items), self.dim)
+        vectors[order] = torch.cat(out)
+        return vectors
 
     def probabilities(self, modality: str, item: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Softmax over labels of exp(logit_scale) * cosine: item (d,) or (n, d), labels (k, d) -> (.., k)."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bindsearch.models.base import EmbeddingModel
+from bindsearch.models.base import EmbeddingModel, shortest_first
 from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
 from bindsearch.models.minilm import MiniLM, WordPiece
 from bindsearch.models.specs import MINI_DIR
@@ -74,10 +74,13 @@ class MiniLMText:
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Strings -> (n, 384) float32 unit vectors (what sentence-transformers' encode returns)."""
-        out = [self.features(self.tokenize(texts[i:i + batch_size])) for i in range(0, len(texts), batch_size)]
-        if not out:
-            return torch.empty(0, TEXT_DIM)
-        return nn.functional.normalize(torch.cat(out).cpu(), dim=-1)
+        order = shortest_first(texts)  # batches padded to their own longest text only
+        out = [self.features(self.tokenize([texts[j] for j in order[i:i + batch_size]]))
+               for i in range(0, len(texts), batch_size)]
+        vectors = torch.empty(len(texts), TEXT_DIM)
+        if out:
+            vectors[order] = nn.functional.normalize(torch.cat(out).cpu(), dim=-1)
+        return vectors
 
 
 _TEXT: dict[str, MiniLMText] = {}

@@ -175,11 +175,13 @@ class TextTower(nn.Module):
         self.final_layer_norm = nn.LayerNorm(cfg.encoder.width, eps=cfg.encoder.layer_norm_eps)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        length = ids.shape[1]
-        x = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding.weight[:length]
-        # The end-of-text id is the largest in CLIP's vocabulary; with the causal mask, padding after it
-        # (0 or end-of-text) cannot change the hidden state there.
-        return self.final_layer_norm(self.encoder(x, causal=True, rows=ids.argmax(dim=-1)))
+        # The end-of-text id is the largest in CLIP's vocabulary, and its row is the one pooled. With the causal
+        # mask nothing after it reaches that row, so the batch stops after its longest text: a five-word query
+        # runs 7 positions of the 77 it is padded to.
+        eot = ids.argmax(dim=-1)
+        ids = ids[:, : int(eot.max()) + 1] if len(ids) else ids
+        x = self.embeddings.token_embedding(ids) + self.embeddings.position_embedding.weight[: ids.shape[1]]
+        return self.final_layer_norm(self.encoder(x, causal=True, rows=eot))
 
 
 class _VisionEmbeddings(nn.Module):
