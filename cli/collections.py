@@ -63,6 +63,9 @@ def index(
     """
     from bindsearch import Collection
 
+    for path in paths:  # before the collection is opened: a mistyped path must not leave an empty one behind
+        if not path.expanduser().exists():
+            raise FileNotFoundError(f"{path} does not exist; give files or folders to index")
     col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()

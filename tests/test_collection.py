@@ -211,6 +211,9 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert cli.json("list")["collections"] == ["cli"]
     code, _, err = cli("search", "x", "-c", "nope")
     assert code == 1 and err.strip().count("\n") == 0 and "no collection 'nope'" in err
+    code, _, err = cli("index", tmp_path / "typo", "-c", "fresh", "--model", "random:tiny")
+    assert code == 1 and "typo does not exist; give files or folders to index" in err
+    assert "fresh" not in cli.json("list")["collections"]  # a mistyped path leaves no empty collection behind
 
     # Many queries, one model load: each line's hits are those of the same query alone.
     (tmp_path / "queries.txt").write_text("a dog barking\n\nwarm light\n")
