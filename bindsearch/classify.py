@@ -1,31 +1,64 @@
-"""Zero-shot X->text: rank free-form labels for a file with the model's own prompts and logit scale."""
+"""Zero-shot X->text: rank free-form labels for files with the model's own prompts and logit scale."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from bindsearch import media
+from bindsearch.media import MediaError
 from bindsearch.models import EmbeddingModel
 
-__all__ = ["classify"]
+__all__ = ["classify", "classify_files"]
+
+Ranking = list[tuple[str, float]]
+"""(label, probability) pairs, most probable first."""
 
 
 def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], modality: str | None = None,
-             ) -> list[tuple[str, float]]:
-    """Labels ranked by probability: softmax over exp(logit_scale) x cosine to each label's prompt ensemble."""
-    from bindsearch.evaluation import build_classifier
+             ) -> Ranking:
+    """Labels ranked by probability: softmax over exp(logit_scale) x cosine to each label's prompt ensemble.
 
+    A file that cannot be decoded raises `MediaError`, one whose modality cannot be told `ValueError`.
+    """
     path = Path(file)
-    if not labels:
-        raise ValueError("give at least one label")
     kind = modality or media.guess_modality(path)[0]
     if kind is None:
         raise ValueError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); pass --file-modality")
-    kind = model.check_modality(kind)
-    item = model.encode(kind, [path])
-    classifier = build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind)
-    probs = model.probabilities(kind, item, torch.from_numpy(classifier))[0]
-    return [(labels[i], float(probs[i])) for i in torch.argsort(probs, descending=True).tolist()]
+    for result in classify_files(model, [path], labels, kind, workers=0):
+        if isinstance(result, MediaError):
+            raise result
+        return result[1]
+    raise AssertionError("classify_files answers every file")  # pragma: no cover
+
+
+def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: Sequence[str],
+                   modality: str | None = None, workers: int | None = None,
+                   ) -> Iterator[tuple[Path, Ranking] | MediaError]:
+    """For each file, its ranking or the `MediaError` that says why it has none, as each batch is done.
+
+    Files are grouped by modality (guessed from the extension unless `modality` is given); each group's label
+    prompts are embedded once, and its files decoded in worker processes and encoded in batches, as
+    `Collection.add` does. A corrupt file is one error among the results, not the end of the run.
+    """
+    from bindsearch.evaluation import build_classifier
+    from bindsearch.pipeline import encode_files
+
+    if not labels:
+        raise ValueError("give at least one label")
+    groups: dict[str, list[Path]] = {}
+    for path in dict.fromkeys(Path(f) for f in files):
+        kind, why = (modality, "") if modality else media.guess_modality(path)
+        if kind is None:
+            yield MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")
+        else:
+            groups.setdefault(model.check_modality(kind), []).append(path)
+    for kind, paths in groups.items():
+        classifier = torch.from_numpy(
+            build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind))
+        for batch in encode_files(model, kind, paths, workers=workers):
+            yield from batch.failures
+            for path, probs in zip(batch.paths, model.probabilities(kind, batch.vectors, classifier), strict=True):
+                yield path, [(labels[j], float(probs[j])) for j in torch.argsort(probs, descending=True).tolist()]

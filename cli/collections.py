@@ -181,34 +181,50 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
 
 
 def classify(
-    file: Annotated[Path, typer.Argument(help="A media file.")],
+    files: Annotated[list[Path], typer.Argument(help="Media files.")],
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels.")] = None,
     labels_file: Annotated[Path | None, typer.Option("--labels-file", help="One label per line.")] = None,
     file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]
     = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N most probable labels.")] = None,
     model: Annotated[str, typer.Option("--model", "-m", envvar="BINDSEARCH_MODEL", help="Model spec.")]
     = DEFAULT_MODEL,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
-    """Zero-shot X->text: rank labels for a file, with probabilities from the model's logit scale.
+    """Zero-shot X->text: rank labels for each file, with probabilities from the model's logit scale.
 
-    Example: bindsearch classify bark.wav --labels "dog,cat,rain" --model languagebind:audio_ft
+    Several files: each one's ranking follows a '# file' line (with --json, one line each); a file that cannot
+    be read is named on stderr and skipped (exit status 1).
+
+    Examples: bindsearch classify bark.wav --labels "dog,cat,rain" --model languagebind:audio_ft;
+    bindsearch classify sounds/*.wav --labels-file labels.txt --top 3 --json
     """
     from bindsearch import load_model
-    from bindsearch.classify import classify as rank_labels
+    from bindsearch.classify import classify_files
 
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
     if labels_file is not None:
         names += [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
     if not names:
         raise typer.BadParameter("give --labels or --labels-file")
-    ranked = rank_labels(load_model(model, device=device), file, names, file_modality)
-    if as_json:
-        _echo_json({"file": str(file), "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
-        return
-    for label, p in ranked:
-        typer.echo(f"{p:7.2%}  {label}")
+    failed = 0
+    for result in classify_files(load_model(model, device=device), files, names, file_modality):
+        if isinstance(result, Exception):
+            typer.echo(f"error: {result}" + ("; skipped" if len(files) > 1 else ""), err=True)
+            failed += 1
+            continue
+        path, ranked = result
+        ranked = ranked[:top]
+        if as_json:
+            _echo_json({"file": str(path), "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
+            continue
+        if len(files) > 1:
+            typer.echo(f"# {path}")
+        for label, p in ranked:
+            typer.echo(f"{p:7.2%}  {label}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def list_(as_json: JsonOption = False) -> None:

@@ -198,6 +198,16 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     probs = cli.json("classify", files["audio"], "--labels", "dog,cat,rain")
     assert sorted(p["label"] for p in probs["labels"]) == ["cat", "dog", "rain"]
     assert abs(sum(p["probability"] for p in probs["labels"]) - 1) < 1e-5
+    # Several files in one run: a ranking per file (one JSON line each), the unreadable one named and skipped.
+    (tmp_path / "cut.wav").write_bytes(files["audio"].read_bytes()[:100])
+    code, out, err = cli("classify", files["audio"], tmp_path / "cut.wav", files["image"], "--labels", "dog,cat,rain",
+                         "--top", "2", "--json")
+    rankings = {json.loads(line)["file"]: json.loads(line)["labels"] for line in out.splitlines()}
+    assert code == 1 and set(rankings) == {str(files["audio"]), str(files["image"])}
+    alone = probs["labels"][:2]  # the same as the file alone
+    assert [p["label"] for p in rankings[str(files["audio"])]] == [p["label"] for p in alone]
+    assert [p["probability"] for p in rankings[str(files["audio"])]] == pytest.approx([p["probability"] for p in alone])
+    assert err.count("\n") == 1 and "cut.wav" in err and err.rstrip().endswith("skipped")
     info = cli.json("info", "-c", "cli")
     assert info["items"] == 5 and info["encoder"]["spec"] == "random:tiny"
     # Reading a collection's catalog loads no model: info (and list) never import torch.
