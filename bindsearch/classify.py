@@ -18,8 +18,9 @@ Ranking = list[tuple[str, float]]
 
 
 def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], modality: str | None = None,
-             ) -> Ranking:
-    """Labels ranked by probability: softmax over exp(logit_scale) x cosine to each label's prompt ensemble.
+             templates: bool = True) -> Ranking:
+    """Labels ranked by probability: softmax over exp(logit_scale) x cosine to each label's prompt ensemble
+    (LanguageBind's templates, "a photo of a {}." ...), or to each label as written with `templates=False`.
 
     A file that cannot be decoded raises `MediaError`, one whose modality cannot be told `ValueError`.
     """
@@ -27,7 +28,7 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     kind = modality or media.guess_modality(path)[0]
     if kind is None:
         raise ValueError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); pass --file-modality")
-    for result in classify_files(model, [path], labels, kind, workers=0):
+    for result in classify_files(model, [path], labels, kind, workers=0, templates=templates):
         if isinstance(result, MediaError):
             raise result
         return result[1]
@@ -35,13 +36,14 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
 
 
 def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: Sequence[str],
-                   modality: str | None = None, workers: int | None = None,
+                   modality: str | None = None, workers: int | None = None, templates: bool = True,
                    ) -> Iterator[tuple[Path, Ranking] | MediaError]:
     """For each file, its ranking or the `MediaError` that says why it has none, as each batch is done.
 
     Files are grouped by modality (guessed from the extension unless `modality` is given); each group's label
     prompts are embedded once, and its files decoded in worker processes and encoded in batches, as
-    `Collection.add` does. A corrupt file is one error among the results, not the end of the run.
+    `Collection.add` does. A corrupt file is one error among the results, not the end of the run. With
+    `templates=False` each label is its own prompt: X->text retrieval over a list of sentences.
     """
     from bindsearch.evaluation import build_classifier
     from bindsearch.pipeline import encode_files
@@ -57,7 +59,8 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
             groups.setdefault(model.check_modality(kind), []).append(path)
     for kind, paths in groups.items():
         classifier = torch.from_numpy(
-            build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind))
+            build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind,
+                             templates=None if templates else ["{}"]))
         for batch in encode_files(model, kind, paths, workers=workers):
             yield from batch.failures
             for path, probs in zip(batch.paths, model.probabilities(kind, batch.vectors, classifier), strict=True):

@@ -187,6 +187,10 @@ def classify(
     file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]
     = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N most probable labels.")] = None,
+    templates: Annotated[bool, typer.Option(
+        "--templates/--no-templates", help="Wrap labels in LanguageBind's prompt templates ('a photo of a {}.'); "
+                                           "--no-templates takes each label as written, e.g. whole captions.")
+    ] = True,
     model: Annotated[str, typer.Option("--model", "-m", envvar="BINDSEARCH_MODEL", help="Model spec.")]
     = DEFAULT_MODEL,
     device: DeviceOption = "auto",
@@ -198,7 +202,8 @@ def classify(
     be read is named on stderr and skipped (exit status 1).
 
     Examples: bindsearch classify bark.wav --labels "dog,cat,rain" --model languagebind:audio_ft;
-    bindsearch classify sounds/*.wav --labels-file labels.txt --top 3 --json
+    bindsearch classify sounds/*.wav --labels-file labels.txt --top 3 --json;
+    bindsearch classify clip.mp4 --labels-file captions.txt --no-templates --top 5   (video -> text)
     """
     from bindsearch import load_model
     from bindsearch.classify import classify_files
@@ -209,7 +214,7 @@ def classify(
     if not names:
         raise typer.BadParameter("give --labels or --labels-file")
     failed = 0
-    for result in classify_files(load_model(model, device=device), files, names, file_modality):
+    for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates):
         if isinstance(result, Exception):
             typer.echo(f"error: {result}" + ("; skipped" if len(files) > 1 else ""), err=True)
             failed += 1

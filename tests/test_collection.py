@@ -198,6 +198,15 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     probs = cli.json("classify", files["audio"], "--labels", "dog,cat,rain")
     assert sorted(p["label"] for p in probs["labels"]) == ["cat", "dog", "rain"]
     assert abs(sum(p["probability"] for p in probs["labels"]) - 1) < 1e-5
+    # Labels as written (X->text over a list of sentences): softmax of the scaled cosines to the labels themselves.
+    from bindsearch import load_model
+
+    plain = cli.json("classify", files["audio"], "--labels", "dog,cat,rain", "--no-templates", "--model", "random:tiny")
+    tiny = load_model("random:tiny", device="cpu")
+    labels = tiny.encode("text", ["dog", "cat", "rain"])
+    want = tiny.probabilities("audio", tiny.encode("audio", [files["audio"]]), labels)
+    got = {p["label"]: p["probability"] for p in plain["labels"]}
+    assert [got[label] for label in ("dog", "cat", "rain")] == pytest.approx(want[0].tolist(), abs=1e-5)
     # Several files in one run: a ranking per file (one JSON line each), the unreadable one named and skipped.
     (tmp_path / "cut.wav").write_bytes(files["audio"].read_bytes()[:100])
     code, out, err = cli("classify", files["audio"], tmp_path / "cut.wav", files["image"], "--labels", "dog,cat,rain",
