@@ -107,6 +107,24 @@ def test_alias_resolves_from_the_hugging_face_cache_offline(tmp_path, monkeypatc
     assert model.modalities == ("text", "depth")
 
 
+def test_the_default_model_and_loading_look_in_the_same_cache(tmp_path, monkeypatch):
+    """With LanguageBind's five checkpoints cached (here under $XDG_CACHE_HOME, as huggingface_hub finds them),
+    the default model is "languagebind" and loads from there offline; without them it is bindsearch-mini."""
+    from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, default_model
+
+    for name in ("HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert default_model() == "bindsearch-mini"
+    fixtures = {"languagebind:video_ft": "video", "languagebind:audio_ft": "audio", "languagebind:depth": "depth",
+                "languagebind:thermal": "infrared", "languagebind:image": "image"}
+    for alias in LANGUAGEBIND_ALL:
+        _fake_hub_cache(tmp_path / "huggingface", ALIASES[alias], FIXTURES / fixtures[alias])
+    assert default_model() == "languagebind"
+    assert load_model("languagebind:depth", device="cpu").modalities == ("text", "depth")
+
+
 def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

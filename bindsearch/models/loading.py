@@ -15,7 +15,7 @@ import torch
 from bindsearch.models.base import EmbeddingModel, resolve_device, resolve_dtype
 from bindsearch.models.config import ModelConfig, from_languagebind_config
 from bindsearch.models.languagebind import LanguageBindModel
-from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL
+from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
 
 __all__ = ["ALIASES", "ModelLoadError", "load_model", "read_state_dict", "merge_lora", "resolve_checkpoint"]
 
@@ -31,9 +31,7 @@ def _hub_download(repo_id: str) -> Path:
 
     patterns = ["*.json", "*.safetensors", "*.bin"]
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    # Read the cache location now, not when huggingface_hub was imported, so HF_HOME set later counts.
-    cache = os.environ.get("HF_HUB_CACHE") or (
-        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None)
+    cache = str(hub_cache())  # the same place `default_model` looks, whatever huggingface_hub read at its import
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline, cache_dir=cache))
     except Exception as first:  # no network, or not cached: the cache alone may still have it

@@ -31,10 +31,12 @@ MINI_DIR = Path(__file__).resolve().parent / "weights" / "bindsearch-mini"
 
 
 def hub_cache() -> Path:
-    """The Hugging Face hub cache, read from the environment now (so HF_HOME set after import counts)."""
+    """The Hugging Face hub cache as huggingface_hub finds it (HF_HUB_CACHE, else HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub), read from the environment now, so a variable set after import counts."""
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("HF_HOME") or cache_home / "huggingface").expanduser() / "hub"
 
 
 def default_model() -> str:
