@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # torch, the models and media decoding are imported where a m
     from bindsearch.media import MediaError
     from bindsearch.models import EmbeddingModel
 
-__all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "collections_home", "list_collections"]
+__all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "check_paths", "collections_home",
+           "list_collections"]
 
 
 class CollectionError(ValueError):
@@ -95,19 +96,25 @@ def content_hash(path: Path, full_below: int = 64 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_paths(paths: Iterable[str | Path]) -> None:
+    """Raise FileNotFoundError naming the first of `paths` that does not exist (before anything is opened)."""
+    for p in paths:
+        if not Path(p).expanduser().exists():
+            raise FileNotFoundError(f"{Path(p).expanduser().absolute()} does not exist; give files or folders to index")
+
+
 def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     """(files found recursively, sorted; the directories given)."""
+    paths = [Path(p).expanduser().absolute() for p in paths]
+    check_paths(paths)
     files, roots = [], []
     for p in paths:
-        p = Path(p).expanduser().absolute()
         if p.is_dir():
             roots.append(p)
             # Dangling links are kept so that they are reported, not silently passed over.
             files.extend(f for f in p.rglob("*") if (f.is_file() or f.is_symlink()) and not f.name.startswith("."))
-        elif p.exists():
-            files.append(p)
         else:
-            raise FileNotFoundError(f"{p} does not exist; give files or folders to index")
+            files.append(p)
     return sorted(set(files)), roots
 
 

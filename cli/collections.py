@@ -62,10 +62,9 @@ def index(
     Example: bindsearch index ~/media -c home --model languagebind --dtype bfloat16
     """
     from bindsearch import Collection
+    from bindsearch.collection import check_paths
 
-    for path in paths:  # before the collection is opened: a mistyped path must not leave an empty one behind
-        if not path.expanduser().exists():
-            raise FileNotFoundError(f"{path} does not exist; give files or folders to index")
+    check_paths(paths)  # before the collection is opened: a mistyped path must not leave an empty one behind
     col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
