@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bindsearch.home import collections_home, list_collections
+from bindsearch.models.config import canonical_modality
 from indexes import Catalog, CollectionLock, EncoderInfo, Item, merge_topk, open_index
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
@@ -118,10 +119,11 @@ def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     return sorted(set(files)), roots
 
 
-def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool) -> EmbeddingModel:
+def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool,
+                  modalities: Iterable[str] | None = None) -> EmbeddingModel:
     from bindsearch.models import load_model
 
-    model = load_model(spec, device=device, dtype=dtype)
+    model = load_model(spec, device=device, dtype=dtype, modalities=modalities)
     return model.compile_towers() if compile_towers else model
 
 
@@ -136,6 +138,7 @@ class Collection:
         self.dtype = dtype
         self.compile_towers = compile_towers
         self._model = model
+        self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
 
     @property
     def name(self) -> str:
@@ -143,16 +146,29 @@ class Collection:
 
     @property
     def model(self) -> EmbeddingModel:
-        """The collection's encoder, loaded on first use from the spec stored in the catalog."""
-        if self._model is None:
-            stored = self.catalog.encoder
-            model = _load_encoder(stored.name, self.device, self.dtype, self.compile_towers)
-            if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
-                raise CollectionError(
-                    f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
-                    f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
-            self._model = model
-        return self._model
+        """The collection's encoder with every tower, loaded on first use from the spec stored in the catalog."""
+        return self.encoder()
+
+    def encoder(self, modalities: Iterable[str] | None = None) -> EmbeddingModel:
+        """The collection's encoder with at least the towers of `modalities` and text (None: every tower).
+
+        Loaded on first use from the spec stored in the catalog, and only as far as asked: LanguageBind's towers
+        are 300M parameters each, and a text query of a five-tower collection needs none of them.
+        """
+        needed = None if modalities is None else {canonical_modality(m) for m in modalities} | {"text"}
+        if self._model is not None and (self._every_tower or needed is not None
+                                        and needed <= set(self._model.modalities)):
+            return self._model
+        if needed is not None and self._model is not None:
+            needed |= set(self._model.modalities)
+        stored = self.catalog.encoder
+        model = _load_encoder(stored.name, self.device, self.dtype, self.compile_towers, needed)
+        if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
+            raise CollectionError(
+                f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
+                f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
+        self._model, self._every_tower = model, needed is None
+        return model
 
     @classmethod
     def open(cls, name_or_path: str | Path, model: EmbeddingModel | str | None = None, device: str = "auto",
@@ -279,7 +295,7 @@ class Collection:
         from bindsearch import media
 
         texts = [text] if isinstance(text, str) else list(text or [])
-        parts = [self.model.encode("text", texts).numpy()] if texts else []
+        parts, to_encode = [], []
         known = self.catalog.lookup_paths(str(Path(f).absolute()) for f in files)
         for f in files:
             path = Path(f).absolute()
@@ -291,7 +307,11 @@ class Collection:
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
                                       "pass --file-modality")
-            parts.append(self.model.encode(kind, [path]).numpy())
+            to_encode.append((kind, path))
+        if texts or to_encode:  # the towers this query needs, and no others
+            model = self.encoder({kind for kind, _ in to_encode})
+            parts += [model.encode("text", texts).numpy()] if texts else []
+            parts += [model.encode(kind, [path]).numpy() for kind, path in to_encode]
         if not parts:
             raise CollectionError("nothing to search with: give a text, a file, or both")
         q = np.concatenate(parts).astype(np.float32).mean(axis=0)
@@ -309,7 +329,7 @@ class Collection:
         """Top-k hits for each of many text queries: encoded in batches, searched together."""
         if not texts:
             return []
-        return self.search_vectors(self.model.encode("text", list(texts)).numpy(), modality, k)
+        return self.search_vectors(self.encoder(()).encode("text", list(texts)).numpy(), modality, k)
 
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                       exclude: set[str] = frozenset()) -> list[Hit]:
@@ -322,7 +342,7 @@ class Collection:
         snapshot = self.catalog.pinned()
         present = snapshot.modalities()
         wanted = [modality] if isinstance(modality, str) else list(modality or present)
-        wanted = [self.model.check_modality(m) for m in wanted]
+        wanted = [canonical_modality(m) for m in wanted]
         results = [open_index(snapshot, m, device=self.device).search(queries, k + len(exclude))
                    for m in wanted if m in present]
         if not results:

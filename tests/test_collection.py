@@ -278,3 +278,36 @@ def test_help_and_list_answer_without_loading_torch_or_the_index_layer(tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("heavy: []"), run.stdout[-500:]
     assert '"collections": []' in run.stdout
+
+
+def test_a_search_loads_only_the_towers_its_query_needs(tmp_path, monkeypatch):
+    """A collection of several LanguageBind checkpoints reads, for a text query, the text tower alone; a query file
+    of another modality adds that tower; ingest loads every tower."""
+    import warnings
+
+    import torch
+    from conftest import make_media
+
+    from bindsearch.models import LanguageBindModel
+
+    def small_vocabulary(self, texts):  # the fixtures read 1000 token ids, not CLIP's BPE
+        ids = torch.zeros(len(texts), 77, dtype=torch.int64)
+        for row, text in enumerate(texts):
+            words = [1 + sum(map(ord, w)) % 997 for w in text.split()]
+            ids[row, : len(words) + 1] = torch.tensor([*words, 999])  # 999: the largest id ends the text
+        return ids
+
+    monkeypatch.setattr(LanguageBindModel, "tokenize", small_vocabulary)
+    fixtures = ROOT / "tests" / "fixtures" / "parity"
+    files = make_media(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures' text towers differ (random weights); the first one's is used
+        built = Collection.open(tmp_path / "c", model=f"{fixtures / 'depth'},{fixtures / 'image'}")
+        built.add([files["image"]])
+        col = Collection.open(tmp_path / "c")
+        assert col.search(text="a warm room", k=5) == built.search(text="a warm room", k=5)
+        assert col.encoder(()).modalities == ("text",)  # no image or depth tower was read for that query
+        by_depth = col.search(files=[files["depth"]], k=5)  # not indexed: encoded with the depth tower
+        assert col.encoder(()).modalities == ("text", "depth")
+        assert by_depth == built.search(files=[files["depth"]], k=5)
+        assert col.model.modalities == ("text", "depth", "image")

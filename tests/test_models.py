@@ -81,6 +81,38 @@ def test_several_checkpoints_share_one_text_tower(tmp_path):
         load_model([str(FIXTURES / "image"), str(FIXTURES / "depth")], device="cpu")
 
 
+@pytest.mark.parametrize("first, others", [  # the first checkpoint as bin, sharded safetensors, bin with LoRA
+    ("depth", ["audio", "image"]), ("audio", ["image", "depth"]), ("video_lora", ["infrared"])])
+def test_only_the_towers_asked_for_are_read(first, others, monkeypatch):
+    """`modalities` reads the text tower from the first checkpoint and the towers asked for, nothing else; the
+    vectors are the reference's, and the model keeps the whole spec's identity (so it opens its collection)."""
+    from bindsearch.models import loading
+
+    spec = ",".join(str(FIXTURES / m) for m in (first, *others))
+    golden = {m: np.load(FIXTURES / m / "golden.npz") for m in (first, *others)}
+    read: list[str] = []
+    real_load_file = loading._load_file
+    monkeypatch.setattr(loading, "_load_file", lambda *a: read.extend(state := real_load_file(*a)) or state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures' text towers differ (random weights); the first one's is used
+        full = load_model(spec, device="cpu")
+        read.clear()
+        text = load_model(spec, device="cpu", modalities=["text"])
+        assert read and all(key.startswith(("text_model.", "text_projection.")) for key in read)
+        one = load_model(spec, device="cpu", modalities=[others[0]])
+    assert text.modalities == ("text",) and one.modalities == ("text", others[0])
+    assert {(m.spec, m.checkpoint) for m in (text, one)} == {(full.spec, full.checkpoint)}
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (text, one, full)]
+    assert sizes == sorted(set(sizes))  # text alone < text and one tower < every tower
+    ids = torch.from_numpy(golden[first]["input_ids"])
+    for model in (text, one, full):
+        torch.testing.assert_close(model.embed("text", ids), torch.from_numpy(golden[first]["text_embeds"]),
+                                   rtol=0, atol=1e-4)
+    x = torch.from_numpy(golden[others[0]]["pixel_values"].astype(np.float32))
+    torch.testing.assert_close(one.embed(others[0], x), torch.from_numpy(golden[others[0]]["modality_embeds"]),
+                               rtol=0, atol=1e-4)
+
+
 def test_checkpoints_of_different_spaces_are_refused(tmp_path):
     cfg = json.loads((FIXTURES / "depth" / "config.json").read_text())
     cfg["projection_dim"] = 16

@@ -32,10 +32,14 @@ class LanguageBindModel(EmbeddingModel):
         self._tokenizer = None
 
     @classmethod
-    def from_configs(cls, configs: Sequence[ModelConfig]) -> LanguageBindModel:
-        """One model from several modality configs that share a text tower and projection size."""
-        first = configs[0]
-        for cfg in configs[1:]:
+    def from_configs(cls, configs: Sequence[ModelConfig], anchor: ModelConfig | None = None) -> LanguageBindModel:
+        """One model from several modality configs that share a text tower and projection size.
+
+        The text tower is `anchor`'s (by default the first config's); `anchor`'s own modality gets no tower unless
+        it is among `configs` too, and `configs` may be empty (text alone).
+        """
+        first = anchor or configs[0]
+        for cfg in configs:
             if cfg.projection_dim != first.projection_dim or cfg.text != first.text:
                 raise ValueError(
                     f"the {cfg.modality} checkpoint ({cfg.projection_dim}-d, text width {cfg.text.encoder.width}) "
@@ -53,7 +57,9 @@ class LanguageBindModel(EmbeddingModel):
 
     def logit_scale(self, modality: str) -> float:
         if modality == "text":
-            modality = next(iter(self.logit_scales))
+            modality = next(iter(self.logit_scales), "text")
+        if modality not in self.logit_scales:
+            raise ValueError(f"model {self.spec} has no {modality} tower, so no logit scale for it")
         return float(self.logit_scales[modality].detach().exp())
 
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:

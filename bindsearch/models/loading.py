@@ -7,13 +7,13 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 
 from bindsearch.models.base import EmbeddingModel, resolve_device, resolve_dtype
-from bindsearch.models.config import ModelConfig, from_languagebind_config
+from bindsearch.models.config import ModelConfig, canonical_modality, from_languagebind_config
 from bindsearch.models.languagebind import LanguageBindModel
 from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
 
@@ -61,14 +61,17 @@ def resolve_checkpoint(spec: str) -> Path:
     return _hub_download(repo)
 
 
-def _load_file(path: Path) -> dict[str, torch.Tensor]:
+def _load_file(path: Path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors import safe_open
 
-            return load_file(str(path))
-        # weights_only: a checkpoint is data, never code to run.
-        return torch.load(path, map_location="cpu", weights_only=True)
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys() if keep is None or keep(k)}
+        # weights_only: a checkpoint is data, never code to run. Mapped, so that the tensors `keep` leaves out
+        # are never read from disk.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=keep is not None)
+        return state if keep is None else {k: v for k, v in state.items() if keep(k)}
     except FileNotFoundError:
         raise ModelLoadError(f"{path} is missing; the checkpoint is incomplete, download it again") from None
     except Exception as exc:
@@ -76,18 +79,20 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
                              f"{str(exc).splitlines()[0][:200]})") from None
 
 
-def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory: single file or sharded (`*.index.json`), safetensors or bin."""
+def read_state_dict(directory: Path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint directory (those whose names `keep` accepts): single file or sharded
+    (`*.index.json`), safetensors or bin."""
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (directory / name).is_file():
-            return _load_file(directory / name)
+            return _load_file(directory / name, keep)
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = directory / index_name
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            weight_map = json.loads(index.read_text())["weight_map"]
+            shards = sorted({f for k, f in weight_map.items() if keep is None or keep(k)})
             state: dict[str, torch.Tensor] = {}
             for shard in shards:
-                state.update(_load_file(directory / shard))
+                state.update(_load_file(directory / shard, keep))
             return state
     raise ModelLoadError(f"{directory} has no model.safetensors, pytorch_model.bin or sharded index")
 
@@ -135,16 +140,22 @@ def _rename(state: dict[str, torch.Tensor], modality: str) -> dict[str, torch.Te
     return out
 
 
-def _load_one(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+def _read_config(directory: Path) -> tuple[ModelConfig, dict]:
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise ModelLoadError(f"{directory} has no config.json; is it a LanguageBind checkpoint?")
     try:
-        cfg, lora = from_languagebind_config(json.loads(config_path.read_text()))
+        return from_languagebind_config(json.loads(config_path.read_text()))
     except (ValueError, KeyError) as exc:
         raise ModelLoadError(f"{config_path}: {exc}") from None
-    state = merge_lora(read_state_dict(directory), lora["r"], lora["alpha"])
-    return cfg, _rename(state, cfg.modality)
+
+
+def _load_weights(directory: Path, cfg: ModelConfig, lora: dict, text_only: bool) -> dict[str, torch.Tensor]:
+    keep = (lambda key: key.startswith(_TEXT_KEYS)) if text_only else None
+    return _rename(merge_lora(read_state_dict(directory, keep), lora["r"], lora["alpha"]), cfg.modality)
+
+
+_TEXT_KEYS = ("text_model.", "text_projection.")
 
 
 def _fingerprint(directory: Path) -> str:
@@ -165,13 +176,17 @@ def _split_specs(spec: str | Sequence[str]) -> list[str]:
 
 
 def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | torch.dtype | None = None,
-               ) -> EmbeddingModel:
+               modalities: Iterable[str] | None = None) -> EmbeddingModel:
     """Load one model from one or several specs (comma-separated or a list); they share one text tower.
 
     A spec is a checkpoint directory, an alias (`languagebind:depth`), a Hugging Face repo id
     (`LanguageBind/LanguageBind_Depth`, `hf-hub:org/name`), `languagebind` (all five 768-d towers),
     `random:tiny` (seeded random weights, for tests and demos), `bindsearch-mini` (shipped small towers)
     or a mini checkpoint directory (what `bindsearch train` writes).
+
+    `modalities` loads only those towers of several LanguageBind checkpoints, and the text tower always: a text
+    search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'. The model's
+    spec and checkpoint stay those of the whole spec, so it still opens that collection.
     """
     from bindsearch.models.builtin import build_builtin, is_builtin
     from bindsearch.models.mini import MiniModel, is_mini_checkpoint
@@ -187,25 +202,33 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
         return MiniModel.load(specs[0]).to(device_, dtype_).eval().requires_grad_(False)
 
+    wanted = None if modalities is None else {canonical_modality(m) for m in modalities}
+    first: ModelConfig | None = None
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}
-    fingerprints = []
+    fingerprints, seen = [], set()
     for s in specs:
         directory = resolve_checkpoint(s)
-        cfg, state = _load_one(directory)
-        if any(c.modality == cfg.modality for c in configs):
+        cfg, lora = _read_config(directory)
+        if cfg.modality in seen:
             raise ModelLoadError(f"two checkpoints for {cfg.modality} ({s}); give one per modality")
-        if configs and cfg.projection_dim != configs[0].projection_dim:
+        if first is not None and cfg.projection_dim != first.projection_dim:
             raise ModelLoadError(f"{s} ({cfg.projection_dim}-d) cannot share a space with {specs[0]} "
-                                 f"({configs[0].projection_dim}-d); index them in separate collections")
-        if configs:
-            _check_same_text(state, merged, specs[0], s)
-            state = {k: v for k, v in state.items() if not k.startswith(("text_model.", "text_projection."))}
-        configs.append(cfg)
-        merged.update(state)
+                                 f"({first.projection_dim}-d); index them in separate collections")
+        seen.add(cfg.modality)
         fingerprints.append(_fingerprint(directory))
+        tower = wanted is None or cfg.modality in wanted
+        if first is None:  # the text tower comes from the first checkpoint
+            first = cfg
+            merged.update(_load_weights(directory, cfg, lora, text_only=not tower))
+        elif tower:
+            state = _load_weights(directory, cfg, lora, text_only=False)
+            _check_same_text(state, merged, specs[0], s)
+            merged.update({k: v for k, v in state.items() if not k.startswith(_TEXT_KEYS)})
+        if tower:
+            configs.append(cfg)
     try:
-        model = LanguageBindModel.from_configs(configs)
+        model = LanguageBindModel.from_configs(configs, anchor=first)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
     missing, unexpected = model.load_state_dict(merged, strict=False)
