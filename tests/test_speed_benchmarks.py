@@ -104,3 +104,15 @@ def test_text_tower_benchmark_compares_each_saving_with_the_way_before(capsys) -
     assert all(row["before_per_s"] > 0 and row["after_per_s"] > 0 for row in rows)
     assert all(row["max_abs_diff"] < 1e-5 for row in rows)  # the same vectors, before and after
     assert "shortest first" in capsys.readouterr().out
+
+
+def test_load_benchmark_times_each_way_of_loading(tmp_path, capsys) -> None:
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "parity"
+    for modality in ("image", "depth"):  # two checkpoints whose text towers share one shape
+        (tmp_path / modality).symlink_to(fixtures / modality)
+    rows = load("load").main(["--checkpoints", str(tmp_path), "--rounds", "1"])
+    towers = {row["loaded"].split(" (")[0]: row["modalities"] for row in rows}
+    assert towers == {"every tower": ["text", "depth", "image"], "text alone": ["text"],
+                      "text + image": ["text", "image"]}
+    assert all(row["seconds"] >= row["load_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows)
+    assert "text alone" in capsys.readouterr().out
