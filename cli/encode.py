@@ -29,7 +29,7 @@ def encode(
 
     from bindsearch import load_model
 
-    encoder = load_model(model, device=device, dtype=dtype)
+    encoder = load_model(model, device=device, dtype=dtype, modalities=[modality])  # that tower alone
     vectors = encoder.encode(modality, items, batch_size=batch_size).numpy()
     if out is not None:
         np.save(out, vectors)

@@ -111,6 +111,10 @@ def test_only_the_towers_asked_for_are_read(first, others, monkeypatch):
     x = torch.from_numpy(golden[others[0]]["pixel_values"].astype(np.float32))
     torch.testing.assert_close(one.embed(others[0], x), torch.from_numpy(golden[others[0]]["modality_embeds"]),
                                rtol=0, atol=1e-4)
+    absent = ({"image", "audio", "depth", "infrared", "video"} - {"video" if first == "video_lora" else first,
+                                                                   *others}).pop()
+    with pytest.raises(UnsupportedModalityError, match=f"has no {absent} encoder .*it encodes: text, "):
+        load_model(spec, device="cpu", modalities=[absent])
 
 
 def test_checkpoints_of_different_spaces_are_refused(tmp_path):

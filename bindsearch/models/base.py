@@ -19,6 +19,11 @@ __all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "res
 class UnsupportedModalityError(ValueError):
     """The model has no tower for the requested modality."""
 
+    @classmethod
+    def of(cls, spec: str, name: str, modalities: Sequence[str]) -> UnsupportedModalityError:
+        return cls(f"model {spec} has no {name} encoder (it encodes: {', '.join(modalities)}); "
+                   f"load a checkpoint for {name} too, e.g. --model {spec},languagebind:{name}")
+
 
 @dataclass(frozen=True)
 class EncoderIdentity:
@@ -131,9 +136,7 @@ class EmbeddingModel(nn.Module):
         """Canonical name of `modality`, or UnsupportedModalityError naming what the model can do."""
         name = canonical_modality(modality)
         if name not in self.modalities:
-            raise UnsupportedModalityError(
-                f"model {self.spec} has no {name} encoder (it encodes: {', '.join(self.modalities)}); "
-                f"load a checkpoint for {name} too, e.g. --model {self.spec},languagebind:{name}")
+            raise UnsupportedModalityError.of(self.spec, name, self.modalities)
         return name
 
     @torch.inference_mode()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bindsearch.models.base import EmbeddingModel, resolve_device, resolve_dtype
+from bindsearch.models.base import EmbeddingModel, UnsupportedModalityError, resolve_device, resolve_dtype
 from bindsearch.models.config import ModelConfig, canonical_modality, from_languagebind_config
 from bindsearch.models.languagebind import LanguageBindModel
 from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
@@ -206,7 +206,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     first: ModelConfig | None = None
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}
-    fingerprints, seen = [], set()
+    fingerprints, seen = [], []
     for s in specs:
         directory = resolve_checkpoint(s)
         cfg, lora = _read_config(directory)
@@ -215,7 +215,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         if first is not None and cfg.projection_dim != first.projection_dim:
             raise ModelLoadError(f"{s} ({cfg.projection_dim}-d) cannot share a space with {specs[0]} "
                                  f"({first.projection_dim}-d); index them in separate collections")
-        seen.add(cfg.modality)
+        seen.append(cfg.modality)
         fingerprints.append(_fingerprint(directory))
         tower = wanted is None or cfg.modality in wanted
         if first is None:  # the text tower comes from the first checkpoint
@@ -227,6 +227,9 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
             merged.update({k: v for k, v in state.items() if not k.startswith(_TEXT_KEYS)})
         if tower:
             configs.append(cfg)
+    absent = sorted(wanted - {"text", *seen}) if wanted is not None else []
+    if absent:
+        raise UnsupportedModalityError.of(",".join(specs), absent[0], ["text", *seen])
     try:
         # Built without storage and given the checkpoint's own tensors: no random initialisation to overwrite,
         # and no second copy of the weights (three ViT-L towers: 15.6 s and 9.2 GB before, 1.9 s and 5.0 GB
