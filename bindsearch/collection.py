@@ -149,6 +149,14 @@ class Collection:
         """The collection's encoder with every tower, loaded on first use from the spec stored in the catalog."""
         return self.encoder()
 
+    def encoder_modalities(self) -> tuple[str, ...]:
+        """What the collection's encoder encodes ("text" first), without loading its towers where the spec says."""
+        if self._model is not None and self._every_tower:
+            return tuple(self._model.modalities)
+        from bindsearch.models.loading import spec_modalities
+
+        return spec_modalities(self.catalog.encoder.name) or tuple(self.model.modalities)
+
     def encoder(self, modalities: Iterable[str] | None = None) -> EmbeddingModel:
         """The collection's encoder with at least the towers of `modalities` and text (None: every tower).
 
@@ -198,12 +206,16 @@ class Collection:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
         skipped, and files gone from the given folders removed. `modality=None` guesses per file."""
         from bindsearch import media
+        from bindsearch.models.base import UnsupportedModalityError
         from bindsearch.pipeline import encode_files
 
         start = time.perf_counter()
         report = IngestReport()
         files, roots = _walk(paths)
-        forced = self.model.check_modality(modality) if modality else None
+        encodes = self.encoder_modalities()
+        forced = canonical_modality(modality) if modality else None
+        if forced and forced not in encodes:
+            raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
             todo: dict[str, list[tuple[Path, Item | None]]] = {}
             known = self.catalog.lookup_paths(str(f) for f in files)
@@ -212,8 +224,8 @@ class Collection:
                 if kind is None:
                     report.skipped.append((f, why))
                     continue
-                if kind not in self.model.modalities:
-                    report.skipped.append((f, f"{kind}: model {self.model.spec} has no {kind} encoder"))
+                if kind not in encodes:
+                    report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
                     continue
                 report.guessed[(kind, why if not forced else "--modality")] += 1
                 previous = next((i for i in known.get(str(f), []) if i.modality == kind), None)
@@ -223,9 +235,11 @@ class Collection:
                 todo.setdefault(kind, []).append((f, previous))
             report.removed = self._remove_vanished(roots, set(map(str, files)))
             total, done = sum(len(v) for v in todo.values()), 0
+            # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
+            model = self.encoder(todo) if todo else None
             for kind, entries in todo.items():
                 previous = {str(f): prev for f, prev in entries}
-                for batch in encode_files(self.model, kind, [f for f, _ in entries], batch_size, workers):
+                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers):
                     self._commit(kind, batch.paths, batch.vectors, previous, report)
                     report.failed.extend(batch.failures)
                     done += len(batch.paths) + len(batch.failures)

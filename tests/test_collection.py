@@ -280,9 +280,10 @@ def test_help_and_list_answer_without_loading_torch_or_the_index_layer(tmp_path)
     assert '"collections": []' in run.stdout
 
 
-def test_a_search_loads_only_the_towers_its_query_needs(tmp_path, monkeypatch):
+def test_searches_and_re_runs_load_only_the_towers_they_need(tmp_path, monkeypatch):
     """A collection of several LanguageBind checkpoints reads, for a text query, the text tower alone; a query file
-    of another modality adds that tower; ingest loads every tower."""
+    of another modality adds that tower; a re-run of ingest over unchanged files loads no tower, and a changed
+    file loads its own."""
     import warnings
 
     import torch
@@ -311,3 +312,9 @@ def test_a_search_loads_only_the_towers_its_query_needs(tmp_path, monkeypatch):
         assert col.encoder(()).modalities == ("text", "depth")
         assert by_depth == built.search(files=[files["depth"]], k=5)
         assert col.model.modalities == ("text", "depth", "image")
+
+        again = Collection.open(tmp_path / "c")
+        assert again.add([files["image"], files["audio"]]).unchanged == 1 and again._model is None
+        assert again.add([files["depth"]]).new == 1 and again.encoder(()).modalities == ("text", "depth")
+        report = again.add([files["audio"]])  # no audio tower in this spec: named and skipped, as before
+        assert report.skipped and "has no audio encoder" in report.skipped[0][1]

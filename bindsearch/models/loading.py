@@ -17,7 +17,8 @@ from bindsearch.models.config import ModelConfig, canonical_modality, from_langu
 from bindsearch.models.languagebind import LanguageBindModel
 from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
 
-__all__ = ["ALIASES", "ModelLoadError", "load_model", "read_state_dict", "merge_lora", "resolve_checkpoint"]
+__all__ = ["ALIASES", "ModelLoadError", "load_model", "merge_lora", "read_state_dict", "resolve_checkpoint",
+           "spec_modalities"]
 
 
 class ModelLoadError(RuntimeError):
@@ -173,6 +174,18 @@ def _split_specs(spec: str | Sequence[str]) -> list[str]:
     for s in specs:
         expanded.extend(LANGUAGEBIND_ALL if s.lower() == "languagebind" else [s])
     return [s for s in expanded if s]
+
+
+def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
+    """What a spec of LanguageBind checkpoints encodes ("text" first), read from their configs alone; None for a
+    built-in or mini model, whose modalities come with the (small) model itself."""
+    from bindsearch.models.builtin import is_builtin
+    from bindsearch.models.mini import is_mini_checkpoint
+
+    specs = _split_specs(spec)
+    if len(specs) == 1 and (is_builtin(specs[0]) or is_mini_checkpoint(specs[0])):
+        return None
+    return ("text", *(_read_config(resolve_checkpoint(s))[0].modality for s in specs))
 
 
 def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | torch.dtype | None = None,
