@@ -25,6 +25,8 @@ class ModelLoadError(RuntimeError):
     """A model spec could not be resolved or its checkpoint could not be read."""
 
 
+# The frozen anchor's tensors in a LanguageBind checkpoint: every checkpoint carries a copy.
+_TEXT_KEYS = ("text_model.", "text_projection.")
 
 
 def _hub_download(repo_id: str) -> Path:
@@ -156,9 +158,6 @@ def _load_weights(directory: Path, cfg: ModelConfig, lora: dict, text_only: bool
     return _rename(merge_lora(read_state_dict(directory, keep), lora["r"], lora["alpha"]), cfg.modality)
 
 
-_TEXT_KEYS = ("text_model.", "text_projection.")
-
-
 def _fingerprint(directory: Path) -> str:
     """Cheap identity of a checkpoint: its config and the names and sizes of its weight files."""
     digest = hashlib.sha256((directory / "config.json").read_bytes())
@@ -266,7 +265,7 @@ def _check_same_text(state: dict[str, torch.Tensor], reference: dict[str, torch.
                      other: str) -> None:
     # The text tower is the frozen anchor: every LanguageBind checkpoint should carry the same one.
     for key, value in state.items():
-        if key.startswith(("text_model.", "text_projection.")):
+        if key.startswith(_TEXT_KEYS):
             ref = reference.get(key)
             if ref is None or ref.shape != value.shape or not torch.equal(ref, value):
                 warnings.warn(f"the text tower of {other} differs from that of {first} ({key}); "
