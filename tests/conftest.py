@@ -27,6 +27,18 @@ def make_media(directory: Path, seed: int = 0) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """FAISS on one thread for a module: small problems gain nothing from threads, and OpenMP spin-waits cost
+    seconds on a shared 2-core box."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 @pytest.fixture
 def media_files(tmp_path: Path) -> dict[str, Path]:
     return make_media(tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 
@@ -13,13 +12,7 @@ from indexes import Catalog, EncoderInfo, Item, VectorIndex, build_index, index_
 DIM = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """Small problems gain nothing from threads, and OpenMP spin-waits cost seconds on a shared 2-core box."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def unit(n: int, seed: int = 0) -> np.ndarray:

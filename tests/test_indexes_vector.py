@@ -16,13 +16,7 @@ APPROXIMATE = ["IVF64,Flat", "HNSW32", "IVF64,PQ16x4", "IVF64,SQ8", "OPQ4,IVF16,
 ALL_KINDS = ["flat", *APPROXIMATE]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """Small problems gain nothing from threads, and OpenMP spin-waits cost seconds on a shared 2-core box."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 def unit(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
