@@ -1,5 +1,9 @@
 """`Collection`: folders of media indexed under one encoder, searchable by text or by files of any modality.
 
+Text files (`.txt`) are items too, so that X->text search runs over a collection: a search returns them when
+asked for with `modality="text"` (otherwise every other modality), since text-to-text cosines dwarf cross-modal
+ones and would crowd out the media.
+
 The LanceDB catalog (`indexes.Catalog`) is the source of truth; FAISS indexes, one per modality, are a
 cache rebuilt from it when stale. Ingest commits one encoder batch at a time under a writer lock, so a
 killed `index` loses at most the batch in flight and the next run finishes the job.
@@ -60,7 +64,10 @@ class Hit:
 
 @dataclass
 class IngestReport:
-    """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed."""
+    """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
+
+    `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
+    """
 
     new: int = 0
     changed: int = 0
@@ -69,6 +76,7 @@ class IngestReport:
     failed: list[MediaError] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     guessed: Counter = field(default_factory=Counter)
+    truncated: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -242,6 +250,7 @@ class Collection:
                 for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers):
                     self._commit(kind, batch.paths, batch.vectors, previous, report)
                     report.failed.extend(batch.failures)
+                    report.truncated.extend(batch.truncated)
                     done += len(batch.paths) + len(batch.failures)
                     if progress:
                         progress(done, total)
@@ -304,7 +313,8 @@ class Collection:
                      file_modality: str | None = None) -> np.ndarray:
         """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
 
-        A file's modality is `file_modality`, else the catalog's (its stored vector is reused), else a guess.
+        A file's modality is `file_modality`, else the catalog's (its stored vector is reused), else a guess;
+        a text file's words join the query as text.
         """
         from bindsearch import media
 
@@ -325,7 +335,8 @@ class Collection:
         if texts or to_encode:  # the towers this query needs, and no others
             model = self.encoder({kind for kind, _ in to_encode})
             parts += [model.encode("text", texts).numpy()] if texts else []
-            parts += [model.encode(kind, [path]).numpy() for kind, path in to_encode]
+            parts += [model.encode(kind, [media.read_text(path) if kind == "text" else path]).numpy()
+                      for kind, path in to_encode]
         if not parts:
             raise CollectionError("nothing to search with: give a text, a file, or both")
         q = np.concatenate(parts).astype(np.float32).mean(axis=0)
@@ -334,7 +345,10 @@ class Collection:
     def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
                k: int = 10) -> list[Hit]:
-        """Top-k items (of the given modalities, else all) for a text and/or file query; query files excluded."""
+        """Top-k items of the given modalities for a text and/or file query; query files excluded.
+
+        `modality=None` searches every modality but text, or text where the collection holds nothing else.
+        """
         query = self.query_vector(text, files, file_modality)
         return self.search_vector(query, modality, k, exclude={str(Path(f).absolute()) for f in files})
 
@@ -355,7 +369,7 @@ class Collection:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all."""
         snapshot = self.catalog.pinned()
         present = snapshot.modalities()
-        wanted = [modality] if isinstance(modality, str) else list(modality or present)
+        wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         wanted = [canonical_modality(m) for m in wanted]
         results = [open_index(snapshot, m, device=self.device).search(queries, k + len(exclude))
                    for m in wanted if m in present]
@@ -387,3 +401,9 @@ class Collection:
 
 def _with_id(item: Item, new_id: int) -> Item:
     return replace(item, id=new_id)
+
+
+def _default_targets(present: Sequence[str]) -> list[str]:
+    """What a search with no modality named returns: every modality but text, or text if that is all there is."""
+    media = [m for m in present if m != "text"]
+    return media or list(present)

@@ -1,8 +1,9 @@
 """The main job end to end on media we generate: `python -m bindsearch.demo --out demo-data` (`make demo`).
 
 Generates a BindWorld folder (synthetic scenes written as png, 16-bit depth png, infrared png, mp4 and
-wav), indexes it into a collection, and runs a text->video, an audio->video and an emergent
-depth->infrared search, marking each hit that really matches the query on what both sides can sense.
+wav) and a caption of each scene as a text file, indexes both into a collection, and runs a text->video, an
+audio->video, an emergent depth->infrared and a video->text search, marking each hit that really matches the
+query on what both sides can sense.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from bindsearch.collection import Collection
+from bindsearch.media import read_text
 from bindsearch.models.specs import default_model
 from bindsearch.world import VERSION, make_world, read_manifest, read_scenes, same_on, shared_attributes
 from indexes.catalog import EncoderMismatchError
@@ -28,7 +30,8 @@ def _show(title: str, hits, scenes: dict, query_scene, query_modality: str, targ
         scene = scenes[Path(hit.path).stem]
         ok = same_on(scene, query_scene, shared)
         matches += ok
-        print(f"  {rank}. {hit.score:+.3f}  {'match' if ok else '     '}  {hit.path}")
+        words = f'  "{read_text(hit.path)}"' if hit.modality == "text" else ""
+        print(f"  {rank}. {hit.score:+.3f}  {'match' if ok else '     '}  {hit.path}{words}")
     return matches
 
 
@@ -41,6 +44,12 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
         info = make_world(world, n=n, seed=seed, overwrite=True, workers=2)
         print(f"generated {info.n} BindWorld scenes x 5 modalities in {world} ({time.perf_counter() - start:.1f}s)")
     scenes = {s.id: s for s in read_scenes(world)}
+    captions = out / "captions"  # text items: one caption of each scene, in the training captions' wording
+    captions.mkdir(exist_ok=True)
+    for scene in scenes.values():
+        note = captions / f"{scene.id}.txt"
+        if not note.exists() or note.read_text() != scene.captions[0] + "\n":
+            note.write_text(scene.captions[0] + "\n")
     try:
         collection = Collection.open(out / "collection", model=model)
     except EncoderMismatchError:
@@ -48,8 +57,8 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
         print(f"{out / 'collection'} was indexed by another model or checkpoint: rebuilding it with {model}")
         shutil.rmtree(out / "collection")
         collection = Collection.open(out / "collection", model=model)
-    report = collection.add([world])
-    print(f"indexed {world} with {model}: {report.summary()}")
+    report = collection.add([world, captions])
+    print(f"indexed {world} and {captions} with {model}: {report.summary()}")
 
     query = next(iter(scenes.values()))
     caption = query.modality_captions.get("video", query.captions)[0]
@@ -61,12 +70,16 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
     depth = query.path(world, "depth")
     _show(f"depth -> infrared (emergent: never trained together): {depth}",
           collection.search(files=[depth], modality="infrared", k=5), scenes, query, "depth", "infrared")
+    video = query.path(world, "video")
+    _show(f"video -> text (captions indexed as .txt files): {video}",
+          collection.search(files=[video], modality="text", k=5), scenes, query, "video", "text")
     if model.startswith("random:"):
         print("\nnote: random:tiny has random weights, so these hits are arbitrary; the pipeline is real. "
               "Use a trained model (--model languagebind, or a local checkpoint) for meaningful results.")
     c = out / "collection"
     print(f"\nnext:\n  bindsearch search \"{caption}\" -c {c} --modality video"
           f"\n  bindsearch search -c {c} --file {depth} --file-modality depth --modality infrared"
+          f"\n  bindsearch search -c {c} --file {video} --modality text"
           f"\n  bindsearch classify {audio} --labels \"wood,metal,glass,rubber\" --model {model}"
           f"\n  bindsearch info -c {c}")
 

@@ -1,6 +1,7 @@
 """Encode many files: decoding in worker processes, overlapped with encoding; bad files skipped and reported.
 
-The one place where files become vectors in bulk; `Collection.add` and the benchmarks both use it.
+The one place where files become vectors in bulk; `Collection.add` and the benchmarks both use it. Text files
+(modality "text") take the same road: read in the workers, tokenized and embedded by the text tower.
 """
 
 from __future__ import annotations
@@ -24,23 +25,29 @@ __all__ = ["EncodedBatch", "default_workers", "encode_files"]
 
 @dataclass
 class EncodedBatch:
-    """One encoder batch: the files that decoded, their vectors (n, d) float32 unit rows, and the failures."""
+    """One encoder batch: the files that decoded, their vectors (n, d) float32 unit rows, and the failures.
+
+    `truncated`: text files longer than the text tower reads, embedded from their start.
+    """
 
     paths: list[Path]
     vectors: torch.Tensor
     failures: list[MediaError] = field(default_factory=list)
+    truncated: list[Path] = field(default_factory=list)
 
 
 class _Files(Dataset):
-    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess):
+    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None):
         self.modality, self.paths, self.prep = modality, list(paths), prep
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | None, MediaError | None]:
+    def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | str | None, MediaError | None]:
         path = self.paths[i]
         try:
+            if self.modality == "text":  # a text file's words; the text tower tokenizes them
+                return path, media.read_text(path), None
             return path, media.load(self.modality, path, self.prep), None
         except MediaError as exc:
             return path, None, exc
@@ -66,7 +73,7 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
         return
     size = batch_size or model.batch_size.get(modality, 16)
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(_Files(modality, paths, model.preprocess[modality]), batch_size=size,
+    loader = DataLoader(_Files(modality, paths, model.preprocess.get(modality)), batch_size=size,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers else None,
                         persistent_workers=False)
     with warnings.catch_warnings():
@@ -79,8 +86,13 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
     for items in loader:
         good = [(p, x) for p, x, err in items if err is None]
         failures = [err for _, _, err in items if err is not None]
-        if good:
-            vectors = model.embed(modality, torch.stack([x for _, x in good]))
-        else:
+        truncated = []
+        if not good:
             vectors = torch.empty(0, model.dim)
-        yield EncodedBatch([p for p, _ in good], vectors, failures)
+        elif modality == "text":
+            texts = [x for _, x in good]
+            vectors = model.encode("text", texts)
+            truncated = [p for (p, _), long in zip(good, model.overflowing(texts), strict=True) if long]
+        else:
+            vectors = model.embed(modality, torch.stack([x for _, x in good]))
+        yield EncodedBatch([p for p, _ in good], vectors, failures, truncated)

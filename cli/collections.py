@@ -43,8 +43,8 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
     collection: CollectionOption,
     modality: Annotated[str, typer.Option(
-        "--modality", help="auto (by extension; images inside depth/ or infrared/ folders count as those), "
-                           "image, video, audio, depth or infrared.")] = "auto",
+        "--modality", help="auto (by extension; images inside depth/ or infrared/ folders count as those; .txt "
+                           "files are text items), image, video, audio, depth, infrared or text.")] = "auto",
     model: OptionalModel = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Items per encoder batch.")] = None,
@@ -78,13 +78,17 @@ def index(
                     "unchanged": report.unchanged, "removed": report.removed,
                     "failed": [{"path": str(e.path), "error": e.cause} for e in report.failed],
                     "skipped": [{"path": str(p), "reason": r} for p, r in report.skipped],
-                    "guessed": guessed, "seconds": round(report.seconds, 3)})
+                    "guessed": guessed, "truncated": [str(p) for p in report.truncated],
+                    "seconds": round(report.seconds, 3)})
     else:
         for g in guessed:
             typer.echo(f"{g['files']} {g['modality']} file(s) by {g['rule']}", err=True)
         if report.skipped:
             typer.echo(f"skipped {len(report.skipped)} file(s) that are not media "
                        f"(e.g. {report.skipped[0][0]}: {report.skipped[0][1]})", err=True)
+        if report.truncated:
+            typer.echo(f"{len(report.truncated)} text file(s) longer than the text encoder reads were embedded from "
+                       f"their start (e.g. {report.truncated[0]})", err=True)
         for e in report.failed:
             typer.echo(f"error: {e}; skipped", err=True)
         typer.echo(f"{col.name}: {report.summary()}")
@@ -110,7 +114,8 @@ def search(
                           "once. Each query's hits follow a '# query' line, or with --json make one line each.")
     ] = None,
     modality: Annotated[list[str] | None, typer.Option(
-        "--modality", help="Only return items of this modality; repeatable.")] = None,
+        "--modality", help="Only return items of this modality; repeatable. Default: every modality but text "
+                           "(text items come back with --modality text).")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of hits.")] = 10,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
@@ -120,6 +125,7 @@ def search(
 
     Examples: bindsearch search "a dog barking" -c home --modality video;
     bindsearch search -c home --file room.png --file-modality depth --modality infrared;
+    bindsearch search -c home --file bark.wav --modality text (over indexed .txt files);
     bindsearch search -c home --queries questions.txt --json
     """
     from bindsearch import Collection
@@ -138,6 +144,19 @@ def search(
         return
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k)
     _show_hits(col.name, text, files or [], hits, as_json)
+
+
+def _snippet(hit, width: int = 60) -> str:
+    """A text hit's first words, so that the answer reads without opening the file ('' for media)."""
+    if hit.modality != "text":
+        return ""
+    from bindsearch.media import MediaError, read_text
+
+    try:
+        words = read_text(hit.path)
+    except MediaError:  # changed or gone since it was indexed: the path alone
+        return ""
+    return f'  "{words if len(words) <= width else words[:width - 3] + "..."}"'
 
 
 def _query_batches(source: Path, batch: int = 256):
@@ -173,7 +192,7 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
     if header:
         typer.echo(f"# {text}")
     for rank, h in enumerate(hits, 1):
-        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}")
+        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}{_snippet(h)}")
     if not hits:
         typer.echo("no hits (is the collection empty for that modality?)", err=True)
     sys.stdout.flush()

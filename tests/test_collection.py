@@ -39,7 +39,7 @@ def _messy_folder(root: Path) -> dict[str, Path]:
     (root / "broken" / "cut.wav").write_bytes(wav[: len(wav) // 3])
     (root / "broken" / "notes.png").write_text("this is text, not a picture")
     (root / "broken" / "gone.mp4").symlink_to(root / "nowhere.mp4")  # unreadable: a dangling link
-    (root / "README.txt").write_text("not media: ignored, not an error")
+    (root / "README.pdf").write_text("not media: ignored, not an error")
     return good
 
 
@@ -71,7 +71,7 @@ def test_index_keeps_good_files_names_bad_ones_and_is_incremental(tmp_path, home
     failed = {Path(f["path"]).name for f in report["failed"]}
     assert failed == {"empty.mp4", "cut.wav", "notes.png", "gone.mp4"}
     assert all(f["error"] and "\n" not in f["error"] for f in report["failed"])
-    assert [s["path"] for s in report["skipped"]] == [str(tmp_path / "media" / "README.txt")]
+    assert [s["path"] for s in report["skipped"]] == [str(tmp_path / "media" / "README.pdf")]
     rules = {(g["modality"], g["rule"]) for g in report["guessed"]}
     assert ("depth", "image inside a 'depth' folder") in rules
 

@@ -8,12 +8,12 @@ from bindsearch.demo import run_demo
 def test_demo_indexes_searches_and_rebuilds_its_collection_for_another_model(tmp_path, capsys):
     run_demo(tmp_path, "random:tiny", n=6, seed=7)
     first = capsys.readouterr().out
-    assert "generated 6 BindWorld scenes" in first and "30 new" in first
-    for title in ("text -> video", "audio -> video", "depth -> infrared"):
+    assert "generated 6 BindWorld scenes" in first and "36 new" in first
+    for title in ("text -> video", "audio -> video", "depth -> infrared", "video -> text"):
         assert title in first
     # Rerun with another model (new weights make the same mismatch): same world, collection rebuilt.
     run_demo(tmp_path, "bindsearch-mini", n=6, seed=7)
     second = capsys.readouterr().out
     assert "generated" not in second
     assert "indexed by another model or checkpoint: rebuilding it with bindsearch-mini" in second
-    assert "30 new" in second and "match" in second
+    assert "36 new" in second and "match" in second

@@ -120,4 +120,5 @@ def test_guess_modality_uses_extension_and_folder(tmp_path):
     assert media.guess_modality(tmp_path / "a.MP4")[0] == "video"
     assert media.guess_modality(tmp_path / "x" / "depth" / "1.png")[0] == "depth"
     assert media.guess_modality(tmp_path / "Thermal" / "1.jpg")[0] == "infrared"
-    assert media.guess_modality(tmp_path / "notes.txt")[0] is None
+    assert media.guess_modality(tmp_path / "notes.txt")[0] == "text"
+    assert media.guess_modality(tmp_path / "notes.docx")[0] is None

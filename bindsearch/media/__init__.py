@@ -7,7 +7,8 @@
 | audio | (3, mel, frames) | wav/flac/ogg/mp3 (soundfile), anything else PyAV reads |
 | video | (3, t, s, s) | anything decord or PyAV reads |
 
-New modalities register a loader with `register_modality`.
+Text files (`.txt`, UTF-8) are items too, but they are read, not decoded: `read_text(path) -> str` gives the words
+the text tower takes. New modalities register a loader with `register_modality`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import torch
 from bindsearch.media.audio import load_audio
 from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
+from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
 from bindsearch.models.config import Preprocess
 
-__all__ = ["EXTENSIONS", "MediaError", "guess_modality", "load", "register_modality", "registered_modalities"]
+__all__ = ["EXTENSIONS", "MediaError", "guess_modality", "load", "read_text", "register_modality",
+           "registered_modalities"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
 
@@ -35,13 +38,14 @@ _LOADERS: dict[str, Loader] = {
     "audio": load_audio,
     "video": load_video,
 }
-_BUILTIN = frozenset(_LOADERS)
+_BUILTIN = frozenset({*_LOADERS, "text"})
 
 EXTENSIONS: dict[str, str] = {
     **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"), "image"),
     **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"), "video"),
     **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif"), "audio"),
     ".npy": "depth",
+    ".txt": "text",
 }
 # A folder with one of these names anywhere in a file's path decides the modality of images inside it.
 FOLDER_HINTS = {"depth": "depth", "infrared": "infrared", "thermal": "infrared", "ir": "infrared",
@@ -66,15 +70,26 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None) 
     from bindsearch.models.config import canonical_modality
 
     name = canonical_modality(modality)
+    if name == "text":
+        raise ValueError("text files are read, not decoded into a tensor: use media.read_text")
     if name not in _LOADERS:
         raise ValueError(f"no decoder for modality {modality!r}")
-    path = Path(path)
+    return _guarded(name, Path(path), lambda p: _LOADERS[name](p, preprocess or Preprocess()))
+
+
+def read_text(path: str | Path) -> str:
+    """The words of a UTF-8 text file, whitespace collapsed (its first 64 KiB); raises MediaError naming it."""
+    return _guarded("text", Path(path), _read_text)
+
+
+def _guarded(name: str, path: Path, read: Callable[[Path], object]):
+    """`read(path)`, with a missing, unreadable or undecodable file turned into one MediaError naming it."""
     if not path.is_file():
         if path.is_symlink():
             raise MediaError(path, f"broken link to {os.readlink(path)}")
         raise MediaError(path, "no such file" if not path.exists() else "not a regular file")
     try:
-        return _LOADERS[name](path, preprocess or Preprocess())
+        return read(path)
     except MediaError:
         raise
     except PermissionError:

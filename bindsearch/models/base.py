@@ -105,6 +105,10 @@ class EmbeddingModel(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def overflowing(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text has more tokens than the text tower reads (it is then embedded from its start)."""
+        raise NotImplementedError
+
     @property
     def dim(self) -> int:
         raise NotImplementedError

@@ -67,14 +67,22 @@ class LanguageBindModel(EmbeddingModel):
             return self.text_projection(self.text_model(batch))
         return self.visual_projections[modality](self.vision_models[modality](batch))
 
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        """CLIP BPE (open_clip's vocabulary): strings -> (n, context_length) int64, zero-padded."""
+    def _bpe(self):
         if self._tokenizer is None:
             from open_clip.tokenizer import SimpleTokenizer
 
             self._tokenizer = SimpleTokenizer(context_length=self.text_config.context_length)
-        ids = self._tokenizer(list(texts))
+        return self._tokenizer
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """CLIP BPE (open_clip's vocabulary): strings -> (n, context_length) int64, zero-padded."""
+        ids = self._bpe()(list(texts))
         if int(ids.max()) >= self.text_config.vocab_size:
             raise ValueError(f"model {self.spec} has a {self.text_config.vocab_size}-token vocabulary and "
                              "cannot read CLIP BPE text; pass token ids to embed('text', ids) instead")
         return ids
+
+    def overflowing(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text's BPE tokens, with start and end of text, exceed the context (77 in CLIP)."""
+        room = self.text_config.context_length - 2
+        return [len(self._bpe().encode(t)) > room for t in texts]

@@ -66,6 +66,10 @@ class MiniLMText:
         """Strings -> (n, 2, L) int64: token ids and attention mask stacked, padded to the longest."""
         return self.wordpiece(texts)
 
+    def overflowing(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text has more WordPiece tokens than MiniLM reads (128 with [CLS] and [SEP])."""
+        return self.wordpiece.overflowing(texts)
+
     @torch.inference_mode()
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         """(n, 2, L) int64 from `tokenize` (ids and mask) -> (n, 384) float32 mean-pooled states (not normalised)."""
@@ -214,6 +218,9 @@ class MiniModel(EmbeddingModel):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Strings -> (n, 2, L) int64: MiniLM token ids and attention mask."""
         return self.text.tokenize(texts)
+
+    def overflowing(self, texts: Sequence[str]) -> list[bool]:
+        return self.text.overflowing(texts)
 
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         """Text (n, 2, L) int64 or a preprocessed media batch -> (n, 384) float features."""

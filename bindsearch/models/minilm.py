@@ -150,3 +150,7 @@ class WordPiece:
         ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
         mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
         return torch.stack([ids, mask], dim=1)
+
+    def overflowing(self, texts: Sequence[str]) -> list[bool]:
+        """Whether truncation cut each text (its tokens beyond `max_tokens` are what it lost)."""
+        return [bool(e.overflowing) for e in self.tokenizer.encode_batch(list(texts))]

@@ -1,0 +1,136 @@
+"""Text files as collection items: read and checked like media, searched X->text, reported when cut short."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindsearch import Collection, media
+from bindsearch.media import MediaError, read_text
+from bindsearch.media.text import read_text as read_prefix
+from bindsearch.world import make_world, read_scenes, same_on, shared_attributes
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def test_read_text_gives_the_words_and_names_every_bad_file(tmp_path):
+    good = tmp_path / "note.txt"
+    good.write_bytes("\ufeffa  dog\tbarking\n\n at night \n".encode())
+    assert read_text(good) == "a dog barking at night"
+    assert media.guess_modality(good) == ("text", "extension .txt")
+
+    bad = [("nul.txt", b"abc\x00def", "binary data"),
+           ("latin1.txt", "café au lait".encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 3)"),
+           ("blank.txt", b" \n\t\n", "empty text file")]
+    for name, data, cause in bad:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MediaError, match=r"^" + str(tmp_path / name).replace(".", r"\.")) as caught:
+            read_text(tmp_path / name)
+        assert cause in caught.value.cause and "\n" not in str(caught.value)
+    with pytest.raises(MediaError, match="no such file"):
+        read_text(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="read_text"):
+        media.load("text", good)
+
+
+def test_a_long_file_is_read_only_as_far_as_a_text_tower_could_use(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("é" * 50_000)  # 100,000 bytes of two-byte characters
+    words = read_prefix(path, limit=1001)  # stops inside a character: that character is left out, no error
+    assert words == "é" * 500
+
+
+# -- collections -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def captioned(tmp_path_factory) -> tuple[Path, list]:
+    """24 BindWorld scenes: each scene's image, and a caption of what an image shows in notes/<id>.txt."""
+    root = tmp_path_factory.mktemp("captioned")
+    make_world(root / "world", 24, seed=5)
+    scenes = read_scenes(root / "world")
+    (root / "media" / "notes").mkdir(parents=True)
+    for scene in scenes:
+        shutil.copy(scene.path(root / "world", "image"), root / "media" / f"{scene.id}.png")
+        (root / "media" / "notes" / f"{scene.id}.txt").write_text(scene.modality_captions["image"][0] + "\n")
+    return root / "media", scenes
+
+
+def test_image_to_text_over_indexed_captions_finds_what_the_image_shows(captioned):
+    folder, scenes = captioned
+    col = Collection.open("notes", model="bindsearch-mini", device="cpu")
+    report = col.add([folder])
+    assert report.ok and report.new == 48 and col.stats()["modalities"] == {"image": 24, "text": 24}
+    by_id = {s.id: s for s in scenes}
+    shared = shared_attributes("image", "text")
+    agree = []
+    for scene in scenes:
+        hits = col.search(files=[folder / f"{scene.id}.png"], modality="text", k=1)
+        assert [h.modality for h in hits] == ["text"]
+        agree.append(same_on(by_id[Path(hits[0].path).stem], scene, shared))
+    # bindsearch-mini's image tower reads shape, size, position and colour; a caption names all four.
+    assert np.mean(agree) >= 0.8, f"{np.mean(agree):.2f} of images found a caption of what they show"
+
+
+def test_text_items_come_back_only_when_asked_for(captioned):
+    folder, scenes = captioned
+    col = Collection.open("notes2", model="bindsearch-mini", device="cpu")
+    col.add([folder])
+    caption = scenes[0].modality_captions["image"][0]
+    # Text to text scores far above text to image: mixed in, the notes would crowd out every picture.
+    assert {h.modality for h in col.search(text=caption, k=10)} == {"image"}
+    asked = col.search(text=caption, modality="text", k=3)
+    assert asked[0].path == str(folder / "notes" / f"{scenes[0].id}.txt") and asked[0].score > 0.99
+    only_text = Collection.open("only-notes", model="bindsearch-mini", device="cpu")
+    only_text.add([folder / "notes"])
+    assert {h.modality for h in only_text.search(text=caption, k=5)} == {"text"}
+
+
+def test_a_text_file_as_query_is_its_words_and_reuses_its_stored_vector(captioned, tmp_path):
+    folder, scenes = captioned
+    col = Collection.open("notes3", model="bindsearch-mini", device="cpu")
+    col.add([folder / "notes"])
+    note = folder / "notes" / f"{scenes[3].id}.txt"
+    words = read_text(note)
+    by_text = col.query_vector(text=words)
+    assert np.abs(col.query_vector(files=[note]) - by_text).max() < 1e-5  # indexed: the stored vector
+    loose = tmp_path / "loose.txt"
+    loose.write_text(f"  {words}\n")
+    assert np.abs(col.query_vector(files=[loose]) - by_text).max() < 1e-5  # not indexed: read and encoded
+
+
+def test_text_files_are_incremental_and_long_ones_reported(tmp_path, run_cli):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("a dog barking in the rain")
+    (notes / "long.txt").write_text("word " * 100)  # CLIP reads 77 tokens, start and end of text included
+    (notes / "blob.txt").write_bytes(b"\x89PNG\x00\x00")
+    code, out, err = run_cli("index", notes, "-c", "t", "--model", "random:tiny", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["new"] == 2
+    assert [f["path"] for f in report["failed"]] == [str(notes / "blob.txt")]
+    assert report["truncated"] == [str(notes / "long.txt")]
+
+    (notes / "a.txt").write_text("a cat asleep in the sun")
+    code, out, err = run_cli("index", notes, "-c", "t")
+    assert code == 1 and "0 new, 1 changed, 1 unchanged" in out
+    code, out, _ = run_cli("search", "a cat", "-c", "t", "--modality", "text", "-k", "1")
+    assert code == 0 and out.rstrip().endswith(f'{notes / "a.txt"}  "a cat asleep in the sun"')  # words shown
+
+
+def test_classify_ranks_labels_for_a_text_file(tmp_path):
+    from bindsearch import load_model
+    from bindsearch.classify import classify
+
+    note = tmp_path / "note.txt"
+    note.write_text("a large red circle")
+    model = load_model("bindsearch-mini", device="cpu", modalities=[])
+    ranking = classify(model, note, ["a large red circle", "a small blue square"], templates=False)
+    assert ranking[0][0] == "a large red circle" and ranking[0][1] > 0.5
