@@ -228,6 +228,9 @@ class Collection:
             todo: dict[str, list[tuple[Path, Item | None]]] = {}
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
+                if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
+                    report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                    continue
                 kind, why = (forced, "--modality") if forced else media.guess_modality(f)
                 if kind is None:
                     report.skipped.append((f, why))

@@ -40,6 +40,7 @@ def _messy_folder(root: Path) -> dict[str, Path]:
     (root / "broken" / "notes.png").write_text("this is text, not a picture")
     (root / "broken" / "gone.mp4").symlink_to(root / "nowhere.mp4")  # unreadable: a dangling link
     (root / "README.pdf").write_text("not media: ignored, not an error")
+    (root / "also").symlink_to(root / "set0", target_is_directory=True)  # not followed: no file twice, no loop
     return good
 
 
@@ -71,7 +72,8 @@ def test_index_keeps_good_files_names_bad_ones_and_is_incremental(tmp_path, home
     failed = {Path(f["path"]).name for f in report["failed"]}
     assert failed == {"empty.mp4", "cut.wav", "notes.png", "gone.mp4"}
     assert all(f["error"] and "\n" not in f["error"] for f in report["failed"])
-    assert [s["path"] for s in report["skipped"]] == [str(tmp_path / "media" / "README.pdf")]
+    skipped = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert skipped.keys() == {"README.pdf", "also"} and "a link to a folder, not followed" in skipped["also"]
     rules = {(g["modality"], g["rule"]) for g in report["guessed"]}
     assert ("depth", "image inside a 'depth' folder") in rules
 
