@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # torch, the models and media decoding are imported where a m
     from bindsearch.models import EmbeddingModel
 
 __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "check_paths", "collections_home",
-           "list_collections"]
+           "list_collections", "search_result"]
 
 
 class CollectionError(ValueError):
@@ -60,6 +60,29 @@ class Hit:
     path: str
     modality: str
     score: float
+
+    def words(self) -> str | None:
+        """A text hit's words, read now (None for media, and for a text file changed or gone since)."""
+        if self.modality != "text":
+            return None
+        from bindsearch.media import MediaError, read_text
+
+        try:
+            return read_text(Path(self.path))
+        except MediaError:
+            return None
+
+
+def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit]) -> dict:
+    """What `search --json` prints and `bindsearch serve` answers: the query and its ranked hits (a text hit
+    with its words)."""
+    rows = []
+    for rank, h in enumerate(hits, 1):
+        row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
+        if h.modality == "text":
+            row["text"] = h.words()
+        rows.append(row)
+    return {"collection": collection, "query": {"text": text, "files": [str(f) for f in files]}, "hits": rows}
 
 
 @dataclass

@@ -148,13 +148,8 @@ def search(
 
 def _snippet(hit, width: int = 60) -> str:
     """A text hit's first words, so that the answer reads without opening the file ('' for media)."""
-    if hit.modality != "text":
-        return ""
-    from bindsearch.media import MediaError, read_text
-
-    try:
-        words = read_text(hit.path)
-    except MediaError:  # changed or gone since it was indexed: the path alone
+    words = hit.words()
+    if words is None:  # media, or a text file changed or gone since it was indexed: the path alone
         return ""
     return f'  "{words if len(words) <= width else words[:width - 3] + "..."}"'
 
@@ -185,9 +180,9 @@ def _batches(stream, batch: int):
 def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_json: bool,
                header: bool = False) -> None:
     if as_json:
-        _echo_json({"collection": name, "query": {"text": text, "files": [str(f) for f in files]},
-                    "hits": [{"rank": r, "score": round(h.score, 6), "modality": h.modality, "path": h.path,
-                              "id": h.id} for r, h in enumerate(hits, 1)]})
+        from bindsearch.collection import search_result
+
+        _echo_json(search_result(name, text, files, hits))
         return
     if header:
         typer.echo(f"# {text}")

@@ -8,6 +8,7 @@ import typer
 
 from cli import collections
 from cli.encode import encode
+from cli.serve import serve
 
 app = typer.Typer(
     name="bindsearch",
@@ -23,6 +24,7 @@ app.command(no_args_is_help=True)(collections.classify)
 app.command(name="list")(collections.list_)
 app.command(no_args_is_help=True)(collections.info)
 app.command(no_args_is_help=True)(collections.remove)
+app.command(no_args_is_help=True)(serve)
 
 
 @app.callback()

@@ -1,0 +1,214 @@
+"""`bindsearch serve`: one collection behind a small HTTP JSON API, its model loaded once.
+
+A search from the command line pays seconds to import torch and LanceDB and load the encoder before the tens of
+milliseconds the search itself takes; a server pays them once. Routes (every answer is JSON):
+
+- `GET /health`: `{"ok": true, "collection", "items"}`;
+- `GET /info`: `Collection.stats()`, as `bindsearch info --json` prints it;
+- `GET /search?q=TEXT&modality=M&k=K`: text -> X; `modality` repeatable (default: every modality but text);
+- `POST /search` with a JSON body `{"text", "paths", "modality", "k"}`: text and indexed items fused into one
+  query;
+- `POST /search?name=FILE&modality=M&k=K` with a file's bytes as the body: query by example with any file of a
+  modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text.
+
+Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
+`{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
+are used): the server reads no file of its host outside the collection. Searches run one at a time; the rest
+wait their turn.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from bindsearch.collection import Collection, search_result
+from bindsearch.media import MediaError
+
+__all__ = ["DEFAULT_PORT", "SearchServer", "serve"]
+
+DEFAULT_PORT = 8765
+
+
+class RequestError(ValueError):
+    """What the client asked for cannot be answered: status 400 (or the given one) and one line."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.status = status
+
+
+class SearchServer(ThreadingHTTPServer):
+    """A threading HTTP server over one open `Collection`; `serve_forever()` runs it."""
+
+    daemon_threads = True
+
+    def __init__(self, collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                 max_upload: int = 256 << 20, log: bool = True):
+        super().__init__((host, port), _Handler)
+        self.collection = collection
+        self.max_upload = max_upload
+        self.log = log
+        self.lock = threading.Lock()  # one search at a time: torch and FAISS already use every core
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SearchServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer(self._post)
+
+    # -- routes ---------------------------------------------------------------------------------
+    def _get(self, route: str, params: dict[str, list[str]]) -> dict:
+        col = self.server.collection
+        if route == "/health":
+            return {"ok": True, "collection": col.name, "items": len(col.catalog)}
+        if route == "/info":
+            return col.stats()
+        if route == "/search":
+            text = _one(params, "q")
+            if not text:
+                raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
+            return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")))
+        raise RequestError(f"no route GET {route}; see /health, /info and /search", HTTPStatus.NOT_FOUND)
+
+    def _post(self, route: str, params: dict[str, list[str]]) -> dict:
+        if route != "/search":
+            raise RequestError(f"no route POST {route}; POST /search", HTTPStatus.NOT_FOUND)
+        body = self._body()
+        if self.headers.get_content_type() == "application/json":
+            try:
+                query = json.loads(body or b"{}")
+            except json.JSONDecodeError as exc:
+                raise RequestError(f"the body is not JSON ({exc})") from None
+            if not isinstance(query, dict):
+                raise RequestError("the JSON body must be an object: {\"text\", \"paths\", \"modality\", \"k\"}")
+            text, paths = query.get("text"), query.get("paths") or []
+            if text is not None and not isinstance(text, str):
+                raise RequestError("\"text\" must be a string")
+            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                raise RequestError("\"paths\" must be a list of paths in the collection")
+            self._check_indexed(paths)
+            modality = query.get("modality")
+            return self._search(text, paths, None, [modality] if isinstance(modality, str) else modality,
+                                _k(query.get("k")))
+        name = _one(params, "name")
+        if not name:
+            raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
+                               "modality), or send Content-Type: application/json")
+        if not body:
+            raise RequestError(f"{name}: the upload is empty")
+        with tempfile.TemporaryDirectory(prefix="bindsearch-upload-") as tmp:
+            upload = Path(tmp) / Path(name).name
+            upload.write_bytes(body)
+            try:
+                return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
+                                    params.get("modality"), _k(_one(params, "k")), shown=[name])
+            except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
+                raise RequestError(str(exc).replace(str(upload), name)) from None
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
+                k: int, shown: list | None = None) -> dict:
+        col = self.server.collection
+        with self.server.lock:
+            hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k)
+        return search_result(col.name, text, shown if shown is not None else files, hits)
+
+    def _check_indexed(self, paths: list[str]) -> None:
+        known = self.server.collection.catalog.lookup_paths(paths)
+        for p in paths:
+            if p not in known:
+                raise RequestError(f"{p} is not in the collection; upload the file instead "
+                                   "(POST /search?name=FILE with its bytes)")
+
+    def _body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise RequestError("POST needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
+        if int(length) > self.server.max_upload:
+            if int(length) <= 4 * self.server.max_upload:  # read and drop it, so the client reads the answer
+                for start in range(0, int(length), 1 << 20):
+                    self.rfile.read(min(1 << 20, int(length) - start))
+            raise RequestError(f"the body is {int(length)} bytes, over this server's limit of "
+                               f"{self.server.max_upload} (bindsearch serve --max-upload-mb)",
+                               HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        return self.rfile.read(int(length))
+
+    def _answer(self, route) -> None:
+        start = time.perf_counter()
+        url = urlsplit(self.path)
+        try:
+            status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", parse_qs(url.query))
+        except RequestError as exc:
+            status, answer = exc.status, {"error": str(exc)}
+        except (ValueError, MediaError) as exc:  # the library's clear errors: bad modality, bad file
+            status, answer = HTTPStatus.BAD_REQUEST, {"error": str(exc).splitlines()[0]}
+        except Exception as exc:  # a bug: the client gets one line, the log the traceback
+            traceback.print_exc(file=sys.stderr)
+            status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(answer, default=str).encode()
+        # After an error the body may be unread: this connection cannot carry another request.
+        self.close_connection = self.close_connection or status != HTTPStatus.OK
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if self.server.log:
+            ms = (time.perf_counter() - start) * 1e3
+            print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        """Quiet: `_answer` logs one line per request."""
+
+
+def _one(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1] if values else None
+
+
+def _k(value: object) -> int:
+    if value is None:
+        return 10
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"k must be a whole number, not {value!r}") from None
+    if not 1 <= k <= 10_000:
+        raise RequestError(f"k must be between 1 and 10000, not {k}")
+    return k
+
+
+def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,
+          preload: tuple[str, ...] = ()) -> None:
+    """Load the text tower (and the towers of `preload`) and answer requests until interrupted."""
+    collection.encoder(preload)  # the first query does not pay for the model load...
+    if present := collection.catalog.modalities():  # ...nor for opening the vector indexes
+        collection.search_texts(["warm up"], present, k=1)
+    server = SearchServer(collection, host, port, max_upload)
+    print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; "
+          f"try {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

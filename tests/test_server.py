@@ -1,0 +1,116 @@
+"""`bindsearch serve`: the HTTP API answers as `search --json` does, and every bad request in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bindsearch import Collection
+from bindsearch.collection import search_result
+from bindsearch.server import SearchServer
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    """A random:tiny collection of one file per modality plus a text note; its folder and the collection."""
+    from conftest import make_media
+
+    root = tmp_path_factory.mktemp("served")
+    files = make_media(root / "media")
+    (root / "media" / "note.txt").write_text("a dog barking at the door")
+    files["text"] = root / "media" / "note.txt"
+    col = Collection.open(root / "collection", model="random:tiny", device="cpu")
+    assert col.add([root / "media"], workers=0).ok
+    return files, col
+
+
+@pytest.fixture(scope="module")
+def server(indexed):
+    _, col = indexed
+    srv = SearchServer(col, port=0, max_upload=1 << 20, log=False)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def call(server, path: str, body: bytes | None = None, json_body: object = None) -> tuple[int, dict]:
+    headers = {}
+    if json_body is not None:
+        body, headers = json.dumps(json_body).encode(), {"Content-Type": "application/json"}
+    request = urllib.request.Request(server.url + path, data=body, headers=headers,
+                                     method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_text_search_answers_what_search_json_prints(server, indexed, run_cli):
+    _, col = indexed
+    status, answer = call(server, "/search?q=a+dog+barking&k=3&modality=video&modality=audio")
+    assert status == 200
+    expected = col.search("a dog barking", modality=["video", "audio"], k=3)
+    assert answer == search_result(col.name, "a dog barking", [], expected)
+    code, out, _ = run_cli("search", "a dog barking", "-c", col.directory, "-k", "3", "--modality", "video",
+                           "--modality", "audio", "--json")
+    assert code == 0 and json.loads(out)["hits"] == answer["hits"]
+    status, health = call(server, "/health")
+    assert (status, health) == (200, {"ok": True, "collection": col.name, "items": 6})
+    assert call(server, "/info")[1]["modalities"]["text"] == 1
+
+
+def test_an_upload_is_a_query_by_example_and_an_indexed_path_reuses_its_vector(server, indexed):
+    files, col = indexed
+    status, answer = call(server, "/search?name=query.wav&k=6", body=files["audio"].read_bytes())
+    assert status == 200 and answer["query"]["files"] == ["query.wav"]
+    # The upload is the same bytes as the indexed wav: that wav comes first, at cosine 1.
+    assert answer["hits"][0]["path"] == str(files["audio"]) and answer["hits"][0]["score"] > 0.9999
+    status, by_path = call(server, "/search", json_body={"paths": [str(files["audio"])], "k": 5})
+    assert status == 200
+    assert [h["path"] for h in by_path["hits"]] == [h["path"] for h in answer["hits"][1:]]  # itself left out
+    status, texts = call(server, "/search", json_body={"paths": [str(files["video"])], "modality": "text"})
+    assert status == 200 and texts["hits"][0]["text"] == "a dog barking at the door"
+
+
+@pytest.mark.parametrize(("path", "body", "json_body", "status", "says"), [
+    ("/search?q=x&modality=smell", None, None, 400, "unknown modality 'smell'"),
+    ("/search?q=x&k=0", None, None, 400, "k must be between 1 and 10000"),
+    ("/search", None, None, 400, "needs ?q=TEXT"),
+    ("/search?name=clip.mp4", b"not a video", None, 400, "clip.mp4: not a readable video"),
+    ("/search?name=big.png", b"x" * (5 << 19), None, 413, "over this server's limit"),
+    ("/search", None, {"paths": ["/etc/passwd"]}, 400, "/etc/passwd is not in the collection"),
+    ("/search", None, {"text": 3}, 400, '"text" must be a string'),
+    ("/elsewhere", None, None, 404, "no route GET /elsewhere"),
+])
+def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
+    got, answer = call(server, path, body, json_body)
+    assert got == status and says in answer["error"] and "\n" not in answer["error"]
+    assert "bindsearch-upload-" not in answer["error"]  # an upload is named as the client named it
+    assert call(server, "/health")[0] == 200  # and the server is still answering
+
+
+def test_serve_command_starts_and_answers(indexed, tmp_path):
+    _, col = indexed
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "-c", str(col.directory), "--port", "0"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # "serving NAME (N items) at http://127.0.0.1:PORT; try ..."
+        assert line.startswith(f"serving {col.name} (6 items) at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split(";")[0]
+        with urllib.request.urlopen(url + "/search?q=a+dog&k=2", timeout=60) as response:
+            assert len(json.loads(response.read())["hits"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
