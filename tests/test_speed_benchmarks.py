@@ -116,3 +116,11 @@ def test_load_benchmark_times_each_way_of_loading(tmp_path, capsys) -> None:
                       "text + image": ["text", "image"]}
     assert all(row["seconds"] >= row["load_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows)
     assert "text alone" in capsys.readouterr().out
+
+
+def test_serve_benchmark_times_both_ways_on_a_demo_it_makes(tmp_path, capsys) -> None:
+    result = load("serve").main(["--demo", str(tmp_path), "--scenes", "3", "--queries", "1"])
+    out = capsys.readouterr().out
+    assert (tmp_path / "collection" / "items.lance").exists() and "server ready in" in out
+    for kind in ("text", "audio file"):
+        assert result[kind]["command_s"] > 0 and result[kind]["serve_s"] > 0 and kind in out
