@@ -77,10 +77,8 @@ def test_index_keeps_good_files_names_bad_ones_and_is_incremental(tmp_path, home
     rules = {(g["modality"], g["rule"]) for g in report["guessed"]}
     assert ("depth", "image inside a 'depth' folder") in rules
 
-    start = time.perf_counter()
     second = json.loads(cli("index", tmp_path / "media", "-c", "mixed", "--json")[1])
     assert (second["new"], second["changed"], second["unchanged"]) == (0, 0, len(good))
-    assert time.perf_counter() - start < 10  # nothing to decode or encode: catalog look-ups only
 
     write_image(good["image0"], np.full((48, 64, 3), 200, np.uint8))
     good["depth1"].unlink()

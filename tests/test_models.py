@@ -51,7 +51,7 @@ def test_merge_lora_folds_adapters_into_base_weights():
     assert torch.allclose(merged["vision_model.encoder.layers.0.self_attn.q_proj.weight"], w0 + 8 * b @ a, atol=1e-5)
 
 
-def test_lora_checkpoint_differs_from_its_base_alone():
+def test_the_lora_fixture_has_non_zero_adapters():
     # If merging were skipped, the LoRA fixture's embeddings would not match its golden (test_parity);
     # here: the adapters really are non-zero, so the check has teeth.
     state = read_state_dict(FIXTURES / "video_lora")
@@ -215,11 +215,18 @@ def test_compiled_towers_give_the_eager_vectors_for_any_batch_length():
 def test_the_last_block_computes_only_the_pooled_row(tiny_model):
     """Towers skip the last block's work on rows nobody reads; the pooled vectors are those of every row."""
     torch.manual_seed(0)
+    shapes = []  # what each tower's last block gives: one (b, d) row per item, not (b, n, d)
+    hooks = [m.encoder.layers[-1].register_forward_hook(lambda _, __, out: shapes.append(out.dim()))
+             for m in (*tiny_model.vision_models.values(), tiny_model.text_model)]
+    for modality in tiny_model.vision_models:
+        tiny_model.embed(modality, torch.randn(2, 3, *_input_shape(tiny_model.vision_models[modality].config)))
+    tiny_model.embed("text", tiny_model.tokenize(["a dog", "rain"]))
+    for hook in hooks:
+        hook.remove()
+    assert shapes == [2] * (len(tiny_model.vision_models) + 1)
     for modality in ("image", "audio", "video"):
         vision = tiny_model.vision_models[modality]
-        cfg = vision.config
-        frames = (cfg.num_frames,) if cfg.num_frames > 1 else ()
-        x = torch.randn(3, 3, *frames, *cfg.input_size)
+        x = torch.randn(3, 3, *_input_shape(vision.config))
         with torch.inference_mode():
             tokens, t = vision.tokens(x)
             every_row = vision.post_layernorm(vision.encoder(vision.pre_layrnorm(tokens))[:, 0])
@@ -236,10 +243,21 @@ def test_the_last_block_computes_only_the_pooled_row(tiny_model):
         torch.testing.assert_close(text(ids), every_row, rtol=0, atol=1e-5)
 
 
-def test_texts_are_batched_shortest_first_and_come_back_in_order(tiny_model):
+def _input_shape(cfg) -> tuple[int, ...]:
+    """A tower's input after the channels: (frames,) for video, then the grid."""
+    return ((cfg.num_frames,) if cfg.num_frames > 1 else ()) + tuple(cfg.input_size)
+
+
+def test_texts_are_batched_shortest_first_and_come_back_in_order(tiny_model, monkeypatch):
     texts = ["a very long caption about a dog barking at the mailman all morning", "rain", "a cat", "x y z w",
              "the sound of waves on a pebble beach at dusk"]
+    lengths: list[list[int]] = []  # end-of-text positions of each batch the tower saw
+    real = type(tiny_model).encode_batch
+    monkeypatch.setattr(type(tiny_model), "encode_batch",
+                        lambda self, m, batch: lengths.append(batch.argmax(-1).tolist()) or real(self, m, batch))
     together = tiny_model.encode("text", texts, batch_size=2)  # three batches, each of similar lengths
+    assert len(lengths) == 3 and sorted(sum(lengths, [])) == sum(lengths, [])  # shortest first, across batches
+    monkeypatch.undo()
     for text, vector in zip(texts, together, strict=True):
         torch.testing.assert_close(vector, tiny_model.encode("text", [text])[0], rtol=0, atol=1e-5)
     assert tiny_model.encode("text", []).shape == (0, tiny_model.dim)

@@ -71,7 +71,7 @@ def test_text_search_answers_what_search_json_prints(server, indexed, run_cli):
     assert call(server, "/info")[1]["modalities"]["text"] == 1
 
 
-def test_an_upload_is_a_query_by_example_and_an_indexed_path_reuses_its_vector(server, indexed):
+def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_hits(server, indexed):
     files, col = indexed
     status, answer = call(server, "/search?name=query.wav&k=6", body=files["audio"].read_bytes())
     assert status == 200 and answer["query"]["files"] == ["query.wav"]

@@ -82,7 +82,7 @@ def test_the_limit_times_the_same_product_every_way_it_runs_it() -> None:
     import torch
 
     ways = load("encode")._linear_products(64, 32, 48, torch.bfloat16)
-    assert ways, "at least F.linear"
+    assert len(ways) == (2 if torch.backends.mkldnn.is_available() else 1)  # F.linear, and oneDNN pre-packed
     first = ways[0]()
     assert first.shape == (64, 48)
     for way in ways[1:]:  # oneDNN pre-packed, where this build has it: the same product (bf16 rounding aside)

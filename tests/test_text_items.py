@@ -100,7 +100,9 @@ def test_a_text_file_as_query_is_its_words_and_reuses_its_stored_vector(captione
     note = folder / "notes" / f"{scenes[3].id}.txt"
     words = read_text(note)
     by_text = col.query_vector(text=words)
-    assert np.abs(col.query_vector(files=[note]) - by_text).max() < 1e-5  # indexed: the stored vector
+    fresh = Collection.open("notes3")
+    assert np.abs(fresh.query_vector(files=[note]) - by_text).max() < 1e-5
+    assert fresh._model is None  # indexed: its stored vector, no encoder loaded
     loose = tmp_path / "loose.txt"
     loose.write_text(f"  {words}\n")
     assert np.abs(col.query_vector(files=[loose]) - by_text).max() < 1e-5  # not indexed: read and encoded

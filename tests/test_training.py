@@ -193,6 +193,10 @@ def test_lora_run_starts_from_a_checkpoint(tmp_path, depth_pairs):
                  tmp_path / "lora")
     changed = [n for n, p in lora.model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in changed) and not any(n.endswith("fc1.weight") for n in changed)
+    # Started from the checkpoint: the frozen weights are the base run's, not a fresh initialisation.
+    trained, started_from = dict(lora.model.named_parameters()), dict(base.model.named_parameters())
+    frozen = [n for n in trained if n.endswith("fc1.weight")]
+    assert frozen and all(torch.equal(trained[n], started_from[n]) for n in frozen)
     assert isinstance(load_model(str(tmp_path / "lora"), device="cpu"), MiniModel)  # merged on save
 
 
