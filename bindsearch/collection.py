@@ -26,13 +26,12 @@ import numpy as np
 
 from bindsearch.home import collections_home, list_collections
 from bindsearch.models.config import canonical_modality
-from indexes import Catalog, CollectionLock, EncoderInfo, Item, merge_topk, open_index
+from indexes import Catalog, CollectionLock, EncoderInfo, Item, VectorIndex, merge_topk, open_index
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
-    import torch
-
     from bindsearch.media import MediaError
     from bindsearch.models import EmbeddingModel
+    from bindsearch.pipeline import EncodedBatch
 
 __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "check_paths", "collections_home",
            "list_collections", "search_result"]
@@ -46,7 +45,7 @@ def _directory(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     # A bare word is always a name under collections_home(), even if a folder of that name is in the cwd.
     if isinstance(name_or_path, Path) or os.sep in text or text.startswith((".", "~")):
-        return Path(text).expanduser().absolute()
+        return absolute(text)
     if not re.fullmatch(r"[\w.-]+", text):
         raise CollectionError(f"collection name {text!r} may use letters, digits, '.', '-' and '_' only")
     return collections_home() / text
@@ -128,16 +127,27 @@ def content_hash(path: Path, full_below: int = 64 << 20) -> str:
     return digest.hexdigest()
 
 
+def describe_file(path: Path) -> tuple[int, float, str]:
+    """(size, mtime, content hash): what tells a file changed since it was indexed."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime, content_hash(path)
+
+
+def absolute(path: str | Path) -> Path:
+    """The one spelling of a path the catalog keeps: absolute, `~` and `..` resolved, symlinks kept."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def check_paths(paths: Iterable[str | Path]) -> None:
     """Raise FileNotFoundError naming the first of `paths` that does not exist (before anything is opened)."""
     for p in paths:
         if not Path(p).expanduser().exists():
-            raise FileNotFoundError(f"{Path(p).expanduser().absolute()} does not exist; give files or folders to index")
+            raise FileNotFoundError(f"{absolute(p)} does not exist; give files or folders to index")
 
 
 def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     """(files found recursively, sorted; the directories given)."""
-    paths = [Path(p).expanduser().absolute() for p in paths]
+    paths = [absolute(p) for p in paths]
     check_paths(paths)
     files, roots = [], []
     for p in paths:
@@ -170,6 +180,7 @@ class Collection:
         self.compile_towers = compile_towers
         self._model = model
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
+        self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
 
     @property
     def name(self) -> str:
@@ -273,16 +284,17 @@ class Collection:
             model = self.encoder(todo) if todo else None
             for kind, entries in todo.items():
                 previous = {str(f): prev for f, prev in entries}
-                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers):
-                    self._commit(kind, batch.paths, batch.vectors, previous, report)
+                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file):
+                    self._commit(kind, batch, previous, report)
                     report.failed.extend(batch.failures)
                     report.truncated.extend(batch.truncated)
                     done += len(batch.paths) + len(batch.failures)
                     if progress:
                         progress(done, total)
-            # Leave fresh FAISS caches behind so the next search starts at once.
-            for kind in self.catalog.modalities():
-                open_index(self.catalog, kind, device=self.device)
+            # Leave fresh FAISS caches behind so the next search starts at once (held here for this one's).
+            snapshot = self.catalog.pinned()
+            for kind in snapshot.modalities():
+                self._index(snapshot, kind)
         report.seconds = time.perf_counter() - start
         return report
 
@@ -292,17 +304,17 @@ class Collection:
             return True
         return stat.st_size == item.size and content_hash(path) == item.content_hash
 
-    def _commit(self, kind: str, paths: Sequence[Path], vectors: torch.Tensor, previous: dict[str, Item | None],
+    def _commit(self, kind: str, batch: EncodedBatch, previous: dict[str, Item | None],
                 report: IngestReport) -> None:
         """One catalog commit per encoder batch: what a kill can lose is this batch and no more."""
-        if not paths:
+        if not batch.paths:
             return
         items, vecs, replaced = [], [], []
-        for path, vector in zip(paths, vectors.numpy(), strict=True):
-            stat = path.stat()
+        for path, vector, (size, mtime, digest) in zip(batch.paths, batch.vectors.numpy(), batch.described,
+                                                        strict=True):
             old = previous.get(str(path))
-            items.append(Item(path=str(path), modality=kind, size=stat.st_size, mtime=stat.st_mtime,
-                              content_hash=content_hash(path), id=old.id if old else None))
+            items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=digest,
+                              id=old.id if old else None))
             vecs.append(vector)
             replaced.append(old is not None)
         fresh = [i for i, r in zip(items, replaced, strict=True) if not r]
@@ -327,7 +339,7 @@ class Collection:
 
     def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many rows were removed."""
-        targets = [str(Path(p).expanduser().absolute()) for p in paths]
+        targets = [str(absolute(p)) for p in paths]
         with CollectionLock(self.directory).acquire(timeout=wait):
             ids = [i.id for i in self.catalog.items()
                    if any(i.path == t or i.path.startswith(t + os.sep) for t in targets)]
@@ -339,18 +351,19 @@ class Collection:
                      file_modality: str | None = None) -> np.ndarray:
         """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
 
-        A file's modality is `file_modality`, else the catalog's (its stored vector is reused), else a guess;
-        a text file's words join the query as text.
+        A file's modality is `file_modality`, else the catalog's (its stored vector is reused, also when the file
+        has gone since), else a guess; a text file's words join the query as text.
         """
         from bindsearch import media
 
         texts = [text] if isinstance(text, str) else list(text or [])
         parts, to_encode = [], []
-        known = self.catalog.lookup_paths(str(Path(f).absolute()) for f in files)
+        known = self.catalog.lookup_paths(str(absolute(f)) for f in files)
         for f in files:
-            path = Path(f).absolute()
+            path = absolute(f)
             stored = known.get(str(path), [])
-            if file_modality is None and stored and self._unchanged(path, stored[0]):
+            # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
+            if file_modality is None and stored and (not path.exists() or self._unchanged(path, stored[0])):
                 parts.append(self.catalog.get_vectors([stored[0].id]))
                 continue
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
@@ -376,7 +389,7 @@ class Collection:
         `modality=None` searches every modality but text, or text where the collection holds nothing else.
         """
         query = self.query_vector(text, files, file_modality)
-        return self.search_vector(query, modality, k, exclude={str(Path(f).absolute()) for f in files})
+        return self.search_vector(query, modality, k, exclude={str(absolute(f)) for f in files})
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
                      k: int = 10) -> list[list[Hit]]:
@@ -397,8 +410,7 @@ class Collection:
         present = snapshot.modalities()
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         wanted = [canonical_modality(m) for m in wanted]
-        results = [open_index(snapshot, m, device=self.device).search(queries, k + len(exclude))
-                   for m in wanted if m in present]
+        results = [self._index(snapshot, m).search(queries, k + len(exclude)) for m in wanted if m in present]
         if not results:
             return [[] for _ in queries]
         scores, ids = merge_topk(results, k + len(exclude))
@@ -409,6 +421,15 @@ class Collection:
                     for s, i in zip(row_scores, row_ids, strict=True) if i >= 0 and int(i) in found]
             out.append([h for h in hits if h.path not in exclude][:k])
         return out
+
+    def _index(self, snapshot: Catalog, modality: str) -> VectorIndex:
+        """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit
+        came in between (a served collection reads its indexes from disk once, not once a query), else the
+        cache `open_index` keeps current."""
+        held = self._indexes.get(modality)
+        if held is None or held.fingerprint != snapshot.fingerprint():
+            held = self._indexes[modality] = open_index(snapshot, modality, device=self.device)
+        return held
 
     def stats(self) -> dict:
         """Counts per modality, the encoder, and where the collection lives (no model is loaded)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,32 +27,40 @@ __all__ = ["EncodedBatch", "default_workers", "encode_files"]
 class EncodedBatch:
     """One encoder batch: the files that decoded, their vectors (n, d) float32 unit rows, and the failures.
 
-    `truncated`: text files longer than the text tower reads, embedded from their start.
+    `truncated`: text files longer than the text tower reads, embedded from their start. `described`: what
+    `encode_files(describe=...)` said of each file in `paths`, before it was decoded.
     """
 
     paths: list[Path]
     vectors: torch.Tensor
     failures: list[MediaError] = field(default_factory=list)
     truncated: list[Path] = field(default_factory=list)
+    described: list = field(default_factory=list)
 
 
 class _Files(Dataset):
-    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None):
-        self.modality, self.paths, self.prep = modality, list(paths), prep
+    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None,
+                 describe: Callable[[Path], object] | None):
+        self.modality, self.paths, self.prep, self.describe = modality, list(paths), prep, describe
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | str | None, MediaError | None]:
+    def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | str | None, MediaError | None, object]:
         path = self.paths[i]
         try:
+            # Described before it is decoded: a file that changes meanwhile is seen as changed on the next run.
+            described = self.describe(path) if self.describe else None
+        except OSError as exc:
+            return path, None, MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})"), None
+        try:
             if self.modality == "text":  # a text file's words; the text tower tokenizes them
-                return path, media.read_text(path), None
-            return path, media.load(self.modality, path, self.prep), None
+                return path, media.read_text(path), None, described
+            return path, media.load(self.modality, path, self.prep), None, described
         except MediaError as exc:
-            return path, None, exc
+            return path, None, exc, None
         except Exception as exc:  # a decoder bug must not take the batch down either
-            return path, None, MediaError(path, f"{type(exc).__name__}: {exc}")
+            return path, None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
 
 
 def _collate(items):
@@ -65,15 +73,21 @@ def default_workers() -> int:
 
 
 def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Path], batch_size: int | None = None,
-                 workers: int | None = None) -> Iterator[EncodedBatch]:
-    """Yield EncodedBatch in input order; decoding runs `workers` batches ahead in other processes."""
+                 workers: int | None = None, describe: Callable[[Path], object] | None = None,
+                 ) -> Iterator[EncodedBatch]:
+    """Yield EncodedBatch in input order; decoding runs `workers` batches ahead in other processes.
+
+    `describe(path)`, run in the decoding worker just before the file is read (a module-level function, since
+    workers may be spawned), is yielded beside each vector: `Collection.add` takes its size, mtime and hash
+    there, in parallel, and of the bytes it embedded. A file it cannot describe (gone) is a failure.
+    """
     modality = model.check_modality(modality)
     paths = [Path(p) for p in paths]
     if not paths:
         return
     size = batch_size or model.batch_size.get(modality, 16)
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(_Files(modality, paths, model.preprocess.get(modality)), batch_size=size,
+    loader = DataLoader(_Files(modality, paths, model.preprocess.get(modality), describe), batch_size=size,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers else None,
                         persistent_workers=False)
     with warnings.catch_warnings():
@@ -84,8 +98,9 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
 
 def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
     for items in loader:
-        good = [(p, x) for p, x, err in items if err is None]
-        failures = [err for _, _, err in items if err is not None]
+        good = [(p, x) for p, x, err, _ in items if err is None]
+        failures = [err for _, _, err, _ in items if err is not None]
+        described = [d for _, _, err, d in items if err is None]
         truncated = []
         if not good:
             vectors = torch.empty(0, model.dim)
@@ -95,4 +110,4 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
             truncated = [p for (p, _), long in zip(good, model.overflowing(texts), strict=True) if long]
         else:
             vectors = model.embed(modality, torch.stack([x for _, x in good]))
-        yield EncodedBatch([p for p, _ in good], vectors, failures, truncated)
+        yield EncodedBatch([p for p, _ in good], vectors, failures, truncated, described)

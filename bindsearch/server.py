@@ -30,12 +30,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bindsearch.collection import Collection, search_result
+from bindsearch.collection import Collection, absolute, search_result
 from bindsearch.media import MediaError
 
-__all__ = ["DEFAULT_PORT", "SearchServer", "serve"]
+__all__ = ["DEFAULT_PORT", "SearchServer", "ServeError", "serve"]
 
 DEFAULT_PORT = 8765
+
+
+class ServeError(RuntimeError):
+    """The server cannot start: its address is taken or cannot be bound."""
 
 
 class RequestError(ValueError):
@@ -75,6 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._answer(self._post)
 
+    def _refuse(self) -> None:
+        def route(path: str, _: dict) -> dict:
+            raise RequestError(f"{self.command} is not served; GET or POST {path}", HTTPStatus.METHOD_NOT_ALLOWED)
+
+        self._answer(route)
+
+    do_PUT = do_DELETE = do_PATCH = _refuse
+
     # -- routes ---------------------------------------------------------------------------------
     def _get(self, route: str, params: dict[str, list[str]]) -> dict:
         col = self.server.collection
@@ -107,10 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError("\"paths\" must be a list of paths in the collection")
             self._check_indexed(paths)
             modality = query.get("modality")
-            return self._search(text, paths, None, [modality] if isinstance(modality, str) else modality,
-                                _k(query.get("k")))
-        name = _one(params, "name")
-        if not name:
+            modality = [modality] if isinstance(modality, str) else modality
+            if modality is not None and not (isinstance(modality, list) and all(isinstance(m, str) for m in modality)):
+                raise RequestError("\"modality\" must be a modality name or a list of them")
+            return self._search(text, paths, None, modality, _k(query.get("k")))
+        name = Path(_one(params, "name") or "").name
+        if name in ("", ".", ".."):
             raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
                                "modality), or send Content-Type: application/json")
         if not body:
@@ -133,9 +147,12 @@ class _Handler(BaseHTTPRequestHandler):
         return search_result(col.name, text, shown if shown is not None else files, hits)
 
     def _check_indexed(self, paths: list[str]) -> None:
-        known = self.server.collection.catalog.lookup_paths(paths)
+        relative = [p for p in paths if not Path(p).is_absolute()]
+        if relative:
+            raise RequestError(f"{relative[0]}: give the absolute path the collection holds")
+        known = self.server.collection.catalog.lookup_paths(str(absolute(p)) for p in paths)
         for p in paths:
-            if p not in known:
+            if str(absolute(p)) not in known:
                 raise RequestError(f"{p} is not in the collection; upload the file instead "
                                    "(POST /search?name=FILE with its bytes)")
 
@@ -188,10 +205,9 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
 def _k(value: object) -> int:
     if value is None:
         return 10
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"k must be a whole number, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise RequestError(f"k must be a whole number, not {value!r}")
+    k = int(value)
     if not 1 <= k <= 10_000:
         raise RequestError(f"k must be between 1 and 10000, not {k}")
     return k
@@ -200,10 +216,14 @@ def _k(value: object) -> int:
 def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,
           preload: tuple[str, ...] = ()) -> None:
     """Load the text tower (and the towers of `preload`) and answer requests until interrupted."""
+    try:  # the address first: a port already taken is said before seconds go into loading the model
+        server = SearchServer(collection, host, port, max_upload)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
+                         "or --host") from None
     collection.encoder(preload)  # the first query does not pay for the model load...
     if present := collection.catalog.modalities():  # ...nor for opening the vector indexes
         collection.search_texts(["warm up"], present, k=1)
-    server = SearchServer(collection, host, port, max_upload)
     print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; "
           f"try {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
     try:

@@ -63,8 +63,12 @@ def index(
     """
     from bindsearch import Collection
     from bindsearch.collection import check_paths
+    from bindsearch.models.config import canonical_modality
 
-    check_paths(paths)  # before the collection is opened: a mistyped path must not leave an empty one behind
+    # Before the collection is opened: a mistyped path or modality must not leave an empty one behind.
+    check_paths(paths)
+    if modality != "auto":
+        canonical_modality(modality)
     col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
@@ -160,7 +164,11 @@ def _query_batches(source: Path, batch: int = 256):
         yield from _batches(sys.stdin, batch)
         return
     with source.open(encoding="utf-8") as stream:
-        yield from _batches(stream, batch)
+        try:
+            yield from _batches(stream, batch)
+        except UnicodeDecodeError as exc:
+            raise typer.BadParameter(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                     "save it as UTF-8") from None
 
 
 def _batches(stream, batch: int):
@@ -223,7 +231,7 @@ def classify(
 
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
     if labels_file is not None:
-        names += [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        names += [line.strip() for line in _read_lines(labels_file) if line.strip()]
     if not names:
         raise typer.BadParameter("give --labels or --labels-file")
     failed = 0
@@ -243,6 +251,17 @@ def classify(
             typer.echo(f"{p:7.2%}  {label}")
     if failed:
         raise typer.Exit(1)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """A UTF-8 text file's lines, or a one-line error naming the file."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise typer.BadParameter(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") \
+            from None
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}") from None
 
 
 def list_(as_json: JsonOption = False) -> None:

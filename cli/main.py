@@ -50,7 +50,8 @@ _register_optional()
 # exception from a module that was never imported cannot have been raised.
 _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.loading", "ModelLoadError"),
                  ("bindsearch.models.base", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
-                 ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"))
+                 ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"),
+                 ("bindsearch.server", "ServeError"))
 
 
 def exit_status(error: Exception) -> int | None:

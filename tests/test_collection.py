@@ -165,6 +165,44 @@ def test_file_queries_fuse_and_exclude_themselves(tmp_path, tiny_model):
     assert np.allclose(q1, a, atol=1e-5)
 
 
+def test_searches_read_an_index_from_disk_once_until_the_collection_changes(tiny_model, media_files, monkeypatch):
+    from indexes import VectorIndex
+
+    col = Collection.open("held", model=tiny_model)
+    col.add([media_files["image"], media_files["audio"]], workers=0)  # leaves its indexes cached, and held
+    loads = []
+    real_load = VectorIndex.load.__func__
+    monkeypatch.setattr(VectorIndex, "load", classmethod(lambda cls, *a, **kw: loads.append(a) or real_load(cls, *a,
+                                                                                                             **kw)))
+    first = col.search(text="a dog", k=2)
+    assert [col.search(text="a dog", k=2) for _ in range(3)] == [first] * 3 and loads == []
+    col.add([media_files["video"]], workers=0)  # a commit: the held indexes are brought up to date, once
+    assert len(loads) == 2  # image and audio from their caches (video is new: built, not loaded)
+    assert {h.modality for h in col.search(text="a dog", k=3)} == {"image", "audio", "video"} and len(loads) == 2
+    other = Collection.open("held")  # as another process sees it: its first search reads the caches, once
+    assert [other.search(text="a dog", k=3) for _ in range(2)] == [col.search(text="a dog", k=3)] * 2
+    assert len(loads) == 5
+
+
+def test_a_file_gone_while_indexing_does_not_stop_the_run(tmp_path, tiny_model):
+    rng = np.random.default_rng(0)
+    files = [write_image(tmp_path / "pics" / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+             for i in range(5)]
+
+    def delete_two(done: int, total: int) -> None:
+        if done == 1:  # one batch committed: the next is decoded already (a worker reads ahead), the last is not
+            files[1].unlink()
+            files[-1].unlink()
+
+    col = Collection.open("vanish", model=tiny_model)
+    report = col.add([tmp_path / "pics"], batch_size=1, workers=1, progress=delete_two)
+    # Each vanished file was either embedded before it went (described before it was decoded) or named as gone.
+    assert report.new + len(report.failed) == 5 and set(e.path for e in report.failed) <= {files[1], files[-1]}
+    assert all("gone or unreadable while indexing" in e.cause or "no such file" in e.cause for e in report.failed)
+    assert col.add([tmp_path / "pics"]).ok  # the next run forgets what is gone
+    assert sorted(i.path for i in col.catalog.items()) == [str(f) for f in (files[0], *files[2:4])]
+
+
 def test_a_second_writer_is_refused_while_searches_still_work(tmp_path, tiny_model, media_files):
     col = Collection.open("locked", model=tiny_model)
     col.add([media_files["image"]], workers=0)
@@ -183,6 +221,19 @@ def test_other_encoder_is_refused_and_missing_collection_explained(media_files):
         Collection.open("enc", model=load_model(str(fixture)))
     with pytest.raises(CollectionError, match="bindsearch index PATH -c nothing"):
         Collection.open("nothing", create=False)
+
+
+def test_cli_refuses_bad_options_and_files_in_one_line_before_creating_anything(tmp_path, cli, media_files):
+    code, _, err = cli("index", media_files["image"], "-c", "typo", "--model", "random:tiny", "--modality", "smell")
+    assert code == 2 and err.strip() == ("error: unknown modality 'smell'; expected one of image, video, audio, "
+                                         "depth, infrared, text")
+    code, _, err = cli("index", media_files["image"], "-c", "typo", "--model", "random:tiny", "--device", "gpu")
+    assert code == 2 and err.strip() == "error: unknown device 'gpu'; use auto, cpu or cuda"
+    assert "typo" not in cli.ok("list")
+    latin = tmp_path / "labels.txt"
+    latin.write_bytes("café\nthé\n".encode("latin-1"))
+    code, _, err = cli("classify", media_files["image"], "--labels-file", latin, "--model", "random:tiny")
+    assert code == 2 and f"{latin}: not UTF-8 text" in " ".join(err.replace("│", " ").split())  # boxed, wrapped
 
 
 def test_cli_search_classify_info_remove(tmp_path, cli):

@@ -110,6 +110,14 @@ def test_bad_files_raise_one_line_media_errors(tmp_path, media_files):
         assert str(path) in message and cause in message and "\n" not in message
 
 
+def test_an_image_over_pillows_safety_limit_is_refused_clearly(media_files, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 64x48 test image is then a "decompression bomb"
+    with pytest.raises(media.MediaError, match=r"photo\.png: too large to decode safely .*; downscale it$"):
+        media.load("image", media_files["image"])
+
+
 def test_short_audio_is_refused_clearly(tmp_path):
     path = write_audio(tmp_path / "click.wav", np.zeros(100), 16000)
     with pytest.raises(MediaError, match="shorter than one"):

@@ -44,12 +44,14 @@ def server(indexed):
     srv.server_close()
 
 
-def call(server, path: str, body: bytes | None = None, json_body: object = None) -> tuple[int, dict]:
+def call(server, path: str, body: bytes | None = None, json_body: object = None, method: str | None = None
+         ) -> tuple[int, dict]:
     headers = {}
     if json_body is not None:
-        body, headers = json.dumps(json_body).encode(), {"Content-Type": "application/json"}
+        body = json_body if isinstance(json_body, bytes) else json.dumps(json_body).encode()
+        headers = {"Content-Type": "application/json"}
     request = urllib.request.Request(server.url + path, data=body, headers=headers,
-                                     method="POST" if body is not None else "GET")
+                                     method=method or ("POST" if body is not None else "GET"))
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -91,14 +93,40 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search?name=clip.mp4", b"not a video", None, 400, "clip.mp4: not a readable video"),
     ("/search?name=big.png", b"x" * (5 << 19), None, 413, "over this server's limit"),
     ("/search", None, {"paths": ["/etc/passwd"]}, 400, "/etc/passwd is not in the collection"),
+    ("/search", None, {"paths": ["relative.wav"]}, 400, "relative.wav: give the absolute path"),
     ("/search", None, {"text": 3}, 400, '"text" must be a string'),
+    ("/search", None, {"text": "x", "modality": [1]}, 400, '"modality" must be a modality name or a list'),
+    ("/search", None, b'{"text": "x", "k": 1e400}', 400, "k must be a whole number"),
+    ("/search?name=..", b"bytes", None, 400, "needs ?name=FILE"),
     ("/elsewhere", None, None, 404, "no route GET /elsewhere"),
+    ("/search", b"", None, 405, "PUT is not served"),
 ])
 def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
-    got, answer = call(server, path, body, json_body)
+    got, answer = call(server, path, body, json_body, method="PUT" if status == 405 else None)
     assert got == status and says in answer["error"] and "\n" not in answer["error"]
     assert "bindsearch-upload-" not in answer["error"]  # an upload is named as the client named it
     assert call(server, "/health")[0] == 200  # and the server is still answering
+
+
+def test_an_indexed_file_gone_from_the_disk_still_queries_by_its_stored_vector(server, indexed, tmp_path):
+    files, col = indexed
+    gone = tmp_path / "gone.png"
+    gone.write_bytes(files["image"].read_bytes())
+    col.add([gone], workers=0)
+    gone.unlink()
+    status, answer = call(server, "/search", json_body={"paths": [str(gone)], "modality": "image", "k": 1})
+    assert status == 200 and answer["hits"][0]["path"] == str(files["image"])  # same bytes, so the same vector
+    col.remove([gone])
+
+
+def test_a_taken_port_is_said_in_one_line_before_the_model_loads(server, indexed):
+    from bindsearch.server import ServeError, serve
+
+    _, col = indexed
+    fresh = Collection.open(col.directory)
+    with pytest.raises(ServeError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*choose another --port"):
+        serve(fresh, port=server.server_address[1])
+    assert fresh._model is None
 
 
 def test_serve_command_starts_and_answers(indexed, tmp_path):

@@ -41,6 +41,8 @@ def _open(path: Path):
         image.load()  # decode now, so a truncated file fails here and not later
     except UnidentifiedImageError:
         raise MediaError(path, "not a readable image") from None
+    except Image.DecompressionBombError as exc:
+        raise MediaError(path, f"too large to decode safely ({exc}); downscale it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(path, f"image could not be decoded ({exc})") from None
     return image

@@ -40,9 +40,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {str(device)!r}; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
     return device
 
 
