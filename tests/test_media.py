@@ -92,7 +92,7 @@ def test_long_audio_takes_first_start_of_each_third():
     assert tiled[0, :, 0].tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
 
 
-def test_bad_files_raise_one_line_media_errors(tmp_path, media_files):
+def test_bad_files_raise_one_line_media_errors(tmp_path, media_files, capfd):
     empty = tmp_path / "empty.mp4"
     empty.touch()
     fake_png = tmp_path / "notes.png"
@@ -108,6 +108,8 @@ def test_bad_files_raise_one_line_media_errors(tmp_path, media_files):
             media.load(modality, path)
         message = str(info.value)
         assert str(path) in message and cause in message and "\n" not in message
+    # ...and nothing else: the native decoders' own log lines about those files do not reach stderr.
+    assert capfd.readouterr().err == ""
 
 
 def test_an_image_over_pillows_safety_limit_is_refused_clearly(media_files, monkeypatch):

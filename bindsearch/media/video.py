@@ -8,6 +8,8 @@ and normalised; never flipped.
 from __future__ import annotations
 
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +27,29 @@ def frame_indices(total: int, count: int) -> np.ndarray:
     return np.linspace(0, total - 1, count, dtype=int)
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null for a moment: decord's C++ logs an unreadable file on stderr itself, beside
+    the MediaError that already names it in one line (FFmpeg's own messages are silenced by its log level)."""
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_decord(path: Path, count: int) -> np.ndarray:
     import decord
 
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        with _native_stderr_silenced():
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         total = len(reader)
         if total == 0:
             raise MediaError(path, "video has no frames")
