@@ -3,6 +3,7 @@
     python benchmarks/ingest.py speed                 # ViT-L/14 video + audio towers (random weights), bf16
     python benchmarks/ingest.py speed --videos 8 --audios 16 --rounds 1      # quicker
     python benchmarks/ingest.py memory --files 10000  # peak RSS while indexing 10,000 images with bindsearch-mini
+    python benchmarks/ingest.py commits --files 1500  # catalog commits: one per batch against one per 5 s
 
 `speed` writes generated mp4 clips (3 s, 25 fps, 320 x 240) and 10 s stereo 44.1 kHz wavs, builds the
 published LanguageBind shapes with random weights (`models.builtin.vit_l14_configs`; the cost of a real
@@ -16,6 +17,12 @@ The ratio end-to-end / encoder-only is the share of the encoder's rate that inge
 `bindsearch-mini`, sampling the resident memory of this process and its decoder workers every 20 ms.
 Peak minus the resident memory after loading the model is what ingest itself costs (target <= 2 GB,
 whatever the collection size).
+
+`commits` indexes `--files` small PNGs with `random:tiny` (an encoder fast enough that the catalog is what
+costs: as a GPU makes ViT-L) in batches of 16, alternating three ways: a commit per batch and no compaction
+(the way before), a commit per batch then compaction, and a commit per `COMMIT_SECONDS` then compaction. For
+each: ingest files/s, the catalog's data files after, a warm text search from a fresh `Collection` (the
+median of 10), and an unchanged re-run.
 """
 
 from __future__ import annotations
@@ -216,6 +223,59 @@ def memory(args: argparse.Namespace) -> dict:
     return result
 
 
+def commits(args: argparse.Namespace) -> dict:
+    import statistics
+
+    import bindsearch.collection as collection_module
+    from bindsearch import load_model
+
+    work = Path(tempfile.mkdtemp(prefix="bench-commits-", dir=args.workdir))
+    rng = np.random.default_rng(0)
+    for i in range(args.files):
+        write_image(work / "files" / f"{i:05d}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    model = load_model("random:tiny", device="cpu")
+    ways = {"commit per batch": (0.0, False), "commit per batch + compact": (0.0, True),
+            f"commit per {collection_module.COMMIT_SECONDS:g} s + compact": (collection_module.COMMIT_SECONDS, True)}
+    rows: dict[str, list[dict]] = {way: [] for way in ways}
+    compact_above = collection_module.COMPACT_FRAGMENTS
+    try:
+        for _ in range(args.rounds):
+            for way, (seconds, compact) in ways.items():
+                collection_module.COMPACT_FRAGMENTS = compact_above if compact else 1 << 60
+                shutil.rmtree(work / "collection", ignore_errors=True)
+                start = time.perf_counter()
+                report = Collection.open(work / "collection", model=model).add(
+                    [work / "files"], batch_size=args.batch_size, workers=args.workers, commit_seconds=seconds)
+                ingest = time.perf_counter() - start
+                fresh = Collection.open(work / "collection")
+                fragments = fresh.catalog.fragments()
+                fresh.search(text="warm up", k=10)
+                searches = []
+                for _ in range(10):
+                    start = time.perf_counter()
+                    fresh.search(text="a dog barking", k=10)
+                    searches.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                assert Collection.open(work / "collection").add([work / "files"]).unchanged == args.files
+                rerun = time.perf_counter() - start
+                rows[way].append({"files_per_s": report.new / ingest, "fragments": fragments,
+                                  "search_ms": statistics.median(searches) * 1e3, "rerun_s": rerun})
+    finally:
+        collection_module.COMPACT_FRAGMENTS = compact_above
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"# {hardware()}; {args.files} images (32 x 32 png), random:tiny, batches of {args.batch_size}, "
+          f"best of {args.rounds}")
+    print(f"{'way':<32}{'ingest files/s':>15}{'data files':>11}{'search ms':>10}{'re-run s':>9}")
+    result = {}
+    for way, runs in rows.items():
+        best = {"files_per_s": max(r["files_per_s"] for r in runs), "fragments": runs[-1]["fragments"],
+                "search_ms": min(r["search_ms"] for r in runs), "rerun_s": min(r["rerun_s"] for r in runs)}
+        result[way] = best
+        print(f"{way:<32}{best['files_per_s']:>15.0f}{best['fragments']:>11}{best['search_ms']:>10.0f}"
+              f"{best['rerun_s']:>9.2f}")
+    return result
+
+
 def hardware() -> str:
     from search import hardware as describe
 
@@ -224,18 +284,20 @@ def hardware() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "memory"])
+    parser.add_argument("what", choices=["speed", "memory", "commits"])
     parser.add_argument("--videos", type=int, default=16, help="clips for `speed` (0 skips video)")
     parser.add_argument("--audios", type=int, default=32, help="wavs for `speed` (0 skips audio)")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--files", type=int, default=10_000, help="images for `memory`")
+    parser.add_argument("--files", type=int, default=None, help="images for `memory` (10,000), `commits` (1,500)")
     parser.add_argument("--workers", type=int, default=None, help="decoder processes (default: one per spare core)")
+    parser.add_argument("--batch-size", type=int, default=16, help="encoder batch for `commits`")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.dtype_t = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    result = speed(args) if args.what == "speed" else memory(args)
+    args.files = args.files or (1500 if args.what == "commits" else 10_000)
+    result = {"speed": speed, "memory": memory, "commits": commits}[args.what](args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -5,8 +5,9 @@ asked for with `modality="text"` (otherwise every other modality), since text-to
 ones and would crowd out the media.
 
 The LanceDB catalog (`indexes.Catalog`) is the source of truth; FAISS indexes, one per modality, are a
-cache rebuilt from it when stale. Ingest commits one encoder batch at a time under a writer lock, so a
-killed `index` loses at most the batch in flight and the next run finishes the job.
+cache rebuilt from it when stale. Ingest commits what it has encoded every few seconds (`COMMIT_SECONDS`)
+under a writer lock, so a killed `index` loses at most those seconds of work and the next run finishes the
+job; a run that left the catalog in many pieces compacts it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ if TYPE_CHECKING:  # torch, the models and media decoding are imported where a m
 
 __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "check_paths", "collections_home",
            "list_collections", "search_result"]
+
+
+COMMIT_SECONDS = 5.0
+"""Ingest commits at most this often. Each commit adds a data file that every later read visits (a commit per
+encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
+COMPACT_FRAGMENTS = 32
+"""A catalog spread over more data files than this is compacted at the end of `add`."""
 
 
 class CollectionError(ValueError):
@@ -244,7 +252,8 @@ class Collection:
     # -- writing --------------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], modality: str | None = None, batch_size: int | None = None,
             workers: int | None = None, wait: float = 0.0,
-            progress: Callable[[int, int], None] | None = None) -> IngestReport:
+            progress: Callable[[int, int], None] | None = None,
+            commit_seconds: float = COMMIT_SECONDS) -> IngestReport:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
         skipped, and files gone from the given folders removed. `modality=None` guesses per file."""
         from bindsearch import media
@@ -284,13 +293,20 @@ class Collection:
             model = self.encoder(todo) if todo else None
             for kind, entries in todo.items():
                 previous = {str(f): prev for f, prev in entries}
+                pending, last_commit = [], time.perf_counter()
                 for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file):
-                    self._commit(kind, batch, previous, report)
+                    pending.append(batch)
                     report.failed.extend(batch.failures)
                     report.truncated.extend(batch.truncated)
+                    if time.perf_counter() - last_commit >= commit_seconds:
+                        self._commit(kind, pending, previous, report)
+                        pending, last_commit = [], time.perf_counter()
                     done += len(batch.paths) + len(batch.failures)
                     if progress:
                         progress(done, total)
+                self._commit(kind, pending, previous, report)
+            if self.catalog.fragments() > COMPACT_FRAGMENTS:
+                self.catalog.compact()
             # Leave fresh FAISS caches behind so the next search starts at once (held here for this one's).
             snapshot = self.catalog.pinned()
             for kind in snapshot.modalities():
@@ -304,14 +320,16 @@ class Collection:
             return True
         return stat.st_size == item.size and content_hash(path) == item.content_hash
 
-    def _commit(self, kind: str, batch: EncodedBatch, previous: dict[str, Item | None],
+    def _commit(self, kind: str, batches: Sequence[EncodedBatch], previous: dict[str, Item | None],
                 report: IngestReport) -> None:
-        """One catalog commit per encoder batch: what a kill can lose is this batch and no more."""
-        if not batch.paths:
+        """The encoded batches in one catalog commit: what a kill can lose is what has not been committed."""
+        paths = [p for b in batches for p in b.paths]
+        if not paths:
             return
+        vectors = np.concatenate([b.vectors.numpy() for b in batches])
+        described = [d for b in batches for d in b.described]
         items, vecs, replaced = [], [], []
-        for path, vector, (size, mtime, digest) in zip(batch.paths, batch.vectors.numpy(), batch.described,
-                                                        strict=True):
+        for path, vector, (size, mtime, digest) in zip(paths, vectors, described, strict=True):
             old = previous.get(str(path))
             items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=digest,
                               id=old.id if old else None))

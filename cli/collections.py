@@ -55,6 +55,9 @@ def index(
                           "of seconds per modality, then faster (1.7x in bf16 on CPUs with AMX); for large folders.")
     ] = False,
     wait: WaitOption = 0.0,
+    commit_every: Annotated[float, typer.Option(
+        "--commit-every", min=0, help="Seconds between catalog commits: what a killed run can lose (0: after every "
+                                      "batch, slower).")] = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Embed files into a collection; re-running indexes only what changed and drops what vanished.
@@ -73,7 +76,7 @@ def index(
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
     report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
-                     workers=workers, wait=wait, progress=update)
+                     workers=workers, wait=wait, progress=update, commit_seconds=commit_every)
     if bar is not None:
         bar.close()
     guessed = [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(report.guessed.items())]

@@ -97,7 +97,8 @@ def test_killed_ingest_resumes_with_every_file_exactly_once(tmp_path, home):
         write_image(folder / f"{i:03d}.png", rng.integers(0, 255, (384, 384, 3), dtype=np.uint8))
     env = {**os.environ, "BINDSEARCH_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "index", str(folder), "-c", "big", "--model",
-                             "random:tiny", "--batch-size", "4", "--workers", "1"], cwd=ROOT, env=env,
+                             "random:tiny", "--batch-size", "4", "--workers", "1", "--commit-every", "0"],
+                            cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     directory = home / "collections" / "big"
     deadline = time.monotonic() + 120
@@ -123,6 +124,26 @@ def test_killed_ingest_resumes_with_every_file_exactly_once(tmp_path, home):
     paths = [item.path for item in col.catalog.items()]
     assert len(paths) == len(set(paths)) == 200
     assert len(col.search(files=[folder / "007.png"], k=5)) == 5
+
+
+def test_ingest_commits_every_few_seconds_and_compacts_a_catalog_left_in_pieces(tmp_path, tiny_model):
+    from bindsearch.collection import COMPACT_FRAGMENTS
+
+    rng = np.random.default_rng(0)
+    for i in range(COMPACT_FRAGMENTS + 8):
+        write_image(tmp_path / "pics" / f"{i:02d}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    few = Collection.open("few-commits", model=tiny_model)
+    before = few.catalog.version
+    few.add([tmp_path / "pics"], batch_size=1, workers=0, commit_seconds=600)
+    assert few.catalog.version == before + 1  # forty batches, one commit
+    many = Collection.open("many-commits", model=tiny_model)
+    before = many.catalog.version
+    report = many.add([tmp_path / "pics"], batch_size=1, workers=0, commit_seconds=0)
+    assert many.catalog.version > before + COMPACT_FRAGMENTS  # a commit per batch...
+    assert many.catalog.fragments() == 1  # ...and the pieces they left merged at the end
+    assert report.new == len(many.catalog) == COMPACT_FRAGMENTS + 8
+    query = tmp_path / "pics" / "07.png"  # compacted, the catalog answers as the one written in one go
+    assert [h.path for h in many.search(files=[query], k=5)] == [h.path for h in few.search(files=[query], k=5)]
 
 
 def test_exact_search_equals_brute_force_over_the_catalog(tmp_path, tiny_model):

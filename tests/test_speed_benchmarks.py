@@ -124,3 +124,10 @@ def test_serve_benchmark_times_both_ways_on_a_demo_it_makes(tmp_path, capsys) ->
     assert (tmp_path / "collection" / "items.lance").exists() and "server ready in" in out
     for kind in ("text", "audio file"):
         assert result[kind]["command_s"] > 0 and result[kind]["serve_s"] > 0 and kind in out
+
+
+def test_ingest_commits_benchmark_compares_the_commit_policies(tmp_path, capsys) -> None:
+    result = load("ingest").main(["commits", "--files", "40", "--batch-size", "1", "--rounds", "1", "--workers", "0",
+                                  "--workdir", str(tmp_path)])
+    assert len(result) == 3 and "commit per batch" in capsys.readouterr().out
+    assert result["commit per batch"]["fragments"] > result["commit per batch + compact"]["fragments"] == 1
