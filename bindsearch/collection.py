@@ -269,6 +269,7 @@ class Collection:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
             todo: dict[str, list[tuple[Path, Item | None]]] = {}
+            retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
                 if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
@@ -283,10 +284,17 @@ class Collection:
                     continue
                 report.guessed[(kind, why if not forced else "--modality")] += 1
                 previous = next((i for i in known.get(str(f), []) if i.modality == kind), None)
-                if previous is not None and self._unchanged(f, previous):
-                    report.unchanged += 1
+                try:
+                    if previous is not None and self._unchanged(f, previous):
+                        report.unchanged += 1
+                        if (mtime := f.stat().st_mtime) != previous.mtime:
+                            retimed[previous.id] = mtime
+                        continue
+                except OSError as exc:  # gone (or unreadable) since the folder was walked
+                    report.failed.append(media.MediaError(f, f"gone or unreadable while indexing ({exc.strerror})"))
                     continue
                 todo.setdefault(kind, []).append((f, previous))
+            self.catalog.touch(retimed)
             report.removed = self._remove_vanished(roots, set(map(str, files)))
             total, done = sum(len(v) for v in todo.values()), 0
             # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.

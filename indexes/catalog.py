@@ -179,6 +179,17 @@ class Catalog:
         data = self._arrow(items, vectors)
         self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
 
+    def touch(self, mtimes: dict[int, float]) -> None:
+        """Record new modification times for rows whose content is unchanged (one commit; vectors untouched).
+
+        A file copied or checked out again has a new mtime and the same bytes: once its hash has said so, the
+        next run need not hash it again.
+        """
+        if mtimes:
+            data = pa.table({"id": pa.array(list(mtimes), pa.int64()), "mtime": pa.array(list(mtimes.values()),
+                                                                                         pa.float64())})
+            self.table.merge_insert("id").when_matched_update_all().execute(data)
+
     def delete(self, ids: Iterable[int]) -> None:
         """Delete the rows with these ids (unknown ids are ignored) in one commit."""
         ids = np.unique(np.fromiter(ids, np.int64))

@@ -146,6 +146,21 @@ def test_ingest_commits_every_few_seconds_and_compacts_a_catalog_left_in_pieces(
     assert [h.path for h in many.search(files=[query], k=5)] == [h.path for h in few.search(files=[query], k=5)]
 
 
+def test_a_file_with_a_new_mtime_and_the_same_bytes_is_hashed_once(tmp_path, tiny_model, monkeypatch):
+    import bindsearch.collection as collection_module
+
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    col = Collection.open("retimed", model=tiny_model)
+    col.add([tmp_path / "pics"], workers=0)
+    os.utime(picture, (1_000_000, 1_000_000))  # copied, checked out again: the same bytes, a new mtime
+    hashed = []
+    real_hash = collection_module.content_hash
+    monkeypatch.setattr(collection_module, "content_hash", lambda path, *a: hashed.append(path) or real_hash(path))
+    assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]
+    assert [i.mtime for i in col.catalog.items()] == [1_000_000]
+    assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]  # not hashed again
+
+
 def test_exact_search_equals_brute_force_over_the_catalog(tmp_path, tiny_model):
     from conftest import make_media
 

@@ -127,6 +127,20 @@ def test_upsert_replaces_a_row_in_place(catalog: Catalog) -> None:
     np.testing.assert_array_equal(catalog.get_vectors([1, 9]), fresh)
 
 
+def test_touch_records_new_mtimes_and_nothing_else_in_one_commit(catalog: Catalog) -> None:
+    vectors = unit(3)
+    catalog.add(items(3), vectors)
+    before, written = catalog.version, catalog.row_versions()
+    catalog.touch({0: 5.0, 2: 7.0})
+    assert catalog.version == before + 1
+    assert {i: item.mtime for i, item in catalog.get([0, 1, 2]).items()} == {0: 5.0, 1: 1e9 + 1, 2: 7.0}
+    np.testing.assert_array_equal(catalog.get_vectors([0, 1, 2]), vectors)
+    for now, then in zip(catalog.row_versions(), written, strict=True):  # the FAISS cache sees no changed row
+        np.testing.assert_array_equal(now, then)
+    catalog.touch({})
+    assert catalog.version == before + 1  # nothing to record: no commit
+
+
 def test_given_ids_and_times_are_kept_and_quotes_survive(catalog: Catalog) -> None:
     when = datetime(2024, 5, 1, tzinfo=timezone.utc)
     odd = Item("/data/it's here/a.wav", "audio", 1, 1.0, "q", id=40, added_at=when)
