@@ -255,7 +255,10 @@ class Collection:
             progress: Callable[[int, int], None] | None = None,
             commit_seconds: float = COMMIT_SECONDS) -> IngestReport:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
-        skipped, and files gone from the given folders removed. `modality=None` guesses per file."""
+        skipped, and files gone from the given folders removed. `modality=None` guesses per file.
+
+        What is encoded is committed at most every `commit_seconds` (0: after every batch) and at the end.
+        """
         from bindsearch import media
         from bindsearch.models.base import UnsupportedModalityError
         from bindsearch.pipeline import encode_files
