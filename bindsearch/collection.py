@@ -189,6 +189,7 @@ class Collection:
         self._model = model
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
+        self._present: tuple[str, list[str]] | None = None  # (fingerprint, modalities): finding them scans a column
 
     @property
     def name(self) -> str:
@@ -436,7 +437,9 @@ class Collection:
                        exclude: set[str] = frozenset()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all."""
         snapshot = self.catalog.pinned()
-        present = snapshot.modalities()
+        if self._present is None or self._present[0] != snapshot.fingerprint():
+            self._present = (snapshot.fingerprint(), snapshot.modalities())
+        present = self._present[1]
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         wanted = [canonical_modality(m) for m in wanted]
         results = [self._index(snapshot, m).search(queries, k + len(exclude)) for m in wanted if m in present]

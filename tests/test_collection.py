@@ -210,8 +210,11 @@ def test_searches_read_an_index_from_disk_once_until_the_collection_changes(tiny
     real_load = VectorIndex.load.__func__
     monkeypatch.setattr(VectorIndex, "load", classmethod(lambda cls, *a, **kw: loads.append(a) or real_load(cls, *a,
                                                                                                              **kw)))
+    scans = []  # which modalities a catalog holds is a scan of a column: once per version, not per search
+    real_modalities = Catalog.modalities
+    monkeypatch.setattr(Catalog, "modalities", lambda self: scans.append(1) or real_modalities(self))
     first = col.search(text="a dog", k=2)
-    assert [col.search(text="a dog", k=2) for _ in range(3)] == [first] * 3 and loads == []
+    assert [col.search(text="a dog", k=2) for _ in range(3)] == [first] * 3 and loads == [] and len(scans) == 1
     col.add([media_files["video"]], workers=0)  # a commit: the held indexes are brought up to date, once
     assert len(loads) == 2  # image and audio from their caches (video is new: built, not loaded)
     assert {h.modality for h in col.search(text="a dog", k=3)} == {"image", "audio", "video"} and len(loads) == 2

@@ -131,3 +131,8 @@ def test_ingest_commits_benchmark_compares_the_commit_policies(tmp_path, capsys)
                                   "--workdir", str(tmp_path)])
     assert len(result) == 3 and "commit per batch" in capsys.readouterr().out
     assert result["commit per batch"]["fragments"] > result["commit per batch + compact"]["fragments"] == 1
+
+
+def test_collection_search_benchmark_times_both_ways(capsys) -> None:
+    result = load("collection_search").main(["--rows", "3000", "--dim", "16", "--queries", "2"])
+    assert set(result) == {"every search from scratch", "held"} and "ratio" in capsys.readouterr().out
