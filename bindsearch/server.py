@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not body:
             raise RequestError(f"{name}: the upload is empty")
         with tempfile.TemporaryDirectory(prefix="bindsearch-upload-") as tmp:
-            upload = Path(tmp) / Path(name).name
+            upload = Path(tmp) / name
             upload.write_bytes(body)
             try:
                 return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
