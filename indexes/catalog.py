@@ -272,7 +272,16 @@ class Catalog:
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
 
     def compact(self, keep_versions_for: timedelta = timedelta(days=7)) -> None:
-        """Merge the small files of many adds and drop versions older than keep_versions_for (a new version)."""
+        """Merge the small files of many adds, bring the B-tree indexes on `id` and `path` up to date (made the
+        first time: a search's rows by id and an ingest's look-up by path then skip the scan), and drop versions
+        older than keep_versions_for. Rows added since are found by scanning them alone."""
+        from lancedb.index import BTree
+
+        if self.count():
+            indexed = {tuple(index.columns) for index in self.table.list_indices()}
+            for column in _LOOKUP_COLUMNS:
+                if (column,) not in indexed:
+                    self.table.create_index(column, config=BTree())
         self.table.optimize(cleanup_older_than=keep_versions_for)
 
     def __len__(self) -> int:
@@ -342,6 +351,7 @@ class Catalog:
 
 
 _ITEM_COLUMNS = ["id", "path", "modality", "size", "mtime", "content_hash", "added_at"]
+_LOOKUP_COLUMNS = ("id", "path")  # what rows are found by: B-tree indexes made by `compact`
 
 
 def _schema(dim: int) -> pa.Schema:

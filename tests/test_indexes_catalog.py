@@ -141,6 +141,25 @@ def test_touch_records_new_mtimes_and_nothing_else_in_one_commit(catalog: Catalo
     assert catalog.version == before + 1  # nothing to record: no commit
 
 
+def test_compact_merges_commits_and_indexes_ids_and_paths_rows_added_after_included(catalog: Catalog) -> None:
+    for start in range(0, 12, 3):
+        catalog.add(items(3, start=start), unit(3, seed=start))
+    assert catalog.fragments() == 4
+    catalog.compact()
+    assert catalog.fragments() == 1
+    assert {tuple(i.columns) for i in catalog.table.list_indices()} == {("id",), ("path",)}
+    catalog.add(items(2, start=12), unit(2, seed=12))  # after the index was made: found by a scan of its own
+    everything = {i.id: i for i in catalog.items()}
+    assert sorted(everything) == list(range(14))
+    assert catalog.get([0, 7, 13]) == {i: everything[i] for i in (0, 7, 13)}
+    assert [i.id for i in catalog.lookup_paths(["/data/video/5.bin", "/data/video/13.bin"])["/data/video/13.bin"]] \
+        == [13]
+    np.testing.assert_array_equal(catalog.get_vectors([13, 5]), np.concatenate([unit(2, seed=12)[1:],
+                                                                                unit(3, seed=3)[2:]]))
+    catalog.compact()  # the indexes exist: brought up to date, not made again
+    assert len(catalog.table.list_indices()) == 2 and catalog.get([13]) == {13: everything[13]}
+
+
 def test_given_ids_and_times_are_kept_and_quotes_survive(catalog: Catalog) -> None:
     when = datetime(2024, 5, 1, tzinfo=timezone.utc)
     odd = Item("/data/it's here/a.wav", "audio", 1, 1.0, "q", id=40, added_at=when)
