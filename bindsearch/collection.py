@@ -69,7 +69,7 @@ class Hit:
     score: float
 
     def words(self) -> str | None:
-        """A text hit's words, read now (None for media, and for a text file changed or gone since)."""
+        """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
         if self.modality != "text":
             return None
         from bindsearch.media import MediaError, read_text
@@ -142,8 +142,16 @@ def describe_file(path: Path) -> tuple[int, float, str]:
 
 
 def absolute(path: str | Path) -> Path:
-    """The one spelling of a path the catalog keeps: absolute, `~` and `..` resolved, symlinks kept."""
-    return Path(os.path.abspath(Path(path).expanduser()))
+    """The one spelling of a path the catalog keeps: absolute, `~` and `..` resolved, symlinks kept.
+
+    `..` is resolved on the disk, as the shell does (after a link to a folder it leads to the link's target's
+    parent): the part up to the last `..` is resolved, links and all; the rest is kept as written.
+    """
+    path = Path(path).expanduser().absolute()
+    if ".." not in path.parts:
+        return Path(os.path.normpath(path))
+    last = len(path.parts) - path.parts[::-1].index("..")
+    return Path(os.path.realpath(Path(*path.parts[:last]))).joinpath(*path.parts[last:])
 
 
 def check_paths(paths: Iterable[str | Path]) -> None:
@@ -289,10 +297,11 @@ class Collection:
                 report.guessed[(kind, why if not forced else "--modality")] += 1
                 previous = next((i for i in known.get(str(f), []) if i.modality == kind), None)
                 try:
-                    if previous is not None and self._unchanged(f, previous):
+                    stat = f.stat()
+                    if previous is not None and self._unchanged(f, previous, stat):
                         report.unchanged += 1
-                        if (mtime := f.stat().st_mtime) != previous.mtime:
-                            retimed[previous.id] = mtime
+                        if stat.st_mtime != previous.mtime:  # the mtime the bytes were hashed under, no later one
+                            retimed[previous.id] = stat.st_mtime
                         continue
                 except OSError as exc:  # gone (or unreadable) since the folder was walked
                     report.failed.append(media.MediaError(f, f"gone or unreadable while indexing ({exc.strerror})"))
@@ -326,8 +335,8 @@ class Collection:
         report.seconds = time.perf_counter() - start
         return report
 
-    def _unchanged(self, path: Path, item: Item) -> bool:
-        stat = path.stat()
+    def _unchanged(self, path: Path, item: Item, stat: os.stat_result | None = None) -> bool:
+        stat = stat or path.stat()
         if stat.st_size == item.size and stat.st_mtime == item.mtime:
             return True
         return stat.st_size == item.size and content_hash(path) == item.content_hash
@@ -362,7 +371,10 @@ class Collection:
         gone = []
         for root in roots:
             prefix = str(root) + os.sep
-            gone += [i.id for i in self.catalog.items() if i.path.startswith(prefix) and i.path not in present]
+            # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
+            # them) is gone too: its file is indexed under the one spelling now.
+            gone += [i.id for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
+                     and (i.path not in present or _spelled(i.path) != i.path)]
         if gone:
             self.catalog.delete(gone)
         return len(gone)
@@ -372,7 +384,7 @@ class Collection:
         targets = [str(absolute(p)) for p in paths]
         with CollectionLock(self.directory).acquire(timeout=wait):
             ids = [i.id for i in self.catalog.items()
-                   if any(i.path == t or i.path.startswith(t + os.sep) for t in targets)]
+                   if any(_spelled(i.path) == t or _spelled(i.path).startswith(t + os.sep) for t in targets)]
             self.catalog.delete(ids)
         return len(ids)
 
@@ -480,6 +492,11 @@ class Collection:
 
 def _with_id(item: Item, new_id: int) -> Item:
     return replace(item, id=new_id)
+
+
+def _spelled(stored: str) -> str:
+    """A stored path as `absolute` spells it now (rows written before the paths were normalised may differ)."""
+    return stored if "/." not in stored else str(absolute(stored))
 
 
 def _default_targets(present: Sequence[str]) -> list[str]:

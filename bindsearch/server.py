@@ -20,6 +20,7 @@ wait their turn.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import tempfile
 import threading
@@ -57,6 +58,8 @@ class SearchServer(ThreadingHTTPServer):
 
     def __init__(self, collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  max_upload: int = 256 << 20, log: bool = True):
+        if ":" in host:  # an IPv6 address, such as ::1
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
         self.collection = collection
         self.max_upload = max_upload
@@ -66,12 +69,13 @@ class SearchServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: SearchServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a client may leave a request half sent before its connection is closed
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._answer(self._get)
@@ -85,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._answer(route)
 
-    do_PUT = do_DELETE = do_PATCH = _refuse
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse
 
     # -- routes ---------------------------------------------------------------------------------
     def _get(self, route: str, params: dict[str, list[str]]) -> dict:
@@ -131,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"{name}: the upload is empty")
         with tempfile.TemporaryDirectory(prefix="bindsearch-upload-") as tmp:
             upload = Path(tmp) / name
-            upload.write_bytes(body)
+            try:
+                upload.write_bytes(body)
+            except OSError as exc:  # a name the file system refuses (too long, say)
+                raise RequestError(f"{name[:80]}: cannot be stored under that name ({exc.strerror}); "
+                                   "send a shorter ?name=") from None
             try:
                 return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")), shown=[name])
@@ -157,7 +165,10 @@ class _Handler(BaseHTTPRequestHandler):
                                    "(POST /search?name=FILE with its bytes)")
 
     def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            raise RequestError("more than one Content-Length")
+        length = lengths[0] if lengths else None
         if length is None or not length.isdigit():
             raise RequestError("POST needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
         if int(length) > self.server.max_upload:
@@ -182,13 +193,18 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
         data = json.dumps(answer, default=str).encode()
-        # After an error the body may be unread: this connection cannot carry another request.
-        self.close_connection = self.close_connection or status != HTTPStatus.OK
+        # After an error, or a GET that came with a body, unread bytes may be left: this connection cannot carry
+        # another request.
+        self.close_connection = (self.close_connection or status != HTTPStatus.OK
+                                 or (self.command == "GET" and self.headers.get("Content-Length", "0") != "0"))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
         if self.server.log:
             ms = (time.perf_counter() - start) * 1e3
             print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)

@@ -143,9 +143,17 @@ class Catalog:
         return table["id"].to_numpy(), table["written_in"].to_numpy()
 
     def pinned(self) -> Catalog:
-        """A read-only view of the current version: reads stay consistent while others write."""
+        """A read-only view of the current version: reads stay consistent while others write.
+
+        Raises CatalogError when the collection was deleted and created again since this catalog was opened:
+        its version numbers start again, and what was read of the old one (a FAISS index held in memory) must
+        not be taken for the new one.
+        """
         table = lancedb.connect(self.directory).open_table(TABLE)
         table.checkout(self.version)
+        if (table.schema.metadata or {}).get(_COLLECTION_KEY, b"").decode() != self.collection_id:
+            raise CatalogError(f"{self.directory} was deleted and created again since it was opened; open it again "
+                               "(restart bindsearch serve)")
         return Catalog(self.directory, table, self.encoder, self.collection_id)
 
     def add(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray:

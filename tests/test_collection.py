@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 
 from bindsearch import Collection, CollectionError
 from bindsearch.media.writers import write_image
-from indexes import Catalog, CollectionLock, EncoderMismatchError, LockTimeout
+from indexes import Catalog, CatalogError, CollectionLock, EncoderMismatchError, LockTimeout
 
 ROOT = Path(__file__).parents[1]
 
@@ -159,6 +161,65 @@ def test_a_file_with_a_new_mtime_and_the_same_bytes_is_hashed_once(tmp_path, tin
     assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]
     assert [i.mtime for i in col.catalog.items()] == [1_000_000]
     assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]  # not hashed again
+
+
+def test_a_file_rewritten_just_after_its_hash_is_seen_as_changed_next_time(tmp_path, tiny_model, monkeypatch):
+    import bindsearch.collection as collection_module
+
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    col = Collection.open("race", model=tiny_model)
+    col.add([tmp_path / "pics"], workers=0)
+    os.utime(picture, (1_000_000, 1_000_000))  # a new mtime: the next run hashes the file...
+    real_hash = collection_module.content_hash
+
+    def hash_then_rewrite(path, *args):
+        digest = real_hash(path)
+        write_image(picture, np.full((32, 32, 3), 200, np.uint8))  # ...and it changes right after, same size
+        return digest
+
+    monkeypatch.setattr(collection_module, "content_hash", hash_then_rewrite)
+    assert col.add([tmp_path / "pics"]).unchanged == 1  # the bytes it hashed were the indexed ones
+    monkeypatch.setattr(collection_module, "content_hash", real_hash)
+    assert col.add([tmp_path / "pics"]).changed == 1  # the mtime recorded was the one hashed, not the rewrite's
+
+
+def test_rows_stored_under_another_spelling_give_way_to_the_one_spelling(tmp_path, tiny_model):
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    (tmp_path / "other").mkdir()
+    col = Collection.open("spelled", model=tiny_model)
+    col.add([picture], workers=0)
+    row = next(col.catalog.items())
+    # As versions before the paths were normalised stored a file indexed from a sibling folder:
+    old = replace(row, id=None, path=str(tmp_path / "other" / ".." / "pics" / "a.png"))
+    col.catalog.add([old], col.catalog.get_vectors([row.id]))
+    col.catalog.delete([row.id])
+    report = col.add([tmp_path / "other" / ".." / "pics"])
+    assert report.removed == 1 and report.new == 1
+    assert [i.path for i in col.catalog.items()] == [str(picture)]
+    assert col.remove([tmp_path / "pics"]) == 1 and len(col.catalog) == 0
+
+
+def test_dot_dot_after_a_link_to_a_folder_leads_where_the_shell_goes(tmp_path):
+    from bindsearch.collection import absolute
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "photos").mkdir()
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "link").symlink_to(tmp_path / "real" / "sub", target_is_directory=True)
+    assert absolute(tmp_path / "cwd" / "link" / ".." / "photos") == tmp_path / "real" / "photos"
+    assert absolute(tmp_path / "cwd" / "link" / "x.png") == tmp_path / "cwd" / "link" / "x.png"  # links kept
+
+
+def test_a_collection_deleted_and_made_again_is_not_taken_for_the_old_one(tmp_path, tiny_model, media_files):
+    col = Collection.open(tmp_path / "again", model=tiny_model)
+    col.add([media_files["image"]], workers=0)
+    col.search(text="a dog", k=1)  # holds the old collection's index
+    shutil.rmtree(tmp_path / "again")
+    Collection.open(tmp_path / "again", model=tiny_model).add([media_files["audio"]], workers=0)
+    with pytest.raises(CatalogError, match="was deleted and created again since it was opened; open it again"):
+        col.search(text="a dog", k=1)
+    assert [h.path for h in Collection.open(tmp_path / "again").search(text="a dog", k=5)] == [
+        str(media_files["audio"])]
 
 
 def test_exact_search_equals_brute_force_over_the_catalog(tmp_path, tiny_model):

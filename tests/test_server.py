@@ -108,6 +108,44 @@ def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_bod
     assert call(server, "/health")[0] == 200  # and the server is still answering
 
 
+def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request(server):
+    import http.client
+    import socket
+
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("GET", "/health", body=b"hello", headers={"Content-Length": "5"})  # a GET with a body
+    assert connection.getresponse().read() and connection.sock is None  # closed: its body is never read as a request
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request("HEAD", "/search")
+    response = connection.getresponse()
+    assert response.status == 405 and response.getheader("Content-Type") == "application/json" and not response.read()
+    assert call(server, "/search?name=" + "a" * 300 + ".png", body=b"x")[1]["error"].endswith("send a shorter ?name=")
+    with socket.create_connection((host, port), timeout=30) as raw:  # two lengths: which one is meant?
+        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
+        assert b"400 Bad Request" in raw.recv(4096).split(b"\r\n")[0]
+
+
+def test_an_ipv6_address_is_served(indexed):
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv = SearchServer(indexed[1], host="::1", port=0, log=False)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert srv.url == f"http://[::1]:{srv.server_address[1]}"
+        with urllib.request.urlopen(srv.url + "/health", timeout=30) as response:
+            assert json.loads(response.read())["ok"] is True
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_an_indexed_file_gone_from_the_disk_still_queries_by_its_stored_vector(server, indexed, tmp_path):
     files, col = indexed
     gone = tmp_path / "gone.png"
