@@ -156,7 +156,7 @@ def search(
 def _snippet(hit, width: int = 60) -> str:
     """A text hit's first words, so that the answer reads without opening the file ('' for media)."""
     words = hit.words()
-    if words is None:  # media, or a text file changed or gone since it was indexed: the path alone
+    if words is None:  # media, or a text file gone or unreadable since it was indexed: the path alone
         return ""
     return f'  "{words if len(words) <= width else words[:width - 3] + "..."}"'
 
@@ -170,8 +170,7 @@ def _query_batches(source: Path, batch: int = 256):
         try:
             yield from _batches(stream, batch)
         except UnicodeDecodeError as exc:
-            raise typer.BadParameter(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                                     "save it as UTF-8") from None
+            raise _not_utf8(source, exc) from None
 
 
 def _batches(stream, batch: int):
@@ -256,13 +255,16 @@ def classify(
         raise typer.Exit(1)
 
 
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> typer.BadParameter:
+    return typer.BadParameter(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+
+
 def _read_lines(path: Path) -> list[str]:
     """A UTF-8 text file's lines, or a one-line error naming the file."""
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise typer.BadParameter(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") \
-            from None
+        raise _not_utf8(path, exc) from None
     except OSError as exc:
         raise typer.BadParameter(f"{path}: {exc.strerror or exc}") from None
 
