@@ -398,6 +398,9 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert code == 2
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "missing.txt")
     assert code == 2 and "missing.txt: no such file" in " ".join(err.replace("│", " ").split())  # boxed, wrapped
+    (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
+    code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "latin.txt")
+    assert code == 2 and "latin.txt: not UTF-8 text" in " ".join(err.replace("│", " ").split())
     code, _, _ = cli("search", "-c", "cli")
     assert code == 2
 
