@@ -4,6 +4,10 @@ Text files (`.txt`) are items too, so that X->text search runs over a collection
 asked for with `modality="text"` (otherwise every other modality), since text-to-text cosines dwarf cross-modal
 ones and would crowd out the media.
 
+Video and audio longer than three windows (`WINDOW_SECONDS`) are indexed as consecutive windows, one vector each,
+so a search finds the moment in an hour-long recording. A search returns each file once, at its best window,
+unless asked for every window.
+
 The LanceDB catalog (`indexes.Catalog`) is the source of truth; FAISS indexes, one per modality, are a
 cache rebuilt from it when stale. Ingest commits what it has encoded every few seconds (`COMMIT_SECONDS`)
 under a writer lock, so a killed `index` loses at most those seconds of work and the next run finishes the
@@ -43,6 +47,9 @@ COMMIT_SECONDS = 5.0
 encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
 COMPACT_FRAGMENTS = 32
 """A catalog spread over more data files than this is compacted at the end of `add`."""
+WINDOW_SECONDS = 10.0
+"""Video and audio longer than three of these are indexed as windows of about this many seconds: LanguageBind was
+trained on clips of 10-30 s, and sees a longer file through 8 frames or three 10 s crops."""
 
 
 class CollectionError(ValueError):
@@ -61,12 +68,23 @@ def _directory(name_or_path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: catalog id, absolute path, modality and cosine score."""
+    """One search result: catalog id, absolute path, modality and cosine score; for a window of a long file, its
+    `start` and `end` in seconds."""
 
     id: int
     path: str
     modality: str
     score: float
+    start: float | None = None
+    end: float | None = None
+
+    def moment(self) -> str | None:
+        """'1:20-1:30' for a window of a long file, None for a whole file."""
+        if self.start is None or self.end is None:
+            return None
+        from bindsearch.media.windows import format_clock
+
+        return f"{format_clock(self.start)}-{format_clock(self.end)}"
 
     def words(self) -> str | None:
         """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
@@ -82,12 +100,14 @@ class Hit:
 
 def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit]) -> dict:
     """What `search --json` prints and `bindsearch serve` answers: the query and its ranked hits (a text hit
-    with its words)."""
+    with its words, a window of a long file with its start and end in seconds)."""
     rows = []
     for rank, h in enumerate(hits, 1):
         row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
         if h.modality == "text":
             row["text"] = h.words()
+        if h.start is not None:
+            row["start"], row["end"] = h.start, h.end
         rows.append(row)
     return {"collection": collection, "query": {"text": text, "files": [str(f) for f in files]}, "hits": rows}
 
@@ -97,6 +117,7 @@ class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
+    `split`, `windows`: long files embedded as windows, and how many windows they made (counts are of files).
     """
 
     new: int = 0
@@ -107,6 +128,8 @@ class IngestReport:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     guessed: Counter = field(default_factory=Counter)
     truncated: list[Path] = field(default_factory=list)
+    split: int = 0
+    windows: int = 0
     seconds: float = 0.0
 
     @property
@@ -116,7 +139,8 @@ class IngestReport:
     def summary(self) -> str:
         parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged",
                  f"{self.removed} removed", f"{len(self.failed)} failed"]
-        return ", ".join(parts) + f" in {self.seconds:.1f}s"
+        cut = f" ({self.split} long file(s) as {self.windows} windows)" if self.split else ""
+        return ", ".join(parts) + cut + f" in {self.seconds:.1f}s"
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -262,17 +286,20 @@ class Collection:
     def add(self, paths: Iterable[str | Path], modality: str | None = None, batch_size: int | None = None,
             workers: int | None = None, wait: float = 0.0,
             progress: Callable[[int, int], None] | None = None,
-            commit_seconds: float = COMMIT_SECONDS) -> IngestReport:
+            commit_seconds: float = COMMIT_SECONDS, window: float = WINDOW_SECONDS) -> IngestReport:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
         skipped, and files gone from the given folders removed. `modality=None` guesses per file.
 
         What is encoded is committed at most every `commit_seconds` (0: after every batch) and at the end.
+        Video and audio longer than three `window`s are embedded as windows of about `window` seconds (0: every
+        file whole); the length applies to the files this run embeds.
         """
         from bindsearch import media
         from bindsearch.models.base import UnsupportedModalityError
         from bindsearch.pipeline import encode_files
 
         start = time.perf_counter()
+        plan = media.WindowPlan(window)
         report = IngestReport()
         files, roots = _walk(paths)
         encodes = self.encoder_modalities()
@@ -280,7 +307,7 @@ class Collection:
         if forced and forced not in encodes:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
-            todo: dict[str, list[tuple[Path, Item | None]]] = {}
+            todo: dict[str, list[tuple[Path, list[Item]]]] = {}
             retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
@@ -295,13 +322,13 @@ class Collection:
                     report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
                     continue
                 report.guessed[(kind, why if not forced else "--modality")] += 1
-                previous = next((i for i in known.get(str(f), []) if i.modality == kind), None)
+                previous = [i for i in known.get(str(f), []) if i.modality == kind]  # one row, or one per window
                 try:
                     stat = f.stat()
-                    if previous is not None and self._unchanged(f, previous, stat):
+                    if previous and self._unchanged(f, previous[0], stat):
                         report.unchanged += 1
-                        if stat.st_mtime != previous.mtime:  # the mtime the bytes were hashed under, no later one
-                            retimed[previous.id] = stat.st_mtime
+                        if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under, no later one
+                            retimed.update((i.id, stat.st_mtime) for i in previous)
                         continue
                 except OSError as exc:  # gone (or unreadable) since the folder was walked
                     report.failed.append(media.MediaError(f, f"gone or unreadable while indexing ({exc.strerror})"))
@@ -315,14 +342,15 @@ class Collection:
             for kind, entries in todo.items():
                 previous = {str(f): prev for f, prev in entries}
                 pending, last_commit = [], time.perf_counter()
-                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file):
+                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
+                                          windows=plan):
                     pending.append(batch)
                     report.failed.extend(batch.failures)
                     report.truncated.extend(batch.truncated)
                     if time.perf_counter() - last_commit >= commit_seconds:
                         self._commit(kind, pending, previous, report)
                         pending, last_commit = [], time.perf_counter()
-                    done += len(batch.paths) + len(batch.failures)
+                    done += batch.files
                     if progress:
                         progress(done, total)
                 self._commit(kind, pending, previous, report)
@@ -341,30 +369,40 @@ class Collection:
             return True
         return stat.st_size == item.size and content_hash(path) == item.content_hash
 
-    def _commit(self, kind: str, batches: Sequence[EncodedBatch], previous: dict[str, Item | None],
+    def _commit(self, kind: str, batches: Sequence[EncodedBatch], previous: dict[str, list[Item]],
                 report: IngestReport) -> None:
-        """The encoded batches in one catalog commit: what a kill can lose is what has not been committed."""
-        paths = [p for b in batches for p in b.paths]
-        if not paths:
+        """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
+
+        A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted first,
+        so that a kill in between leaves the file looking changed, and the next run embeds it again.
+        """
+        rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
+        if not rows:
             return
-        vectors = np.concatenate([b.vectors.numpy() for b in batches])
-        described = [d for b in batches for d in b.described]
-        items, vecs, replaced = [], [], []
-        for path, vector, (size, mtime, digest) in zip(paths, vectors, described, strict=True):
-            old = previous.get(str(path))
-            items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=digest,
-                              id=old.id if old else None))
-            vecs.append(vector)
-            replaced.append(old is not None)
-        fresh = [i for i, r in zip(items, replaced, strict=True) if not r]
-        if len(fresh) == len(items):
-            self.catalog.add(items, np.stack(vecs))
+        by_file: dict[str, list] = {}
+        for path, window, vector, described in rows:
+            by_file.setdefault(str(path), []).append((window, vector, described))
+        items, vectors, stale = [], [], []
+        for path, windows in by_file.items():
+            old = previous.get(path) or []
+            for n, (window, vector, (size, mtime, digest)) in enumerate(windows):
+                start, end = window if window is not None else (None, None)
+                items.append(Item(path=path, modality=kind, size=size, mtime=mtime, content_hash=digest,
+                                  id=old[n].id if n < len(old) else None, start=start, end=end))
+                vectors.append(vector)
+            stale += [i.id for i in old[len(windows):]]
+            report.changed += bool(old)
+            report.new += not old
+            if windows[0][0] is not None:
+                report.split += 1
+                report.windows += len(windows)
+        self.catalog.delete(stale)
+        if all(i.id is None for i in items):
+            self.catalog.add(items, np.stack(vectors))
         else:
             start = self.catalog.next_id()
-            items = [i if i.id is not None else _with_id(i, start + n) for n, i in enumerate(items)]
-            self.catalog.upsert(items, np.stack(vecs))
-        report.new += len(fresh)
-        report.changed += len(items) - len(fresh)
+            fresh = iter(range(start, start + len(items)))
+            self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors))
 
     def _remove_vanished(self, roots: Sequence[Path], present: set[str]) -> int:
         """Delete catalogued files under the given folders that are no longer there."""
@@ -404,9 +442,11 @@ class Collection:
         for f in files:
             path = absolute(f)
             stored = known.get(str(path), [])
-            # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
+            # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query
+            # (a long file's windows averaged, as its several modalities' rows are not).
             if file_modality is None and stored and (not path.exists() or self._unchanged(path, stored[0])):
-                parts.append(self.catalog.get_vectors([stored[0].id]))
+                rows = [i.id for i in stored if i.modality == stored[0].modality]
+                parts.append(_unit(self.catalog.get_vectors(rows).mean(axis=0, keepdims=True)))
                 continue
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
             if kind is None:
@@ -420,51 +460,58 @@ class Collection:
                       for kind, path in to_encode]
         if not parts:
             raise CollectionError("nothing to search with: give a text, a file, or both")
-        q = np.concatenate(parts).astype(np.float32).mean(axis=0)
-        return q / max(float(np.linalg.norm(q)), 1e-12)
+        return _unit(np.concatenate(parts).astype(np.float32).mean(axis=0))
 
     def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
-               k: int = 10) -> list[Hit]:
+               k: int = 10, every_window: bool = False) -> list[Hit]:
         """Top-k items of the given modalities for a text and/or file query; query files excluded.
 
-        `modality=None` searches every modality but text, or text where the collection holds nothing else.
+        `modality=None` searches every modality but text, or text where the collection holds nothing else. A long
+        file is one hit, at its best window, unless `every_window`.
         """
         query = self.query_vector(text, files, file_modality)
-        return self.search_vector(query, modality, k, exclude={str(absolute(f)) for f in files})
+        return self.search_vector(query, modality, k, exclude={str(absolute(f)) for f in files},
+                                  every_window=every_window)
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
-                     k: int = 10) -> list[list[Hit]]:
+                     k: int = 10, every_window: bool = False) -> list[list[Hit]]:
         """Top-k hits for each of many text queries: encoded in batches, searched together."""
         if not texts:
             return []
-        return self.search_vectors(self.encoder(()).encode("text", list(texts)).numpy(), modality, k)
+        queries = self.encoder(()).encode("text", list(texts)).numpy()
+        return self.search_vectors(queries, modality, k, every_window=every_window)
 
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
-                      exclude: set[str] = frozenset()) -> list[Hit]:
+                      exclude: set[str] = frozenset(), every_window: bool = False) -> list[Hit]:
         """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
-        return self.search_vectors(query[None], modality, k, exclude)[0]
+        return self.search_vectors(query[None], modality, k, exclude, every_window)[0]
 
     def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
-                       exclude: set[str] = frozenset()) -> list[list[Hit]]:
-        """Top-k hits for each of (n, d) unit query vectors: one index search for them all."""
+                       exclude: set[str] = frozenset(), every_window: bool = False) -> list[list[Hit]]:
+        """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
+
+        Each file counts once, at its best window (unless `every_window`), and files in `exclude` not at all: the
+        index is asked for more rows until k files are found or it has no more.
+        """
         snapshot = self.catalog.pinned()
         if self._present is None or self._present[0] != snapshot.fingerprint():
             self._present = (snapshot.fingerprint(), snapshot.modalities())
         present = self._present[1]
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
-        wanted = [canonical_modality(m) for m in wanted]
-        results = [self._index(snapshot, m).search(queries, k + len(exclude)) for m in wanted if m in present]
-        if not results:
+        indexes = [self._index(snapshot, m) for m in dict.fromkeys(canonical_modality(m) for m in wanted)
+                   if m in present]
+        if not indexes:
             return [[] for _ in queries]
-        scores, ids = merge_topk(results, k + len(exclude))
-        found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
-        out = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            hits = [Hit(int(i), found[int(i)].path, found[int(i)].modality, float(s))
-                    for s, i in zip(row_scores, row_ids, strict=True) if i >= 0 and int(i) in found]
-            out.append([h for h in hits if h.path not in exclude][:k])
-        return out
+        stored, fetch = sum(len(index) for index in indexes), k + len(exclude)
+        while True:
+            scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
+            found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
+            out = [_ranked(row_scores, row_ids, found, exclude, every_window)[:k]
+                   for row_scores, row_ids in zip(scores, ids, strict=True)]
+            if fetch >= stored or all(len(hits) == k for hits in out):
+                return out
+            fetch = min(4 * fetch, stored)
 
     def _index(self, snapshot: Catalog, modality: str) -> VectorIndex:
         """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit
@@ -480,6 +527,7 @@ class Collection:
         enc = self.catalog.encoder
         size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
         return {"name": self.name, "path": str(self.directory), "items": len(self.catalog),
+                "windows": self.catalog.count_windows(),
                 "modalities": {m: self.catalog.count(m) for m in self.catalog.modalities()},
                 "encoder": {"spec": enc.name, "checkpoint": enc.checkpoint, "dim": enc.dim, "metric": enc.metric},
                 "version": self.catalog.version, "disk_bytes": size}
@@ -492,6 +540,24 @@ class Collection:
 
 def _with_id(item: Item, new_id: int) -> Item:
     return replace(item, id=new_id)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude: set[str],
+            every_window: bool) -> list[Hit]:
+    """One query's index rows as hits, best first: excluded files dropped, and each file (each of its modalities)
+    kept once, at its best window, unless `every_window`."""
+    hits, seen = [], set()
+    for score, i in zip(scores, ids, strict=True):
+        item = found.get(int(i)) if i >= 0 else None
+        if item is None or item.path in exclude or (not every_window and (item.path, item.modality) in seen):
+            continue
+        seen.add((item.path, item.modality))
+        hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end))
+    return hits
 
 
 def _spelled(stored: str) -> str:

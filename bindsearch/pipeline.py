@@ -1,7 +1,9 @@
 """Encode many files: decoding in worker processes, overlapped with encoding; bad files skipped and reported.
 
 The one place where files become vectors in bulk; `Collection.add` and the benchmarks both use it. Text files
-(modality "text") take the same road: read in the workers, tokenized and embedded by the text tower.
+(modality "text") take the same road: read in the workers, tokenized and embedded by the text tower. With a
+`WindowPlan`, long video and audio become several vectors each, one per window, and a file is yielded only once
+all its windows are embedded (one that fails is a failure as a whole).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from bindsearch import media
-from bindsearch.media import MediaError
+from bindsearch.media import MediaError, Window, WindowPlan
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import Preprocess
 
@@ -28,7 +30,8 @@ class EncodedBatch:
     """One encoder batch: the files that decoded, their vectors (n, d) float32 unit rows, and the failures.
 
     `truncated`: text files longer than the text tower reads, embedded from their start. `described`: what
-    `encode_files(describe=...)` said of each file in `paths`, before it was decoded.
+    `encode_files(describe=...)` said of each file in `paths`, before it was decoded. `windows`: the window of the
+    file each vector embeds (None: the whole file); a file cut into windows appears once per window, in order.
     """
 
     paths: list[Path]
@@ -36,6 +39,16 @@ class EncodedBatch:
     failures: list[MediaError] = field(default_factory=list)
     truncated: list[Path] = field(default_factory=list)
     described: list = field(default_factory=list)
+    windows: list[Window | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            self.windows = [None] * len(self.paths)
+
+    @property
+    def files(self) -> int:
+        """How many files the batch finished, embedded or failed."""
+        return len(set(self.paths)) + len(self.failures)
 
 
 class _Files(Dataset):
@@ -63,6 +76,42 @@ class _Files(Dataset):
             return path, None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
 
 
+class _Windows(IterableDataset):
+    """Each file's windows, one item each: (path, window, windows in the file, tensor, error, described).
+
+    Each worker takes every n-th file and decodes its windows in order, so a file's windows reach the encoder in
+    order, maybe spread over several batches; the first window that fails ends the file."""
+
+    def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None,
+                 describe: Callable[[Path], object] | None, plan: WindowPlan):
+        self.modality, self.paths, self.prep, self.describe, self.plan = modality, list(paths), prep, describe, plan
+
+    def __iter__(self):
+        worker = get_worker_info()
+        mine = self.paths if worker is None else self.paths[worker.id::worker.num_workers]
+        for path in mine:
+            yield from self._file(path)
+
+    def _file(self, path: Path):
+        try:
+            described = self.describe(path) if self.describe else None
+        except OSError as exc:
+            error = MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
+            yield path, None, 1, None, error, None
+            return
+        windows = self.plan.windows(media.duration(self.modality, path)) or [None]
+        for window in windows:
+            try:
+                x = media.load(self.modality, path, self.prep, window=window)
+            except MediaError as exc:
+                yield path, window, len(windows), None, exc, None
+                return
+            except Exception as exc:  # a decoder bug must not take the batch down either
+                yield path, window, len(windows), None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
+                return
+            yield path, window, len(windows), x, None, described
+
+
 def _collate(items):
     return items
 
@@ -74,12 +123,15 @@ def default_workers() -> int:
 
 def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Path], batch_size: int | None = None,
                  workers: int | None = None, describe: Callable[[Path], object] | None = None,
-                 ) -> Iterator[EncodedBatch]:
+                 windows: WindowPlan | None = None) -> Iterator[EncodedBatch]:
     """Yield EncodedBatch in input order; decoding runs `workers` batches ahead in other processes.
 
     `describe(path)`, run in the decoding worker just before the file is read (a module-level function, since
     workers may be spawned), is yielded beside each vector: `Collection.add` takes its size, mtime and hash
     there, in parallel, and of the bytes it embedded. A file it cannot describe (gone) is a failure.
+
+    `windows` cuts long video and audio into windows (`WindowPlan`): files then come in the order their windows
+    finish, not in input order.
     """
     modality = model.check_modality(modality)
     paths = [Path(p) for p in paths]
@@ -87,13 +139,19 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
         return
     size = batch_size or model.batch_size.get(modality, 16)
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(_Files(modality, paths, model.preprocess.get(modality), describe), batch_size=size,
-                        num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers else None,
-                        persistent_workers=False)
+    prep = model.preprocess.get(modality)
+    cut = windows is not None and windows.seconds > 0 and modality in media.WINDOWED
+    if cut:
+        workers = min(workers, len(paths))  # a worker with no file would still be started
+        dataset = _Windows(modality, paths, prep, describe, windows)
+    else:
+        dataset = _Files(modality, paths, prep, describe)
+    loader = DataLoader(dataset, batch_size=size, num_workers=workers, collate_fn=_collate,
+                        prefetch_factor=2 if workers else None, persistent_workers=False)
     with warnings.catch_warnings():
         # Decoder workers are forked and never touch LanceDB, whose fork warning is about its own state.
         warnings.filterwarnings("ignore", message="lancedb fork support")
-        yield from _encode_batches(model, modality, loader)
+        yield from (_encode_windows if cut else _encode_batches)(model, modality, loader)
 
 
 def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
@@ -111,3 +169,22 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
         else:
             vectors = model.embed(modality, torch.stack([x for _, x in good]))
         yield EncodedBatch([p for p, _ in good], vectors, failures, truncated, described)
+
+
+def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
+    """Embed windows as they come; yield each file once all its windows are embedded, or as a failure."""
+    started: dict[Path, list] = {}  # a file's (window, vector, described) so far
+    for items in loader:
+        good = [item for item in items if item[4] is None]
+        vectors = model.embed(modality, torch.stack([item[3] for item in good])) if good else torch.empty(0)
+        done, failures = [], []
+        for (path, window, count, _, _, described), vector in zip(good, vectors, strict=True):
+            started.setdefault(path, []).append((window, vector, described))
+            if len(started[path]) == count:
+                done.append(path)
+        for path, _, _, _, error, _ in (item for item in items if item[4] is not None):
+            started.pop(path, None)
+            failures.append(error)
+        rows = [(path, *row) for path in done for row in started.pop(path)]
+        stacked = torch.stack([r[2] for r in rows]) if rows else torch.empty(0, model.dim)
+        yield EncodedBatch([r[0] for r in rows], stacked, failures, [], [r[3] for r in rows], [r[1] for r in rows])

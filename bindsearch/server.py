@@ -11,7 +11,8 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 - `POST /search?name=FILE&modality=M&k=K` with a file's bytes as the body: query by example with any file of a
   modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text.
 
-Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
+Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
+file, not only its best. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
 `{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
 are used): the server reads no file of its host outside the collection. Searches run one at a time; the rest
 wait their turn.
@@ -102,7 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
             text = _one(params, "q")
             if not text:
                 raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
-            return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")))
+            return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")),
+                                _every_window(_one(params, "every_window")))
         raise RequestError(f"no route GET {route}; see /health, /info and /search", HTTPStatus.NOT_FOUND)
 
     def _post(self, route: str, params: dict[str, list[str]]) -> dict:
@@ -126,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             modality = [modality] if isinstance(modality, str) else modality
             if modality is not None and not (isinstance(modality, list) and all(isinstance(m, str) for m in modality)):
                 raise RequestError("\"modality\" must be a modality name or a list of them")
-            return self._search(text, paths, None, modality, _k(query.get("k")))
+            return self._search(text, paths, None, modality, _k(query.get("k")),
+                                _every_window(query.get("every_window")))
         name = Path(_one(params, "name") or "").name
         if name in ("", ".", ".."):
             raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
@@ -142,16 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
                                    "send a shorter ?name=") from None
             try:
                 return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
-                                    params.get("modality"), _k(_one(params, "k")), shown=[name])
+                                    params.get("modality"), _k(_one(params, "k")),
+                                    _every_window(_one(params, "every_window")), shown=[name])
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
                 raise RequestError(str(exc).replace(str(upload), name)) from None
 
     # -- helpers --------------------------------------------------------------------------------
     def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
-                k: int, shown: list | None = None) -> dict:
+                k: int, every_window: bool = False, shown: list | None = None) -> dict:
         col = self.server.collection
         with self.server.lock:
-            hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k)
+            hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
+                              every_window=every_window)
         return search_result(col.name, text, shown if shown is not None else files, hits)
 
     def _check_indexed(self, paths: list[str]) -> None:
@@ -227,6 +232,15 @@ def _k(value: object) -> int:
     if not 1 <= k <= 10_000:
         raise RequestError(f"k must be between 1 and 10000, not {k}")
     return k
+
+
+def _every_window(value: object) -> bool:
+    """every_window=1/true/0/false (query string), or a JSON boolean; absent: each file once."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
+        return value.lower() in ("1", "true", "yes")
+    raise RequestError(f"every_window must be true or false, not {value!r}")
 
 
 def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,

@@ -58,6 +58,10 @@ def index(
     commit_every: Annotated[float, typer.Option(
         "--commit-every", min=0, help="Seconds between catalog commits: what a killed run can lose (0: after every "
                                       "batch, slower).")] = 5.0,
+    window: Annotated[float, typer.Option(
+        "--window", min=0, help="Video and audio longer than three windows are indexed as windows of about this "
+                                "many seconds, so that a search finds the moment (0: every file whole). Applies "
+                                "to the files this run embeds.")] = 10.0,
     as_json: JsonOption = False,
 ) -> None:
     """Embed files into a collection; re-running indexes only what changed and drops what vanished.
@@ -76,7 +80,7 @@ def index(
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
     report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
-                     workers=workers, wait=wait, progress=update, commit_seconds=commit_every)
+                     workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window)
     if bar is not None:
         bar.close()
     guessed = [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(report.guessed.items())]
@@ -86,7 +90,7 @@ def index(
                     "failed": [{"path": str(e.path), "error": e.cause} for e in report.failed],
                     "skipped": [{"path": str(p), "reason": r} for p, r in report.skipped],
                     "guessed": guessed, "truncated": [str(p) for p in report.truncated],
-                    "seconds": round(report.seconds, 3)})
+                    "split": report.split, "windows": report.windows, "seconds": round(report.seconds, 3)})
     else:
         for g in guessed:
             typer.echo(f"{g['files']} {g['modality']} file(s) by {g['rule']}", err=True)
@@ -124,6 +128,9 @@ def search(
         "--modality", help="Only return items of this modality; repeatable. Default: every modality but text "
                            "(text items come back with --modality text).")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of hits.")] = 10,
+    every_window: Annotated[bool, typer.Option(
+        "--every-window", help="List every matching window of a long video or audio file, not only its best.")
+    ] = False,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
@@ -133,7 +140,8 @@ def search(
     Examples: bindsearch search "a dog barking" -c home --modality video;
     bindsearch search -c home --file room.png --file-modality depth --modality infrared;
     bindsearch search -c home --file bark.wav --modality text (over indexed .txt files);
-    bindsearch search -c home --queries questions.txt --json
+    bindsearch search -c home --queries questions.txt --json;
+    bindsearch search "a goal is scored" -c home --modality video --every-window (moments in long videos)
     """
     from bindsearch import Collection
 
@@ -146,10 +154,11 @@ def search(
     col = Collection.open(collection, model=model, device=device, create=False)
     if queries is not None:
         for lines in _query_batches(queries):
-            for line, hits in zip(lines, col.search_texts(lines, modality or None, k), strict=True):
+            for line, hits in zip(lines, col.search_texts(lines, modality or None, k, every_window), strict=True):
                 _show_hits(col.name, line, [], hits, as_json, header=True)
         return
-    hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k)
+    hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
+                      every_window=every_window)
     _show_hits(col.name, text, files or [], hits, as_json)
 
 
@@ -197,7 +206,8 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
     if header:
         typer.echo(f"# {text}")
     for rank, h in enumerate(hits, 1):
-        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}{_snippet(h)}")
+        moment = f"  @ {h.moment()}" if h.start is not None else ""
+        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}{moment}{_snippet(h)}")
     if not hits:
         typer.echo("no hits (is the collection empty for that modality?)", err=True)
     sys.stdout.flush()
@@ -300,7 +310,8 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
     typer.echo(f"{stats['name']}  ({stats['path']})")
     typer.echo(f"  encoder  {stats['encoder']['spec']}  {stats['encoder']['dim']}-d  "
                f"checkpoint {stats['encoder']['checkpoint']}")
-    typer.echo(f"  items    {stats['items']}")
+    windows = f" ({stats['windows']} of them windows of long files)" if stats["windows"] else ""
+    typer.echo(f"  items    {stats['items']}{windows}")
     for m, n in stats["modalities"].items():
         typer.echo(f"    {m:<9}{n}")
 

@@ -1,5 +1,8 @@
 """The LanceDB catalog, the source of truth: one row per item (path, modality, size, mtime, content hash, vector).
 
+An item is a whole file, or a window of one (`start` and `end` in seconds): long video and audio are catalogued as
+consecutive windows, one row each, that share the file's path, size, mtime and hash.
+
 Every write is one LanceDB commit (a new table version). A commit becomes visible atomically when its manifest
 is renamed into place, so a writer killed mid-write leaves the last committed version readable. The encoder
 that made the vectors lives in the table's schema metadata; opening with another encoder is refused.
@@ -54,7 +57,8 @@ class EncoderInfo:
 
 @dataclass(frozen=True)
 class Item:
-    """One catalogued file, without its vector. `id` and `added_at` are filled in by `Catalog.add` when None."""
+    """One catalogued file, or a window of one (`start`, `end` in seconds; None for a whole file), without its
+    vector. `id` and `added_at` are filled in by `Catalog.add` when None."""
 
     path: str
     modality: str
@@ -63,6 +67,8 @@ class Item:
     content_hash: str
     id: int | None = None
     added_at: datetime | None = None
+    start: float | None = None
+    end: float | None = None
 
 
 class Catalog:
@@ -74,6 +80,8 @@ class Catalog:
         self.table = table
         self.encoder = encoder
         self.collection_id = collection_id
+        # Catalogs written before windows existed lack their columns until the first write adds them.
+        self._windows = _WINDOW_COLUMNS[0] in table.schema.names
 
     @classmethod
     def open(cls, directory: str | os.PathLike, encoder: EncoderInfo | None = None) -> Catalog:
@@ -104,7 +112,7 @@ class Catalog:
         metadata = table.schema.metadata or {}
         if _ENCODER_KEY not in metadata:
             raise CatalogError(f"{directory} holds a LanceDB table {TABLE!r} that bindsearch did not create")
-        if table.schema.names != _schema(1).names:
+        if table.schema.names not in (_schema(1).names, _LEGACY_NAMES):
             raise CatalogError(f"{directory} was written by another version of bindsearch; index into a new directory")
         stored = EncoderInfo(**json.loads(metadata[_ENCODER_KEY]))
         if encoder is not None and encoder != stored:
@@ -162,10 +170,10 @@ class Catalog:
         if not items:
             return np.empty(0, np.int64)
         _check_paths(items)
-        keys = [(item.path, item.modality) for item in items]
+        keys = [(item.path, item.modality, item.start) for item in items]
         if len(set(keys)) != len(keys):
-            raise CatalogError("the same (path, modality) appears twice in one add")
-        existing = {(item.path, item.modality) for item in _flat(self.lookup_paths(path for path, _ in keys))}
+            raise CatalogError("the same (path, modality, window) appears twice in one add")
+        existing = {(i.path, i.modality, i.start) for i in _flat(self.lookup_paths(path for path, _, _ in keys))}
         clash = [key for key in keys if key in existing]
         if clash:
             raise CatalogError(f"already catalogued: {clash[:3]}; delete those rows first or use upsert")
@@ -173,6 +181,7 @@ class Catalog:
         ids = np.array([item.id for item in items], np.int64)
         if len(np.unique(ids)) != len(ids) or self._any_ids(ids):
             raise CatalogError("ids must be new and unique; allocate them from next_id() or leave them None")
+        self._add_window_columns()
         self.table.add(self._arrow(items, vectors))
         return ids
 
@@ -184,6 +193,7 @@ class Catalog:
         _check_paths(items)
         if any(item.id is None for item in items):
             raise CatalogError("upsert needs ids; use add for new items")
+        self._add_window_columns()
         data = self._arrow(items, vectors)
         self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
 
@@ -209,7 +219,7 @@ class Catalog:
         ids = np.unique(np.fromiter(ids, np.int64))
         found: dict[int, Item] = {}
         for start in range(0, len(ids), _IN_CHUNK):
-            rows = self._query(_in("id", ids[start : start + _IN_CHUNK]), _ITEM_COLUMNS).to_pylist()
+            rows = self._query(_in("id", ids[start : start + _IN_CHUNK]), self._item_columns).to_pylist()
             found.update((row["id"], Item(**row)) for row in rows)
         return found
 
@@ -229,17 +239,19 @@ class Catalog:
         return out[np.searchsorted(unique, ids)]
 
     def lookup_paths(self, paths: Iterable[str]) -> dict[str, list[Item]]:
-        """The items catalogued under each of these absolute paths (usually one; one per modality), keyed by path."""
+        """The items catalogued under each of these absolute paths (usually one; one per modality, or one per window
+        of a long file, in order), keyed by path."""
         paths = sorted(set(paths))
         found: dict[str, list[Item]] = {}
         for start in range(0, len(paths), _IN_CHUNK):
-            for row in self._query(_in("path", paths[start : start + _IN_CHUNK]), _ITEM_COLUMNS).to_pylist():
+            rows = self._query(_in("path", paths[start : start + _IN_CHUNK]), self._item_columns).to_pylist()
+            for row in sorted(rows, key=lambda r: (r["modality"], r.get("start") or 0.0)):
                 found.setdefault(row["path"], []).append(Item(**row))
         return found
 
     def items(self, modality: str | None = None, batch_size: int = 10_000) -> Iterator[Item]:
         """Every item (of one modality), streamed without vectors."""
-        for batch in self._scan(modality, _ITEM_COLUMNS, batch_size):
+        for batch in self._scan(modality, self._item_columns, batch_size):
             yield from (Item(**row) for row in batch.to_pylist())
 
     def iter_vectors(
@@ -263,6 +275,10 @@ class Catalog:
     def count(self, modality: str | None = None) -> int:
         """Number of items (of one modality)."""
         return self.table.count_rows(_modality_filter(modality))
+
+    def count_windows(self) -> int:
+        """Number of items that are windows of a longer file."""
+        return self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NOT NULL") if self._windows else 0
 
     def modalities(self) -> list[str]:
         """The modalities present, sorted."""
@@ -323,6 +339,16 @@ class Catalog:
             out.append(item if item.added_at is not None else replace(item, added_at=now))
         return out
 
+    @property
+    def _item_columns(self) -> list[str]:
+        return _ITEM_COLUMNS + (list(_WINDOW_COLUMNS) if self._windows else [])
+
+    def _add_window_columns(self) -> None:
+        """Give a catalog written before windows existed their columns (one commit, made under the writer lock)."""
+        if not self._windows:
+            self.table.add_columns({name: "CAST(NULL AS DOUBLE)" for name in _WINDOW_COLUMNS})
+            self._windows = True
+
     def _any_ids(self, ids: np.ndarray) -> bool:
         return any(self.table.count_rows(_in("id", ids[s : s + _IN_CHUNK])) for s in range(0, len(ids), _IN_CHUNK))
 
@@ -339,6 +365,8 @@ class Catalog:
             "added_at": pa.array([item.added_at or now for item in items], pa.timestamp("us", tz="UTC")),
             # The commit this write becomes (exact under the writer lock): lets an index catch up on changes.
             "written_in": pa.array(np.full(len(items), self.version + 1), pa.int64()),
+            "start": pa.array([item.start for item in items], pa.float64()),
+            "end": pa.array([item.end for item in items], pa.float64()),
         }
         return pa.table(columns, schema=_schema(self.dim))
 
@@ -359,6 +387,7 @@ class Catalog:
 
 
 _ITEM_COLUMNS = ["id", "path", "modality", "size", "mtime", "content_hash", "added_at"]
+_WINDOW_COLUMNS = ("start", "end")
 _LOOKUP_COLUMNS = ("id", "path")  # what rows are found by: B-tree indexes made by `compact`
 
 
@@ -374,8 +403,15 @@ def _schema(dim: int) -> pa.Schema:
             pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
             pa.field("added_at", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field("written_in", pa.int64(), nullable=False),
+            # A window of a long file, in seconds from its start; null for a whole file. Added last, where
+            # `add_columns` puts them in catalogs written before windows existed.
+            pa.field("start", pa.float64(), nullable=True),
+            pa.field("end", pa.float64(), nullable=True),
         ]
     )
+
+
+_LEGACY_NAMES = _schema(1).names[: -len(_WINDOW_COLUMNS)]  # before windows: readable, and given them on first write
 
 
 def _vectors(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:

@@ -9,6 +9,9 @@
 
 Text files (`.txt`, UTF-8) are items too, but they are read, not decoded: `read_text(path) -> str` gives the words
 the text tower takes. New modalities register a loader with `register_modality`.
+
+Video and audio also decode a window of a file, `load(modality, path, window=(start, end))` in seconds: how long
+files are indexed as moments (`bindsearch.media.windows`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
+from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock
 from bindsearch.models.config import Preprocess
 
-__all__ = ["EXTENSIONS", "MediaError", "guess_modality", "load", "read_text", "register_modality",
-           "registered_modalities"]
+__all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
+           "guess_modality", "load", "read_text", "register_modality", "registered_modalities"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
 
@@ -65,8 +69,10 @@ def registered_modalities() -> tuple[str, ...]:
     return tuple(_LOADERS)
 
 
-def load(modality: str, path: str | Path, preprocess: Preprocess | None = None) -> torch.Tensor:
-    """Decode one file for `modality` ('thermal' means infrared); raises MediaError naming the file."""
+def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
+         window: Window | None = None) -> torch.Tensor:
+    """Decode one file for `modality` ('thermal' means infrared), or for video and audio the `window` (start, end)
+    of it in seconds; raises MediaError naming the file (and the window)."""
     from bindsearch.models.config import canonical_modality
 
     name = canonical_modality(modality)
@@ -74,7 +80,18 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None) 
         raise ValueError("text files are read, not decoded into a tensor: use media.read_text")
     if name not in _LOADERS:
         raise ValueError(f"no decoder for modality {modality!r}")
-    return _guarded(name, Path(path), lambda p: _LOADERS[name](p, preprocess or Preprocess()))
+    prep = preprocess or Preprocess()
+    if window is None:
+        return _guarded(name, Path(path), lambda p: _LOADERS[name](p, prep))
+    if name not in WINDOWED:
+        raise ValueError(f"{name} has no time axis to take a window of")
+    start, end = window
+    if not 0 <= start < end:
+        raise ValueError(f"a window runs from a start >= 0 to a later end, got {window}")
+    try:
+        return _guarded(name, Path(path), lambda p: _LOADERS[name](p, prep, window))
+    except MediaError as exc:
+        raise MediaError(exc.path, f"at {format_clock(start)}-{format_clock(end)}: {exc.cause}") from None
 
 
 def read_text(path: str | Path) -> str:

@@ -17,21 +17,29 @@ import torch.nn.functional as F
 from bindsearch.media.errors import MediaError
 from bindsearch.models.config import Preprocess
 
-__all__ = ["crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
+__all__ = ["audio_duration", "crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
+
+Window = tuple[float, float]
 
 
-def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
-    """Any soundfile-readable file (wav, flac, ogg, mp3), else PyAV -> ((channels, n) float32, rate)."""
+def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Tensor, int]:
+    """Any soundfile-readable file (wav, flac, ogg, mp3), else PyAV -> ((channels, n) float32, rate); only the
+    samples of `window` (seconds) when given."""
     path = Path(path)
     import soundfile
 
     if path.suffix.lower() == ".wav":
         _check_wav_length(path)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        if window is None:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        else:
+            rate = soundfile.info(str(path)).samplerate
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True, start=round(window[0] * rate),
+                                        stop=round(window[1] * rate))
         samples = torch.from_numpy(np.ascontiguousarray(data.T))
     except soundfile.LibsndfileError:
-        samples, rate = _read_with_av(path)
+        samples, rate = _read_with_av(path, window)
     except RuntimeError as exc:  # soundfile raises RuntimeError for some truncated files
         raise MediaError(path, f"audio could not be decoded ({exc})") from None
     if samples.numel() == 0:
@@ -61,7 +69,25 @@ def _check_wav_length(path: Path) -> None:
             f.seek(declared + (declared & 1), 1)
 
 
-def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
+def audio_duration(path: str | Path) -> float | None:
+    """Seconds from the file's headers (soundfile, else PyAV); None where they do not say."""
+    import soundfile
+
+    try:
+        return soundfile.info(str(path)).duration
+    except soundfile.LibsndfileError:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1e6 if container.duration else None
+
+
+def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tensor, int]:
     import av
 
     try:
@@ -69,12 +95,24 @@ def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
             if not container.streams.audio:
                 raise MediaError(path, "no audio stream")
             stream = container.streams.audio[0]
+            rate = stream.rate
+            if window is not None and window[0] > 0:
+                # Seeking lands on a packet at or before the start; the samples before it are cut below.
+                container.seek(int(window[0] / stream.time_base), stream=stream)
             chunks = []
             for frame in container.decode(stream):
                 data = frame.to_ndarray()
                 # Packed formats come as (1, n * channels); planar ones as (channels, n).
-                chunks.append(data if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels)).T)
-            rate = stream.rate
+                data = data if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels)).T
+                if window is not None:
+                    if frame.time is None:
+                        raise MediaError(path, "audio frames carry no timestamps, so it cannot be cut into windows")
+                    first = round(frame.time * rate)
+                    lo, hi = round(window[0] * rate) - first, round(window[1] * rate) - first
+                    if hi <= 0:
+                        break
+                    data = data[:, max(lo, 0):hi]
+                chunks.append(data)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -164,10 +202,11 @@ def crop_or_tile(mel: torch.Tensor, target: int) -> torch.Tensor:
     return mel.unsqueeze(0).expand(3, -1, -1)
 
 
-def load_audio(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
-    """Audio file -> (3, num_mel_bins, target_length) float32, normalised as LanguageBind was trained."""
+def load_audio(path: str | Path, prep: Preprocess | None = None, window: Window | None = None) -> torch.Tensor:
+    """Audio file (or its `window`, in seconds) -> (3, num_mel_bins, target_length) float32, normalised as
+    LanguageBind was trained."""
     prep = prep or Preprocess()
-    wave, rate = read_audio(path)
+    wave, rate = read_audio(path, window)
     wave = resample(wave, rate, prep.sample_rate)
     wave = wave - wave.mean()
     try:

@@ -19,12 +19,27 @@ import torch.nn.functional as F
 from bindsearch.media.errors import MediaError
 from bindsearch.models.config import Preprocess
 
-__all__ = ["frame_indices", "load_video", "read_frames"]
+__all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
+
+Window = tuple[float, float]
 
 
-def frame_indices(total: int, count: int) -> np.ndarray:
-    """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored)."""
-    return np.linspace(0, total - 1, count, dtype=int)
+def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:
+    """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored); within
+    frames [lo, hi) of them when `span` is given."""
+    lo, hi = span or (0, total)
+    return lo + np.linspace(0, hi - lo - 1, count, dtype=int)
+
+
+def window_span(path: Path, total: int, fps: float, window: Window | None) -> tuple[int, int] | None:
+    """Frames [lo, hi) shown during `window` (seconds), at least one; None for the whole file."""
+    if window is None:
+        return None
+    if not fps or not math.isfinite(fps) or fps <= 0:
+        raise MediaError(path, "video does not say its frame rate, so it cannot be cut into windows")
+    lo = min(total - 1, max(0, math.ceil(window[0] * fps - 1e-6)))
+    hi = min(total, max(lo + 1, math.ceil(window[1] * fps - 1e-6)))
+    return lo, hi
 
 
 @contextmanager
@@ -44,7 +59,7 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _read_decord(path: Path, count: int) -> np.ndarray:
+def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
     import decord
 
     try:
@@ -53,12 +68,13 @@ def _read_decord(path: Path, count: int) -> np.ndarray:
         total = len(reader)
         if total == 0:
             raise MediaError(path, "video has no frames")
-        return reader.get_batch(frame_indices(total, count).tolist()).asnumpy()
+        span = window_span(path, total, reader.get_avg_fps(), window)
+        return reader.get_batch(frame_indices(total, count, span).tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
         raise MediaError(path, f"not a readable video ({str(exc).splitlines()[0][:200]})") from None
 
 
-def _read_av(path: Path, count: int) -> np.ndarray:
+def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
     import av
 
     try:
@@ -66,10 +82,11 @@ def _read_av(path: Path, count: int) -> np.ndarray:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total == 0:
             raise MediaError(path, "video has no frames")
-        wanted = frame_indices(total, count)
+        wanted = frame_indices(total, count, window_span(path, total, fps, window))
         keep: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
             for i, frame in enumerate(container.decode(video=0)):
@@ -87,8 +104,9 @@ def _read_av(path: Path, count: int) -> np.ndarray:
     return np.stack([keep.get(int(i), last) for i in wanted])
 
 
-def read_frames(path: str | Path, count: int) -> np.ndarray:
-    """(count, h, w, 3) uint8 RGB frames at uniformly spaced indices."""
+def read_frames(path: str | Path, count: int, window: Window | None = None) -> np.ndarray:
+    """(count, h, w, 3) uint8 RGB frames at uniformly spaced indices (of those shown during `window`, in
+    seconds, when given)."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "no such file")
@@ -97,18 +115,35 @@ def read_frames(path: str | Path, count: int) -> np.ndarray:
     try:
         import decord  # noqa: F401
     except ImportError:
-        return _read_av(path, count)
+        return _read_av(path, count, window)
     try:
-        return _read_decord(path, count)
+        return _read_decord(path, count, window)
     except MediaError:
         # PyAV reads some files decord refuses, and its error names the cause more plainly.
-        return _read_av(path, count)
+        return _read_av(path, count, window)
 
 
-def load_video(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
-    """Video file -> (3, num_frames, s, s) float32, normalised with CLIP's mean and std."""
+def video_duration(path: str | Path) -> float | None:
+    """Seconds from the container's headers (frames / frame rate); None where they do not say."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if stream.frames and fps > 0:
+            return stream.frames / fps
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return container.duration / 1e6 if container.duration else None
+
+
+def load_video(path: str | Path, prep: Preprocess | None = None, window: Window | None = None) -> torch.Tensor:
+    """Video file (or its `window`, in seconds) -> (3, num_frames, s, s) float32, normalised with CLIP's mean
+    and std."""
     prep = prep or Preprocess()
-    frames = torch.from_numpy(read_frames(path, prep.num_frames)).permute(3, 0, 1, 2).float() / 255.0
+    frames = torch.from_numpy(read_frames(path, prep.num_frames, window)).permute(3, 0, 1, 2).float() / 255.0
     _, _, h, w = frames.shape
     size = prep.image_size
     new_h, new_w = (math.floor(h / w * size), size) if w < h else (size, math.floor(w / h * size))

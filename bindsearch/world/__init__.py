@@ -63,11 +63,13 @@ from bindsearch.world.generate import (
     render_scene,
     scene_geometry,
 )
+from bindsearch.world.reel import Reel, make_reel
 from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes, sensed_paraphrase
 
 __all__ = [
     "ATTRIBUTES",
     "EXTENSIONS",
+    "Reel",
     "HELD_OUT",
     "MODALITIES",
     "PARAPHRASE",
@@ -83,6 +85,7 @@ __all__ = [
     "attribute_prompts",
     "chance",
     "describe",
+    "make_reel",
     "make_world",
     "read_manifest",
     "read_scenes",

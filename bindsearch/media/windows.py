@@ -1,0 +1,78 @@
+"""Long video and audio as windows: what lets a search name the moment, not just the file.
+
+LanguageBind embeds a video from 8 frames spread over the whole clip, and audio from three 10 s crops: right for
+the clips it was trained on (10-30 s), blind to most of an hour-long recording. A file longer than
+`WindowPlan.longer_than` is therefore cut into consecutive windows of about `WindowPlan.seconds`, each embedded
+as a clip of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["WINDOWED", "Window", "WindowPlan", "duration", "format_clock"]
+
+Window = tuple[float, float]
+"""(start, end) in seconds from the start of the file."""
+
+WINDOWED = ("video", "audio")
+"""The modalities that have a time axis to cut."""
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Files longer than `longer_than` seconds (default: three windows) are cut into windows of about `seconds`.
+
+    The windows are equal, consecutive and cover the whole file: 95 s at 10 s gives ten windows of 9.5 s.
+    `seconds=0` keeps every file whole.
+    """
+
+    seconds: float = 10.0
+    longer_than: float | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.seconds) or self.seconds < 0:
+            raise ValueError(f"window length must be 0 (whole files) or a positive number of seconds, "
+                             f"got {self.seconds}")
+
+    @property
+    def threshold(self) -> float:
+        return 3 * self.seconds if self.longer_than is None else self.longer_than
+
+    def windows(self, seconds: float | None) -> list[Window] | None:
+        """The windows of a file that lasts `seconds`; None keeps it whole (short, or of unknown length)."""
+        if not self.seconds or seconds is None or not math.isfinite(seconds) or seconds <= self.threshold:
+            return None
+        count = max(1, round(seconds / self.seconds))
+        edges = np.linspace(0.0, seconds, count + 1)
+        return [(round(float(a), 3), round(float(b), 3)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def duration(modality: str, path: str | Path) -> float | None:
+    """How long a video or audio file lasts, in seconds, from its headers; None where they do not say."""
+    path = Path(path)
+    try:
+        if modality == "video":
+            from bindsearch.media.video import video_duration
+
+            return video_duration(path)
+        if modality == "audio":
+            from bindsearch.media.audio import audio_duration
+
+            return audio_duration(path)
+    except Exception:  # an unreadable file is named by the decoder that reads it, in one line
+        return None
+    return None
+
+
+def format_clock(seconds: float) -> str:
+    """75.5 -> '1:15.5', 3600 -> '1:00:00': a time as a player shows it."""
+    whole, fraction = divmod(round(seconds, 1), 1)
+    hours, rest = divmod(int(whole), 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return clock + (f".{round(fraction * 10)}" if round(fraction * 10) else "")
