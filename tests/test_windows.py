@@ -1,0 +1,211 @@
+"""Long video and audio as windows: decoding a window, cutting a file, and finding the moment a query describes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from bindsearch import Collection, media
+from bindsearch.media import MediaError, WindowPlan, format_clock
+from bindsearch.media.audio import _read_with_av, read_audio
+from bindsearch.media.video import read_frames
+from bindsearch.media.writers import write_audio, write_video
+from bindsearch.world import make_reel, make_world, read_scenes, same_on, shared_attributes
+from indexes import Catalog, EncoderInfo, Item
+from indexes.catalog import _LEGACY_NAMES, _schema
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+# -- planning and decoding -------------------------------------------------------------------------
+def test_long_files_are_cut_into_equal_windows_that_cover_them():
+    plan = WindowPlan(10.0)
+    assert plan.windows(30.0) is None  # up to three windows long: whole
+    assert plan.windows(None) is None  # length unknown: whole
+    windows = plan.windows(95.0)
+    assert len(windows) == 10 and windows[0] == (0.0, 9.5) and windows[-1] == (85.5, 95.0)
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:], strict=False))
+    assert WindowPlan(0).windows(3600.0) is None
+    assert len(WindowPlan(2.0, longer_than=0).windows(5.0)) == 2  # 2.5 s each
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        WindowPlan(-1)
+    assert [format_clock(t) for t in (0, 9.5, 75.5, 3600, 3725)] == ["0:00", "0:09.5", "1:15.5", "1:00:00",
+                                                                        "1:02:05"]
+
+
+def test_a_video_window_decodes_the_frames_shown_during_it(tmp_path):
+    frames = np.zeros((48, 32, 32, 3), np.uint8)
+    frames[:] = (np.arange(48) * 5)[:, None, None, None]  # frame i is grey level 5 i
+    path = write_video(tmp_path / "ramp.mp4", frames, fps=4)  # 12 s
+    assert media.duration("video", path) == pytest.approx(12.0)
+    levels = read_frames(path, 8, (2.0, 4.0))[:, 0, 0, 0].astype(int)
+    assert np.abs(levels - np.arange(8, 16) * 5).max() <= 3  # frames 8..15, within H.264's error
+    last = read_frames(path, 8, (10.0, 12.0))[:, 0, 0, 0].astype(int)
+    assert np.abs(last - np.arange(40, 48) * 5).max() <= 3
+    assert media.load("video", path, window=(2.0, 4.0)).shape == media.load("video", path).shape
+
+
+def test_an_audio_window_is_the_samples_of_that_window(tmp_path):
+    rate = 16000
+    wave = np.sin(2 * np.pi * 440 * np.arange(6 * rate) / rate) * np.repeat([0.1, 0.5, 0.9], 2 * rate)
+    path = write_audio(tmp_path / "steps.wav", wave, rate)
+    whole, _ = read_audio(path)
+    part, got_rate = read_audio(path, (2.0, 4.0))
+    assert got_rate == rate and part.shape == (1, 2 * rate)
+    assert np.array_equal(part.numpy(), whole[:, 2 * rate:4 * rate].numpy())
+    by_av, _ = _read_with_av(path, (2.5, 4.0))  # PyAV's road, for what soundfile cannot read: seek, then cut
+    assert np.allclose(by_av.numpy(), whole[:, int(2.5 * rate):4 * rate].numpy(), atol=1e-4)
+    assert media.duration("audio", path) == pytest.approx(6.0)
+
+
+def test_a_window_error_names_the_file_and_the_moment(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    with pytest.raises(MediaError, match=r"broken\.mp4: at 0:10-0:20: ") as caught:
+        media.load("video", broken, window=(10.0, 20.0))
+    assert "\n" not in str(caught.value)
+    assert media.duration("video", broken) is None  # unknown: the file is kept whole, and its decoder names it
+    with pytest.raises(ValueError, match="no time axis"):
+        media.load("image", broken, window=(0.0, 1.0))
+    with pytest.raises(ValueError, match="later end"):
+        media.load("video", broken, window=(5.0, 5.0))
+
+
+# -- collections -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reels(tmp_path_factory) -> tuple[Path, list]:
+    """A 12-scene reel (24 s of video and of sound, a scene every 2 s) and 4 of the scenes as short clips."""
+    root = tmp_path_factory.mktemp("reels")
+    make_world(root / "world", 16, seed=11)
+    scenes = read_scenes(root / "world")
+    reel = make_reel(root / "media" / "long", scenes[:12], seed=11)
+    (root / "media" / "clips").mkdir()
+    for scene in scenes[12:]:
+        shutil.copy(scene.path(root / "world", "video"), root / "media" / "clips")
+    return root, reel
+
+
+def test_text_finds_the_moment_in_a_long_video(reels):
+    root, reel = reels
+    col = Collection.open("moments", model="bindsearch-mini", device="cpu")
+    report = col.add([root / "media"], window=2.0)
+    assert (report.new, report.split, report.windows) == (6, 2, 24)  # 4 clips whole; each reel as 12 windows
+    assert col.stats()["windows"] == 24 and col.stats()["items"] == 28
+    found = 0
+    for scene, _, _ in reel.timeline:
+        caption = scene.modality_captions["video"][0]
+        top = col.search(text=caption, modality="video", k=1)[0]
+        if top.path == str(reel.video):
+            found += same_on(reel.at(top.start), scene, shared_attributes("text", "video"))
+            assert top.end - top.start == pytest.approx(2.0)
+    # bindsearch-mini's video tower finds the window of the scene a caption describes (12/12 when written).
+    assert found >= 10
+
+
+def test_a_long_file_is_one_hit_unless_every_window_is_asked_for(reels):
+    root, reel = reels
+    col = Collection.open("moments2", model="bindsearch-mini", device="cpu")
+    col.add([root / "media"], window=2.0)
+    caption = reel.timeline[0][0].modality_captions["video"][0]
+    hits = col.search(text=caption, modality="video", k=5)
+    assert len(hits) == 5 and [h.path for h in hits].count(str(reel.video)) == 1
+    windows = col.search(text=caption, modality="video", k=5, every_window=True)
+    assert [h.score for h in windows] == sorted((h.score for h in windows), reverse=True)
+    assert [h.path for h in windows].count(str(reel.video)) >= 2
+    assert hits[0] == windows[0]  # a file's one hit is its best window
+
+    # The reel as a query: its windows averaged, and none of them among its own hits (the index is asked for
+    # more rows until k other files are found).
+    by_reel = col.search(files=[reel.video], modality="video", k=4)
+    assert len(by_reel) == 4 and str(reel.video) not in {h.path for h in by_reel}
+
+
+def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, tmp_path):
+    root, reel = reels
+    folder = tmp_path / "long"
+    shutil.copytree(root / "media" / "long", folder)
+    col = Collection.open("moments3", model="bindsearch-mini", device="cpu")
+    col.add([folder], window=2.0)
+    before = {i.start: i.id for i in col.catalog.items("video")}
+    assert len(before) == 12
+
+    again = col.add([folder], window=2.0)
+    assert (again.unchanged, again.new, again.changed, again.windows) == (2, 0, 0, 0)
+
+    shorter = make_reel(folder, [s for s, _, _ in reel.timeline[:8]], seed=11)  # 16 s: 8 windows
+    report = col.add([folder], window=2.0)
+    assert (report.changed, report.windows) == (2, 16)
+    after = {i.start: i.id for i in col.catalog.items("video")}
+    assert after == {start: before[start] for start in after} and len(after) == 8
+    top = col.search(text=reel.timeline[7][0].modality_captions["video"][0], modality="video", k=1,
+                     every_window=True)[0]
+    assert top.path == str(shorter.video) and top.end <= 16.0
+
+
+def test_a_file_with_a_window_that_fails_is_skipped_whole(reels, tmp_path, monkeypatch):
+    root, reel = reels
+    load = media.load
+
+    def failing(modality, path, preprocess=None, window=None):
+        if window is not None and window[0] >= 10.0:
+            raise MediaError(path, f"at {format_clock(window[0])}-{format_clock(window[1])}: damaged")
+        return load(modality, path, preprocess, window)
+
+    monkeypatch.setattr(media, "load", failing)
+    col = Collection.open("moments4", model="bindsearch-mini", device="cpu")
+    report = col.add([root / "media" / "long"], window=2.0, workers=0)
+    assert sorted(str(e.path) for e in report.failed) == sorted([str(reel.audio), str(reel.video)])
+    assert "at 0:10-0:12: damaged" in report.failed[0].cause
+    assert len(col.catalog) == 0  # no window of a file that failed is kept
+
+    monkeypatch.setattr(media, "load", load)
+    retry = col.add([root / "media" / "long"], window=2.0, workers=0)
+    assert retry.ok and retry.new == 2 and len(col.catalog) == 24
+
+
+def test_the_cli_shows_moments_and_json_carries_them(reels, run_cli):
+    root, reel = reels
+    code, out, _ = run_cli("index", root / "media" / "long", "-c", "cli-moments", "--window", "2", "--json")
+    assert code == 0 and json.loads(out)["windows"] == 24
+    caption = reel.timeline[3][0].modality_captions["video"][0]
+    code, out, _ = run_cli("search", caption, "-c", "cli-moments", "--modality", "video", "--every-window", "-k", "3")
+    assert code == 0 and len(out.splitlines()) == 3 and all(" @ 0:" in line for line in out.splitlines())
+    code, out, _ = run_cli("search", caption, "-c", "cli-moments", "--json")
+    hits = json.loads(out)["hits"]
+    assert {h["modality"] for h in hits} == {"video", "audio"} and len(hits) == 2
+    assert all(h["end"] - h["start"] == pytest.approx(2.0) for h in hits)
+    code, out, _ = run_cli("info", "-c", "cli-moments")
+    assert "24 of them windows of long files" in out
+
+
+def test_a_catalog_from_before_windows_is_read_and_given_them_on_first_write(tmp_path):
+    encoder = EncoderInfo("random:tiny", "abc", 4)
+    legacy = _schema(4)
+    legacy = pa.schema([legacy.field(name) for name in _LEGACY_NAMES])
+    catalog = Catalog.open(tmp_path, encoder)  # made new, then swapped for a table in the old layout
+    vectors = np.eye(4, dtype=np.float32)[:2]
+    rows = catalog._arrow([Item("/a.mp4", "video", 1, 1.0, "h", id=0), Item("/b.mp4", "video", 1, 1.0, "h", id=1)],
+                          vectors).select(_LEGACY_NAMES)
+    metadata = catalog.table.schema.metadata
+    db = lancedb.connect(tmp_path)
+    db.drop_table("items")
+    db.create_table("items", schema=legacy.with_metadata(metadata)).add(rows)
+
+    reopened = Catalog.open(tmp_path, encoder)
+    assert [(i.path, i.start) for i in reopened.items()] == [("/a.mp4", None), ("/b.mp4", None)]
+    assert reopened.count_windows() == 0
+    reopened.add([Item("/c.mp4", "video", 1, 1.0, "h", start=0.0, end=9.5)], np.eye(4, dtype=np.float32)[2:3])
+    assert reopened.table.schema.names == _schema(4).names
+    assert {i.path: (i.start, i.end) for i in reopened.items()} == {"/a.mp4": (None, None), "/b.mp4": (None, None),
+                                                                   "/c.mp4": (0.0, 9.5)}
+    assert np.array_equal(reopened.get_vectors([0, 1]), vectors)
