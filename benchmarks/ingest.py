@@ -2,6 +2,7 @@
 
     python benchmarks/ingest.py speed                 # ViT-L/14 video + audio towers (random weights), bf16
     python benchmarks/ingest.py speed --videos 8 --audios 16 --rounds 1      # quicker
+    python benchmarks/ingest.py speed --long 60 --videos 1 --audios 1       # long files, as 10 s windows
     python benchmarks/ingest.py memory --files 10000  # peak RSS while indexing 10,000 images with bindsearch-mini
     python benchmarks/ingest.py commits --files 1500  # catalog commits: one per batch against one per 5 s
 
@@ -12,6 +13,8 @@ checkpoint is the same), and times, in alternating rounds so machine noise hits 
 - **end to end**: `Collection.add` on the folder into a fresh collection: walking, decoding in worker
   processes, encoding, hashing and catalog commits, and the FAISS cache written at the end.
 The ratio end-to-end / encoder-only is the share of the encoder's rate that ingest keeps (target >= 85%).
+With `--long SECONDS` the files last that long and are indexed as 10 s windows (`WINDOW_SECONDS`); rates are then
+windows per second, and the encoder alone gets the same windows decoded beforehand.
 
 `memory` indexes `--files` generated 256 x 256 PNGs (and, with `--modality video`, short clips) with
 `bindsearch-mini`, sampling the resident memory of this process and its decoder workers every 20 ms.
@@ -43,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bindsearch import media  # noqa: E402
-from bindsearch.collection import Collection  # noqa: E402
+from bindsearch.collection import WINDOW_SECONDS, Collection  # noqa: E402
 from bindsearch.media.writers import write_audio, write_image, write_video  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
 
@@ -81,7 +84,8 @@ def encoder_only(model, modality: str, tensors: list[torch.Tensor], batch: int) 
 
 
 def end_to_end(model, modality: str, folder: Path, workdir: Path, workers: int | None) -> tuple[float, object]:
-    """Items per second of Collection.add on the folder into a fresh collection, and its report."""
+    """Items (files kept whole, and windows of long ones) per second of Collection.add on the folder into a fresh
+    collection, and its report."""
     target = Path(tempfile.mkdtemp(prefix="ingest-", dir=workdir))
     try:
         collection = Collection.open(target / "collection", model=model)
@@ -92,7 +96,7 @@ def end_to_end(model, modality: str, folder: Path, workdir: Path, workers: int |
         shutil.rmtree(target, ignore_errors=True)
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} generated files failed to index: {report.failed[0]}")
-    return report.new / seconds, report
+    return (report.new - report.split + report.windows) / seconds, report
 
 
 def speed(args: argparse.Namespace) -> dict:
@@ -101,17 +105,19 @@ def speed(args: argparse.Namespace) -> dict:
     try:
         sets = {}
         if args.videos:
-            sets["video"] = make_videos(work / "video", args.videos)
+            sets["video"] = make_videos(work / "video", args.videos, **({"seconds": args.long} if args.long else {}))
         if args.audios:
-            sets["audio"] = make_audios(work / "audio", args.audios)
+            sets["audio"] = make_audios(work / "audio", args.audios, **({"seconds": args.long} if args.long else {}))
+        plan = media.WindowPlan(WINDOW_SECONDS)
         model = random_model(vit_l14_configs(tuple(sets)), spec="random:vit-l14").to(dtype=args.dtype_t)
         model.eval()
         rows = []
         for modality, paths in sets.items():
             batch = model.batch_size[modality]
             start = time.perf_counter()
-            tensors = [media.load(modality, p, model.preprocess[modality]) for p in paths]
-            decode_rate = len(paths) / (time.perf_counter() - start)
+            tensors = [media.load(modality, p, model.preprocess[modality], window=w) for p in paths
+                       for w in plan.windows(media.duration(modality, p)) or [None]]
+            decode_rate = len(tensors) / (time.perf_counter() - start)
             encoder_only(model, modality, tensors[:batch], batch)  # warm-up
             best_encoder, best_e2e = 0.0, 0.0
             for _ in range(args.rounds):
@@ -123,6 +129,7 @@ def speed(args: argparse.Namespace) -> dict:
                 {
                     "modality": modality,
                     "files": len(paths),
+                    "items": len(tensors),
                     "batch": batch,
                     "decode_one_process_per_s": round(decode_rate, 2),
                     "encoder_only_per_s": round(best_encoder, 4),
@@ -135,17 +142,18 @@ def speed(args: argparse.Namespace) -> dict:
     print(
         f"# {hardware()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model ViT-L/14 "
         f"(random weights) in {args.dtype}; best of {args.rounds} alternating rounds"
+        + (f"; files of {args.long:g} s as {WINDOW_SECONDS:g} s windows (rates: windows/s)" if args.long else "")
     )
     print(
-        f"{'modality':9} {'files':>5} {'batch':>5} {'decode/s (1 proc)':>17} {'encoder only/s':>14} "
+        f"{'modality':9} {'files':>5} {'items':>5} {'batch':>5} {'decode/s (1 proc)':>17} {'encoder only/s':>14} "
         f"{'end to end/s':>12} {'share':>6}"
     )
     for r in rows:
         print(
-            f"{r['modality']:9} {r['files']:5} {r['batch']:5} {r['decode_one_process_per_s']:17.2f} "
+            f"{r['modality']:9} {r['files']:5} {r['items']:5} {r['batch']:5} {r['decode_one_process_per_s']:17.2f} "
             f"{r['encoder_only_per_s']:14.3f} {r['end_to_end_per_s']:12.3f} {r['share_of_encoder']:6.0%}"
         )
-    return {"hardware": hardware(), "dtype": args.dtype, "rounds": args.rounds, "rows": rows}
+    return {"hardware": hardware(), "dtype": args.dtype, "rounds": args.rounds, "long": args.long, "rows": rows}
 
 
 class RssSampler(threading.Thread):
@@ -287,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("what", choices=["speed", "memory", "commits"])
     parser.add_argument("--videos", type=int, default=16, help="clips for `speed` (0 skips video)")
     parser.add_argument("--audios", type=int, default=32, help="wavs for `speed` (0 skips audio)")
+    parser.add_argument("--long", type=float, default=None, help="`speed` on files this many seconds long, as windows")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--files", type=int, default=None, help="images for `memory` (10,000), `commits` (1,500)")

@@ -89,6 +89,8 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
 @pytest.mark.parametrize(("path", "body", "json_body", "status", "says"), [
     ("/search?q=x&modality=smell", None, None, 400, "unknown modality 'smell'"),
     ("/search?q=x&k=0", None, None, 400, "k must be between 1 and 10000"),
+    ("/search?q=x&every_window=maybe", None, None, 400, "every_window must be true or false"),
+    ("/search", None, {"text": "x", "every_window": "all"}, 400, "every_window must be true or false"),
     ("/search", None, None, 400, "needs ?q=TEXT"),
     ("/search?name=clip.mp4", b"not a video", None, 400, "clip.mp4: not a readable video"),
     ("/search?name=big.png", b"x" * (5 << 19), None, 413, "over this server's limit"),

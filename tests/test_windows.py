@@ -150,6 +150,7 @@ def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, 
     top = col.search(text=reel.timeline[7][0].modality_captions["video"][0], modality="video", k=1,
                      every_window=True)[0]
     assert top.path == str(shorter.video) and top.end <= 16.0
+    assert col.remove([shorter.video]) == 8 and col.catalog.count("video") == 0
 
 
 def test_a_file_with_a_window_that_fails_is_skipped_whole(reels, tmp_path, monkeypatch):
@@ -186,6 +187,33 @@ def test_the_cli_shows_moments_and_json_carries_them(reels, run_cli):
     assert all(h["end"] - h["start"] == pytest.approx(2.0) for h in hits)
     code, out, _ = run_cli("info", "-c", "cli-moments")
     assert "24 of them windows of long files" in out
+
+
+def test_the_server_lists_windows_when_asked(reels):
+    import threading
+    from urllib.parse import quote_plus
+
+    from test_server import call
+
+    from bindsearch.server import SearchServer
+
+    root, reel = reels
+    col = Collection.open("served-moments", model="bindsearch-mini", device="cpu")
+    col.add([root / "media" / "long"], window=2.0)
+    server = SearchServer(col, port=0, log=False)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        caption = reel.timeline[5][0].modality_captions["video"][0]
+        status, best = call(server, f"/search?q={quote_plus(caption)}&modality=video&k=3")
+        assert status == 200 and len(best["hits"]) == 1 and best["hits"][0]["start"] == 10.0
+        status, every = call(server, f"/search?q={quote_plus(caption)}&modality=video&k=3&every_window=1")
+        assert status == 200 and len(every["hits"]) == 3 and every["hits"][0] == best["hits"][0]
+        status, by_json = call(server, "/search", json_body={"text": caption, "k": 3, "modality": "video",
+                                                             "every_window": True})
+        assert status == 200 and by_json["hits"] == every["hits"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_catalog_from_before_windows_is_read_and_given_them_on_first_write(tmp_path):

@@ -63,7 +63,7 @@ from bindsearch.world.generate import (
     render_scene,
     scene_geometry,
 )
-from bindsearch.world.reel import Reel, make_reel
+from bindsearch.world.reel import Reel, draw_scenes, make_reel
 from bindsearch.world.scene import EXTENSIONS, Scene, read_scenes, sensed_paraphrase
 
 __all__ = [
@@ -85,6 +85,7 @@ __all__ = [
     "attribute_prompts",
     "chance",
     "describe",
+    "draw_scenes",
     "make_reel",
     "make_world",
     "read_manifest",

@@ -14,9 +14,9 @@ import numpy as np
 
 from bindsearch.media.writers import write_audio, write_video
 from bindsearch.world.generate import WorldConfig, render_scene
-from bindsearch.world.scene import Scene
+from bindsearch.world.scene import Scene, sample_scene
 
-__all__ = ["Reel", "make_reel"]
+__all__ = ["Reel", "draw_scenes", "make_reel"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,14 @@ class Reel:
             if start <= seconds < end:
                 return scene
         return self.timeline[-1][0]
+
+
+def draw_scenes(first: int, count: int, seed: int, config: WorldConfig | None = None) -> list[Scene]:
+    """Scenes `first` .. `first + count - 1` of seed `seed`, as a world that large would hold them (split "test"),
+    without writing their files: a world of `first` scenes and a reel of these share none."""
+    config = config or WorldConfig()
+    return [sample_scene(i, seed, "test", config.captions, config.paraphrases, config.modality_captions)
+            for i in range(first, first + count)]
 
 
 def make_reel(directory: str | Path, scenes: Sequence[Scene], seed: int, name: str = "reel",
