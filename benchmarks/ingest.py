@@ -5,6 +5,7 @@
     python benchmarks/ingest.py speed --long 60 --videos 1 --audios 1       # long files, as 10 s windows
     python benchmarks/ingest.py memory --files 10000  # peak RSS while indexing 10,000 images with bindsearch-mini
     python benchmarks/ingest.py commits --files 1500  # catalog commits: one per batch against one per 5 s
+    python benchmarks/ingest.py windows --long 120    # one long recording: 1 decoder process against --workers
 
 `speed` writes generated mp4 clips (3 s, 25 fps, 320 x 240) and 10 s stereo 44.1 kHz wavs, builds the
 published LanguageBind shapes with random weights (`models.builtin.vit_l14_configs`; the cost of a real
@@ -20,6 +21,11 @@ windows per second, and the encoder alone gets the same windows decoded beforeha
 `bindsearch-mini`, sampling the resident memory of this process and its decoder workers every 20 ms.
 Peak minus the resident memory after loading the model is what ingest itself costs (target <= 2 GB,
 whatever the collection size).
+
+`windows` indexes one long video (320 x 240, 25 fps) and one long wav (44.1 kHz stereo), `--long` seconds each,
+as 10 s windows with `random:tiny`: an encoder so fast that decoding is all that counts, as it is for ViT-L on a
+GPU. It compares, in alternating rounds, one decoder process (all a single file got while files were shared out
+whole) with `--workers` processes (default 2), which share out a long file's windows.
 
 `commits` indexes `--files` small PNGs with `random:tiny` (an encoder fast enough that the catalog is what
 costs: as a GPU makes ViT-L) in batches of 16, alternating three ways: a commit per batch and no compaction
@@ -52,16 +58,19 @@ from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E40
 
 
 def make_videos(directory: Path, n: int, seconds: float = 3.0, fps: int = 25) -> list[Path]:
-    """n mp4 clips of a bright square moving over noise, each with its own seed."""
-    paths = []
-    for i in range(n):
+    """n mp4 clips of a bright square moving over noise, each with its own seed (frames made as they are written,
+    so that a long one takes no more memory than a short one)."""
+
+    def frames(i: int):
         rng = np.random.default_rng(i)
-        frames = rng.integers(0, 60, (int(seconds * fps), 240, 320, 3), dtype=np.uint8)
-        for t, frame in enumerate(frames):
+        noise = rng.integers(0, 60, (min(int(seconds * fps), 75), 240, 320, 3), dtype=np.uint8)
+        for t in range(int(seconds * fps)):
+            frame = noise[t % len(noise)].copy()
             x = (10 * t + 37 * i) % 280
             frame[100:140, x : x + 40] = (255, 200, 40)
-        paths.append(write_video(directory / f"clip{i:04d}.mp4", frames, fps=fps))
-    return paths
+            yield frame
+
+    return [write_video(directory / f"clip{i:04d}.mp4", frames(i), fps=fps) for i in range(n)]
 
 
 def make_audios(directory: Path, n: int, seconds: float = 10.0, rate: int = 44100) -> list[Path]:
@@ -284,6 +293,36 @@ def commits(args: argparse.Namespace) -> dict:
     return result
 
 
+def windows(args: argparse.Namespace) -> dict:
+    from bindsearch import load_model
+
+    seconds, workers = args.long or 120.0, args.workers or 2
+    work = Path(tempfile.mkdtemp(prefix="bench-windows-", dir=args.workdir))
+    try:
+        folders = {"video": make_videos(work / "video", 1, seconds=seconds)[0].parent,
+                   "audio": make_audios(work / "audio", 1, seconds=seconds)[0].parent}
+        model = load_model("random:tiny", device="cpu")
+        rows = []
+        for modality, folder in folders.items():
+            best = {1: 0.0, workers: 0.0}
+            for _ in range(args.rounds):
+                for count in best:
+                    rate, report = end_to_end(model, modality, folder, work, count)
+                    best[count] = max(best[count], rate)
+            rows.append({"modality": modality, "windows": report.windows, "one_worker_per_s": round(best[1], 2),
+                         "workers": workers, "workers_per_s": round(best[workers], 2),
+                         "speedup": round(best[workers] / best[1], 2)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"# {hardware()}; one {seconds:g} s file per modality as {WINDOW_SECONDS:g} s windows, random:tiny; "
+          f"best of {args.rounds} alternating rounds")
+    print(f"{'modality':9} {'windows':>7} {'1 worker':>12} {f'{workers} workers':>12} {'speed-up':>8}")
+    for r in rows:
+        print(f"{r['modality']:9} {r['windows']:7} {r['one_worker_per_s']:10.2f}/s {r['workers_per_s']:10.2f}/s "
+              f"{r['speedup']:7.2f}x")
+    return {"hardware": hardware(), "seconds": seconds, "rounds": args.rounds, "rows": rows}
+
+
 def hardware() -> str:
     from search import hardware as describe
 
@@ -292,10 +331,11 @@ def hardware() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "memory", "commits"])
+    parser.add_argument("what", choices=["speed", "memory", "commits", "windows"])
     parser.add_argument("--videos", type=int, default=16, help="clips for `speed` (0 skips video)")
     parser.add_argument("--audios", type=int, default=32, help="wavs for `speed` (0 skips audio)")
-    parser.add_argument("--long", type=float, default=None, help="`speed` on files this many seconds long, as windows")
+    parser.add_argument("--long", type=float, default=None,
+                        help="`speed` on files this many seconds long, as windows; `windows`: their length (120)")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--files", type=int, default=None, help="images for `memory` (10,000), `commits` (1,500)")
@@ -306,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     args.dtype_t = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     args.files = args.files or (1500 if args.what == "commits" else 10_000)
-    result = {"speed": speed, "memory": memory, "commits": commits}[args.what](args)
+    result = {"speed": speed, "memory": memory, "commits": commits, "windows": windows}[args.what](args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

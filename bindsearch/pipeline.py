@@ -77,10 +77,13 @@ class _Files(Dataset):
 
 
 class _Windows(IterableDataset):
-    """Each file's windows, one item each: (path, window, windows in the file, tensor, error, described).
+    """Windows of files, one item each: (path, window number, windows in the file, window, tensor, error, described).
 
-    Each worker takes every n-th file and decodes its windows in order, so a file's windows reach the encoder in
-    order, maybe spread over several batches; the first window that fails ends the file."""
+    With n workers, a file kept whole goes to worker `f % n` (f its place in the list), and window j of a long
+    file to worker `(f + j) % n`: one long recording is decoded by every worker at once. So every worker reads
+    every file's length from its headers, and each one that decodes a file describes it (a file whose
+    descriptions differ changed while it was read). A worker stops decoding a file at its first window that fails.
+    """
 
     def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None,
                  describe: Callable[[Path], object] | None, plan: WindowPlan):
@@ -88,28 +91,35 @@ class _Windows(IterableDataset):
 
     def __iter__(self):
         worker = get_worker_info()
-        mine = self.paths if worker is None else self.paths[worker.id::worker.num_workers]
-        for path in mine:
-            yield from self._file(path)
+        me, n = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        for f, path in enumerate(self.paths):
+            windows = self.plan.windows(media.duration(self.modality, path))
+            if windows is None:
+                if f % n == me:
+                    yield from self._decode(path, [(0, None)], 1)
+            else:
+                yield from self._decode(path, [(j, w) for j, w in enumerate(windows) if (f + j) % n == me],
+                                        len(windows))
 
-    def _file(self, path: Path):
+    def _decode(self, path: Path, jobs: list[tuple[int, Window | None]], count: int):
+        if not jobs:
+            return
         try:
             described = self.describe(path) if self.describe else None
         except OSError as exc:
             error = MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
-            yield path, None, 1, None, error, None
+            yield path, jobs[0][0], count, jobs[0][1], None, error, None
             return
-        windows = self.plan.windows(media.duration(self.modality, path)) or [None]
-        for window in windows:
+        for j, window in jobs:
             try:
                 x = media.load(self.modality, path, self.prep, window=window)
             except MediaError as exc:
-                yield path, window, len(windows), None, exc, None
+                yield path, j, count, window, None, exc, None
                 return
             except Exception as exc:  # a decoder bug must not take the batch down either
-                yield path, window, len(windows), None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
+                yield path, j, count, window, None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
                 return
-            yield path, window, len(windows), x, None, described
+            yield path, j, count, window, x, None, described
 
 
 def _collate(items):
@@ -142,7 +152,6 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     prep = model.preprocess.get(modality)
     cut = windows is not None and windows.seconds > 0 and modality in media.WINDOWED
     if cut:
-        workers = min(workers, len(paths))  # a worker with no file would still be started
         dataset = _Windows(modality, paths, prep, describe, windows)
     else:
         dataset = _Files(modality, paths, prep, describe)
@@ -172,19 +181,31 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
 
 
 def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
-    """Embed windows as they come; yield each file once all its windows are embedded, or as a failure."""
-    started: dict[Path, list] = {}  # a file's (window, vector, described) so far
+    """Embed windows as they come, from whichever worker; yield each file once all its windows are embedded (in
+    order), or once as a failure at its first window that fails (its other windows are dropped as they come)."""
+    started: dict[Path, dict[int, tuple]] = {}  # a file's windows so far: number -> (window, vector, described)
+    failed: set[Path] = set()
     for items in loader:
-        good = [item for item in items if item[4] is None]
-        vectors = model.embed(modality, torch.stack([item[3] for item in good])) if good else torch.empty(0)
-        done, failures = [], []
-        for (path, window, count, _, _, described), vector in zip(good, vectors, strict=True):
-            started.setdefault(path, []).append((window, vector, described))
-            if len(started[path]) == count:
-                done.append(path)
-        for path, _, _, _, error, _ in (item for item in items if item[4] is not None):
-            started.pop(path, None)
-            failures.append(error)
-        rows = [(path, *row) for path in done for row in started.pop(path)]
+        good = [item for item in items if item[5] is None and item[0] not in failed]
+        vectors = model.embed(modality, torch.stack([item[4] for item in good])) if good else torch.empty(0)
+        rows, failures = [], []
+        for error in (item[5] for item in items if item[5] is not None):
+            if error.path not in failed:
+                failed.add(error.path)
+                started.pop(error.path, None)
+                failures.append(error)
+        for (path, j, count, window, _, _, described), vector in zip(good, vectors, strict=True):
+            if path in failed:  # a window of this file failed in another worker, in this same batch
+                continue
+            windows = started.setdefault(path, {})
+            windows[j] = (window, vector, described)
+            if len(windows) < count:
+                continue
+            del started[path]
+            if len({repr(d) for _, _, d in windows.values()}) > 1:
+                failed.add(path)
+                failures.append(MediaError(path, "changed while it was being indexed; run index again"))
+                continue
+            rows += [(path, *windows[j]) for j in sorted(windows)]
         stacked = torch.stack([r[2] for r in rows]) if rows else torch.empty(0, model.dim)
         yield EncodedBatch([r[0] for r in rows], stacked, failures, [], [r[3] for r in rows], [r[1] for r in rows])

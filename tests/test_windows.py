@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -153,6 +154,39 @@ def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, 
     assert col.remove([shorter.video]) == 8 and col.catalog.count("video") == 0
 
 
+def test_every_decoder_process_takes_windows_of_one_long_file(reels):
+    root, reel = reels
+    alone = Collection.open("moments-alone", model="bindsearch-mini", device="cpu")
+    alone.add([reel.video], window=2.0, workers=0)
+    shared = Collection.open("moments-shared", model="bindsearch-mini", device="cpu")
+    report = shared.add([reel.video], window=2.0, workers=2)
+    assert (report.new, report.windows) == (1, 12)
+    rows = {c: sorted(col.catalog.items(), key=lambda i: i.start) for c, col in (("alone", alone), ("shared", shared))}
+    assert [(i.start, i.end) for i in rows["alone"]] == [(i.start, i.end) for i in rows["shared"]]
+    assert [i.id for i in rows["shared"]] == list(range(12))  # ids in the order of the windows
+    assert np.allclose(alone.catalog.get_vectors([i.id for i in rows["alone"]]),
+                       shared.catalog.get_vectors([i.id for i in rows["shared"]]), atol=1e-5)
+
+
+def _process(path: Path) -> int:
+    return os.getpid()
+
+
+def test_a_long_file_that_changes_while_its_windows_are_read_is_refused(reels):
+    from bindsearch import load_model
+    from bindsearch.pipeline import encode_files
+
+    _, reel = reels
+    model = load_model("bindsearch-mini", device="cpu", modalities=["video"])
+    # Each decoder process describes the file as its process id: two processes, two descriptions of one file.
+    batches = list(encode_files(model, "video", [reel.video], workers=2, describe=_process, windows=WindowPlan(2.0)))
+    assert [str(e) for b in batches for e in b.failures] == [
+        f"{reel.video}: changed while it was being indexed; run index again"]
+    assert not any(b.paths for b in batches)
+    kept = list(encode_files(model, "video", [reel.video], workers=2, windows=WindowPlan(2.0)))
+    assert sum(len(b.paths) for b in kept) == 12 and not any(b.failures for b in kept)
+
+
 def test_a_file_with_a_window_that_fails_is_skipped_whole(reels, tmp_path, monkeypatch):
     root, reel = reels
     load = media.load
@@ -164,10 +198,11 @@ def test_a_file_with_a_window_that_fails_is_skipped_whole(reels, tmp_path, monke
 
     monkeypatch.setattr(media, "load", failing)
     col = Collection.open("moments4", model="bindsearch-mini", device="cpu")
-    report = col.add([root / "media" / "long"], window=2.0, workers=0)
-    assert sorted(str(e.path) for e in report.failed) == sorted([str(reel.audio), str(reel.video)])
-    assert "at 0:10-0:12: damaged" in report.failed[0].cause
-    assert len(col.catalog) == 0  # no window of a file that failed is kept
+    for workers in (0, 2):  # one process; and two, each with windows of the file (forked: they see the patch)
+        report = col.add([root / "media" / "long"], window=2.0, workers=workers)
+        assert sorted(str(e.path) for e in report.failed) == sorted([str(reel.audio), str(reel.video)])
+        assert all("damaged" in e.cause and e.cause.startswith("at 0:1") for e in report.failed)
+        assert len(col.catalog) == 0  # no window of a file that failed is kept
 
     monkeypatch.setattr(media, "load", load)
     retry = col.add([root / "media" / "long"], window=2.0, workers=0)

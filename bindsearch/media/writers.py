@@ -5,6 +5,8 @@ Used by the tests, the benchmarks' dataset replicas and the BindWorld generator.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +45,17 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     return path
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str = "libx264") -> Path:
-    """Write `(t, h, w, 3)` uint8 RGB frames as an H.264 mp4 (even width and height required)."""
+def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: int = 8,
+                codec: str = "libx264") -> Path:
+    """Write `(t, h, w, 3)` uint8 RGB frames (or `(h, w, 3)` frames one by one, for long videos) as an H.264 mp4
+    (even width and height required)."""
     import av
 
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    t, h, w, _ = frames.shape
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("a video needs at least one frame")
+    h, w, _ = np.shape(first)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
@@ -56,8 +63,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, codec: str =
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # Constant quality and no B-frame reordering keep small synthetic clips faithful.
         stream.options = {"crf": "18", "bf": "0"} if codec == "libx264" else {}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for frame in itertools.chain([first], frames):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
