@@ -83,6 +83,8 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
+            if window is not None and stream.frames:
+                return _read_av_window(path, container, stream, count, window, fps)
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total == 0:
             raise MediaError(path, "video has no frames")
@@ -102,6 +104,28 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
         raise MediaError(path, "no frame could be decoded")
     last = keep[max(keep)]
     return np.stack([keep.get(int(i), last) for i in wanted])
+
+
+def _read_av_window(path: Path, container, stream, count: int, window: Window, fps: float) -> np.ndarray:
+    """A window's frames by seeking to the key frame before it: a long file is not decoded from its start once
+    per window. Frame numbers come from timestamps; each wanted frame is the last one shown at or before it."""
+    total = stream.frames
+    wanted = frame_indices(total, count, window_span(path, total, fps, window))
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    container.seek(int((origin + wanted[0] / fps) / stream.time_base), stream=stream, backward=True)
+    shown: dict[int, np.ndarray] = {}
+    for frame in container.decode(stream):
+        if frame.time is None:
+            raise MediaError(path, "video frames carry no timestamps, so it cannot be cut into windows")
+        i = round((frame.time - origin) * fps)
+        if wanted[0] - 1 <= i <= wanted[-1] or not shown:  # the frame on screen when the window starts, too
+            shown[i] = frame.to_ndarray(format="rgb24")
+        if i >= wanted[-1]:
+            break
+    if not shown:
+        raise MediaError(path, "no frame could be decoded")
+    numbers = np.array(sorted(shown))
+    return np.stack([shown[int(numbers[max(np.searchsorted(numbers, w, side="right") - 1, 0)])] for w in wanted])
 
 
 def read_frames(path: str | Path, count: int, window: Window | None = None) -> np.ndarray:
