@@ -98,9 +98,11 @@ class Hit:
             return None
 
 
-def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit]) -> dict:
-    """What `search --json` prints and `bindsearch serve` answers: the query and its ranked hits (a text hit
-    with its words, a window of a long file with its start and end in seconds)."""
+def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],
+                  at: float | None = None) -> dict:
+    """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
+    one was asked for) and its ranked hits (a text hit with its words, a window of a long file with its start and
+    end in seconds)."""
     rows = []
     for rank, h in enumerate(hits, 1):
         row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
@@ -109,7 +111,8 @@ def search_result(collection: str, text: str | None, files: Sequence[str | Path]
         if h.start is not None:
             row["start"], row["end"] = h.start, h.end
         rows.append(row)
-    return {"collection": collection, "query": {"text": text, "files": [str(f) for f in files]}, "hits": rows}
+    query = {"text": text, "files": [str(f) for f in files], **({"at": at} if at is not None else {})}
+    return {"collection": collection, "query": query, "hits": rows}
 
 
 @dataclass
@@ -428,51 +431,70 @@ class Collection:
 
     # -- reading --------------------------------------------------------------------------------
     def query_vector(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
-                     file_modality: str | None = None) -> np.ndarray:
+                     file_modality: str | None = None, at: float | None = None) -> np.ndarray:
         """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
 
         A file's modality is `file_modality`, else the catalog's (its stored vector is reused, also when the file
-        has gone since), else a guess; a text file's words join the query as text.
+        has gone since; a long file's windows averaged), else a guess; a text file's words join the query as text.
+        `at` (seconds) makes the query one moment of a single video or audio file: its indexed window there, or
+        `WINDOW_SECONDS` decoded from `at`.
         """
+        return self._query(text, files, file_modality, at)[0]
+
+    def _query(self, text: str | Sequence[str] | None, files: Sequence[str | Path], file_modality: str | None,
+               at: float | None) -> tuple[np.ndarray, set[int]]:
+        """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out)."""
         from bindsearch import media
 
+        if at is not None and len(files) != 1:
+            raise CollectionError("a moment (--at) is of one file: give exactly one --file")
         texts = [text] if isinstance(text, str) else list(text or [])
-        parts, to_encode = [], []
+        parts, to_encode, used = [], [], set()
         known = self.catalog.lookup_paths(str(absolute(f)) for f in files)
         for f in files:
             path = absolute(f)
             stored = known.get(str(path), [])
-            # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query
-            # (a long file's windows averaged, as its several modalities' rows are not).
+            stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
+            # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             if file_modality is None and stored and (not path.exists() or self._unchanged(path, stored[0])):
-                rows = [i.id for i in stored if i.modality == stored[0].modality]
-                parts.append(_unit(self.catalog.get_vectors(rows).mean(axis=0, keepdims=True)))
-                continue
+                if at is None:
+                    parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
+                    continue
+                if stored[0].start is not None:
+                    row = _window_at(path, stored, at)
+                    parts.append(self.catalog.get_vectors([row.id]))
+                    used.add(row.id)
+                    continue
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
                                       "pass --file-modality")
-            to_encode.append((kind, path))
+            to_encode.append((kind, path, None if at is None else _window_from(path, kind, at)))
         if texts or to_encode:  # the towers this query needs, and no others
-            model = self.encoder({kind for kind, _ in to_encode})
+            model = self.encoder({kind for kind, _, _ in to_encode})
             parts += [model.encode("text", texts).numpy()] if texts else []
-            parts += [model.encode(kind, [media.read_text(path) if kind == "text" else path]).numpy()
-                      for kind, path in to_encode]
+            for kind, path, window in to_encode:
+                if window is not None:
+                    x = media.load(kind, path, model.preprocess.get(kind), window=window)
+                    parts.append(model.embed(kind, x[None]).numpy())
+                else:
+                    parts.append(model.encode(kind, [media.read_text(path) if kind == "text" else path]).numpy())
         if not parts:
             raise CollectionError("nothing to search with: give a text, a file, or both")
-        return _unit(np.concatenate(parts).astype(np.float32).mean(axis=0))
+        return _unit(np.concatenate(parts).astype(np.float32).mean(axis=0)), used
 
     def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
-               k: int = 10, every_window: bool = False) -> list[Hit]:
+               k: int = 10, every_window: bool = False, at: float | None = None) -> list[Hit]:
         """Top-k items of the given modalities for a text and/or file query; query files excluded.
 
         `modality=None` searches every modality but text, or text where the collection holds nothing else. A long
-        file is one hit, at its best window, unless `every_window`.
+        file is one hit, at its best window, unless `every_window`. With `at` the query is that moment of its one
+        file (see `query_vector`), and only that moment is left out: other moments of the file may come back.
         """
-        query = self.query_vector(text, files, file_modality)
-        return self.search_vector(query, modality, k, exclude={str(absolute(f)) for f in files},
-                                  every_window=every_window)
+        query, used = self._query(text, files, file_modality, at)
+        exclude = {str(absolute(f)) for f in files} if at is None else set()
+        return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
                      k: int = 10, every_window: bool = False) -> list[list[Hit]]:
@@ -488,11 +510,12 @@ class Collection:
         return self.search_vectors(query[None], modality, k, exclude, every_window)[0]
 
     def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
-                       exclude: set[str] = frozenset(), every_window: bool = False) -> list[list[Hit]]:
+                       exclude: set[str] = frozenset(), every_window: bool = False,
+                       exclude_ids: set[int] = frozenset()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
 
-        Each file counts once, at its best window (unless `every_window`), and files in `exclude` not at all: the
-        index is asked for more rows until k files are found or it has no more.
+        Each file counts once, at its best window (unless `every_window`), and files in `exclude` (rows in
+        `exclude_ids`) not at all: the index is asked for more rows until k files are found or it has no more.
         """
         snapshot = self.catalog.pinned()
         if self._present is None or self._present[0] != snapshot.fingerprint():
@@ -503,11 +526,11 @@ class Collection:
                    if m in present]
         if not indexes:
             return [[] for _ in queries]
-        stored, fetch = sum(len(index) for index in indexes), k + len(exclude)
+        stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
         while True:
             scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
             found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
-            out = [_ranked(row_scores, row_ids, found, exclude, every_window)[:k]
+            out = [_ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window)[:k]
                    for row_scores, row_ids in zip(scores, ids, strict=True)]
             if fetch >= stored or all(len(hits) == k for hits in out):
                 return out
@@ -547,13 +570,14 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def _ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude: set[str],
-            every_window: bool) -> list[Hit]:
-    """One query's index rows as hits, best first: excluded files dropped, and each file (each of its modalities)
-    kept once, at its best window, unless `every_window`."""
+            exclude_ids: set[int], every_window: bool) -> list[Hit]:
+    """One query's index rows as hits, best first: excluded files and rows dropped, and each file (each of its
+    modalities) kept once, at its best window, unless `every_window`."""
     hits, seen = [], set()
     for score, i in zip(scores, ids, strict=True):
         item = found.get(int(i)) if i >= 0 else None
-        if item is None or item.path in exclude or (not every_window and (item.path, item.modality) in seen):
+        if (item is None or item.path in exclude or item.id in exclude_ids
+                or (not every_window and (item.path, item.modality) in seen)):
             continue
         seen.add((item.path, item.modality))
         hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end))
@@ -563,6 +587,26 @@ def _ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude
 def _spelled(stored: str) -> str:
     """A stored path as `absolute` spells it now (rows written before the paths were normalised may differ)."""
     return stored if "/." not in stored else str(absolute(stored))
+
+
+def _window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
+    """The indexed window of a long file that holds the moment `at` (seconds)."""
+    if not 0 <= at < windows[-1].end:
+        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: --at {at:g} is not in it")
+    return next(i for i in windows if i.start <= at < i.end)
+
+
+def _window_from(path: Path, modality: str, at: float) -> tuple[float, float]:
+    """`WINDOW_SECONDS` of a file not indexed as windows, from `at` (to its end, if sooner)."""
+    from bindsearch.media import WINDOWED, duration
+
+    if modality not in WINDOWED:
+        raise CollectionError(f"{path}: --at picks a moment of a video or audio file, not of {modality}")
+    seconds = duration(modality, path)
+    if at < 0 or seconds is not None and at >= seconds:
+        raise CollectionError(f"{path} lasts {seconds:g} s: --at {at:g} is not in it" if seconds is not None
+                              else f"--at must be a time from the start of {path}, not {at:g}")
+    return at, at + WINDOW_SECONDS if seconds is None else min(at + WINDOW_SECONDS, seconds)
 
 
 def _default_targets(present: Sequence[str]) -> list[str]:

@@ -12,7 +12,8 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
   modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text.
 
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
-file, not only its best. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
+file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
+moment of it. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
 `{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
 are used): the server reads no file of its host outside the collection. Searches run one at a time; the rest
 wait their turn.
@@ -129,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             if modality is not None and not (isinstance(modality, list) and all(isinstance(m, str) for m in modality)):
                 raise RequestError("\"modality\" must be a modality name or a list of them")
             return self._search(text, paths, None, modality, _k(query.get("k")),
-                                _every_window(query.get("every_window")))
+                                _every_window(query.get("every_window")), _at(query.get("at")))
         name = Path(_one(params, "name") or "").name
         if name in ("", ".", ".."):
             raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
@@ -146,18 +147,19 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")),
-                                    _every_window(_one(params, "every_window")), shown=[name])
+                                    _every_window(_one(params, "every_window")), _at(_one(params, "at")),
+                                    shown=[name])
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
                 raise RequestError(str(exc).replace(str(upload), name)) from None
 
     # -- helpers --------------------------------------------------------------------------------
     def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
-                k: int, every_window: bool = False, shown: list | None = None) -> dict:
+                k: int, every_window: bool = False, at: float | None = None, shown: list | None = None) -> dict:
         col = self.server.collection
         with self.server.lock:
             hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
-                              every_window=every_window)
-        return search_result(col.name, text, shown if shown is not None else files, hits)
+                              every_window=every_window, at=at)
+        return search_result(col.name, text, shown if shown is not None else files, hits, at)
 
     def _check_indexed(self, paths: list[str]) -> None:
         relative = [p for p in paths if not Path(p).is_absolute()]
@@ -241,6 +243,20 @@ def _every_window(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
         return value.lower() in ("1", "true", "yes")
     raise RequestError(f"every_window must be true or false, not {value!r}")
+
+
+def _at(value: object) -> float | None:
+    """A moment of the query's one file: seconds (a JSON number, or "80", "1:20", "1:02:03")."""
+    from bindsearch.media.windows import parse_clock
+
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    try:
+        return parse_clock(value) if isinstance(value, str) else parse_clock(repr(value))
+    except ValueError as exc:
+        raise RequestError(f"at: {exc}") from None
 
 
 def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,

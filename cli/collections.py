@@ -131,6 +131,9 @@ def search(
     every_window: Annotated[bool, typer.Option(
         "--every-window", help="List every matching window of a long video or audio file, not only its best.")
     ] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Query by one moment of the --file (video or audio): its indexed window at this time (80, 1:20 "
+                     "or 1:02:03), or 10 s from it; other moments of the same file may come back.")] = None,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
@@ -141,12 +144,16 @@ def search(
     bindsearch search -c home --file room.png --file-modality depth --modality infrared;
     bindsearch search -c home --file bark.wav --modality text (over indexed .txt files);
     bindsearch search -c home --queries questions.txt --json;
-    bindsearch search "a goal is scored" -c home --modality video --every-window (moments in long videos)
+    bindsearch search "a goal is scored" -c home --modality video --every-window (moments in long videos);
+    bindsearch search -c home --file match.mp4 --at 12:30 --every-window (more moments like that one)
     """
     from bindsearch import Collection
 
     if queries is not None and (text is not None or files):
         raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
+    if at is not None and len(files or []) != 1:
+        raise typer.BadParameter("--at picks a moment of one file: give exactly one --file")
+    moment = _clock(at) if at is not None else None
     if queries is None and text is None and not files:
         raise typer.BadParameter("give a text query, --file, both, or --queries")
     if queries is not None and str(queries) != "-" and not queries.is_file():
@@ -158,8 +165,17 @@ def search(
                 _show_hits(col.name, line, [], hits, as_json, header=True)
         return
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
-                      every_window=every_window)
-    _show_hits(col.name, text, files or [], hits, as_json)
+                      every_window=every_window, at=moment)
+    _show_hits(col.name, text, files or [], hits, as_json, at=moment)
+
+
+def _clock(text: str) -> float:
+    from bindsearch.media.windows import parse_clock
+
+    try:
+        return parse_clock(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--at") from None
 
 
 def _snippet(hit, width: int = 60) -> str:
@@ -197,11 +213,11 @@ def _batches(stream, batch: int):
 
 
 def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_json: bool,
-               header: bool = False) -> None:
+               header: bool = False, at: float | None = None) -> None:
     if as_json:
         from bindsearch.collection import search_result
 
-        _echo_json(search_result(name, text, files, hits))
+        _echo_json(search_result(name, text, files, hits, at))
         return
     if header:
         typer.echo(f"# {text}")

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 from bindsearch import Collection, media
-from bindsearch.media import MediaError, WindowPlan, format_clock
+from bindsearch.collection import CollectionError
+from bindsearch.media import MediaError, WindowPlan, format_clock, parse_clock
 from bindsearch.media.audio import _read_with_av, read_audio
 from bindsearch.media.video import _read_av, _read_decord, read_frames
 from bindsearch.media.writers import write_audio, write_video
@@ -42,6 +43,10 @@ def test_long_files_are_cut_into_equal_windows_that_cover_them():
         WindowPlan(-1)
     assert [format_clock(t) for t in (0, 9.5, 75.5, 3600, 3725)] == ["0:00", "0:09.5", "1:15.5", "1:00:00",
                                                                         "1:02:05"]
+    assert [parse_clock(t) for t in ("80", "80.5", "1:20", "1:02:03.5", " 0:05 ")] == [80, 80.5, 80, 3723.5, 5]
+    for bad in ("", "soon", "1:75", "-3", "1::2", "1:2:3:4", "nan"):
+        with pytest.raises(ValueError, match="is not a time"):
+            parse_clock(bad)
 
 
 def test_a_video_window_decodes_the_frames_shown_during_it(tmp_path):
@@ -131,6 +136,30 @@ def test_a_long_file_is_one_hit_unless_every_window_is_asked_for(reels):
     # more rows until k other files are found).
     by_reel = col.search(files=[reel.video], modality="video", k=4)
     assert len(by_reel) == 4 and str(reel.video) not in {h.path for h in by_reel}
+
+
+def test_a_moment_of_a_file_is_a_query_and_only_that_moment_is_left_out(reels, tmp_path):
+    root, reel = reels
+    col = Collection.open("moments-at", model="bindsearch-mini", device="cpu")
+    col.add([root / "media"], window=2.0)
+    windows = {i.start: i.id for i in col.catalog.items("video") if i.path == str(reel.video)}
+    # Indexed as windows: the window holding the moment is the query, as stored.
+    assert np.array_equal(col.query_vector(files=[reel.video], at=10.5), col.catalog.get_vectors([windows[10.0]])[0])
+    hits = col.search(files=[reel.video], at=10.5, modality="video", k=30, every_window=True)
+    assert windows[10.0] not in {h.id for h in hits} and len(hits) == 11 + 4  # the other windows, and the clips
+    # Not in the collection: WINDOW_SECONDS from the moment, cut at the file's end; the same frames as indexed.
+    copy = shutil.copy(reel.video, tmp_path / "copy.mp4")
+    assert np.allclose(col.query_vector(files=[copy], at=22.0), col.catalog.get_vectors([windows[22.0]])[0],
+                       atol=1e-5)
+    with pytest.raises(CollectionError, match=r"lasts 24 s: --at 30 is not in it"):
+        col.search(files=[reel.video], at=30)
+    with pytest.raises(CollectionError, match="lasts 24 s"):
+        col.search(files=[copy], at=24)
+    with pytest.raises(CollectionError, match="exactly one --file"):
+        col.search(files=[reel.video, reel.audio], at=1)
+    image = root / "world" / "image" / "s000000.png"
+    with pytest.raises(CollectionError, match="a moment of a video or audio file, not of image"):
+        col.search(files=[image], at=1)
 
 
 def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, tmp_path):
@@ -224,6 +253,15 @@ def test_the_cli_shows_moments_and_json_carries_them(reels, run_cli):
     assert all(h["end"] - h["start"] == pytest.approx(2.0) for h in hits)
     code, out, _ = run_cli("info", "-c", "cli-moments")
     assert "24 of them windows of long files" in out
+    code, out, _ = run_cli("search", "-c", "cli-moments", "--file", reel.video, "--at", "0:07", "--json",
+                           "--every-window", "-k", "2")
+    answer = json.loads(out)
+    assert code == 0 and answer["query"]["at"] == 7.0 and len(answer["hits"]) == 2
+    assert (answer["hits"][0]["start"], answer["hits"][0]["path"]) != (6.0, str(reel.video))
+    code, _, err = run_cli("search", "-c", "cli-moments", "--file", reel.video, "--at", "soon")
+    assert code == 2 and "'soon' is not a time" in err
+    code, _, err = run_cli("search", "-c", "cli-moments", "--file", reel.video, "--at", "1:00")
+    assert code == 1 and "lasts 24 s: --at 60 is not in it" in err
 
 
 def test_the_server_lists_windows_when_asked(reels):
@@ -248,6 +286,11 @@ def test_the_server_lists_windows_when_asked(reels):
         status, by_json = call(server, "/search", json_body={"text": caption, "k": 3, "modality": "video",
                                                              "every_window": True})
         assert status == 200 and by_json["hits"] == every["hits"]
+        status, moment = call(server, "/search", json_body={"paths": [str(reel.video)], "at": "0:10", "k": 2,
+                                                            "every_window": True, "modality": "video"})
+        assert status == 200 and moment["query"]["at"] == 10.0 and len(moment["hits"]) == 2
+        status, bad = call(server, "/search", json_body={"paths": [str(reel.video)], "at": "soon"})
+        assert status == 400 and "at: 'soon' is not a time" in bad["error"]
     finally:
         server.shutdown()
         server.server_close()

@@ -27,11 +27,11 @@ from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
-from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock
+from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, parse_clock
 from bindsearch.models.config import Preprocess
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
-           "guess_modality", "load", "read_text", "register_modality", "registered_modalities"]
+           "guess_modality", "load", "parse_clock", "read_text", "register_modality", "registered_modalities"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
 
