@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from bindsearch import media
-from bindsearch.media import MediaError
+from bindsearch.media import MediaError, Window, WindowPlan
 from bindsearch.models import EmbeddingModel
 
-__all__ = ["classify", "classify_files"]
+__all__ = ["Labelled", "classify", "classify_files"]
 
 Ranking = list[tuple[str, float]]
 """(label, probability) pairs, most probable first."""
+
+
+class Labelled(NamedTuple):
+    """A file's ranking of the labels, or one window's (`window`: start, end in seconds) of a long file."""
+
+    path: Path
+    ranking: Ranking
+    window: Window | None = None
 
 
 def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], modality: str | None = None,
@@ -31,19 +40,22 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     for result in classify_files(model, [path], labels, kind, workers=0, templates=templates):
         if isinstance(result, MediaError):
             raise result
-        return result[1]
+        return result.ranking
     raise AssertionError("classify_files answers every file")  # pragma: no cover
 
 
 def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: Sequence[str],
                    modality: str | None = None, workers: int | None = None, templates: bool = True,
-                   ) -> Iterator[tuple[Path, Ranking] | MediaError]:
+                   window: float | None = None) -> Iterator[Labelled | MediaError]:
     """For each file, its ranking or the `MediaError` that says why it has none, as each batch is done.
 
     Files are grouped by modality (guessed from the extension unless `modality` is given); each group's label
     prompts are embedded once, and its files decoded in worker processes and encoded in batches, as
     `Collection.add` does. A corrupt file is one error among the results, not the end of the run. With
     `templates=False` each label is its own prompt: X->text retrieval over a list of sentences.
+
+    `window` (seconds): video and audio longer than one window are ranked window by window, in order: a timeline
+    of what happens when. Without it, a file is ranked whole, as the model reads it (8 frames; three 10 s crops).
     """
     from bindsearch.evaluation import build_classifier
     from bindsearch.pipeline import encode_files
@@ -61,7 +73,10 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
         classifier = torch.from_numpy(
             build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind,
                              templates=None if templates else ["{}"]))
-        for batch in encode_files(model, kind, paths, workers=workers):
+        plan = WindowPlan(window, longer_than=window) if window else None
+        for batch in encode_files(model, kind, paths, workers=workers, windows=plan):
             yield from batch.failures
-            for path, probs in zip(batch.paths, model.probabilities(kind, batch.vectors, classifier), strict=True):
-                yield path, [(labels[j], float(probs[j])) for j in torch.argsort(probs, descending=True).tolist()]
+            probabilities = model.probabilities(kind, batch.vectors, classifier)
+            for path, cut, probs in zip(batch.paths, batch.windows, probabilities, strict=True):
+                ranking = [(labels[j], float(probs[j])) for j in torch.argsort(probs, descending=True).tolist()]
+                yield Labelled(path, ranking, cut)

@@ -236,6 +236,9 @@ def classify(
     file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]
     = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N most probable labels.")] = None,
+    window: Annotated[float | None, typer.Option(
+        "--window", min=0, help="Rank video and audio longer than this many seconds window by window: a timeline "
+                                "(default: each file whole, as the model reads it).")] = None,
     templates: Annotated[bool, typer.Option(
         "--templates/--no-templates", help="Wrap labels in LanguageBind's prompt templates ('a photo of a {}.'); "
                                            "--no-templates takes each label as written, e.g. whole captions.")
@@ -252,7 +255,8 @@ def classify(
 
     Examples: bindsearch classify bark.wav --labels "dog,cat,rain" --model languagebind:audio_ft;
     bindsearch classify sounds/*.wav --labels-file labels.txt --top 3 --json;
-    bindsearch classify clip.mp4 --labels-file captions.txt --no-templates --top 5   (video -> text)
+    bindsearch classify clip.mp4 --labels-file captions.txt --no-templates --top 5   (video -> text);
+    bindsearch classify street.wav --labels "siren,dog,rain,speech" --window 10 --top 1   (what happens when)
     """
     from bindsearch import load_model
     from bindsearch.classify import classify_files
@@ -263,17 +267,24 @@ def classify(
     if not names:
         raise typer.BadParameter("give --labels or --labels-file")
     failed = 0
-    for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates):
+    for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates,
+                                 window=window or None):
         if isinstance(result, Exception):
             typer.echo(f"error: {result}" + ("; skipped" if len(files) > 1 else ""), err=True)
             failed += 1
             continue
-        path, ranked = result
+        path, ranked, cut = result
         ranked = ranked[:top]
         if as_json:
-            _echo_json({"file": str(path), "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
+            moment = {"start": cut[0], "end": cut[1]} if cut else {}
+            _echo_json({"file": str(path), **moment,
+                        "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
             continue
-        if len(files) > 1:
+        if cut:
+            from bindsearch.media import format_clock
+
+            typer.echo(f"# {path} @ {format_clock(cut[0])}-{format_clock(cut[1])}")
+        elif len(files) > 1:
             typer.echo(f"# {path}")
         for label, p in ranked:
             typer.echo(f"{p:7.2%}  {label}")

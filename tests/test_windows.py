@@ -296,6 +296,30 @@ def test_the_server_lists_windows_when_asked(reels):
         server.server_close()
 
 
+def test_classify_ranks_labels_window_by_window(reels, run_cli):
+    from bindsearch import load_model
+    from bindsearch.classify import classify_files
+
+    _, reel = reels
+    model = load_model("bindsearch-mini", device="cpu")
+    materials = ["wood", "metal", "glass", "rubber"]
+    timeline = list(classify_files(model, [reel.audio], materials, window=2.0, workers=0))
+    assert [r.window for r in timeline] == [(start, end) for _, start, end in reel.timeline]
+    right = sum(r.ranking[0][0] == reel.at(r.window[0]).attributes["material"] for r in timeline)
+    assert right >= 10  # bindsearch-mini's audio tower hears the material (12/12 when written)
+    whole = list(classify_files(model, [reel.audio], materials, workers=0))
+    assert len(whole) == 1 and whole[0].window is None
+
+    code, out, _ = run_cli("classify", reel.video, "--labels", "red,orange,yellow,green,blue,purple,pink",
+                           "--window", "2", "--top", "1", "--json", "--model", "bindsearch-mini")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["start"], r["end"]) for r in lines] == [(s, e) for _, s, e in reel.timeline]
+    assert sum(r["labels"][0]["label"] == reel.at(r["start"]).attributes["colour"] for r in lines) >= 10
+    code, out, _ = run_cli("classify", reel.video, "--labels", "red,blue", "--window", "2", "--top", "1",
+                           "--model", "bindsearch-mini")
+    assert code == 0 and out.splitlines()[0] == f"# {reel.video} @ 0:00-0:02" and len(out.splitlines()) == 24
+
+
 def test_a_catalog_from_before_windows_is_read_and_given_them_on_first_write(tmp_path):
     encoder = EncoderInfo("random:tiny", "abc", 4)
     legacy = _schema(4)
