@@ -107,6 +107,8 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
           f"\n  bindsearch search -c {c} --file {video} --modality text"
           f"\n  bindsearch search \"{moment}\" -c {c} --modality video --every-window"
           f"\n  bindsearch classify {audio} --labels \"wood,metal,glass,rubber\" --model {model}"
+          f"\n  bindsearch classify {reel.audio} --labels \"wood,metal,glass,rubber\" --window 2 --top 1"
+          f" --model {model}"
           f"\n  bindsearch info -c {c}")
 
 
