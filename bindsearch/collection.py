@@ -376,8 +376,8 @@ class Collection:
                 report: IngestReport) -> None:
         """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
 
-        A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted first,
-        so that a kill in between leaves the file looking changed, and the next run embeds it again.
+        A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted in the
+        same commit.
         """
         rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
         if not rows:
@@ -399,35 +399,36 @@ class Collection:
             if windows[0][0] is not None:
                 report.split += 1
                 report.windows += len(windows)
-        self.catalog.delete(stale)
         if all(i.id is None for i in items):
             self.catalog.add(items, np.stack(vectors))
         else:
             start = self.catalog.next_id()
             fresh = iter(range(start, start + len(items)))
-            self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors))
+            self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors),
+                                delete=stale)
 
     def _remove_vanished(self, roots: Sequence[Path], present: set[str]) -> int:
-        """Delete catalogued files under the given folders that are no longer there."""
+        """Delete catalogued files under the given folders that are no longer there; returns how many files."""
         gone = []
         for root in roots:
             prefix = str(root) + os.sep
             # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
             # them) is gone too: its file is indexed under the one spelling now.
-            gone += [i.id for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
+            gone += [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
                      and (i.path not in present or _spelled(i.path) != i.path)]
         if gone:
-            self.catalog.delete(gone)
-        return len(gone)
+            self.catalog.delete(i.id for i in gone)
+        return _files(gone)
 
     def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
-        """Forget these files (or everything under these folders); returns how many rows were removed."""
+        """Forget these files (or everything under these folders); returns how many files were removed (a file
+        indexed as windows, or as two modalities, counts once per modality)."""
         targets = [str(absolute(p)) for p in paths]
         with CollectionLock(self.directory).acquire(timeout=wait):
-            ids = [i.id for i in self.catalog.items()
-                   if any(_spelled(i.path) == t or _spelled(i.path).startswith(t + os.sep) for t in targets)]
-            self.catalog.delete(ids)
-        return len(ids)
+            gone = [i for i in self.catalog.items()
+                    if any(_spelled(i.path) == t or _spelled(i.path).startswith(t + os.sep) for t in targets)]
+            self.catalog.delete(i.id for i in gone)
+        return _files(gone)
 
     # -- reading --------------------------------------------------------------------------------
     def query_vector(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
@@ -447,7 +448,7 @@ class Collection:
         from bindsearch import media
 
         if at is not None and len(files) != 1:
-            raise CollectionError("a moment (--at) is of one file: give exactly one --file")
+            raise CollectionError(f"a moment is of one file, and {len(files)} were given")
         texts = [text] if isinstance(text, str) else list(text or [])
         parts, to_encode, used = [], [], set()
         known = self.catalog.lookup_paths(str(absolute(f)) for f in files)
@@ -465,6 +466,7 @@ class Collection:
                     parts.append(self.catalog.get_vectors([row.id]))
                     used.add(row.id)
                     continue
+                used.update(i.id for i in stored)  # indexed whole: the file itself is not another moment
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
@@ -565,6 +567,11 @@ def _with_id(item: Item, new_id: int) -> Item:
     return replace(item, id=new_id)
 
 
+def _files(items: Iterable[Item]) -> int:
+    """How many files (each modality of a path once) these rows are: a long file has a row per window."""
+    return len({(i.path, i.modality) for i in items})
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
@@ -592,21 +599,24 @@ def _spelled(stored: str) -> str:
 def _window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
     """The indexed window of a long file that holds the moment `at` (seconds)."""
     if not 0 <= at < windows[-1].end:
-        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: --at {at:g} is not in it")
+        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: a moment at {at:g} s is not in it")
     return next(i for i in windows if i.start <= at < i.end)
 
 
 def _window_from(path: Path, modality: str, at: float) -> tuple[float, float]:
-    """`WINDOW_SECONDS` of a file not indexed as windows, from `at` (to its end, if sooner)."""
+    """`WINDOW_SECONDS` of a file not indexed as windows, from `at`; near its end, its last `WINDOW_SECONDS`."""
     from bindsearch.media import WINDOWED, duration
 
     if modality not in WINDOWED:
-        raise CollectionError(f"{path}: --at picks a moment of a video or audio file, not of {modality}")
+        raise CollectionError(f"{path}: a moment is of a video or audio file, not of {modality}")
     seconds = duration(modality, path)
     if at < 0 or seconds is not None and at >= seconds:
-        raise CollectionError(f"{path} lasts {seconds:g} s: --at {at:g} is not in it" if seconds is not None
-                              else f"--at must be a time from the start of {path}, not {at:g}")
-    return at, at + WINDOW_SECONDS if seconds is None else min(at + WINDOW_SECONDS, seconds)
+        raise CollectionError(f"{path} lasts {seconds:g} s: a moment at {at:g} s is not in it" if seconds is not None
+                              else f"a moment is a time from the start of {path}, not {at:g}")
+    if seconds is None:
+        return at, at + WINDOW_SECONDS
+    start = max(0.0, min(at, seconds - WINDOW_SECONDS))
+    return start, min(start + WINDOW_SECONDS, seconds)
 
 
 def _default_targets(present: Sequence[str]) -> list[str]:

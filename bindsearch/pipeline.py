@@ -81,8 +81,9 @@ class _Windows(IterableDataset):
 
     With n workers, a file kept whole goes to worker `f % n` (f its place in the list), and window j of a long
     file to worker `(f + j) % n`: one long recording is decoded by every worker at once. So every worker reads
-    every file's length from its headers, and each one that decodes a file describes it (a file whose
-    descriptions differ changed while it was read). A worker stops decoding a file at its first window that fails.
+    every file's length from its headers, and each one that decodes a file describes it, the file's own worker
+    before it reads the length: a file whose workers saw different lengths or descriptions changed while it was
+    read (`_encode_windows` refuses it). A worker stops decoding a file at its first window that fails.
     """
 
     def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None,
@@ -93,23 +94,31 @@ class _Windows(IterableDataset):
         worker = get_worker_info()
         me, n = (0, 1) if worker is None else (worker.id, worker.num_workers)
         for f, path in enumerate(self.paths):
+            # Described before its length is read: the hash stored is of bytes no newer than the windows' plan.
+            described = self._describe(path) if f % n == me else None
+            if isinstance(described, MediaError):
+                yield path, 0, 1, None, None, described, None
+                continue
             windows = self.plan.windows(media.duration(self.modality, path))
             if windows is None:
                 if f % n == me:
-                    yield from self._decode(path, [(0, None)], 1)
-            else:
-                yield from self._decode(path, [(j, w) for j, w in enumerate(windows) if (f + j) % n == me],
-                                        len(windows))
+                    yield from self._decode(path, [(0, None)], 1, described)
+                continue
+            jobs = [(j, w) for j, w in enumerate(windows) if (f + j) % n == me]
+            if jobs and f % n != me:
+                described = self._describe(path)
+                if isinstance(described, MediaError):
+                    yield path, jobs[0][0], len(windows), jobs[0][1], None, described, None
+                    continue
+            yield from self._decode(path, jobs, len(windows), described)
 
-    def _decode(self, path: Path, jobs: list[tuple[int, Window | None]], count: int):
-        if not jobs:
-            return
+    def _describe(self, path: Path):
         try:
-            described = self.describe(path) if self.describe else None
+            return self.describe(path) if self.describe else None
         except OSError as exc:
-            error = MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
-            yield path, jobs[0][0], count, jobs[0][1], None, error, None
-            return
+            return MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
+
+    def _decode(self, path: Path, jobs: list[tuple[int, Window | None]], count: int, described):
         for j, window in jobs:
             try:
                 x = media.load(self.modality, path, self.prep, window=window)
@@ -184,7 +193,14 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
     """Embed windows as they come, from whichever worker; yield each file once all its windows are embedded (in
     order), or once as a failure at its first window that fails (its other windows are dropped as they come)."""
     started: dict[Path, dict[int, tuple]] = {}  # a file's windows so far: number -> (window, vector, described)
+    counts: dict[Path, int] = {}  # how many windows the first of a file's workers planned
     failed: set[Path] = set()
+
+    def changed(path: Path) -> MediaError:
+        failed.add(path)
+        started.pop(path, None)
+        return MediaError(path, "changed while it was being indexed (read twice, it differed); run index again")
+
     for items in loader:
         good = [item for item in items if item[5] is None and item[0] not in failed]
         vectors = model.embed(modality, torch.stack([item[4] for item in good])) if good else torch.empty(0)
@@ -197,15 +213,19 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
         for (path, j, count, window, _, _, described), vector in zip(good, vectors, strict=True):
             if path in failed:  # a window of this file failed in another worker, in this same batch
                 continue
+            if counts.setdefault(path, count) != count:  # two workers cut it differently: its length changed
+                failures.append(changed(path))
+                continue
             windows = started.setdefault(path, {})
             windows[j] = (window, vector, described)
             if len(windows) < count:
                 continue
-            del started[path]
-            if len({repr(d) for _, _, d in windows.values()}) > 1:
-                failed.add(path)
-                failures.append(MediaError(path, "changed while it was being indexed; run index again"))
+            if len({repr(d) for _, _, d in windows.values() if d is not None}) > 1:
+                failures.append(changed(path))
                 continue
+            del started[path]
             rows += [(path, *windows[j]) for j in sorted(windows)]
         stacked = torch.stack([r[2] for r in rows]) if rows else torch.empty(0, model.dim)
         yield EncodedBatch([r[0] for r in rows], stacked, failures, [], [r[3] for r in rows], [r[1] for r in rows])
+    if started:  # windows that never all came: workers that planned fewer of them than the first one
+        yield EncodedBatch([], torch.empty(0, model.dim), [changed(path) for path in list(started)], [], [], [])

@@ -237,8 +237,8 @@ def _k(value: object) -> int:
 
 
 def _every_window(value: object) -> bool:
-    """every_window=1/true/0/false (query string), or a JSON boolean; absent: each file once."""
-    if value is None or isinstance(value, bool):
+    """every_window=1/true/0/false (query string), or a JSON boolean (or 0/1); absent: each file once."""
+    if value is None or isinstance(value, bool) or value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
         return value.lower() in ("1", "true", "yes")

@@ -80,7 +80,8 @@ class Catalog:
         self.table = table
         self.encoder = encoder
         self.collection_id = collection_id
-        # Catalogs written before windows existed lack their columns until the first write adds them.
+        # Catalogs written before windows existed lack their columns until the first write adds them (maybe in
+        # another process: `_has_windows` looks again until it sees them).
         self._windows = _WINDOW_COLUMNS[0] in table.schema.names
 
     @classmethod
@@ -185,8 +186,9 @@ class Catalog:
         self.table.add(self._arrow(items, vectors))
         return ids
 
-    def upsert(self, items: Sequence[Item], vectors: np.ndarray) -> None:
-        """Replace the rows whose id exists and insert the rest, in one commit: re-indexed files keep their id."""
+    def upsert(self, items: Sequence[Item], vectors: np.ndarray, delete: Iterable[int] = ()) -> None:
+        """Replace the rows whose id exists, insert the rest and delete the rows with ids in `delete`, in one
+        commit: re-indexed files keep their ids, and a file that lost windows loses their rows in the same step."""
         vectors = self._check_vectors(vectors, len(items))
         if not items:
             return
@@ -195,7 +197,11 @@ class Catalog:
             raise CatalogError("upsert needs ids; use add for new items")
         self._add_window_columns()
         data = self._arrow(items, vectors)
-        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        merge = self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+        gone = np.setdiff1d(np.fromiter(delete, np.int64), [item.id for item in items])
+        if len(gone):
+            merge = merge.when_not_matched_by_source_delete(_in("id", gone))
+        merge.execute(data)
 
     def touch(self, mtimes: dict[int, float]) -> None:
         """Record new modification times for rows whose content is unchanged (one commit; vectors untouched).
@@ -278,7 +284,7 @@ class Catalog:
 
     def count_windows(self) -> int:
         """Number of items that are windows of a longer file."""
-        return self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NOT NULL") if self._windows else 0
+        return self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NOT NULL") if self._has_windows() else 0
 
     def modalities(self) -> list[str]:
         """The modalities present, sorted."""
@@ -339,13 +345,18 @@ class Catalog:
             out.append(item if item.added_at is not None else replace(item, added_at=now))
         return out
 
+    def _has_windows(self) -> bool:
+        if not self._windows:
+            self._windows = _WINDOW_COLUMNS[0] in self.table.schema.names
+        return self._windows
+
     @property
     def _item_columns(self) -> list[str]:
-        return _ITEM_COLUMNS + (list(_WINDOW_COLUMNS) if self._windows else [])
+        return _ITEM_COLUMNS + (list(_WINDOW_COLUMNS) if self._has_windows() else [])
 
     def _add_window_columns(self) -> None:
         """Give a catalog written before windows existed their columns (one commit, made under the writer lock)."""
-        if not self._windows:
+        if not self._has_windows():
             self.table.add_columns({name: "CAST(NULL AS DOUBLE)" for name in _WINDOW_COLUMNS})
             self._windows = True
 

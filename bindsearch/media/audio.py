@@ -97,8 +97,9 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
             stream = container.streams.audio[0]
             rate = stream.rate
             if window is not None and window[0] > 0:
-                # Seeking lands on a packet at or before the start; the samples before it are cut below.
-                container.seek(int(window[0] / stream.time_base), stream=stream)
+                # Seeking lands on a packet at or before the start, a little earlier still so that a decoder that
+                # needs its previous frame (AAC) is warm when the window starts; the samples before it are cut.
+                container.seek(int(max(0.0, window[0] - 0.2) / stream.time_base), stream=stream)
             chunks = []
             for frame in container.decode(stream):
                 data = frame.to_ndarray()

@@ -83,8 +83,10 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
-            if window is not None and stream.frames:
-                return _read_av_window(path, container, stream, count, window, fps)
+            # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
+            frames = stream.frames or (round(_header_seconds(container, stream) * fps) if fps > 0 else 0)
+            if window is not None and frames:
+                return _read_av_window(path, container, stream, frames, count, window, fps)
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total == 0:
             raise MediaError(path, "video has no frames")
@@ -106,10 +108,16 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
     return np.stack([keep.get(int(i), last) for i in wanted])
 
 
-def _read_av_window(path: Path, container, stream, count: int, window: Window, fps: float) -> np.ndarray:
+def _header_seconds(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else 0.0
+
+
+def _read_av_window(path: Path, container, stream, total: int, count: int, window: Window, fps: float
+                    ) -> np.ndarray:
     """A window's frames by seeking to the key frame before it: a long file is not decoded from its start once
     per window. Frame numbers come from timestamps; each wanted frame is the last one shown at or before it."""
-    total = stream.frames
     wanted = frame_indices(total, count, window_span(path, total, fps, window))
     origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     container.seek(int((origin + wanted[0] / fps) / stream.time_base), stream=stream, backward=True)
@@ -158,9 +166,7 @@ def video_duration(path: str | Path) -> float | None:
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         if stream.frames and fps > 0:
             return stream.frames / fps
-        if stream.duration and stream.time_base:
-            return float(stream.duration * stream.time_base)
-        return container.duration / 1e6 if container.duration else None
+        return _header_seconds(container, stream) or None
 
 
 def load_video(path: str | Path, prep: Preprocess | None = None, window: Window | None = None) -> torch.Tensor:

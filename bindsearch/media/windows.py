@@ -22,6 +22,10 @@ Window = tuple[float, float]
 WINDOWED = ("video", "audio")
 """The modalities that have a time axis to cut."""
 
+MIN_SECONDS = 0.5
+"""The shortest window: a tower reads 8 frames or a 1 s crop of sound, and an hour cut finer than this would be
+tens of thousands of windows."""
+
 
 @dataclass(frozen=True)
 class WindowPlan:
@@ -35,9 +39,9 @@ class WindowPlan:
     longer_than: float | None = None
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.seconds) or self.seconds < 0:
-            raise ValueError(f"window length must be 0 (whole files) or a positive number of seconds, "
-                             f"got {self.seconds}")
+        if not math.isfinite(self.seconds) or self.seconds < 0 or 0 < self.seconds < MIN_SECONDS:
+            raise ValueError(f"a window must be 0 (whole files) or at least {MIN_SECONDS:g} s long, "
+                             f"got {self.seconds:g}")
 
     @property
     def threshold(self) -> float:
