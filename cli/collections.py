@@ -360,4 +360,4 @@ def remove(
     if as_json:
         _echo_json({"collection": col.name, "removed": n})
     else:
-        typer.echo(f"{col.name}: removed {n} item(s)")
+        typer.echo(f"{col.name}: removed {n} file(s)")
