@@ -225,6 +225,7 @@ class Collection:
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
         self._present: tuple[str, list[str]] | None = None  # (fingerprint, modalities): finding them scans a column
+        self._files: tuple[str, dict[str, int]] = ("", {})  # (fingerprint, files per modality, a long one once)
 
     @property
     def name(self) -> str:
@@ -524,19 +525,39 @@ class Collection:
             self._present = (snapshot.fingerprint(), snapshot.modalities())
         present = self._present[1]
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
-        indexes = [self._index(snapshot, m) for m in dict.fromkeys(canonical_modality(m) for m in wanted)
-                   if m in present]
-        if not indexes:
+        searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
+        if not searched:
             return [[] for _ in queries]
+        indexes = [self._index(snapshot, m) for m in searched]
         stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
+        target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         while True:
             scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
             found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
             out = [_ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window)[:k]
                    for row_scores, row_ids in zip(scores, ids, strict=True)]
-            if fetch >= stored or all(len(hits) == k for hits in out):
+            if fetch >= stored or all(len(hits) >= target for hits in out):
                 return out
+            if target == k and not every_window:  # counted once, on the first shortfall
+                target = min(k, self._findable(snapshot, searched, exclude, exclude_ids))
+                if all(len(hits) >= target for hits in out):
+                    return out
             fetch = min(4 * fetch, stored)
+
+    def _findable(self, snapshot: Catalog, modalities: Sequence[str], exclude: set[str],
+                  exclude_ids: set[int]) -> int:
+        """How many files of these modalities a search can return: files, less those left out whole."""
+        if self._files[0] != snapshot.fingerprint():
+            self._files = (snapshot.fingerprint(), {})
+        counts = self._files[1]
+        files = 0
+        for m in modalities:
+            if m not in counts:
+                counts[m] = snapshot.count_files(m)
+            files += counts[m]
+        out = {(i.path, i.modality) for rows in snapshot.lookup_paths(exclude).values() for i in rows}
+        out |= {(i.path, i.modality) for i in snapshot.get(exclude_ids).values() if i.start is None}
+        return files - sum(m in modalities for _, m in out)
 
     def _index(self, snapshot: Catalog, modality: str) -> VectorIndex:
         """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit

@@ -282,6 +282,15 @@ class Catalog:
         """Number of items (of one modality)."""
         return self.table.count_rows(_modality_filter(modality))
 
+    def count_files(self, modality: str) -> int:
+        """Number of files of one modality: the windows of a long file count once."""
+        if not self._has_windows():
+            return self.count(modality)
+        where = _modality_filter(modality)
+        whole = self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NULL AND {where}")
+        cut = self._query(f"{_WINDOW_COLUMNS[0]} IS NOT NULL AND {where}", ["path"])["path"]
+        return whole + len(pc.unique(cut))
+
     def count_windows(self) -> int:
         """Number of items that are windows of a longer file."""
         return self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NOT NULL") if self._has_windows() else 0

@@ -329,6 +329,35 @@ def test_the_server_lists_windows_when_asked(reels):
         server.server_close()
 
 
+def test_a_search_over_fewer_files_than_k_stops_once_it_has_them_all(tmp_path, monkeypatch):
+    from indexes import VectorIndex
+
+    # Three long files of 400 windows each, as random unit vectors: a search for k = 10 can return three files (two
+    # when one is left out), each at its best window, and need not read all 1,200 rows to learn that.
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1200, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [Item(f"/long{f}.wav", "audio", 1, 1.0, "h", start=float(j), end=j + 1.0)
+             for f in range(3) for j in range(400)]
+    Catalog.open(tmp_path / "col", EncoderInfo("random:tiny", "abc", 16)).add(items, vectors)
+    col = Collection.open(tmp_path / "col", device="cpu")
+    asked = []
+    search = VectorIndex.search
+    monkeypatch.setattr(VectorIndex, "search", lambda self, q, k: asked.append(k) or search(self, q, k))
+    query = rng.standard_normal(16).astype(np.float32)
+    query /= np.linalg.norm(query)
+    best = {}  # brute force: each file's best window
+    for item, score in zip(items, vectors @ query, strict=True):
+        best[item.path] = max(best.get(item.path, -2.0), float(score))
+    for exclude in (set(), {"/long1.wav"}):
+        asked.clear()
+        hits = col.search_vector(query, k=10, exclude=exclude)
+        expected = sorted((p for p in best if p not in exclude), key=best.get, reverse=True)
+        assert [h.path for h in hits] == expected
+        assert np.allclose([h.score for h in hits], [best[p] for p in expected], atol=1e-5)
+        assert max(asked) <= 40
+
+
 def test_classify_ranks_labels_window_by_window(reels, run_cli):
     from bindsearch import load_model
     from bindsearch.classify import classify_files
