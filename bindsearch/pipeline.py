@@ -61,19 +61,33 @@ class _Files(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Path, torch.Tensor | str | None, MediaError | None, object]:
         path = self.paths[i]
-        try:
-            # Described before it is decoded: a file that changes meanwhile is seen as changed on the next run.
-            described = self.describe(path) if self.describe else None
-        except OSError as exc:
-            return path, None, MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})"), None
-        try:
-            if self.modality == "text":  # a text file's words; the text tower tokenizes them
-                return path, media.read_text(path), None, described
-            return path, media.load(self.modality, path, self.prep), None, described
-        except MediaError as exc:
-            return path, None, exc, None
-        except Exception as exc:  # a decoder bug must not take the batch down either
-            return path, None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
+        # Described before it is decoded: a file that changes meanwhile is seen as changed on the next run.
+        described = _described(self.describe, path)
+        if isinstance(described, MediaError):
+            return path, None, described, None
+        x, error = _decoded(self.modality, path, self.prep)
+        return path, x, error, None if error else described
+
+
+def _described(describe: Callable[[Path], object] | None, path: Path) -> object:
+    """`describe(path)`, or the MediaError that says the file went away."""
+    try:
+        return describe(path) if describe else None
+    except OSError as exc:
+        return MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
+
+
+def _decoded(modality: str, path: Path, prep: Preprocess | None, window: Window | None = None
+             ) -> tuple[torch.Tensor | str | None, MediaError | None]:
+    """(what the tower takes, None), or (None, the MediaError that says why not): never an exception."""
+    try:
+        if modality == "text":  # a text file's words; the text tower tokenizes them
+            return media.read_text(path), None
+        return media.load(modality, path, prep, window=window), None
+    except MediaError as exc:
+        return None, exc
+    except Exception as exc:  # a decoder bug must not take the batch down either
+        return None, MediaError(path, f"{type(exc).__name__}: {exc}")
 
 
 class _Windows(IterableDataset):
@@ -95,7 +109,7 @@ class _Windows(IterableDataset):
         me, n = (0, 1) if worker is None else (worker.id, worker.num_workers)
         for f, path in enumerate(self.paths):
             # Described before its length is read: the hash stored is of bytes no newer than the windows' plan.
-            described = self._describe(path) if f % n == me else None
+            described = _described(self.describe, path) if f % n == me else None
             if isinstance(described, MediaError):
                 yield path, 0, 1, None, None, described, None
                 continue
@@ -106,29 +120,18 @@ class _Windows(IterableDataset):
                 continue
             jobs = [(j, w) for j, w in enumerate(windows) if (f + j) % n == me]
             if jobs and f % n != me:
-                described = self._describe(path)
+                described = _described(self.describe, path)
                 if isinstance(described, MediaError):
                     yield path, jobs[0][0], len(windows), jobs[0][1], None, described, None
                     continue
             yield from self._decode(path, jobs, len(windows), described)
 
-    def _describe(self, path: Path):
-        try:
-            return self.describe(path) if self.describe else None
-        except OSError as exc:
-            return MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
-
     def _decode(self, path: Path, jobs: list[tuple[int, Window | None]], count: int, described):
         for j, window in jobs:
-            try:
-                x = media.load(self.modality, path, self.prep, window=window)
-            except MediaError as exc:
-                yield path, j, count, window, None, exc, None
+            x, error = _decoded(self.modality, path, self.prep, window)
+            yield path, j, count, window, x, error, None if error else described
+            if error:
                 return
-            except Exception as exc:  # a decoder bug must not take the batch down either
-                yield path, j, count, window, None, MediaError(path, f"{type(exc).__name__}: {exc}"), None
-                return
-            yield path, j, count, window, x, None, described
 
 
 def _collate(items):
