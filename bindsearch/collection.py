@@ -82,9 +82,9 @@ class Hit:
         """'1:20-1:30' for a window of a long file, None for a whole file."""
         if self.start is None or self.end is None:
             return None
-        from bindsearch.media.windows import format_clock
+        from bindsearch.media.windows import format_window
 
-        return f"{format_clock(self.start)}-{format_clock(self.end)}"
+        return format_window((self.start, self.end))
 
     def words(self) -> str | None:
         """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
@@ -167,8 +167,7 @@ class Collection:
         self._model = model
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
-        self._present: tuple[str, list[str]] | None = None  # (fingerprint, modalities): finding them scans a column
-        self._files: tuple[str, dict[str, int]] = ("", {})  # (fingerprint, files per modality, a long one once)
+        self._facts: tuple[str, dict] = ("", {})  # (fingerprint, what was read of that version): see `_of_version`
 
     @property
     def name(self) -> str:
@@ -464,9 +463,7 @@ class Collection:
         `exclude_ids`) not at all: the index is asked for more rows until k files are found or it has no more.
         """
         snapshot = self.catalog.pinned()
-        if self._present is None or self._present[0] != snapshot.fingerprint():
-            self._present = (snapshot.fingerprint(), snapshot.modalities())
-        present = self._present[1]
+        present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
         if not searched:
@@ -490,17 +487,19 @@ class Collection:
     def _findable(self, snapshot: Catalog, modalities: Sequence[str], exclude: set[str],
                   exclude_ids: set[int]) -> int:
         """How many files of these modalities a search can return: files, less those left out whole."""
-        if self._files[0] != snapshot.fingerprint():
-            self._files = (snapshot.fingerprint(), {})
-        counts = self._files[1]
-        files = 0
-        for m in modalities:
-            if m not in counts:
-                counts[m] = snapshot.count_files(m)
-            files += counts[m]
+        files = sum(self._of_version(snapshot, ("files", m), lambda m=m: snapshot.count_files(m)) for m in modalities)
         out = {(i.path, i.modality) for rows in snapshot.lookup_paths(exclude).values() for i in rows}
         out |= {(i.path, i.modality) for i in snapshot.get(exclude_ids).values() if i.start is None}
         return files - sum(m in modalities for _, m in out)
+
+    def _of_version(self, snapshot: Catalog, key: object, read: Callable[[], object]):
+        """`read()`, once per catalog version: the modalities present, files per modality (each scans a column)."""
+        if self._facts[0] != snapshot.fingerprint():
+            self._facts = (snapshot.fingerprint(), {})
+        facts = self._facts[1]
+        if key not in facts:
+            facts[key] = read()
+        return facts[key]
 
     def _index(self, snapshot: Catalog, modality: str) -> VectorIndex:
         """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit
