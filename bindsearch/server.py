@@ -251,10 +251,10 @@ def _at(value: object) -> float | None:
 
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
         return float(value)
     try:
-        return parse_clock(value) if isinstance(value, str) else parse_clock(repr(value))
+        return parse_clock(value if isinstance(value, str) else repr(value))  # parse_clock's message for any value
     except ValueError as exc:
         raise RequestError(f"at: {exc}") from None
 

@@ -281,9 +281,9 @@ def classify(
                         "labels": [{"label": lab, "probability": p} for lab, p in ranked]})
             continue
         if cut:
-            from bindsearch.media import format_clock
+            from bindsearch.media import format_window
 
-            typer.echo(f"# {path} @ {format_clock(cut[0])}-{format_clock(cut[1])}")
+            typer.echo(f"# {path} @ {format_window(cut)}")
         elif len(files) > 1:
             typer.echo(f"# {path}")
         for label, p in ranked:

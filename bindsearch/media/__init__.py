@@ -27,11 +27,12 @@ from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
-from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, parse_clock
+from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
 from bindsearch.models.config import Preprocess
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
-           "guess_modality", "load", "parse_clock", "read_text", "register_modality", "registered_modalities"]
+           "format_window", "guess_modality", "load", "parse_clock", "read_text", "register_modality",
+           "registered_modalities"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
 
@@ -91,7 +92,7 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
     try:
         return _guarded(name, Path(path), lambda p: _LOADERS[name](p, prep, window))
     except MediaError as exc:
-        raise MediaError(exc.path, f"at {format_clock(start)}-{format_clock(end)}: {exc.cause}") from None
+        raise MediaError(exc.path, f"at {format_window(window)}: {exc.cause}") from None
 
 
 def read_text(path: str | Path) -> str:

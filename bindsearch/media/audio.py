@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
+from bindsearch.media.windows import Window
 from bindsearch.models.config import Preprocess
 
 __all__ = ["audio_duration", "crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
 
-Window = tuple[float, float]
 
 
 def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Tensor, int]:

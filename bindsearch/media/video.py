@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
+from bindsearch.media.windows import Window
 from bindsearch.models.config import Preprocess
 
 __all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
 
-Window = tuple[float, float]
 
 
 def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:

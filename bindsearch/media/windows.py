@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WINDOWED", "Window", "WindowPlan", "duration", "format_clock", "parse_clock"]
+__all__ = ["WINDOWED", "Window", "WindowPlan", "duration", "format_clock", "format_window", "parse_clock"]
 
 Window = tuple[float, float]
 """(start, end) in seconds from the start of the file."""
@@ -82,16 +82,19 @@ def format_clock(seconds: float) -> str:
     return clock + (f".{round(fraction * 10)}" if round(fraction * 10) else "")
 
 
+def format_window(window: Window) -> str:
+    """(80, 90) -> '1:20-1:30'."""
+    return f"{format_clock(window[0])}-{format_clock(window[1])}"
+
+
 def parse_clock(text: str) -> float:
     """'80', '80.5', '1:20', '1:02:03.5' -> seconds; ValueError for anything else."""
     parts = text.strip().split(":")
     try:
-        if len(parts) > 3 or any(not p.strip() for p in parts):
-            raise ValueError
-        numbers = [float(p) for p in parts]
+        numbers = [float(p) for p in parts] if len(parts) <= 3 and all(p.strip() for p in parts) else []
     except ValueError:
-        raise ValueError(f"{text!r} is not a time: give seconds (80) or m:ss (1:20) or h:mm:ss (1:02:03)") from None
-    if any(n < 0 or not math.isfinite(n) for n in numbers) or any(n >= 60 for n in numbers[1:]):
+        numbers = []
+    if not numbers or any(n < 0 or not math.isfinite(n) for n in numbers) or any(n >= 60 for n in numbers[1:]):
         raise ValueError(f"{text!r} is not a time: give seconds (80) or m:ss (1:20) or h:mm:ss (1:02:03)")
     seconds = 0.0
     for n in numbers:
