@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bindsearch.files import absolute, check_paths, content_hash, describe_file, walk
+from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, list_collections
 from bindsearch.models.config import canonical_modality
-from indexes import Catalog, CollectionLock, EncoderInfo, Item, VectorIndex, merge_topk, open_index
+from indexes import Catalog, CollectionLock, EncoderInfo, Item, VectorIndex, merge_topk, open_index, subset_index
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
     from bindsearch.media import MediaError
@@ -47,6 +48,9 @@ COMMIT_SECONDS = 5.0
 encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
 COMPACT_FRAGMENTS = 32
 """A catalog spread over more data files than this is compacted at the end of `add`."""
+SUBSET_ROWS = 50_000
+"""A search restricted to folders (`under`) whose rows number at most this many scores just those rows, exactly;
+above it, the modality's index is searched and rows outside the folders are passed over."""
 WINDOW_SECONDS = 10.0
 """Video and audio longer than three of these are indexed as windows of about this many seconds: LanguageBind was
 trained on clips of 10-30 s, and sees a longer file through 8 frames or three 10 s crops."""
@@ -64,55 +68,6 @@ def _directory(name_or_path: str | Path) -> Path:
     if not re.fullmatch(r"[\w.-]+", text):
         raise CollectionError(f"collection name {text!r} may use letters, digits, '.', '-' and '_' only")
     return collections_home() / text
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: catalog id, absolute path, modality and cosine score; for a window of a long file, its
-    `start` and `end` in seconds."""
-
-    id: int
-    path: str
-    modality: str
-    score: float
-    start: float | None = None
-    end: float | None = None
-
-    def moment(self) -> str | None:
-        """'1:20-1:30' for a window of a long file, None for a whole file."""
-        if self.start is None or self.end is None:
-            return None
-        from bindsearch.media.windows import format_window
-
-        return format_window((self.start, self.end))
-
-    def words(self) -> str | None:
-        """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
-        if self.modality != "text":
-            return None
-        from bindsearch.media import MediaError, read_text
-
-        try:
-            return read_text(Path(self.path))
-        except MediaError:
-            return None
-
-
-def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],
-                  at: float | None = None) -> dict:
-    """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
-    one was asked for) and its ranked hits (a text hit with its words, a window of a long file with its start and
-    end in seconds)."""
-    rows = []
-    for rank, h in enumerate(hits, 1):
-        row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
-        if h.modality == "text":
-            row["text"] = h.words()
-        if h.start is not None:
-            row["start"], row["end"] = h.start, h.end
-        rows.append(row)
-    query = {"text": text, "files": [str(f) for f in files], **({"at": at} if at is not None else {})}
-    return {"collection": collection, "query": query, "hits": rows}
 
 
 @dataclass
@@ -168,6 +123,7 @@ class Collection:
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
         self._facts: tuple[str, dict] = ("", {})  # (fingerprint, what was read of that version): see `_of_version`
+        self._subsets: dict[str, tuple[object, VectorIndex]] = {}  # per modality, the last folders searched alone
 
     @property
     def name(self) -> str:
@@ -430,67 +386,77 @@ class Collection:
 
     def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
-               k: int = 10, every_window: bool = False, at: float | None = None) -> list[Hit]:
+               k: int = 10, every_window: bool = False, at: float | None = None,
+               under: Sequence[str | Path] = ()) -> list[Hit]:
         """Top-k items of the given modalities for a text and/or file query; query files excluded.
 
         `modality=None` searches every modality but text, or text where the collection holds nothing else. A long
         file is one hit, at its best window, unless `every_window`. With `at` the query is that moment of its one
         file (see `query_vector`), and only that moment is left out: other moments of the file may come back.
+        `under` keeps only files at or below these folders (or files).
         """
         query, used = self._query(text, files, file_modality, at)
         exclude = {str(absolute(f)) for f in files} if at is None else set()
-        return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used)[0]
+        return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used, under=under)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
-                     k: int = 10, every_window: bool = False) -> list[list[Hit]]:
+                     k: int = 10, every_window: bool = False, under: Sequence[str | Path] = ()) -> list[list[Hit]]:
         """Top-k hits for each of many text queries: encoded in batches, searched together."""
         if not texts:
             return []
         queries = self.encoder(()).encode("text", list(texts)).numpy()
-        return self.search_vectors(queries, modality, k, every_window=every_window)
+        return self.search_vectors(queries, modality, k, every_window=every_window, under=under)
 
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
-                      exclude: set[str] = frozenset(), every_window: bool = False) -> list[Hit]:
+                      exclude: set[str] = frozenset(), every_window: bool = False,
+                      under: Sequence[str | Path] = ()) -> list[Hit]:
         """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
-        return self.search_vectors(query[None], modality, k, exclude, every_window)[0]
+        return self.search_vectors(query[None], modality, k, exclude, every_window, under=under)[0]
 
     def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                        exclude: set[str] = frozenset(), every_window: bool = False,
-                       exclude_ids: set[int] = frozenset()) -> list[list[Hit]]:
+                       exclude_ids: set[int] = frozenset(), under: Sequence[str | Path] = ()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
 
         Each file counts once, at its best window (unless `every_window`), and files in `exclude` (rows in
         `exclude_ids`) not at all: the index is asked for more rows until k files are found or it has no more.
+        With `under`, only files at or below those paths count: where they hold few rows (`SUBSET_ROWS`) just
+        those are scored, else the index is searched and the rest passed over.
         """
         snapshot = self.catalog.pinned()
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
+        folders = tuple(sorted({str(absolute(p)) for p in under}))
         if not searched:
             return [[] for _ in queries]
-        indexes = [self._index(snapshot, m) for m in searched]
+        indexes = [self._index(snapshot, m, folders) for m in searched]
+        inside = inside_test(folders) if folders else None
         stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         while True:
             scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
             found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
-            out = [_ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window)[:k]
+            out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
                    for row_scores, row_ids in zip(scores, ids, strict=True)]
             if fetch >= stored or all(len(hits) >= target for hits in out):
                 return out
             if target == k and not every_window:  # counted once, on the first shortfall
-                target = min(k, self._findable(snapshot, searched, exclude, exclude_ids))
+                target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
                 if all(len(hits) >= target for hits in out):
                     return out
             fetch = min(4 * fetch, stored)
 
     def _findable(self, snapshot: Catalog, modalities: Sequence[str], exclude: set[str],
-                  exclude_ids: set[int]) -> int:
-        """How many files of these modalities a search can return: files, less those left out whole."""
-        files = sum(self._of_version(snapshot, ("files", m), lambda m=m: snapshot.count_files(m)) for m in modalities)
+                  exclude_ids: set[int], folders: tuple[str, ...] = ()) -> int:
+        """How many files of these modalities (under `folders`) a search can return: files, less those left out
+        whole."""
+        files = sum(self._of_version(snapshot, ("files", m, folders), lambda m=m: snapshot.count_files(m, folders))
+                    for m in modalities)
         out = {(i.path, i.modality) for rows in snapshot.lookup_paths(exclude).values() for i in rows}
         out |= {(i.path, i.modality) for i in snapshot.get(exclude_ids).values() if i.start is None}
-        return files - sum(m in modalities for _, m in out)
+        inside = inside_test(folders) if folders else None
+        return files - sum(m in modalities and (inside is None or inside(p)) for p, m in out)
 
     def _of_version(self, snapshot: Catalog, key: object, read: Callable[[], object]):
         """`read()`, once per catalog version: the modalities present, files per modality (each scans a column)."""
@@ -501,10 +467,20 @@ class Collection:
             facts[key] = read()
         return facts[key]
 
-    def _index(self, snapshot: Catalog, modality: str) -> VectorIndex:
+    def _index(self, snapshot: Catalog, modality: str, folders: tuple[str, ...] = ()) -> VectorIndex:
         """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit
         came in between (a served collection reads its indexes from disk once, not once a query), else the
-        cache `open_index` keeps current."""
+        cache `open_index` keeps current. With `folders` holding at most `SUBSET_ROWS` of its rows: an exact
+        index of those rows alone (the last one is held, for the next search under the same folders)."""
+        if folders:
+            rows = self._of_version(snapshot, ("rows", modality, folders), lambda: snapshot.count(modality, folders))
+            if rows <= SUBSET_ROWS:
+                key = (snapshot.fingerprint(), folders)
+                held_key, subset = self._subsets.get(modality, (None, None))
+                if held_key != key or subset is None:
+                    subset = subset_index(snapshot, modality, folders)
+                    self._subsets[modality] = (key, subset)
+                return subset
         held = self._indexes.get(modality)
         if held is None or held.fingerprint != snapshot.fingerprint():
             held = self._indexes[modality] = open_index(snapshot, modality, device=self.device)
@@ -537,21 +513,6 @@ def _files(items: Iterable[Item]) -> int:
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
-
-
-def _ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude: set[str],
-            exclude_ids: set[int], every_window: bool) -> list[Hit]:
-    """One query's index rows as hits, best first: excluded files and rows dropped, and each file (each of its
-    modalities) kept once, at its best window, unless `every_window`."""
-    hits, seen = [], set()
-    for score, i in zip(scores, ids, strict=True):
-        item = found.get(int(i)) if i >= 0 else None
-        if (item is None or item.path in exclude or item.id in exclude_ids
-                or (not every_window and (item.path, item.modality) in seen)):
-            continue
-        seen.add((item.path, item.modality))
-        hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end))
-    return hits
 
 
 def _spelled(stored: str) -> str:

@@ -13,7 +13,8 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
-moment of it. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
+moment of it. Every search takes `under` (`under=/abs/folder`, repeatable; a string or list in JSON) to keep only
+files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
 `{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
 are used): the server reads no file of its host outside the collection. Searches run one at a time; the rest
 wait their turn.
@@ -105,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not text:
                 raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
             return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")),
-                                _every_window(_one(params, "every_window")))
+                                _every_window(_one(params, "every_window")), under=_under(params.get("under")))
         raise RequestError(f"no route GET {route}; see /health, /info and /search", HTTPStatus.NOT_FOUND)
 
     def _post(self, route: str, params: dict[str, list[str]]) -> dict:
@@ -130,7 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             if modality is not None and not (isinstance(modality, list) and all(isinstance(m, str) for m in modality)):
                 raise RequestError("\"modality\" must be a modality name or a list of them")
             return self._search(text, paths, None, modality, _k(query.get("k")),
-                                _every_window(query.get("every_window")), _at(query.get("at")))
+                                _every_window(query.get("every_window")), _at(query.get("at")),
+                                under=_under(query.get("under")))
         name = Path(_one(params, "name") or "").name
         if name in ("", ".", ".."):
             raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
@@ -148,18 +150,19 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")),
                                     _every_window(_one(params, "every_window")), _at(_one(params, "at")),
-                                    shown=[name])
+                                    shown=[name], under=_under(params.get("under")))
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
                 raise RequestError(str(exc).replace(str(upload), name)) from None
 
     # -- helpers --------------------------------------------------------------------------------
     def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
-                k: int, every_window: bool = False, at: float | None = None, shown: list | None = None) -> dict:
+                k: int, every_window: bool = False, at: float | None = None, shown: list | None = None,
+                under: list[Path] = ()) -> dict:
         col = self.server.collection
         with self.server.lock:
             hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
-                              every_window=every_window, at=at)
-        return search_result(col.name, text, shown if shown is not None else files, hits, at)
+                              every_window=every_window, at=at, under=under)
+        return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
 
     def _check_indexed(self, paths: list[str]) -> None:
         relative = [p for p in paths if not Path(p).is_absolute()]
@@ -243,6 +246,19 @@ def _every_window(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
         return value.lower() in ("1", "true", "yes")
     raise RequestError(f"every_window must be true or false, not {value!r}")
+
+
+def _under(value: object) -> list[Path]:
+    """Folders (or files) the hits must lie in: `under=` repeated (query string), a JSON string or list of them."""
+    values = [value] if isinstance(value, str) else value
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise RequestError("under must be a path or a list of paths")
+    relative = [v for v in values if not Path(v).is_absolute()]
+    if relative:
+        raise RequestError(f"under: {relative[0]}: give an absolute path, as the collection holds them")
+    return [absolute(v) for v in values]
 
 
 def _at(value: object) -> float | None:

@@ -134,6 +134,8 @@ def search(
     at: Annotated[str | None, typer.Option(
         "--at", help="Query by one moment of the --file (video or audio): its indexed window at this time (80, 1:20 "
                      "or 1:02:03), or 10 s from it; other moments of the same file may come back.")] = None,
+    under: Annotated[list[Path] | None, typer.Option(
+        "--under", help="Only return files in this folder (at any depth) or this file; repeatable.")] = None,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
     as_json: JsonOption = False,
@@ -145,9 +147,11 @@ def search(
     bindsearch search -c home --file bark.wav --modality text (over indexed .txt files);
     bindsearch search -c home --queries questions.txt --json;
     bindsearch search "a goal is scored" -c home --modality video --every-window (moments in long videos);
-    bindsearch search -c home --file match.mp4 --at 12:30 --every-window (more moments like that one)
+    bindsearch search -c home --file match.mp4 --at 12:30 --every-window (more moments like that one);
+    bindsearch search "snow" -c home --under ~/media/2024 --under ~/media/trips (only files in those folders)
     """
     from bindsearch import Collection
+    from bindsearch.files import absolute
 
     if queries is not None and (text is not None or files):
         raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
@@ -159,14 +163,16 @@ def search(
     if queries is not None and str(queries) != "-" and not queries.is_file():
         raise typer.BadParameter(f"{queries}: no such file; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
+    folders = [absolute(u) for u in under or []]
     if queries is not None:
         for lines in _query_batches(queries):
-            for line, hits in zip(lines, col.search_texts(lines, modality or None, k, every_window), strict=True):
-                _show_hits(col.name, line, [], hits, as_json, header=True)
+            answers = col.search_texts(lines, modality or None, k, every_window, under=folders)
+            for line, hits in zip(lines, answers, strict=True):
+                _show_hits(col.name, line, [], hits, as_json, header=True, under=folders)
         return
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
-                      every_window=every_window, at=moment)
-    _show_hits(col.name, text, files or [], hits, as_json, at=moment)
+                      every_window=every_window, at=moment, under=folders)
+    _show_hits(col.name, text, files or [], hits, as_json, at=moment, under=folders)
 
 
 def _clock(text: str) -> float:
@@ -213,18 +219,20 @@ def _batches(stream, batch: int):
 
 
 def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_json: bool,
-               header: bool = False, at: float | None = None) -> None:
+               header: bool = False, at: float | None = None, under: list[Path] = ()) -> None:
     if as_json:
         from bindsearch.collection import search_result
 
-        _echo_json(search_result(name, text, files, hits, at))
+        _echo_json(search_result(name, text, files, hits, at, under))
         return
     if header:
         typer.echo(f"# {text}")
     for rank, h in enumerate(hits, 1):
         moment = f"  @ {h.moment()}" if h.start is not None else ""
         typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}{moment}{_snippet(h)}")
-    if not hits:
+    if not hits and under:
+        typer.echo(f"no hits: nothing of that modality is indexed under {', '.join(map(str, under))}", err=True)
+    elif not hits:
         typer.echo("no hits (is the collection empty for that modality?)", err=True)
     sys.stdout.flush()
 

@@ -10,6 +10,7 @@ _EXPORTS = {
     "build_index": "indexes.build",
     "index_path": "indexes.build",
     "open_index": "indexes.build",
+    "subset_index": "indexes.build",
     "Catalog": "indexes.catalog",
     "CatalogError": "indexes.catalog",
     "EncoderInfo": "indexes.catalog",

@@ -17,7 +17,7 @@ import numpy as np
 from indexes.catalog import Catalog
 from indexes.vector_index import IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
 
-__all__ = ["build_index", "index_path", "open_index"]
+__all__ = ["build_index", "index_path", "open_index", "subset_index"]
 
 _METRIC_OF_ENCODER = {"cosine": "ip", "ip": "ip", "dot": "ip", "l2": "l2"}
 _CATCH_UP_BATCH = 8192
@@ -46,16 +46,31 @@ def build_index(
     n = snapshot.count(modality)
     if kind == "auto":
         kind = choose_kind(n, snapshot.dim, memory_budget, gpu=gpu_available(device))
-    metric = _METRIC_OF_ENCODER.get(snapshot.encoder.metric)
-    if metric is None:
-        raise ValueError(f"encoder metric {snapshot.encoder.metric!r} is not one of {sorted(_METRIC_OF_ENCODER)}")
-    index = VectorIndex(snapshot.dim, kind, metric=metric, device=device, nprobe=nprobe, ef_search=ef_search)
+    index = VectorIndex(snapshot.dim, kind, metric=_metric(snapshot), device=device, nprobe=nprobe,
+                        ef_search=ef_search)
     index.fingerprint = snapshot.fingerprint()
     if n and not index.is_trained:
         index.train(_sample(snapshot, modality, n, train_size or _train_size(index), batch_size, seed))
     for ids, vectors in snapshot.iter_vectors(modality, batch_size):
         index.add(ids, vectors)
     return index
+
+
+def subset_index(catalog: Catalog, modality: str, under: list[str] | tuple[str, ...]) -> VectorIndex:
+    """An exact CPU index over one modality's rows at or below the absolute paths `under`, read in one query: for
+    searches restricted to a few folders, where they hold few enough rows to score them all."""
+    snapshot = catalog.pinned()
+    index = VectorIndex(snapshot.dim, "flat", metric=_metric(snapshot), device="cpu")
+    index.fingerprint = snapshot.fingerprint()
+    index.add(*snapshot.vectors_under(under, modality))
+    return index
+
+
+def _metric(catalog: Catalog) -> str:
+    metric = _METRIC_OF_ENCODER.get(catalog.encoder.metric)
+    if metric is None:
+        raise ValueError(f"encoder metric {catalog.encoder.metric!r} is not one of {sorted(_METRIC_OF_ENCODER)}")
+    return metric
 
 
 def index_path(catalog: Catalog, modality: str | None = None) -> Path:

@@ -278,18 +278,23 @@ class Catalog:
             table = snapshot._query(where, ["id", "vector"]).sort_by("id")
             yield table["id"].to_numpy(), _vectors(table["vector"], self.dim)
 
-    def count(self, modality: str | None = None) -> int:
-        """Number of items (of one modality)."""
-        return self.table.count_rows(_modality_filter(modality))
+    def count(self, modality: str | None = None, under: Sequence[str] = ()) -> int:
+        """Number of items (of one modality; with `under`, only those at or below these absolute paths)."""
+        return self.table.count_rows(_where(_modality_filter(modality), _under_filter(under)))
 
-    def count_files(self, modality: str) -> int:
-        """Number of files of one modality: the windows of a long file count once."""
+    def count_files(self, modality: str, under: Sequence[str] = ()) -> int:
+        """Number of files of one modality (at or below the paths `under`): the windows of a long file count once."""
         if not self._has_windows():
-            return self.count(modality)
-        where = _modality_filter(modality)
+            return self.count(modality, under)
+        where = _where(_modality_filter(modality), _under_filter(under))
         whole = self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NULL AND {where}")
         cut = self._query(f"{_WINDOW_COLUMNS[0]} IS NOT NULL AND {where}", ["path"])["path"]
         return whole + len(pc.unique(cut))
+
+    def vectors_under(self, under: Sequence[str], modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (n,) int64, vectors (n, dim) float32) of one modality's items at or below these absolute paths."""
+        table = self._query(_where(_modality_filter(modality), _under_filter(under)), ["id", "vector"])
+        return table["id"].to_numpy(), _vectors(table["vector"], self.dim)
 
     def count_windows(self) -> int:
         """Number of items that are windows of a longer file."""
@@ -465,3 +470,18 @@ def _in(column: str, values: Sequence) -> str:
 
 def _modality_filter(modality: str | None) -> str | None:
     return None if modality is None else f"modality = {_sql_string(modality)}"
+
+
+def _under_filter(under: Sequence[str]) -> str | None:
+    """Rows whose path is one of `under` or lies below it (a folder), as SQL; None for no filter."""
+    if not under:
+        return None
+    tests = []
+    for path in sorted(set(under)):
+        folder = path if path.endswith(os.sep) else path + os.sep
+        tests.append(f"(path = {_sql_string(path)} OR starts_with(path, {_sql_string(folder)}))")
+    return "(" + " OR ".join(tests) + ")"
+
+
+def _where(*tests: str | None) -> str | None:
+    return " AND ".join(t for t in tests if t) or None

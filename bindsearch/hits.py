@@ -1,0 +1,88 @@
+"""Search results: `Hit`, the rows of an index search ranked as hits, and the JSON a search answers in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexes import Item
+
+__all__ = ["Hit", "inside_test", "ranked", "search_result"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: catalog id, absolute path, modality and cosine score; for a window of a long file, its
+    `start` and `end` in seconds."""
+
+    id: int
+    path: str
+    modality: str
+    score: float
+    start: float | None = None
+    end: float | None = None
+
+    def moment(self) -> str | None:
+        """'1:20-1:30' for a window of a long file, None for a whole file."""
+        if self.start is None or self.end is None:
+            return None
+        from bindsearch.media.windows import format_window
+
+        return format_window((self.start, self.end))
+
+    def words(self) -> str | None:
+        """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
+        if self.modality != "text":
+            return None
+        from bindsearch.media import MediaError, read_text
+
+        try:
+            return read_text(Path(self.path))
+        except MediaError:
+            return None
+
+
+def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],
+                  at: float | None = None, under: Sequence[str | Path] = ()) -> dict:
+    """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
+    one was asked for; `under`: the folders searched, when restricted) and its ranked hits (a text hit with its
+    words, a window of a long file with its start and end in seconds)."""
+    rows = []
+    for rank, h in enumerate(hits, 1):
+        row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
+        if h.modality == "text":
+            row["text"] = h.words()
+        if h.start is not None:
+            row["start"], row["end"] = h.start, h.end
+        rows.append(row)
+    query = {"text": text, "files": [str(f) for f in files], **({"at": at} if at is not None else {}),
+             **({"under": [str(u) for u in under]} if under else {})}
+    return {"collection": collection, "query": query, "hits": rows}
+
+
+def ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude: set[str],
+           exclude_ids: set[int], every_window: bool, inside: Callable[[str], bool] | None = None) -> list[Hit]:
+    """One query's index rows as hits, best first: excluded files and rows (and, with `inside`, files outside the
+    folders searched) dropped, and each file (each of its modalities) kept once, at its best window, unless
+    `every_window`."""
+    hits, seen = [], set()
+    for score, i in zip(scores, ids, strict=True):
+        item = found.get(int(i)) if i >= 0 else None
+        if (item is None or item.path in exclude or item.id in exclude_ids
+                or (inside is not None and not inside(item.path))
+                or (not every_window and (item.path, item.modality) in seen)):
+            continue
+        seen.add((item.path, item.modality))
+        hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end))
+    return hits
+
+
+def inside_test(folders: Sequence[str]) -> Callable[[str], bool]:
+    """A test of a stored path: is it one of `folders` (absolute paths) or below one of them?"""
+    exact = set(folders)
+    prefixes = tuple(f if f.endswith(os.sep) else f + os.sep for f in folders)
+    return lambda path: path in exact or path.startswith(prefixes)

@@ -1,0 +1,107 @@
+"""Searching only the files in some folders (`under`): the same hits as brute force over those rows alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import bindsearch.collection as collection_module
+from bindsearch import Collection
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def folders(tmp_path, tiny_model):
+    """Five folders of one file per modality; `s1` and `s10` share a prefix that is not a folder boundary."""
+    from conftest import make_media
+
+    media = tmp_path / "media"
+    for i, name in enumerate(["s0", "s1", "s10", "s2", "s3"]):
+        make_media(media / name, seed=i)
+    col = Collection.open("under", model=tiny_model)
+    assert col.add([media], workers=0).ok
+    return media, col
+
+
+def brute_force(col: Collection, query: np.ndarray, allowed, modalities: set[str], k: int) -> list[int]:
+    """Ids of the k best rows of these modalities whose path `allowed` accepts, best first."""
+    items = {i.id: i for i in col.catalog.items()}
+    ids, vectors = map(np.concatenate, zip(*col.catalog.iter_vectors(), strict=True))
+    keep = np.array([allowed(items[int(i)].path) and items[int(i)].modality in modalities for i in ids])
+    ids, scores = ids[keep], vectors[keep] @ query
+    return ids[np.argsort(-scores, kind="stable")][:k].tolist()
+
+
+@pytest.mark.parametrize("route", ["rows alone", "whole index, rows outside passed over"])
+def test_hits_under_folders_are_brute_force_over_those_files_alone(folders, route, monkeypatch):
+    media, col = folders
+    if route != "rows alone":
+        monkeypatch.setattr(collection_module, "SUBSET_ROWS", 0)
+    s1, one_file = media / "s1", media / "s10" / "photo.png"
+    query = col.query_vector(text="a video of waves")
+
+    def allowed(path: str) -> bool:
+        return path.startswith(f"{s1}/") or path == str(one_file)
+
+    media_kinds = {"image", "infrared", "depth", "audio", "video"}
+    for k in (1, 3, 6, 20):  # 6 files pass the filter: k=20 asks for more than there are
+        hits = col.search(text="a video of waves", k=k, under=[s1, one_file])
+        assert [h.id for h in hits] == brute_force(col, query, allowed, media_kinds, k)
+        assert len(hits) == min(k, 6)
+    assert {h.path for h in col.search(text="waves", k=20, under=[s1])} == {
+        str(p) for p in (s1 / "photo.png", s1 / "ir" / "frame.png", s1 / "depth" / "room.png", s1 / "tone.wav",
+                         s1 / "clip.mp4")}
+    # A query file is still left out, and a modality filter still holds, under folders too.
+    hits = col.search(files=[s1 / "photo.png"], modality=["image", "depth"], k=10, under=[media / "s1"])
+    assert [h.path for h in hits] == [str(s1 / "depth" / "room.png")]
+    # Batched text queries take the same path.
+    texts = ["a video of waves", "a loud tone"]
+    batched = col.search_texts(texts, k=4, under=[s1])
+    assert [[h.id for h in hits] for hits in batched] == [
+        [h.id for h in col.search(text=t, k=4, under=[s1])] for t in texts]
+
+
+def test_a_folder_with_nothing_indexed_gives_no_hits(folders, tmp_path):
+    media, col = folders
+    assert col.search(text="waves", under=[tmp_path / "elsewhere"]) == []
+    assert col.search(text="waves", under=[media / "s"]) == []  # a prefix of folder names is not a folder
+    assert len(col.search(text="waves", k=50, under=[media])) == 25  # the top folder holds everything
+
+
+def test_cli_and_server_take_under(folders, run_cli):
+    import threading
+    import urllib.request
+
+    from bindsearch.server import SearchServer
+
+    media, col = folders
+    code, out, err = run_cli("search", "waves", "-c", "under", "--under", media / "s2", "--json", "-k", "50")
+    answer = json.loads(out)
+    assert code == 0 and answer["query"]["under"] == [str(media / "s2")]
+    assert len(answer["hits"]) == 5 and all(h["path"].startswith(f"{media / 's2'}/") for h in answer["hits"])
+    code, out, err = run_cli("search", "waves", "-c", "under", "--under", media / "nothing-here")
+    assert code == 0 and out == "" and f"nothing of that modality is indexed under {media / 'nothing-here'}" in err
+
+    srv = SearchServer(col, port=0, log=False)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"{srv.url}/search?q=waves&k=50&under={media / 's3'}", timeout=60) as response:
+            served = json.loads(response.read())
+        assert {h["path"] for h in served["hits"]} == {
+            h.path for h in col.search(text="waves", k=50, under=[media / "s3"])}
+        assert len(served["hits"]) == 5
+        request = urllib.request.Request(f"{srv.url}/search", data=json.dumps(
+            {"text": "waves", "under": "relative/folder"}).encode(), headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400
+        assert "under: relative/folder: give an absolute path" in json.loads(refused.value.read())["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
