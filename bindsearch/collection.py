@@ -16,11 +16,12 @@ job; a run that left the catalog in many pieces compacts it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,7 +124,7 @@ class Collection:
         self._every_tower = model is not None  # False while `_model` holds only the towers a search needed
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
         self._facts: tuple[str, dict] = ("", {})  # (fingerprint, what was read of that version): see `_of_version`
-        self._subsets: dict[str, tuple[object, VectorIndex]] = {}  # per modality, the last folders searched alone
+        self._subsets: OrderedDict[tuple, VectorIndex] = OrderedDict()  # folders searched alone, the latest last
 
     @property
     def name(self) -> str:
@@ -433,6 +434,11 @@ class Collection:
         indexes = [self._index(snapshot, m, folders) for m in searched]
         inside = inside_test(folders) if folders else None
         stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
+        if folders:  # where rows outside the folders are passed over, ask for enough that k are likely inside
+            rows = sum(self._rows_under(snapshot, m, folders) for m in searched)
+            if rows == 0:
+                return [[] for _ in queries]
+            fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         while True:
             scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
@@ -467,20 +473,23 @@ class Collection:
             facts[key] = read()
         return facts[key]
 
+    def _rows_under(self, snapshot: Catalog, modality: str, folders: tuple[str, ...]) -> int:
+        return self._of_version(snapshot, ("rows", modality, folders), lambda: snapshot.count(modality, folders))
+
     def _index(self, snapshot: Catalog, modality: str, folders: tuple[str, ...] = ()) -> VectorIndex:
         """The modality's FAISS index, current with `snapshot`: the one held since the last search while no commit
         came in between (a served collection reads its indexes from disk once, not once a query), else the
         cache `open_index` keeps current. With `folders` holding at most `SUBSET_ROWS` of its rows: an exact
-        index of those rows alone (the last one is held, for the next search under the same folders)."""
-        if folders:
-            rows = self._of_version(snapshot, ("rows", modality, folders), lambda: snapshot.count(modality, folders))
-            if rows <= SUBSET_ROWS:
-                key = (snapshot.fingerprint(), folders)
-                held_key, subset = self._subsets.get(modality, (None, None))
-                if held_key != key or subset is None:
-                    subset = subset_index(snapshot, modality, folders)
-                    self._subsets[modality] = (key, subset)
-                return subset
+        index of those rows alone, held for the next searches under the same folders (the latest, up to twice
+        `SUBSET_ROWS` rows in all)."""
+        if folders and self._rows_under(snapshot, modality, folders) <= SUBSET_ROWS:
+            key = (snapshot.fingerprint(), modality, folders)
+            if key not in self._subsets:
+                self._subsets[key] = subset_index(snapshot, modality, folders)
+                while sum(map(len, self._subsets.values())) > 2 * SUBSET_ROWS or len(self._subsets) > 64:
+                    self._subsets.popitem(last=False)
+            self._subsets.move_to_end(key)
+            return self._subsets[key]
         held = self._indexes.get(modality)
         if held is None or held.fingerprint != snapshot.fingerprint():
             held = self._indexes[modality] = open_index(snapshot, modality, device=self.device)
