@@ -295,12 +295,22 @@ def test_layout_error_comes_before_loading_a_model(tmp_path):
 
 
 def test_limit_takes_the_first_items_and_their_captions(tmp_path, tiny_model):
+    from bindsearch.evaluation.datasets import read_classification, read_msrvtt
+
     rows = make_msrvtt(tmp_path / "msrvtt", n_videos=5)
     result = run_msrvtt(tiny_model, tmp_path / "msrvtt", limit=3, options=IN_PROCESS)
     assert (result.n_items, result.n_queries, result.limit) == (3, 3, 3)
+    chosen = read_msrvtt(tmp_path / "msrvtt", limit=3)  # the first three in CSV order (not sorted), and their captions
+    assert [p.stem for p in chosen.items] == [video_id for video_id, _ in rows[:3]]
+    assert chosen.captions == [sentence for _, sentence in rows[:3]] and chosen.item_of_caption.tolist() == [0, 1, 2]
     files = make_class_folders(tmp_path / "scenes", "image", classes=("a", "b", "c"), per_class=3)
     result = run_zeroshot(tiny_model, tmp_path / "scenes", modality="image", limit=4, options=IN_PROCESS)
-    assert result.n_items == 4 and result.classes == ["a", "b", "c"] and len(files) == 9 and len(rows) == 5
+    assert result.n_items == 4 and result.classes == ["a", "b", "c"] and len(files) == 9
+    # The classes in turn (a, b, c, then a again), listed in folder order: a's first two, b's first, c's first.
+    taken = read_classification(tmp_path / "scenes", "image", limit=4)
+    by_class = {c: sorted(p for p, name in files if name == c) for c in "abc"}
+    assert [taken.classnames[i] for i in taken.labels] == ["a", "a", "b", "c"]
+    assert taken.paths == [by_class["a"][0], by_class["a"][1], by_class["b"][0], by_class["c"][0]]
 
 
 def test_rerun_reads_the_cache_and_a_changed_file_is_encoded_again(tmp_path, tiny_model, monkeypatch):

@@ -22,10 +22,10 @@ def test_demo_indexes_searches_and_rebuilds_its_collection_for_another_model(tmp
     assert "generated" not in second
     assert "indexed by another model or checkpoint: rebuilding it with bindsearch-mini" in second
     assert "36 new" in second
-    # A trained model finds a real match (a hit agreeing with the query on what both sense) in every search.
+    # A trained model's first hit is a real match (agreeing with the query on what both sense) in every search.
     sections = {title: second.split(title, 1)[1].split("\n\n", 1)[0] for title in TITLES}
     for title, section in sections.items():
-        assert re.search(r"^\s+\d\. [+-]\d\.\d{3}  match  ", section, re.M), f"no matching hit for {title}"
+        assert re.search(r"^\s+1\. [+-]\d\.\d{3}  match  ", section, re.M), f"first hit no match for {title}"
     # The moment: the reel's scene the caption describes is found inside it, at the right two seconds.
     moment = re.search(r"at (\d+)-(\d+) s of reel\.mp4", sections["text -> moment"])
     first_hit = sections["text -> moment"].splitlines()[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from closeness import assert_same_vectors
 
 from bindsearch.models.builtin import random_model, tiny_configs
 from indexes.gemm import GemmSearch, grouped_topk
@@ -56,7 +57,7 @@ def test_towers_in_half_precision_match_fp32(dtype, modality):
     fast = random_model(config).to("cuda", dtype).eval()
     got = fast.embed(modality, x)
     assert got.device.type == "cpu" and got.dtype == torch.float32
-    assert (got * want).sum(-1).min() > 0.99
+    assert_same_vectors(got, want, share=0.25)  # random towers: cosine 0.99 would hold for any input
 
 
 def test_compiled_towers_match_eager():
@@ -68,7 +69,7 @@ def test_compiled_towers_match_eager():
     model.compile_towers(["video"], batch_size=4)
     compiled = model.embed("video", x)
     assert compiled.shape == eager.shape
-    assert (compiled * eager).sum(-1).min() > 0.999
+    assert_same_vectors(compiled, eager, share=0.25)  # each row its own item's: rows mixed up would fail
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

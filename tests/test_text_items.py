@@ -132,7 +132,10 @@ def test_classify_ranks_labels_for_a_text_file(tmp_path):
     from bindsearch.classify import classify
 
     note = tmp_path / "note.txt"
-    note.write_text("a large red circle")
     model = load_model("bindsearch-mini", device="cpu", modalities=[])
-    ranking = classify(model, note, ["a large red circle", "a small blue square"], templates=False)
-    assert ranking[0][0] == "a large red circle" and ranking[0][1] > 0.5
+    labels = ["a big crimson disc", "a little navy box"]  # neither is the file's wording
+    note.write_text("a large red circle")
+    assert classify(model, note, labels, templates=False)[0][0] == "a big crimson disc"
+    note.write_text("a small blue square")  # the file's words, read now, decide
+    ranking = classify(model, note, labels, templates=False)
+    assert ranking[0][0] == "a little navy box" and ranking[0][1] > 0.5
