@@ -82,6 +82,16 @@ def _every_row(model, modality: str, x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
+def of_gap(got: torch.Tensor, want: torch.Tensor) -> float:
+    """The largest 1 - cos(got_i, want_i) as a share of the smallest 1 - cos(want_i, want_j), j != i: how far a
+    contestant's vectors stray against how far apart different inputs' vectors lie (random towers put every input
+    near one direction, so the cosine alone says little). Needs a batch of two or more."""
+    got, want = got.double(), want.double()
+    apart = 1 - want @ want.T
+    apart.fill_diagonal_(float("inf"))
+    return float(((1 - (got * want).sum(-1)) / apart.min(-1).values).max())
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modality", default="image")
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         items = args.batch / best[name]
         rows.append({"contestant": name, "items_per_s": items, "of_products": items * flops / rates[dt],
                      "cos_vs_fp32": float((reference * outputs[name]).sum(-1).min()),
+                     "of_gap": of_gap(outputs[name], reference),
                      "warmup_s": compile_s[name]})
     print(f"\n{args.modality} tower, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"amx {'amx_bf16' in flags}; products alone: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "

@@ -48,6 +48,7 @@ def test_cpu_towers_compares_the_ways_of_running_a_tower(capsys) -> None:
     rows = {row["contestant"]: row for row in report["rows"]}
     assert set(rows) == {"fp32", "bf16", "bf16+frozen", "bf16+bmm-attn", "bf16+every-row"}
     assert all(row["items_per_s"] > 0 and row["cos_vs_fp32"] > 0.99 for row in rows.values())
+    assert all(row["of_gap"] < 0.1 for row in rows.values())  # each input's vector, not a neighbour's
     assert "bf16+frozen" in capsys.readouterr().out
 
 
