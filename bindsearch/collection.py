@@ -496,12 +496,13 @@ class Collection:
         return held
 
     def stats(self) -> dict:
-        """Counts per modality, the encoder, and where the collection lives (no model is loaded)."""
+        """Files per modality, vectors stored (`items`: a long file has one per window, `windows` of them in all),
+        the encoder, and where the collection lives (no model is loaded)."""
         enc = self.catalog.encoder
         size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
-        return {"name": self.name, "path": str(self.directory), "items": len(self.catalog),
-                "windows": self.catalog.count_windows(),
-                "modalities": {m: self.catalog.count(m) for m in self.catalog.modalities()},
+        files = {m: self.catalog.count_files(m) for m in self.catalog.modalities()}
+        return {"name": self.name, "path": str(self.directory), "files": sum(files.values()),
+                "items": len(self.catalog), "windows": self.catalog.count_windows(), "modalities": files,
                 "encoder": {"spec": enc.name, "checkpoint": enc.checkpoint, "dim": enc.dim, "metric": enc.metric},
                 "version": self.catalog.version, "disk_bytes": size}
 

@@ -116,14 +116,17 @@ def zeroshot(root: RootOption,
 
 @app.command()
 def emergent(root: RootOption,
-             a: Annotated[str, typer.Option("--a", help="First modality (its folder: ROOT/<a>/, rgb/ for image).")
+             a: Annotated[str, typer.Option(
+                 "--a", help="First modality (its folder: ROOT/<a>/; for image also rgb/, visible/ or color/).")
                           ] = "image",
              b: Annotated[str, typer.Option("--b", help="Second modality.")] = "depth",
              a_dir: Annotated[str | None, typer.Option("--a-dir", help="Folder of the first modality under ROOT.")
                               ] = None,
              b_dir: Annotated[str | None, typer.Option("--b-dir", help="Folder of the second modality under ROOT.")
                               ] = None,
-             dataset: DatasetOption = None,
+             dataset: Annotated[str | None, typer.Option(
+                 "--dataset", help="nyud or llvip: picks the paper's number (detected from the folder name).")
+             ] = None,
              sample: Annotated[float | None, typer.Option(
                  "--sample", help="Keep a random fraction of the pairs (LLVIP's protocol: 0.1).")] = None,
              seed: Annotated[int, typer.Option("--seed", help="Seed for --sample.")] = 0,

@@ -43,12 +43,16 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
     collection: CollectionOption,
     modality: Annotated[str, typer.Option(
-        "--modality", help="auto (by extension; images inside depth/ or infrared/ folders count as those; .txt "
+        "--modality", help="auto (by extension; images inside depth/, infrared/, thermal/, ir/ or lwir/ folders "
+                           "count as depth or infrared; .txt "
                            "files are text items), image, video, audio, depth, infrared or text.")] = "auto",
     model: OptionalModel = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Items per encoder batch.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Decoding processes.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help="Items per encoder batch. Default: the model's own per modality (16 if none).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=0, help="Decoding processes (0: in this process). Default: min(4, cores - 1).")] = None,
     dtype: DtypeOption = "float32",
     compile_towers: Annotated[bool, typer.Option(
         "--compile", help="Compile the towers (torch.compile; Inductor freezing on the CPU) before encoding: tens "
@@ -249,7 +253,8 @@ def classify(
                                 "(default: each file whole, as the model reads it).")] = None,
     templates: Annotated[bool, typer.Option(
         "--templates/--no-templates", help="Wrap labels in LanguageBind's prompt templates ('a photo of a {}.'); "
-                                           "--no-templates takes each label as written, e.g. whole captions.")
+                                           "--no-templates takes each label as written (underscores read as "
+                                           "spaces), e.g. whole captions.")
     ] = True,
     model: Annotated[str, typer.Option("--model", "-m", envvar="BINDSEARCH_MODEL", help="Model spec.")]
     = DEFAULT_MODEL,
@@ -345,8 +350,10 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
     typer.echo(f"{stats['name']}  ({stats['path']})")
     typer.echo(f"  encoder  {stats['encoder']['spec']}  {stats['encoder']['dim']}-d  "
                f"checkpoint {stats['encoder']['checkpoint']}")
-    windows = f" ({stats['windows']} of them windows of long files)" if stats["windows"] else ""
-    typer.echo(f"  items    {stats['items']}{windows}")
+    windows = ""
+    if stats["windows"]:
+        windows = f", {stats['items']} vectors ({stats['windows']} of them windows of long files)"
+    typer.echo(f"  files    {stats['files']}{windows}")
     for m, n in stats["modalities"].items():
         typer.echo(f"    {m:<9}{n}")
 

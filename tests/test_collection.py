@@ -379,7 +379,7 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
              "assert 'torch' not in sys.modules, 'info imported torch'\n")
     run = subprocess.run([sys.executable, "-c", check], env={**os.environ, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "items    5" in run.stdout, run.stderr[-2000:]
+    assert run.returncode == 0 and "files    5" in run.stdout, run.stderr[-2000:]
     assert cli.json("remove", files["video"], "-c", "cli")["removed"] == 1
     assert cli.json("list")["collections"] == ["cli"]
     code, _, err = cli("search", "x", "-c", "nope")

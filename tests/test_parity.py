@@ -88,7 +88,7 @@ def test_fbank_matches_torchaudio_kaldi():
     ours = fbank(torch.from_numpy(dsp["fbank_input"].astype(np.float32)), int(dsp["fbank_sample_frequency"]),
                  int(dsp["fbank_num_mel_bins"])).numpy()
     assert ours.shape == dsp["fbank_output"].shape
-    assert np.abs(ours - dsp["fbank_output"]).max() < 1e-3
+    assert np.abs(ours - dsp["fbank_output"]).max() < 1e-4  # measured 6.4e-5 on log-mel values up to 16
 
 
 def test_resample_matches_torchaudio():

@@ -135,7 +135,9 @@ def test_text_finds_the_moment_in_a_long_video(reels):
     col = Collection.open("moments", model="bindsearch-mini", device="cpu")
     report = col.add([root / "media"], window=2.0)
     assert (report.new, report.split, report.windows) == (6, 2, 24)  # 4 clips whole; each reel as 12 windows
-    assert col.stats()["windows"] == 24 and col.stats()["items"] == 28
+    stats = col.stats()  # files per modality; vectors ("items") a window each
+    assert (stats["files"], stats["items"], stats["windows"]) == (6, 28, 24)
+    assert stats["modalities"] == {"video": 5, "audio": 1}  # the reel as video and as sound, 4 short clips
     found = 0
     for scene, _, _ in reel.timeline:
         caption = scene.modality_captions["video"][0]

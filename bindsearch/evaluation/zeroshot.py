@@ -1,6 +1,6 @@
 """Zero-shot classification: class prompts per modality, CLIP-style prompt ensembles, top-k accuracy.
 
-Prompts follow the LanguageBind evaluations (see shared/reference/DATASETS.md): the 80 OpenAI ImageNet
+Prompts follow the LanguageBind evaluations (its repository's zero-shot scripts): the 80 OpenAI ImageNet
 templates shipped in open_clip, with "photo" replaced by "video" (video) or "depth photo" (depth),
 unchanged for infrared and image, and the single template "a sound of {}." for audio.
 """
