@@ -102,8 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/info":
             return col.stats()
         if route == "/search":
+            if "at" in params:  # a text has no moments: say so rather than search without it
+                raise RequestError("at picks a moment of one query file: POST the file's bytes (or one path in "
+                                   "JSON) with at=")
             text = _one(params, "q")
-            if not text:
+            if not text or not text.strip():  # parse_qs drops q= itself; q=%20 is as empty
                 raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
             return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")),
                                 _every_window(_one(params, "every_window")), under=_under(params.get("under")))
@@ -116,13 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get_content_type() == "application/json":
             try:
                 query = json.loads(body or b"{}")
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # malformed, not UTF-8, or nested past the recursion limit
                 raise RequestError(f"the body is not JSON ({exc})") from None
             if not isinstance(query, dict):
                 raise RequestError("the JSON body must be an object: {\"text\", \"paths\", \"modality\", \"k\"}")
-            text, paths = query.get("text"), query.get("paths") or []
-            if text is not None and not isinstance(text, str):
-                raise RequestError("\"text\" must be a string")
+            text, paths = _text(query.get("text"), "text"), query.get("paths") or []
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 raise RequestError("\"paths\" must be a list of paths in the collection")
             self._check_indexed(paths)
@@ -139,6 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
                                "modality), or send Content-Type: application/json")
         if not body:
             raise RequestError(f"{name}: the upload is empty")
+        text = _text(_one(params, "q"), "q")
         with tempfile.TemporaryDirectory(prefix="bindsearch-upload-") as tmp:
             upload = Path(tmp) / name
             try:
@@ -147,12 +149,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError(f"{name[:80]}: cannot be stored under that name ({exc.strerror}); "
                                    "send a shorter ?name=") from None
             try:
-                return self._search(_one(params, "q"), [upload], _one(params, "file_modality"),
+                return self._search(text, [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")),
                                     _every_window(_one(params, "every_window")), _at(_one(params, "at")),
                                     shown=[name], under=_under(params.get("under")))
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
-                raise RequestError(str(exc).replace(str(upload), name)) from None
+                message = str(exc).replace(str(upload), name)
+                # The collection's advice is the CLI's flag; over HTTP it is a query parameter.
+                raise RequestError(message.replace("pass --file-modality",
+                                                   "add file_modality=MODALITY to the query string")) from None
 
     # -- helpers --------------------------------------------------------------------------------
     def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
@@ -226,6 +231,22 @@ class _Handler(BaseHTTPRequestHandler):
 def _one(params: dict[str, list[str]], name: str) -> str | None:
     values = params.get(name)
     return values[-1] if values else None
+
+
+def _text(value: object, name: str) -> str | None:
+    """The words of a query, or None for none (a query by files alone); blank or non-UTF-8 words are refused."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(f"\"{name}\" must be a string")
+    if not value.strip():
+        raise RequestError(f"{name} is empty: give words to search for")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" decodes to: no tokenizer can read it
+        raise RequestError(f"{name} is not valid UTF-8 (it holds a lone surrogate, such as \\ud800); "
+                           "send the words as UTF-8") from None
+    return value
 
 
 def _k(value: object) -> int:

@@ -99,6 +99,15 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search", None, {"text": 3}, 400, '"text" must be a string'),
     ("/search", None, {"text": "x", "modality": [1]}, 400, '"modality" must be a modality name or a list'),
     ("/search", None, b'{"text": "x", "k": 1e400}', 400, "k must be a whole number"),
+    pytest.param("/search", None, b"[" * 100_000 + b"]" * 100_000, 400, "the body is not JSON (maximum recursion",
+                 id="json-nested-too-deep"),
+    ("/search", None, {"text": ""}, 400, "text is empty: give words to search for"),
+    ("/search", None, {"text": " \t\n"}, 400, "text is empty: give words to search for"),
+    ("/search?q=%20%20", None, None, 400, "needs ?q=TEXT"),
+    ("/search?name=query.png&q=%20", b"bytes", None, 400, "q is empty: give words to search for"),
+    ("/search", None, b'{"text": "\\ud800"}', 400, "text is not valid UTF-8"),
+    ("/search?q=x&at=5", None, None, 400, "at picks a moment of one query file"),
+    ("/search", None, {"text": "x", "at": 5}, 400, "a moment is of one file, and 0 were given"),
     ("/search?name=..", b"bytes", None, 400, "needs ?name=FILE"),
     ("/elsewhere", None, None, 404, "no route GET /elsewhere"),
     ("/search", b"", None, 405, "PUT is not served"),
@@ -108,6 +117,15 @@ def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_bod
     assert got == status and says in answer["error"] and "\n" not in answer["error"]
     assert "bindsearch-upload-" not in answer["error"]  # an upload is named as the client named it
     assert call(server, "/health")[0] == 200  # and the server is still answering
+
+
+def test_an_upload_of_unknown_modality_is_told_the_query_parameter_that_names_it(server, indexed):
+    files, _ = indexed
+    status, answer = call(server, "/search?name=blob", body=files["image"].read_bytes())
+    assert status == 400 and answer["error"].startswith("blob: cannot tell its modality")
+    assert "file_modality=MODALITY to the query string" in answer["error"] and "--file-modality" not in answer["error"]
+    status, answer = call(server, "/search?name=blob&file_modality=image&k=1", body=files["image"].read_bytes())
+    assert status == 200 and answer["hits"][0]["path"] == str(files["image"])  # and that advice works
 
 
 def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request(server):
