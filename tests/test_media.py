@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -124,10 +126,66 @@ def test_an_image_over_pillows_safety_limit_is_refused_clearly(media_files, monk
         media.load("image", media_files["image"])
 
 
+def test_an_image_pillow_only_warns_about_decodes_quietly(media_files, monkeypatch):
+    from PIL import Image
+
+    # 64x48 = 3072 pixels: over this limit, where Pillow warns, and under twice it, where Pillow refuses.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for modality in ("image", "infrared", "depth"):
+            assert media.load(modality, media_files[modality]).shape == (3, 224, 224)
+    assert [str(w.message) for w in caught] == []
+
+
 def test_short_audio_is_refused_clearly(tmp_path):
-    path = write_audio(tmp_path / "click.wav", np.zeros(100), 16000)
-    with pytest.raises(MediaError, match="shorter than one"):
+    path = write_audio(tmp_path / "click.wav", np.zeros(441), 44100)  # 0.01 s, at a rate that is resampled
+    with pytest.raises(MediaError) as info:
         media.load("audio", path)
+    assert str(info.value) == (f"{path}: audio is 0.010 s long, shorter than one 25 ms analysis frame; "
+                               "nothing to embed")
+
+
+@pytest.mark.parametrize(("modality", "name"), [
+    ("image", "a.png"), ("infrared", "ir.png"), ("depth", "d.png"), ("depth", "d.npy"), ("audio", "a.wav"),
+    ("audio", "a.m4a"), ("video", "v.mp4"), ("text", "t.txt"),
+])
+def test_a_zero_byte_file_is_empty_whatever_its_modality(tmp_path, modality, name):
+    path = tmp_path / name
+    path.touch()
+    with pytest.raises(MediaError) as info:
+        media.read_text(path) if modality == "text" else media.load(modality, path)
+    assert str(info.value) == f"{path}: file is empty"
+
+
+def test_a_npy_depth_map_is_never_unpickled_and_says_what_it_must_be(tmp_path):
+    junk = tmp_path / "depth" / "x.npy"
+    junk.parent.mkdir()
+    junk.write_bytes(b"\x00garbage" * 100)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"depth": 1.0}, None], dtype=object))
+    rule = "depth .npy must be a 2-D float array in metres (numpy.save)"
+    for path, cause in [(junk, "not a NumPy array file"), (objects, "holds Python objects, not numbers")]:
+        with pytest.raises(MediaError) as info:
+            media.load("depth", path)
+        assert str(info.value) == f"{path}: {cause}; {rule}"
+
+
+def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
+    import av
+
+    path = tmp_path / "voice.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        silence.sample_rate = 16000
+        for packet in [*stream.encode(silence), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(MediaError) as info:
+        media.load("video", path)
+    assert str(info.value) == f"{path}: no video stream; index it as audio (--modality audio)"
+    assert media.load("audio", path).shape == (3, 112, 1036)  # the hint is right
+    assert capfd.readouterr().err == ""
 
 
 def test_guess_modality_uses_extension_and_folder(tmp_path):

@@ -101,11 +101,13 @@ def read_text(path: str | Path) -> str:
 
 
 def _guarded(name: str, path: Path, read: Callable[[Path], object]):
-    """`read(path)`, with a missing, unreadable or undecodable file turned into one MediaError naming it."""
+    """`read(path)`, with a missing, empty, unreadable or undecodable file turned into one MediaError naming it."""
     if not path.is_file():
         if path.is_symlink():
             raise MediaError(path, f"broken link to {os.readlink(path)}")
         raise MediaError(path, "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:  # said once for every modality, not in each decoder's own words
+        raise MediaError(path, "file is empty")
     try:
         return read(path)
     except MediaError:

@@ -20,6 +20,8 @@ from bindsearch.models.config import Preprocess
 
 __all__ = ["audio_duration", "crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
 
+FRAME_SECONDS, SHIFT_SECONDS = 0.025, 0.010
+"""Kaldi fbank's analysis frame and the step between frames."""
 
 
 def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Tensor, int]:
@@ -176,7 +178,7 @@ def fbank(wave: torch.Tensor, rate: int = 16000, num_mel_bins: int = 112) -> tor
     Matches `torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type='hanning',
     dither=0, frame_length=25, frame_shift=10)` (snip_edges, DC removal, pre-emphasis 0.97, power spectrum).
     """
-    size, shift = int(rate * 0.025), int(rate * 0.010)
+    size, shift = int(rate * FRAME_SECONDS), int(rate * SHIFT_SECONDS)
     padded = 1 << (size - 1).bit_length()
     if wave.shape[-1] < size:
         raise ValueError(f"audio shorter than one {size}-sample frame")
@@ -210,9 +212,9 @@ def load_audio(path: str | Path, prep: Preprocess | None = None, window: Window 
     wave, rate = read_audio(path, window)
     wave = resample(wave, rate, prep.sample_rate)
     wave = wave - wave.mean()
-    try:
-        mel = fbank(wave[0], prep.sample_rate, prep.num_mel_bins)
-    except ValueError as exc:
-        raise MediaError(path, str(exc)) from None
+    if wave.shape[-1] < int(prep.sample_rate * FRAME_SECONDS):
+        raise MediaError(path, f"audio is {wave.shape[-1] / prep.sample_rate:.3f} s long, shorter than one "
+                               f"{FRAME_SECONDS * 1000:g} ms analysis frame; nothing to embed")
+    mel = fbank(wave[0], prep.sample_rate, prep.num_mel_bins)
     spec = crop_or_tile(mel, prep.target_length).transpose(1, 2)
     return (spec - prep.audio_mean) / (prep.audio_std * 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,12 @@ def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
-        image.load()  # decode now, so a truncated file fails here and not later
+        # Pillow warns (several lines on stderr) from MAX_IMAGE_PIXELS and refuses from twice that: every image
+        # is downsized to the tower's input anyway, so only the refusal, a MediaError below, is worth saying.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()  # decode now, so a truncated file fails here and not later
     except UnidentifiedImageError:
         raise MediaError(path, "not a readable image") from None
     except Image.DecompressionBombError as exc:
@@ -58,13 +63,29 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
 load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
 
 
+_NPY_RULE = "depth .npy must be a 2-D float array in metres (numpy.save)"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        # Without numpy.save's magic, np.load takes the file for a pickle and advises allow_pickle: never here.
+        if f.read(6) != b"\x93NUMPY":
+            raise MediaError(path, f"not a NumPy array file; {_NPY_RULE}")
+        f.seek(0)
+        try:
+            depth = np.load(f, allow_pickle=False)
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):  # an object array, which only unpickling could read
+                raise MediaError(path, f"holds Python objects, not numbers; {_NPY_RULE}") from None
+            raise MediaError(path, f"not a readable .npy depth map ({exc})") from None
+    if depth.dtype.kind not in "buif":
+        raise MediaError(path, f"holds {depth.dtype} values, not numbers; {_NPY_RULE}")
+    return depth
+
+
 def _depth_metres(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        try:
-            depth = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise MediaError(path, f"not a readable .npy depth map ({exc})") from None
-        depth = np.squeeze(np.asarray(depth, dtype=np.float32))
+        depth = np.squeeze(_read_npy(path).astype(np.float32))
     else:
         image = _open(path)
         if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):

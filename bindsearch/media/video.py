@@ -80,7 +80,8 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise MediaError(path, "no video stream")
+                hint = "; index it as audio (--modality audio)" if container.streams.audio else ""
+                raise MediaError(path, f"no video stream{hint}")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
