@@ -67,12 +67,17 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
         kind, why = (modality, "") if modality else media.guess_modality(path)
         if kind is None:
             yield MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")
-        else:
+            continue
+        try:
             groups.setdefault(model.check_modality(kind), []).append(path)
+        except ValueError as exc:  # a modality this model has no tower for: this file's error, not the run's
+            yield MediaError(path, str(exc))
     for kind, paths in groups.items():
+        # A text file is compared with the labels' own words: "a photo of a {}." would describe no text.
+        as_written = not templates or kind == "text"
         classifier = torch.from_numpy(
             build_classifier(lambda texts: model.encode("text", texts).numpy(), list(labels), kind,
-                             templates=None if templates else ["{}"]))
+                             templates=["{}"] if as_written else None))
         plan = WindowPlan(window, longer_than=window) if window else None
         for batch in encode_files(model, kind, paths, workers=workers, windows=plan):
             yield from batch.failures

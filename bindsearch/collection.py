@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.files import absolute, check_paths, content_hash, describe_file, walk
+from bindsearch.files import absolute, check_paths, content_hash, describe_file, printable, walk
 from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, list_collections
 from bindsearch.models.config import canonical_modality
@@ -76,7 +76,8 @@ class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
-    `split`, `windows`: long files embedded as windows, and how many windows they made (counts are of files).
+    `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
+    per modality a file is indexed as (`--modality` can add a second).
     """
 
     new: int = 0
@@ -174,6 +175,10 @@ class Collection:
         loaded here by name; vectors of any dtype share one collection (cosine >= 0.999 to fp32).
         """
         directory = _directory(name_or_path)
+        in_the_way = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        if in_the_way is not None:
+            raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
+                                  "name or a folder that is not inside a file")
         exists = (directory / "items.lance").exists()
         if not exists and (not create or model is None):
             raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
@@ -204,7 +209,14 @@ class Collection:
         start = time.perf_counter()
         plan = media.WindowPlan(window)
         report = IngestReport()
-        files, roots = walk(paths)
+        found = walk(paths)
+        files = found.files
+        for folder, why in found.unreadable:
+            report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
+                                                          "indexed: make it readable and run index again"))
+        for f in found.misnamed:
+            report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog cannot "
+                                                                "store: rename the file"))
         encodes = self.encoder_modalities()
         forced = canonical_modality(modality) if modality else None
         if forced and forced not in encodes:
@@ -225,20 +237,25 @@ class Collection:
                     report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
                     continue
                 report.guessed[(kind, why if not forced else "--modality")] += 1
-                previous = [i for i in known.get(str(f), []) if i.modality == kind]  # one row, or one per window
-                try:
-                    stat = f.stat()
-                    if previous and self._unchanged(f, previous[0], stat):
-                        report.unchanged += 1
-                        if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under, no later one
-                            retimed.update((i.id, stat.st_mtime) for i in previous)
-                        continue
-                except OSError as exc:  # gone (or unreadable) since the folder was walked
-                    report.failed.append(media.MediaError(f, f"gone or unreadable while indexing ({exc.strerror})"))
-                    continue
-                todo.setdefault(kind, []).append((f, previous))
+                # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
+                # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
+                also = ({i.modality for i in known.get(str(f), [])} & set(encodes)) - {kind}
+                for as_kind in [kind, *sorted(also)]:
+                    previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
+                    try:
+                        stat = f.stat()
+                        if previous and self._unchanged(f, previous[0], stat):
+                            report.unchanged += 1
+                            if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
+                                retimed.update((i.id, stat.st_mtime) for i in previous)
+                            continue
+                    except OSError as exc:  # gone (or unreadable) since the folder was walked
+                        report.failed.append(media.MediaError(f, _unreadable(f, exc)))
+                        break
+                    todo.setdefault(as_kind, []).append((f, previous))
             self.catalog.touch(retimed)
-            report.removed = self._remove_vanished(roots, set(map(str, files)))
+            report.removed = self._remove_vanished(found.roots, set(map(str, files)),
+                                                   [folder for folder, _ in found.unreadable])
             total, done = sum(len(v) for v in todo.values()), 0
             # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
             model = self.encoder(todo) if todo else None
@@ -307,15 +324,18 @@ class Collection:
             self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors),
                                 delete=stale)
 
-    def _remove_vanished(self, roots: Sequence[Path], present: set[str]) -> int:
-        """Delete catalogued files under the given folders that are no longer there; returns how many files."""
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = ()) -> int:
+        """Delete catalogued files under the given folders that are no longer there, but not those under folders
+        the walk could not read (they may well be there); returns how many files."""
         gone = []
+        kept = tuple(_below(folder) for folder in unreadable)
         for root in roots:
-            prefix = str(root) + os.sep
+            prefix = _below(root)
             # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
             # them) is gone too: its file is indexed under the one spelling now.
             gone += [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
-                     and (i.path not in present or _spelled(i.path) != i.path)]
+                     and (i.path not in present or _spelled(i.path) != i.path)
+                     and not (kept and _spelled(i.path).startswith(kept))]
         if gone:
             self.catalog.delete(i.id for i in gone)
         return _files(gone)
@@ -323,10 +343,11 @@ class Collection:
     def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
-        targets = [str(absolute(p)) for p in paths]
+        targets = {str(absolute(p)) for p in paths}
+        below = tuple(_below(t) for t in targets)
         with CollectionLock(self.directory).acquire(timeout=wait):
             gone = [i for i in self.catalog.items()
-                    if any(_spelled(i.path) == t or _spelled(i.path).startswith(t + os.sep) for t in targets)]
+                    if _spelled(i.path) in targets or _spelled(i.path).startswith(below)]
             self.catalog.delete(i.id for i in gone)
         return _files(gone)
 
@@ -350,6 +371,8 @@ class Collection:
         if at is not None and len(files) != 1:
             raise CollectionError(f"a moment is of one file, and {len(files)} were given")
         texts = [text] if isinstance(text, str) else list(text or [])
+        if any(not t.strip() for t in texts):
+            raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
         known = self.catalog.lookup_paths(str(absolute(f)) for f in files)
         for f in files:
@@ -523,6 +546,17 @@ def _files(items: Iterable[Item]) -> int:
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _below(folder: str | Path) -> str:
+    """The prefix of every path below `folder` ('/' for the root, not '//')."""
+    return str(folder).rstrip(os.sep) + os.sep
+
+
+def _unreadable(path: Path, error: OSError) -> str:
+    if os.path.islink(path) and not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return f"gone or unreadable while indexing ({error.strerror})"
 
 
 def _spelled(stored: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["absolute", "check_paths", "content_hash", "describe_file", "walk"]
+__all__ = ["Walk", "absolute", "check_paths", "content_hash", "describe_file", "printable", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -52,16 +53,48 @@ def check_paths(paths: Iterable[str | Path]) -> None:
             raise FileNotFoundError(f"{absolute(p)} does not exist; give files or folders to index")
 
 
-def walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(files found recursively, sorted; the directories given)."""
+@dataclass
+class Walk:
+    """What `walk` found: files (sorted), the folders given (`roots`), folders it could not read (`unreadable`:
+    (folder, why)) and files whose names are not UTF-8 (`misnamed`), which no catalog can store."""
+
+    files: list[Path] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    misnamed: list[Path] = field(default_factory=list)
+
+
+def walk(paths: Iterable[str | Path]) -> Walk:
+    """The files under `paths` (recursively; hidden names and links to folders are not followed, as find and fd
+    do not follow them; dangling links kept, so that they are reported rather than passed over)."""
     paths = [absolute(p) for p in paths]
     check_paths(paths)
-    files, roots = [], []
+    found, out = set(), Walk()
     for p in paths:
-        if p.is_dir():
-            roots.append(p)
-            # Dangling links are kept so that they are reported, not silently passed over.
-            files.extend(f for f in p.rglob("*") if (f.is_file() or f.is_symlink()) and not f.name.startswith("."))
-        else:
-            files.append(p)
-    return sorted(set(files)), roots
+        if not p.is_dir():
+            found.add(p)
+            continue
+        out.roots.append(p)
+
+        def unreadable(error: OSError) -> None:
+            out.unreadable.append((Path(error.filename), error.strerror or str(error)))
+
+        for folder, dirs, names in os.walk(p, onerror=unreadable):
+            links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # reported as skipped by `add`
+            found.update(Path(folder, name) for name in [*names, *links] if not name.startswith("."))
+    for f in sorted(found):
+        (out.files if _utf8(str(f)) else out.misnamed).append(f)
+    return out
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that can be printed and stored: bytes that are not UTF-8 written as escapes (`caf\\xe9.png`)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name, which Python keeps as lone surrogates
+        return False
+    return True

@@ -40,7 +40,7 @@ def _progress():
 
 
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
+    paths: Annotated[list[str], typer.Argument(help="Files and folders (recursive).", show_default=False)],
     collection: CollectionOption,
     modality: Annotated[str, typer.Option(
         "--modality", help="auto (by extension; images inside depth/, infrared/, thermal/, ir/ or lwir/ folders "
@@ -77,6 +77,7 @@ def index(
     from bindsearch.models.config import canonical_modality
 
     # Before the collection is opened: a mistyped path or modality must not leave an empty one behind.
+    paths = _paths(paths, "index")
     check_paths(paths)
     if modality != "auto":
         canonical_modality(modality)
@@ -138,7 +139,7 @@ def search(
     at: Annotated[str | None, typer.Option(
         "--at", help="Query by one moment of the --file (video or audio): its indexed window at this time (80, 1:20 "
                      "or 1:02:03), or 10 s from it; other moments of the same file may come back.")] = None,
-    under: Annotated[list[Path] | None, typer.Option(
+    under: Annotated[list[str] | None, typer.Option(
         "--under", help="Only return files in this folder (at any depth) or this file; repeatable.")] = None,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
@@ -164,10 +165,12 @@ def search(
     moment = _clock(at) if at is not None else None
     if queries is None and text is None and not files:
         raise typer.BadParameter("give a text query, --file, both, or --queries")
+    if text is not None and not text.strip():
+        raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
     if queries is not None and str(queries) != "-" and not queries.is_file():
         raise typer.BadParameter(f"{queries}: no such file; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
-    folders = [absolute(u) for u in under or []]
+    folders = [absolute(u) for u in _paths(under or [], "--under")]
     if queries is not None:
         for lines in _query_batches(queries):
             answers = col.search_texts(lines, modality or None, k, every_window, under=folders)
@@ -177,6 +180,15 @@ def search(
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
                       every_window=every_window, at=moment, under=folders)
     _show_hits(col.name, text, files or [], hits, as_json, at=moment, under=folders)
+
+
+def _paths(values: list[str], what: str) -> list[Path]:
+    """Paths as typed, refusing an empty one: Path("") is the current folder, and `remove -c home "$UNSET"` must
+    not forget everything under it."""
+    if any(not v.strip() for v in values):
+        raise typer.BadParameter(f"{what}: an empty path (an unset shell variable?); give a file or folder, or "
+                                 "'.' for the current folder")
+    return [Path(v) for v in values]
 
 
 def _clock(text: str) -> float:
@@ -233,7 +245,8 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
         typer.echo(f"# {text}")
     for rank, h in enumerate(hits, 1):
         moment = f"  @ {h.moment()}" if h.start is not None else ""
-        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {h.path}{moment}{_snippet(h)}")
+        path = h.path.replace("\n", "\\n").replace("\r", "\\r")  # one line a hit, whatever a file is called
+        typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {path}{moment}{_snippet(h)}")
     if not hits and under:
         typer.echo(f"no hits: nothing of that modality is indexed under {', '.join(map(str, under))}", err=True)
     elif not hits:
@@ -277,8 +290,10 @@ def classify(
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
     if labels_file is not None:
         names += [line.strip() for line in _read_lines(labels_file) if line.strip()]
+    names = list(dict.fromkeys(names))  # a label twice would split its probability in two
     if not names:
-        raise typer.BadParameter("give --labels or --labels-file")
+        given = "--labels and --labels-file hold no label" if labels is not None or labels_file else "no labels"
+        raise typer.BadParameter(f"{given}; give --labels 'dog,cat,rain' or --labels-file with one a line")
     failed = 0
     for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates,
                                  window=window or None):
@@ -359,7 +374,7 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
 
 
 def remove(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to forget.")],
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to forget.", show_default=False)],
     collection: CollectionOption,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
@@ -370,6 +385,7 @@ def remove(
     """
     from bindsearch import Collection
 
+    paths = _paths(paths, "remove")
     col = Collection.open(collection, create=False)
     n = col.remove(paths, wait=wait)
     if as_json:

@@ -29,6 +29,8 @@ def encode(
 
     from bindsearch import load_model
 
+    if modality == "text" and any(not item.strip() for item in items):
+        raise typer.BadParameter("an empty text; give words to embed")
     encoder = load_model(model, device=device, dtype=dtype, modalities=[modality])  # that tower alone
     vectors = encoder.encode(modality, items, batch_size=batch_size).numpy()
     if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -56,7 +57,7 @@ _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.
 
 def exit_status(error: Exception) -> int | None:
     """1 for a clear library error or a missing file, 2 for another ValueError, None for a bug (re-raised)."""
-    if isinstance(error, FileNotFoundError):
+    if isinstance(error, FileNotFoundError) or _damaged_catalog(error):
         return 1
     for module, name in _CLEAR_ERRORS:
         if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
@@ -72,8 +73,17 @@ def main() -> None:
         status = exit_status(error)
         if status is None:
             raise
+        if _damaged_catalog(error):  # LanceDB's own words, then what to do
+            cause = re.sub(r",\s*\S+\.rs:\d+:\d+", "", str(error).splitlines()[0])  # less the Rust source line
+            error = f"a collection's catalog cannot be read ({cause}): it is damaged; delete that collection's " \
+                    "folder and index again"
         typer.echo(f"error: {error}", err=True)
         sys.exit(status)
+
+
+def _damaged_catalog(error: Exception) -> bool:
+    """LanceDB could not read a catalog's files (one deleted or cut short, say): raised as a bare RuntimeError."""
+    return isinstance(error, (RuntimeError, OSError)) and str(error).startswith("lance error")
 
 
 if __name__ == "__main__":

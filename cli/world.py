@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,10 +47,15 @@ def make(
         if len(fractions) != 3:
             raise ValueError(f"--splits needs three fractions (train,val,test), got {splits!r}")
         config = WorldConfig(size=size, frames=frames, seconds=seconds)
-        with typer.progressbar(length=n, label="scenes", file=sys.stderr) as bar:
+        in_the_way = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        if in_the_way is not None:
+            raise ValueError(f"{in_the_way} is a file; give a folder to write the world into")
+        # The bar for people only: piped or captured, stderr gets no stray label.
+        bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None
+        with bar or contextlib.nullcontext():
             info = make_world(
                 directory, n, seed, dict(zip(("train", "val", "test"), fractions, strict=True)), config,
-                workers=workers, overwrite=overwrite, progress=bar.update,
+                workers=workers, overwrite=overwrite, progress=bar.update if bar else None,
             )
     except (ValueError, FileExistsError) as error:
         typer.echo(f"error: {error}", err=True)

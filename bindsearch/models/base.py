@@ -207,7 +207,7 @@ class EmbeddingModel(nn.Module):
         from bindsearch import media
 
         modality = self.check_modality(modality)
-        items = list(items)
+        items = [_utf8_text(t) for t in items] if modality == "text" else list(items)
         size = batch_size or self.batch_size.get(modality, 16)
         # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding
         # after it); the vectors go back in the caller's order.
@@ -232,3 +232,14 @@ class EmbeddingModel(nn.Module):
         if not math.isfinite(scale):
             raise ValueError(f"model {self.spec} has no finite logit scale for {modality}")
         return torch.softmax(scale * item @ labels.T, dim=-1)
+
+
+def _utf8_text(text: object) -> str:
+    """A text to embed, refused in one line if it is not Unicode a tokenizer can read: bytes that were not UTF-8
+    (a shell argument or a file name) reach Python as lone surrogates."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text {text!r} is not valid UTF-8 (at character {exc.start}); give it in UTF-8") from None
+    return text

@@ -1,0 +1,173 @@
+"""Bad input and odd states: one line naming what is wrong and what to do, and nothing already indexed lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bindsearch import Collection, CollectionError
+from bindsearch.media.writers import write_image
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+
+
+def pictures(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    return [write_image(folder / f"p{i}.png", rng.integers(0, 255, (24, 32, 3), np.uint8)) for i in range(n)]
+
+
+def one_line_error(err: str, *words: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_an_unreadable_folder_keeps_what_it_held_and_is_named(tmp_path, run_cli, monkeypatch):
+    media = tmp_path / "media"
+    pictures(media, 2)
+    locked = media / "locked"
+    pictures(locked, 1, seed=1)
+    code, out, _ = run_cli("index", media, "-c", "perm", "--model", "random:tiny", "--json")
+    assert code == 0 and json.loads(out)["new"] == 3
+    # The folder turns unreadable (as chmod 000 does for anyone but root, who runs these tests here).
+    scandir = os.scandir
+
+    def refuse(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(locked))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    code, out, err = run_cli("index", media, "-c", "perm", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["removed"] == 0 and report["unchanged"] == 2
+    assert report["failed"] == [{"path": str(locked), "error": "folder cannot be read (Permission denied); what it "
+                                 "held stays indexed: make it readable and run index again"}]
+    assert Collection.open("perm").stats()["files"] == 3
+
+
+def test_a_file_whose_name_is_not_utf8_is_named_and_the_rest_indexed(tmp_path, run_cli):
+    folder = tmp_path / "latin"
+    good, other = pictures(folder, 2)
+    shutil.copy(other, os.fsencode(folder) + b"/caf\xe9.png")
+    code, out, _ = run_cli("index", folder, "-c", "latin", "--model", "random:tiny", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["new"] == 2
+    assert report["failed"] == [{"path": f"{folder}/caf\\xe9.png",
+                                 "error": "its name is not UTF-8, which the catalog cannot store: rename the file"}]
+    code, out, err = run_cli("index", folder, "-c", "latin")  # the line a person reads prints too
+    assert code == 1 and f"error: {folder}/caf\\xe9.png: its name is not UTF-8" in err
+
+
+def test_text_that_is_not_utf8_or_is_empty_is_refused_in_one_line(tmp_path, run_cli):
+    pictures(tmp_path / "m", 2)
+    assert run_cli("index", tmp_path / "m", "-c", "t")[0] == 0  # bindsearch-mini, whose tokenizer crashed on it
+    code, _, err = run_cli("search", "caf\udce9", "-c", "t")
+    assert code == 2
+    one_line_error(err, "text 'caf\\udce9' is not valid UTF-8")
+    code, _, err = run_cli("classify", tmp_path / "m" / "p0.png", "--labels", "dog,caf\udce9")
+    assert code == 2 and "is not valid UTF-8" in err
+    for empty in ("", "   "):
+        code, out, err = run_cli("search", empty, "-c", "t")
+        assert code == 2 and out == "" and "the text query is empty" in err
+    with pytest.raises(CollectionError, match="the text query is empty"):
+        Collection.open("t").search(text=" ")
+    code, out, err = run_cli("encode", "text", "", "--model", "random:tiny")
+    assert code == 2 and out == "" and "an empty text" in err
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, run_cli, monkeypatch):
+    pictures(tmp_path / "m", 2)
+    assert run_cli("index", tmp_path / "m", "-c", "e", "--model", "random:tiny")[0] == 0
+    monkeypatch.chdir(tmp_path / "m")
+    for command in ("remove", "index"):
+        code, out, err = run_cli(command, "", "-c", "e")
+        assert code == 2 and "an empty path (an unset shell variable?)" in err
+    assert Collection.open("e").stats()["files"] == 2
+    code, out, err = run_cli("search", "x", "-c", "e", "--under", "")
+    assert code == 2 and "an empty path" in err
+
+
+def test_remove_of_the_root_folder_forgets_everything(tmp_path, run_cli):
+    pictures(tmp_path / "m", 2)
+    run_cli("index", tmp_path / "m", "-c", "r", "--model", "random:tiny")
+    code, out, _ = run_cli("remove", "/", "-c", "r", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 2
+
+
+def test_a_changed_file_indexed_as_two_modalities_is_embedded_again_as_both(tmp_path, run_cli, tiny_model):
+    from bindsearch.media.writers import write_depth_png
+
+    world = tmp_path / "w"
+    depth = write_depth_png(world / "depth" / "d.png", 500 + 30 * np.arange(24 * 32).reshape(24, 32))
+    run_cli("index", world / "depth", "-c", "two", "--modality", "image", "--model", "random:tiny")
+    run_cli("index", world, "-c", "two")  # the same file as depth, guessed from its folder
+    col = Collection.open("two")
+    assert {i.modality for i in col.catalog.items()} == {"image", "depth"}
+    write_depth_png(depth, 4000 - 50 * np.arange(24 * 32).reshape(24, 32))  # new bytes, same path
+    code, out, _ = run_cli("index", world, "-c", "two", "--json")
+    assert code == 0 and json.loads(out)["changed"] == 2  # once per modality, as `removed` counts
+    rows = {i.modality: i for i in Collection.open("two").catalog.items()}
+    for modality in ("image", "depth"):
+        stored = Collection.open("two").catalog.get_vectors([rows[modality].id])[0]
+        np.testing.assert_allclose(stored, tiny_model.encode(modality, [depth]).numpy()[0], atol=1e-5)
+
+
+def test_a_collection_or_world_inside_a_file_is_one_line(tmp_path, run_cli, monkeypatch):
+    pictures(tmp_path / "m", 1)
+    (tmp_path / "plain").write_text("not a folder")
+    code, _, err = run_cli("index", tmp_path / "m", "-c", tmp_path / "plain" / "col", "--model", "random:tiny")
+    assert code == 1
+    one_line_error(err, f"{tmp_path / 'plain'} is a file")
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "plain"))
+    code, _, err = run_cli("search", "x", "-c", "home")
+    assert code == 1
+    one_line_error(err, f"{tmp_path / 'plain'} is a file")
+    code, _, err = run_cli("world", "make", tmp_path / "plain", "--n", "2")
+    assert code == 2
+    one_line_error(err, f"{tmp_path / 'plain'} is a file")
+
+
+def test_a_damaged_catalog_is_said_in_one_line(tmp_path, run_cli):
+    pictures(tmp_path / "m", 3)
+    run_cli("index", tmp_path / "m", "-c", tmp_path / "col", "--model", "random:tiny")
+    next((tmp_path / "col" / "items.lance" / "data").iterdir()).unlink()
+    for command in (["info"], ["search", "x"]):
+        code, _, err = run_cli(*command, "-c", tmp_path / "col")
+        assert code == 1
+        one_line_error(err, "catalog cannot be read", "it is damaged; delete that collection's folder and index again")
+
+
+def test_classify_ranks_a_text_file_beside_media_and_names_a_file_it_cannot_read(tmp_path, run_cli):
+    note = tmp_path / "note.txt"
+    note.write_text("a large red circle")
+    (image,) = pictures(tmp_path, 1)
+    code, out, err = run_cli("classify", note, image, "--labels", "a big crimson disc,a little navy box,"
+                             "a big crimson disc", "--no-templates", "--json")
+    rankings = {json.loads(line)["file"]: json.loads(line)["labels"] for line in out.splitlines()}
+    assert code == 0 and set(rankings) == {str(note), str(image)}
+    assert [r["label"] for r in rankings[str(note)]] == ["a big crimson disc", "a little navy box"]  # once each
+    assert rankings[str(note)][0]["probability"] > 0.5
+    (tmp_path / "cut.wav").write_bytes(b"RIFF" + bytes(40))
+    code, out, err = run_cli("classify", note, tmp_path / "cut.wav", "--labels", "a,b")
+    assert code == 1 and f"# {note}" in out and "cut.wav" in err
+
+
+def test_a_file_name_with_a_newline_stays_on_one_line_of_the_hits(tmp_path, run_cli):
+    (path,) = pictures(tmp_path / "m", 1)
+    odd = path.with_name("two\nlines.png")
+    path.rename(odd)
+    run_cli("index", tmp_path / "m", "-c", "nl", "--model", "random:tiny")
+    code, out, _ = run_cli("search", "x", "-c", "nl")
+    assert code == 0 and out.splitlines() == [out.rstrip("\n")] and "two\\nlines.png" in out
+    code, out, _ = run_cli("search", "x", "-c", "nl", "--json")
+    assert json.loads(out)["hits"][0]["path"] == str(odd)
