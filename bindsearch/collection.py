@@ -183,6 +183,10 @@ class Collection:
         if not exists and (not create or model is None):
             raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
                                   f"`bindsearch index PATH -c {name_or_path}`")
+        if not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir()):
+            # `-c .` in a media folder would mix the catalog's files with the media, and index them next time.
+            raise CollectionError(f"{directory} already holds other files; a collection needs a folder of its own: "
+                                  "give -c a new or empty folder, or a name")
         if model is None:
             return cls(directory, Catalog.open(directory), None, device, dtype, compile_towers)
         if isinstance(model, str):
@@ -546,6 +550,10 @@ def _files(items: Iterable[Item]) -> int:
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+_OWN_FILES = {"items.lance", "indexes", ".writer.lock"}
+"""What a collection's folder holds: a new collection is made only where nothing else is."""
 
 
 def _below(folder: str | Path) -> str:

@@ -170,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
         return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
 
     def _check_indexed(self, paths: list[str]) -> None:
+        for p in paths:
+            _unicode(p, "paths")
         relative = [p for p in paths if not Path(p).is_absolute()]
         if relative:
             raise RequestError(f"{relative[0]}: give the absolute path the collection holds")
@@ -241,11 +243,17 @@ def _text(value: object, name: str) -> str | None:
         raise RequestError(f"\"{name}\" must be a string")
     if not value.strip():
         raise RequestError(f"{name} is empty: give words to search for")
+    return _unicode(value, name)
+
+
+def _unicode(value: str, name: str) -> str:
+    """`value`, refused in words if it holds a lone surrogate (JSON's "\ud800" decodes to one), which no tokenizer
+    and no file name can take."""
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" decodes to: no tokenizer can read it
+    except UnicodeEncodeError:
         raise RequestError(f"{name} is not valid UTF-8 (it holds a lone surrogate, such as \\ud800); "
-                           "send the words as UTF-8") from None
+                           "send it as UTF-8") from None
     return value
 
 
@@ -276,6 +284,8 @@ def _under(value: object) -> list[Path]:
         return []
     if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
         raise RequestError("under must be a path or a list of paths")
+    for v in values:
+        _unicode(v, "under")
     relative = [v for v in values if not Path(v).is_absolute()]
     if relative:
         raise RequestError(f"under: {relative[0]}: give an absolute path, as the collection holds them")

@@ -84,8 +84,13 @@ def index(
     col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
-    report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
-                     workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window)
+    try:
+        report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
+                         workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: what was committed is kept (all but the last {commit_every:g} s at most); "
+                   "run the same index command again to finish", err=True)
+        raise typer.Exit(130) from None
     if bar is not None:
         bar.close()
     guessed = [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(report.guessed.items())]
@@ -107,6 +112,9 @@ def index(
                        f"their start (e.g. {report.truncated[0]})", err=True)
         for e in report.failed:
             typer.echo(f"error: {e}; skipped", err=True)
+        if not (report.new or report.changed or report.unchanged or report.removed or report.failed):
+            typer.echo(f"nothing to index in {', '.join(map(str, paths))}: no image, video, audio, depth, infrared "
+                       "or .txt files", err=True)
         typer.echo(f"{col.name}: {report.summary()}")
     if report.failed:
         raise typer.Exit(1)
@@ -392,3 +400,6 @@ def remove(
         _echo_json({"collection": col.name, "removed": n})
     else:
         typer.echo(f"{col.name}: removed {n} file(s)")
+        if n == 0:
+            typer.echo(f"nothing was indexed at or under {', '.join(map(str, paths))} (paths are matched as "
+                       f"absolute paths; `bindsearch info -c {collection}` says what the collection holds)", err=True)

@@ -171,3 +171,23 @@ def test_a_file_name_with_a_newline_stays_on_one_line_of_the_hits(tmp_path, run_
     assert code == 0 and out.splitlines() == [out.rstrip("\n")] and "two\\nlines.png" in out
     code, out, _ = run_cli("search", "x", "-c", "nl", "--json")
     assert json.loads(out)["hits"][0]["path"] == str(odd)
+
+
+def test_a_new_collection_needs_a_folder_of_its_own(tmp_path, run_cli):
+    media = tmp_path / "media"
+    pictures(media, 2)
+    code, _, err = run_cli("index", media, "-c", media, "--model", "random:tiny")
+    assert code == 1
+    one_line_error(err, f"{media} already holds other files; a collection needs a folder of its own")
+    assert sorted(p.name for p in media.iterdir()) == ["p0.png", "p1.png"]  # nothing written there
+    (tmp_path / "empty").mkdir()
+    assert run_cli("index", media, "-c", tmp_path / "empty", "--model", "random:tiny")[0] == 0
+
+
+def test_nothing_to_index_and_nothing_to_remove_are_said(tmp_path, run_cli):
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "table.csv").write_text("a,b\n")
+    code, out, err = run_cli("index", tmp_path / "none", "-c", "n", "--model", "random:tiny")
+    assert code == 0 and "nothing to index in" in err and "0 new" in out
+    code, out, err = run_cli("remove", tmp_path / "elsewhere", "-c", "n")
+    assert code == 0 and "removed 0 file(s)" in out and "nothing was indexed at or under" in err

@@ -106,6 +106,8 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search?q=%20%20", None, None, 400, "needs ?q=TEXT"),
     ("/search?name=query.png&q=%20", b"bytes", None, 400, "q is empty: give words to search for"),
     ("/search", None, b'{"text": "\\ud800"}', 400, "text is not valid UTF-8"),
+    ("/search", None, b'{"paths": ["/a\\ud800.png"]}', 400, "paths is not valid UTF-8"),
+    ("/search", None, b'{"text": "x", "under": "/a\\ud800"}', 400, "under is not valid UTF-8"),
     ("/search?q=x&at=5", None, None, 400, "at picks a moment of one query file"),
     ("/search", None, {"text": "x", "at": 5}, 400, "a moment is of one file, and 0 were given"),
     ("/search?name=..", b"bytes", None, 400, "needs ?name=FILE"),
