@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.files import absolute, check_paths, content_hash, describe_file, printable, walk
+from bindsearch.files import (
+    absolute,
+    below,
+    check_paths,
+    content_hash,
+    describe_file,
+    printable,
+    unreadable_cause,
+    walk,
+)
 from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, list_collections
 from bindsearch.models.config import canonical_modality
@@ -158,7 +167,7 @@ class Collection:
             needed |= set(self._model.modalities)
         stored = self.catalog.encoder
         model = _load_encoder(stored.name, self.device, self.dtype, self.compile_towers, needed)
-        if model.checkpoint != stored.checkpoint or model.dim != stored.dim:
+        if stored.checkpoint not in (model.checkpoint, *model.previous_checkpoints) or model.dim != stored.dim:
             raise CollectionError(
                 f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
                 f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
@@ -192,6 +201,11 @@ class Collection:
         if isinstance(model, str):
             model = _load_encoder(model, device, dtype, compile_towers)
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
+        if exists and model.previous_checkpoints:
+            stored = Catalog.open(directory).encoder
+            same = replace(stored, checkpoint=model.checkpoint) == encoder
+            if same and stored.checkpoint in model.previous_checkpoints:
+                encoder = stored  # the same weights, named as an earlier version named them
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
     # -- writing --------------------------------------------------------------------------------
@@ -254,7 +268,7 @@ class Collection:
                                 retimed.update((i.id, stat.st_mtime) for i in previous)
                             continue
                     except OSError as exc:  # gone (or unreadable) since the folder was walked
-                        report.failed.append(media.MediaError(f, _unreadable(f, exc)))
+                        report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
                         break
                     todo.setdefault(as_kind, []).append((f, previous))
             self.catalog.touch(retimed)
@@ -332,9 +346,9 @@ class Collection:
         """Delete catalogued files under the given folders that are no longer there, but not those under folders
         the walk could not read (they may well be there); returns how many files."""
         gone = []
-        kept = tuple(_below(folder) for folder in unreadable)
+        kept = tuple(below(folder) for folder in unreadable)
         for root in roots:
-            prefix = _below(root)
+            prefix = below(root)
             # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
             # them) is gone too: its file is indexed under the one spelling now.
             gone += [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
@@ -348,10 +362,10 @@ class Collection:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
         targets = {str(absolute(p)) for p in paths}
-        below = tuple(_below(t) for t in targets)
+        prefixes = tuple(below(t) for t in targets)
         with CollectionLock(self.directory).acquire(timeout=wait):
             gone = [i for i in self.catalog.items()
-                    if _spelled(i.path) in targets or _spelled(i.path).startswith(below)]
+                    if _spelled(i.path) in targets or _spelled(i.path).startswith(prefixes)]
             self.catalog.delete(i.id for i in gone)
         return _files(gone)
 
@@ -554,17 +568,6 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 _OWN_FILES = {"items.lance", "indexes", ".writer.lock"}
 """What a collection's folder holds: a new collection is made only where nothing else is."""
-
-
-def _below(folder: str | Path) -> str:
-    """The prefix of every path below `folder` ('/' for the root, not '//')."""
-    return str(folder).rstrip(os.sep) + os.sep
-
-
-def _unreadable(path: Path, error: OSError) -> str:
-    if os.path.islink(path) and not path.exists():
-        return f"a link to {os.readlink(path)}, which does not exist"
-    return f"gone or unreadable while indexing ({error.strerror})"
 
 
 def _spelled(stored: str) -> str:

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Walk", "absolute", "check_paths", "content_hash", "describe_file", "printable", "walk"]
+__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "printable",
+           "unreadable_cause", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -98,3 +99,15 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:  # undecodable bytes of a file name, which Python keeps as lone surrogates
         return False
     return True
+
+
+def below(folder: str | Path) -> str:
+    """The prefix of every path below `folder` ('/' for the root, not '//')."""
+    return str(folder).rstrip(os.sep) + os.sep
+
+
+def unreadable_cause(path: Path, error: OSError) -> str:
+    """Why a file the walk found cannot be read now: a dangling link, or gone (or unreadable) since."""
+    if os.path.islink(path) and not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return f"gone or unreadable while indexing ({error.strerror})"

@@ -265,3 +265,33 @@ def test_texts_are_batched_shortest_first_and_come_back_in_order(tiny_model, mon
     for text, vector in zip(texts, together, strict=True):
         torch.testing.assert_close(vector, tiny_model.encode("text", [text])[0], rtol=0, atol=1e-5)
     assert tiny_model.encode("text", []).shape == (0, tiny_model.dim)
+
+
+def test_weights_retrained_at_the_same_shapes_are_another_checkpoint_and_old_collections_still_open(tmp_path):
+    from bindsearch import Collection
+
+    original, retrained = tmp_path / "image", tmp_path / "retrained"
+    for folder in (original, retrained):
+        shutil.copytree(FIXTURES / "image", folder)
+    state = {k: v.clone() for k, v in read_state_dict(original).items()}
+    save_file(state, original / "model.safetensors")  # both written alike, so that their sizes agree
+    before = load_model(str(original), device="cpu")
+    name = max(state, key=lambda k: state[k].numel())  # a weight in the middle of the file, not the header
+    state[name] += 0.01
+    save_file(state, retrained / "model.safetensors")
+    assert (retrained / "model.safetensors").stat().st_size == (original / "model.safetensors").stat().st_size
+    after = load_model(str(retrained), device="cpu")
+    assert after.checkpoint != before.checkpoint  # the sizes alone (the id before 0.2) could not tell them apart
+    assert after.previous_checkpoints == before.previous_checkpoints
+    # A collection made when the id was the sizes' opens with the same weights, and refuses others.
+    col = Collection.open(tmp_path / "col", model=before)
+    assert col.catalog.encoder.checkpoint == before.checkpoint
+    from indexes import Catalog, EncoderInfo
+
+    old = tmp_path / "old"
+    Catalog.open(old, EncoderInfo(name=str(original), checkpoint=before.previous_checkpoints[0], dim=before.dim))
+    assert Collection.open(old, model=before).catalog.encoder.checkpoint == before.previous_checkpoints[0]
+    assert Collection.open(old).encoder(()).checkpoint == before.checkpoint  # loaded by its spec, accepted
+    after.spec = before.spec  # the same folder, weights retrained in place
+    with pytest.raises(ValueError, match="was built with"):
+        Collection.open(tmp_path / "col", model=after)

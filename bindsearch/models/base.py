@@ -98,6 +98,8 @@ class EmbeddingModel(nn.Module):
         self.preprocess: dict[str, Preprocess] = {}
         self.spec = "unnamed"
         self.checkpoint = ""
+        # Identities earlier versions gave the same weights: a collection built under one of them still opens.
+        self.previous_checkpoints: tuple[str, ...] = ()
         # modality -> (compiled tower, its batch size, whether Inductor freezes it)
         self._compiled: dict[str, tuple[nn.Module, int, bool]] = {}
 

@@ -158,13 +158,32 @@ def _load_weights(directory: Path, cfg: ModelConfig, lora: dict, text_only: bool
     return _rename(merge_lora(read_state_dict(directory, keep), lora["r"], lora["alpha"]), cfg.modality)
 
 
-def _fingerprint(directory: Path) -> str:
-    """Cheap identity of a checkpoint: its config and the names and sizes of its weight files."""
+def _fingerprint(directory: Path, sample: int = 64 << 10) -> str:
+    """Identity of a checkpoint: its config, and each weight file's name, size and bytes at its start, middle and
+    end (`sample` each). Weights retrained at the same shapes differ there; a checkpoint of gigabytes is not read
+    whole to say so."""
     digest = hashlib.sha256((directory / "config.json").read_bytes())
-    for f in sorted(directory.iterdir()):
-        if f.suffix in (".safetensors", ".bin"):
-            digest.update(f"{f.name}:{f.stat().st_size}".encode())
+    for f in _weight_files(directory):
+        size = f.stat().st_size
+        digest.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as handle:
+            for offset in sorted({0, max(0, size // 2 - sample // 2), max(0, size - sample)}):
+                handle.seek(offset)
+                digest.update(handle.read(sample))
     return digest.hexdigest()[:16]
+
+
+def _fingerprint_by_sizes(directory: Path) -> str:
+    """The identity versions before 0.2 gave a checkpoint (config, weight files' names and sizes only), so that the
+    collections they built still open with the same weights."""
+    digest = hashlib.sha256((directory / "config.json").read_bytes())
+    for f in _weight_files(directory):
+        digest.update(f"{f.name}:{f.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    return [f for f in sorted(directory.iterdir()) if f.suffix in (".safetensors", ".bin")]
 
 
 def _split_specs(spec: str | Sequence[str]) -> list[str]:
@@ -218,7 +237,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     first: ModelConfig | None = None
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}
-    fingerprints, seen = [], []
+    fingerprints, by_sizes, seen = [], [], []
     for s in specs:
         directory = resolve_checkpoint(s)
         cfg, lora = _read_config(directory)
@@ -229,6 +248,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
                                  f"({first.projection_dim}-d); index them in separate collections")
         seen.append(cfg.modality)
         fingerprints.append(_fingerprint(directory))
+        by_sizes.append(_fingerprint_by_sizes(directory))
         tower = wanted is None or cfg.modality in wanted
         if first is None:  # the text tower comes from the first checkpoint
             first = cfg
@@ -258,6 +278,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.spec = ",".join(specs)
     model.checkpoint = "+".join(fingerprints)
+    model.previous_checkpoints = ("+".join(by_sizes),)
     return model.to(device_, dtype_).eval().requires_grad_(False)
 
 
