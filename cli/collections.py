@@ -176,7 +176,8 @@ def search(
     if text is not None and not text.strip():
         raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
     if queries is not None and str(queries) != "-" and not queries.is_file():
-        raise typer.BadParameter(f"{queries}: no such file; give a file of queries, one per line, or '-'")
+        what = "a folder" if queries.is_dir() else "no such file"
+        raise typer.BadParameter(f"{queries}: {what}; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in _paths(under or [], "--under")]
     if queries is not None:
