@@ -3,6 +3,9 @@
 A search from the command line pays seconds to import torch and LanceDB and load the encoder before the tens of
 milliseconds the search itself takes; a server pays them once. Routes (every answer is JSON):
 
+- `GET /`: a search page for people (text or a dropped file, hits with their images, players and words);
+- `GET /file?id=N`: the bytes of indexed file N (byte ranges too, so that players seek); `GET /preview?id=N` the
+  same, but a depth map as an 8-bit PNG scaled to its own range (a 16-bit one in millimetres shows near black);
 - `GET /health`: `{"ok": true, "collection", "items"}`;
 - `GET /info`: `Collection.stats()`, as `bindsearch info --json` prints it;
 - `GET /search?q=TEXT&modality=M&k=K`: text -> X; `modality` repeatable (default: every modality but text);
@@ -16,23 +19,29 @@ file, not only its best, and a search by one file takes `at` (`at=1:20`, or seco
 moment of it. Every search takes `under` (`under=/abs/folder`, repeatable; a string or list in JSON) to keep only
 files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
 `{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
-are used): the server reads no file of its host outside the collection. Searches run one at a time; the rest
-wait their turn.
+are used): the server reads no file of its host but those the collection indexes. Searches run one at a time; the
+rest wait their turn.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import mimetypes
+import re
 import socket
 import sys
 import tempfile
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
 
 from bindsearch.collection import Collection, absolute, search_result
 from bindsearch.media import MediaError
@@ -95,8 +104,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse
 
     # -- routes ---------------------------------------------------------------------------------
-    def _get(self, route: str, params: dict[str, list[str]]) -> dict:
+    def _get(self, route: str, params: dict[str, list[str]]) -> dict | _Raw:
         col = self.server.collection
+        if route == "/":
+            return _Raw(_PAGE.read_bytes(), "text/html; charset=utf-8")
+        if route in ("/file", "/preview"):
+            return self._file(params, preview=route == "/preview")
         if route == "/health":
             return {"ok": True, "collection": col.name, "items": len(col.catalog)}
         if route == "/info":
@@ -110,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
             return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")),
                                 _every_window(_one(params, "every_window")), under=_under(params.get("under")))
-        raise RequestError(f"no route GET {route}; see /health, /info and /search", HTTPStatus.NOT_FOUND)
+        raise RequestError(f"no route GET {route}; see /, /health, /info, /search and /file", HTTPStatus.NOT_FOUND)
 
     def _post(self, route: str, params: dict[str, list[str]]) -> dict:
         if route != "/search":
@@ -169,6 +182,30 @@ class _Handler(BaseHTTPRequestHandler):
                               every_window=every_window, at=at, under=under)
         return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
 
+    def _file(self, params: dict[str, list[str]], preview: bool) -> _Raw:
+        """An indexed file's bytes (or the range asked for), found by its catalog id: no other file is served."""
+        value = _one(params, "id") or ""
+        if not value.isdigit():
+            raise RequestError("/file needs ?id=N, a hit's id")
+        item = self.server.collection.catalog.pinned().get([int(value)]).get(int(value))
+        if item is None:
+            raise RequestError(f"no item {value} in the collection", HTTPStatus.NOT_FOUND)
+        path = Path(item.path)
+        if not path.is_file():
+            raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND)
+        if preview and item.modality == "depth":
+            return _Raw(_depth_png(path), "image/png")
+        size = path.stat().st_size
+        first, last = _byte_range(self.headers.get("Range"), size)
+        with open(path, "rb") as f:
+            f.seek(first)
+            body = f.read(last + 1 - first)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if (first, last) == (0, size - 1) and not self.headers.get("Range"):
+            return _Raw(body, kind, headers={"Accept-Ranges": "bytes"})
+        return _Raw(body, kind, HTTPStatus.PARTIAL_CONTENT,
+                    {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{size}"})
+
     def _check_indexed(self, paths: list[str]) -> None:
         for p in paths:
             _unicode(p, "paths")
@@ -202,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", parse_qs(url.query))
+            if isinstance(answer, _Raw):
+                status = answer.status
         except RequestError as exc:
             status, answer = exc.status, {"error": str(exc)}
         except (ValueError, MediaError) as exc:  # the library's clear errors: bad modality, bad file
@@ -209,14 +248,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug: the client gets one line, the log the traceback
             traceback.print_exc(file=sys.stderr)
             status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
-        data = json.dumps(answer, default=str).encode()
+        raw = answer if isinstance(answer, _Raw) else _Raw(json.dumps(answer, default=str).encode(), "application/json")
+        data = raw.body
         # After an error, or a GET that came with a body, unread bytes may be left: this connection cannot carry
         # another request.
-        self.close_connection = (self.close_connection or status != HTTPStatus.OK
+        self.close_connection = (self.close_connection or status >= 400
                                  or (self.command == "GET" and self.headers.get("Content-Length", "0") != "0"))
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", raw.content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in raw.headers.items():
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -228,6 +270,50 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         """Quiet: `_answer` logs one line per request."""
+
+
+_PAGE = Path(__file__).parent / "web" / "index.html"
+_MAX_RANGE = 16 << 20  # bytes a single answer carries: players ask for the rest range by range
+
+
+@dataclass
+class _Raw:
+    """An answer that is not JSON: the page, a file's bytes."""
+
+    body: bytes
+    content_type: str
+    status: HTTPStatus = HTTPStatus.OK
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int]:
+    """(first, last) byte of `Range: bytes=a-b` (or `a-`, `-n`) within a file of `size`, at most `_MAX_RANGE`."""
+    if not header:
+        first, last = 0, size - 1
+    else:
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+        if match is None or match.groups() == ("", ""):
+            raise RequestError(f"Range {header!r} is not one byte range", HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+        a, b = match.groups()
+        first, last = (int(a), int(b) if b else size - 1) if a else (max(0, size - int(b)), size - 1)
+        if first >= size or first > last:
+            raise RequestError(f"Range {header!r} is outside the file's {size} bytes",
+                               HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+    return first, min(last, size - 1, first + _MAX_RANGE - 1)
+
+
+def _depth_png(path: Path) -> bytes:
+    """A depth map as an 8-bit grayscale PNG, near dark and far light, scaled to its own range of depths."""
+    from PIL import Image
+
+    from bindsearch.media.image import read_depth
+
+    depth = read_depth(path)
+    low, high = float(depth.min()), float(depth.max())
+    pixels = ((depth - low) / max(high - low, 1e-6) * 255).round().astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(out, format="PNG")
+    return out.getvalue()
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
@@ -317,8 +403,8 @@ def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_P
     collection.encoder(preload)  # the first query does not pay for the model load...
     if present := collection.catalog.modalities():  # ...nor for opening the vector indexes
         collection.search_texts(["warm up"], present, k=1)
-    print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; "
-          f"try {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
+    print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; open it in a browser, or "
+          f"ask {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

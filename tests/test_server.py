@@ -202,3 +202,56 @@ def test_serve_command_starts_and_answers(indexed, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def fetch(server, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(server.url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_page_and_the_indexed_files_it_shows(server, indexed):
+    import io
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    files, col = indexed
+    status, headers, page = fetch(server, "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<script>" in page and b"/search?" in page and b"/preview?id=" in page
+    if shutil.which("node"):  # the page's script parses (a syntax slip would leave a blank page)
+        script = page.split(b"<script>")[1].split(b"</script>")[0]
+        check = subprocess.run(["node", "--check", "-"], input=script, capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stderr.decode()
+    rows = {i.modality: i for i in col.catalog.items()}
+    for modality, item in rows.items():
+        data = Path(item.path).read_bytes()
+        status, headers, body = fetch(server, f"/file?id={item.id}")
+        assert (status, body, headers["Accept-Ranges"]) == (200, data, "bytes"), modality
+        status, headers, body = fetch(server, f"/file?id={item.id}", {"Range": "bytes=10-19"})
+        assert (status, body, headers["Content-Range"]) == (206, data[10:20], f"bytes 10-19/{len(data)}")
+        status, _, body = fetch(server, f"/file?id={item.id}", {"Range": "bytes=-5"})
+        assert (status, body) == (206, data[-5:])
+    assert headers["Content-Type"] in ("image/png", "audio/x-wav", "video/mp4", "text/plain")
+    assert fetch(server, f"/file?id={rows['video'].id}")[1]["Content-Type"] == "video/mp4"
+    # A 16-bit depth map in millimetres shows near black as it is: the preview spans its own range in 8 bits.
+    status, headers, body = fetch(server, f"/preview?id={rows['depth'].id}")
+    preview = Image.open(io.BytesIO(body))
+    depth = np.asarray(Image.open(files["depth"]))
+    assert status == 200 and preview.mode == "L" and preview.size == (depth.shape[1], depth.shape[0])
+    pixels = np.asarray(preview).astype(float)
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert np.corrcoef(pixels.ravel(), depth.ravel().astype(float))[0, 1] > 0.999
+    assert fetch(server, f"/preview?id={rows['image'].id}")[2] == files["image"].read_bytes()
+    # Only indexed files, by id.
+    for path, status, says in [("/file?id=999999", 404, "no item 999999"), ("/file?id=../etc/passwd", 400, "?id=N"),
+                               ("/file", 400, "?id=N")]:
+        got, _, body = fetch(server, path)
+        assert got == status and says in json.loads(body)["error"]
+    got, _, body = fetch(server, f"/file?id={rows['image'].id}", {"Range": "bytes=99999-"})
+    assert got == 416 and "outside the file" in json.loads(body)["error"]

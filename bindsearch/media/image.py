@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from bindsearch.media.errors import MediaError
 from bindsearch.models.config import Preprocess
 
-__all__ = ["load_depth", "load_image", "load_infrared", "to_model_input"]
+__all__ = ["load_depth", "load_image", "load_infrared", "read_depth", "to_model_input"]
 
 
 def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
@@ -97,6 +97,11 @@ def _depth_metres(path: Path) -> np.ndarray:
     if not np.isfinite(depth).all():
         depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
     return depth
+
+
+def read_depth(path: str | Path) -> np.ndarray:
+    """A depth map as (h, w) float32 metres, from a 16-bit PNG in millimetres or a .npy in metres."""
+    return _depth_metres(Path(path))
 
 
 def load_depth(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
