@@ -109,7 +109,9 @@ def run_demo(out: Path, model: str, n: int = 60, seed: int = 0) -> None:
           f"\n  bindsearch classify {audio} --labels \"wood,metal,glass,rubber\" --model {model}"
           f"\n  bindsearch classify {reel.audio} --labels \"wood,metal,glass,rubber\" --window 2 --top 1"
           f" --model {model}"
-          f"\n  bindsearch info -c {c}")
+          f"\n  bindsearch search \"{caption}\" -c {c} --under {world / 'video'}"
+          f"\n  bindsearch info -c {c}"
+          f"\n  bindsearch serve -c {c}     # then open http://127.0.0.1:8765/ in a browser")
 
 
 def main() -> None:
