@@ -21,14 +21,15 @@ import os
 import re
 import shutil
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bindsearch.errors import CollectionError
 from bindsearch.files import (
     absolute,
     below,
@@ -42,10 +43,21 @@ from bindsearch.files import (
 from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, list_collections
 from bindsearch.models.config import canonical_modality
-from indexes import Catalog, CollectionLock, EncoderInfo, Item, VectorIndex, merge_topk, open_index, subset_index
+from bindsearch.moments import window_at, window_from
+from bindsearch.report import IngestReport
+from indexes import (
+    Catalog,
+    CollectionLock,
+    EncoderInfo,
+    Item,
+    LockTimeout,
+    VectorIndex,
+    merge_topk,
+    open_index,
+    subset_index,
+)
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
-    from bindsearch.media import MediaError
     from bindsearch.models import EmbeddingModel
     from bindsearch.pipeline import EncodedBatch
 
@@ -66,10 +78,6 @@ WINDOW_SECONDS = 10.0
 trained on clips of 10-30 s, and sees a longer file through 8 frames or three 10 s crops."""
 
 
-class CollectionError(ValueError):
-    """A collection cannot be opened, written or searched as asked."""
-
-
 def _directory(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     # A bare word is always a name under collections_home(), even if a folder of that name is in the cwd.
@@ -78,38 +86,6 @@ def _directory(name_or_path: str | Path) -> Path:
     if not re.fullmatch(r"[\w.-]+", text):
         raise CollectionError(f"collection name {text!r} may use letters, digits, '.', '-' and '_' only")
     return collections_home() / text
-
-
-@dataclass
-class IngestReport:
-    """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
-
-    `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
-    `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
-    per modality a file is indexed as (`--modality` can add a second).
-    """
-
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: list[MediaError] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    guessed: Counter = field(default_factory=Counter)
-    truncated: list[Path] = field(default_factory=list)
-    split: int = 0
-    windows: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged",
-                 f"{self.removed} removed", f"{len(self.failed)} failed"]
-        cut = f" ({self.split} long file(s) as {self.windows} windows)" if self.split else ""
-        return ", ".join(parts) + cut + f" in {self.seconds:.1f}s"
 
 
 def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool,
@@ -171,6 +147,8 @@ class Collection:
             raise CollectionError(
                 f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
                 f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
+        if stored.checkpoint != model.checkpoint:
+            _rename_checkpoint(self.directory, self.catalog, model.checkpoint)
         self._model, self._every_tower = model, needed is None
         return model
 
@@ -202,10 +180,13 @@ class Collection:
             model = _load_encoder(model, device, dtype, compile_towers)
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
         if exists and model.previous_checkpoints:
-            stored = Catalog.open(directory).encoder
+            catalog = Catalog.open(directory)
+            stored = catalog.encoder
             same = replace(stored, checkpoint=model.checkpoint) == encoder
             if same and stored.checkpoint in model.previous_checkpoints:
-                encoder = stored  # the same weights, named as an earlier version named them
+                # The same weights, named as an earlier version named them: named as they are named now.
+                if not _rename_checkpoint(directory, catalog, model.checkpoint):
+                    encoder = stored
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
     # -- writing --------------------------------------------------------------------------------
@@ -244,10 +225,17 @@ class Collection:
             retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
-                if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
-                    report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                try:
+                    if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
+                        report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                        continue
+                except OSError as exc:  # in a folder that can be listed but not entered
+                    report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
                     continue
                 kind, why = (forced, "--modality") if forced else media.guess_modality(f)
+                indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
+                if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
+                    kind, why = indexed_as[0], "its earlier --modality"
                 if kind is None:
                     report.skipped.append((f, why))
                     continue
@@ -257,8 +245,7 @@ class Collection:
                 report.guessed[(kind, why if not forced else "--modality")] += 1
                 # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
                 # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
-                also = ({i.modality for i in known.get(str(f), [])} & set(encodes)) - {kind}
-                for as_kind in [kind, *sorted(also)]:
+                for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
                     previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
                     try:
                         stat = f.stat()
@@ -403,7 +390,7 @@ class Collection:
                     parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
                 if stored[0].start is not None:
-                    row = _window_at(path, stored, at)
+                    row = window_at(path, stored, at)
                     parts.append(self.catalog.get_vectors([row.id]))
                     used.add(row.id)
                     continue
@@ -412,7 +399,7 @@ class Collection:
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
                                       "pass --file-modality")
-            to_encode.append((kind, path, None if at is None else _window_from(path, kind, at)))
+            to_encode.append((kind, path, None if at is None else window_from(path, kind, at, WINDOW_SECONDS)))
         if texts or to_encode:  # the towers this query needs, and no others
             model = self.encoder({kind for kind, _, _ in to_encode})
             parts += [model.encode("text", texts).numpy()] if texts else []
@@ -473,6 +460,8 @@ class Collection:
         if not searched:
             return [[] for _ in queries]
         indexes = [self._index(snapshot, m, folders) for m in searched]
+        if folders:
+            self._forget_subsets(snapshot, keep={(snapshot.fingerprint(), m, folders) for m in searched})
         inside = inside_test(folders) if folders else None
         stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
         if folders:  # where rows outside the folders are passed over, ask for enough that k are likely inside
@@ -514,6 +503,16 @@ class Collection:
             facts[key] = read()
         return facts[key]
 
+    def _forget_subsets(self, snapshot: Catalog, keep: set[tuple]) -> None:
+        """Drop the folder indexes of older catalog versions, then the least recently used, down to 2 x
+        `SUBSET_ROWS` rows held, but never those of the search at hand (`keep`): a search under folders holding
+        that many rows in several modalities would rebuild its own every time."""
+        for key in [key for key in self._subsets if key[0] != snapshot.fingerprint()]:
+            del self._subsets[key]
+        spare = [key for key in self._subsets if key not in keep]  # oldest first
+        while spare and sum(map(len, self._subsets.values())) > 2 * SUBSET_ROWS:
+            del self._subsets[spare.pop(0)]
+
     def _rows_under(self, snapshot: Catalog, modality: str, folders: tuple[str, ...]) -> int:
         return self._of_version(snapshot, ("rows", modality, folders), lambda: snapshot.count(modality, folders))
 
@@ -527,8 +526,6 @@ class Collection:
             key = (snapshot.fingerprint(), modality, folders)
             if key not in self._subsets:
                 self._subsets[key] = subset_index(snapshot, modality, folders)
-                while sum(map(len, self._subsets.values())) > 2 * SUBSET_ROWS or len(self._subsets) > 64:
-                    self._subsets.popitem(last=False)
             self._subsets.move_to_end(key)
             return self._subsets[key]
         held = self._indexes.get(modality)
@@ -570,32 +567,21 @@ _OWN_FILES = {"items.lance", "indexes", ".writer.lock"}
 """What a collection's folder holds: a new collection is made only where nothing else is."""
 
 
+def _rename_checkpoint(directory: Path, catalog: Catalog, checkpoint: str) -> bool:
+    """Store the id this version gives the collection's weights in place of the one an earlier version gave them
+    (bindsearch 0.1 named weights by their files' sizes alone, which retrained weights share), so that from now on
+    only these weights open it. False while another process writes: renamed by a later opening."""
+    try:
+        with CollectionLock(directory).acquire(timeout=0):
+            catalog.rename_checkpoint(checkpoint)
+    except LockTimeout:
+        return False
+    return True
+
+
 def _spelled(stored: str) -> str:
     """A stored path as `absolute` spells it now (rows written before the paths were normalised may differ)."""
     return stored if "/." not in stored else str(absolute(stored))
-
-
-def _window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
-    """The indexed window of a long file that holds the moment `at` (seconds)."""
-    if not 0 <= at < windows[-1].end:
-        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: a moment at {at:g} s is not in it")
-    return next(i for i in windows if i.start <= at < i.end)
-
-
-def _window_from(path: Path, modality: str, at: float) -> tuple[float, float]:
-    """`WINDOW_SECONDS` of a file not indexed as windows, from `at`; near its end, its last `WINDOW_SECONDS`."""
-    from bindsearch.media import WINDOWED, duration
-
-    if modality not in WINDOWED:
-        raise CollectionError(f"{path}: a moment is of a video or audio file, not of {modality}")
-    seconds = duration(modality, path)
-    if at < 0 or seconds is not None and at >= seconds:
-        raise CollectionError(f"{path} lasts {seconds:g} s: a moment at {at:g} s is not in it" if seconds is not None
-                              else f"a moment is a time from the start of {path}, not {at:g}")
-    if seconds is None:
-        return at, at + WINDOW_SECONDS
-    start = max(0.0, min(at, seconds - WINDOW_SECONDS))
-    return start, min(start + WINDOW_SECONDS, seconds)
 
 
 def _default_targets(present: Sequence[str]) -> list[str]:

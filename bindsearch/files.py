@@ -66,8 +66,9 @@ class Walk:
 
 
 def walk(paths: Iterable[str | Path]) -> Walk:
-    """The files under `paths` (recursively; hidden names and links to folders are not followed, as find and fd
-    do not follow them; dangling links kept, so that they are reported rather than passed over)."""
+    """The files under `paths`, recursively: hidden files are left out (files inside hidden folders are not), links
+    to folders are listed but not followed, as find and fd do not follow them, and dangling links are kept, so
+    that they are reported rather than passed over."""
     paths = [absolute(p) for p in paths]
     check_paths(paths)
     found, out = set(), Walk()

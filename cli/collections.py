@@ -164,7 +164,7 @@ def search(
     bindsearch search "snow" -c home --under ~/media/2024 --under ~/media/trips (only files in those folders)
     """
     from bindsearch import Collection
-    from bindsearch.files import absolute
+    from bindsearch.files import absolute, printable
 
     if queries is not None and (text is not None or files):
         raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
@@ -180,6 +180,9 @@ def search(
         raise typer.BadParameter(f"{queries}: {what}; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in _paths(under or [], "--under")]
+    misnamed = [u for u in under or [] if printable(u) != u]
+    if misnamed:  # nothing is indexed under such a name: walk names those files and leaves them out
+        raise typer.BadParameter(f"--under {printable(misnamed[0])}: not UTF-8, so nothing can be indexed under it")
     if queries is not None:
         for lines in _query_batches(queries):
             answers = col.search_texts(lines, modality or None, k, every_window, under=folders)

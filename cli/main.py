@@ -57,7 +57,7 @@ _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.
 
 def exit_status(error: Exception) -> int | None:
     """1 for a clear library error or a missing file, 2 for another ValueError, None for a bug (re-raised)."""
-    if isinstance(error, FileNotFoundError) or _damaged_catalog(error):
+    if isinstance(error, FileNotFoundError) or _catalog_error(error):
         return 1
     for module, name in _CLEAR_ERRORS:
         if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
@@ -73,17 +73,26 @@ def main() -> None:
         status = exit_status(error)
         if status is None:
             raise
-        if _damaged_catalog(error):  # LanceDB's own words, then what to do
-            cause = re.sub(r",\s*\S+\.rs:\d+:\d+", "", str(error).splitlines()[0])  # less the Rust source line
-            error = f"a collection's catalog cannot be read ({cause}): it is damaged; delete that collection's " \
-                    "folder and index again"
+        if _catalog_error(error):  # LanceDB's own words, then what to do
+            error = _catalog_advice(error)
         typer.echo(f"error: {error}", err=True)
         sys.exit(status)
 
 
-def _damaged_catalog(error: Exception) -> bool:
-    """LanceDB could not read a catalog's files (one deleted or cut short, say): raised as a bare RuntimeError."""
+def _catalog_error(error: Exception) -> bool:
+    """LanceDB could not read or write a catalog's files: raised as a bare RuntimeError (or OSError)."""
     return isinstance(error, (RuntimeError, OSError)) and str(error).startswith("lance error")
+
+
+def _catalog_advice(error: Exception) -> str:
+    """One line: LanceDB's cause, and what to do. Only a missing or cut-short file means the catalog is damaged; a
+    refused permission or a full disk leaves it whole, and deleting it would lose it for nothing."""
+    cause = re.sub(r",\s*\S+\.rs:\d+:\d+", "", str(error).splitlines()[0])  # less the Rust source line
+    if re.search(r"Not found|corrupt|unexpected end|invalid", cause, re.IGNORECASE):
+        return (f"a collection's catalog is damaged ({cause}): one of its files is missing or cut short; index "
+                "into a new collection (-c NEW), and delete the damaged one once that works")
+    return (f"a collection's catalog cannot be read or written ({cause}): check that its folder is readable and "
+            "writable and that the disk has room, then run the command again")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,9 @@ class Catalog:
             raise CatalogError(f"{directory} holds a LanceDB table {TABLE!r} that bindsearch did not create")
         if table.schema.names not in (_schema(1).names, _LEGACY_NAMES):
             raise CatalogError(f"{directory} was written by another version of bindsearch; index into a new directory")
-        stored = EncoderInfo(**json.loads(metadata[_ENCODER_KEY]))
+        # A table's schema metadata is fixed at creation; a renamed checkpoint is kept on the `id` field.
+        renamed = (table.schema.field("id").metadata or {}).get(_ENCODER_KEY)
+        stored = EncoderInfo(**json.loads(renamed or metadata[_ENCODER_KEY]))
         if encoder is not None and encoder != stored:
             raise EncoderMismatchError(
                 f"the collection at {directory} was built with encoder {stored.describe()}, not "
@@ -123,6 +125,14 @@ class Catalog:
                 f"directory (or delete {directory}) to use {encoder.name!r}."
             )
         return cls(directory, table, stored, metadata[_COLLECTION_KEY].decode())
+
+    def rename_checkpoint(self, checkpoint: str) -> None:
+        """Record that the encoder's weights go by `checkpoint` now: the same weights, identified as a newer
+        bindsearch identifies them. One commit; the caller holds the writer lock."""
+        encoder = replace(self.encoder, checkpoint=checkpoint)
+        self.table.update_field_metadata(
+            {"path": "id", "metadata": {_ENCODER_KEY.decode(): json.dumps(asdict(encoder))}})
+        self.encoder = encoder
 
     @property
     def dim(self) -> int:

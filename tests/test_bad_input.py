@@ -144,7 +144,7 @@ def test_a_damaged_catalog_is_said_in_one_line(tmp_path, run_cli):
     for command in (["info"], ["search", "x"]):
         code, _, err = run_cli(*command, "-c", tmp_path / "col")
         assert code == 1
-        one_line_error(err, "catalog cannot be read", "it is damaged; delete that collection's folder and index again")
+        one_line_error(err, "catalog is damaged", "its files is missing or cut short; index into a new collection")
 
 
 def test_classify_ranks_a_text_file_beside_media_and_names_a_file_it_cannot_read(tmp_path, run_cli):
@@ -191,3 +191,64 @@ def test_nothing_to_index_and_nothing_to_remove_are_said(tmp_path, run_cli):
     assert code == 0 and "nothing to index in" in err and "0 new" in out
     code, out, err = run_cli("remove", tmp_path / "elsewhere", "-c", "n")
     assert code == 0 and "removed 0 file(s)" in out and "nothing was indexed at or under" in err
+
+
+def test_a_file_indexed_only_by_modality_is_embedded_again_when_it_changes(tmp_path, run_cli, tiny_model):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plan.md").write_text("a red circle")
+    run_cli("index", notes, "-c", "md", "--modality", "text", "--model", "random:tiny")
+    (notes / "plan.md").write_text("a blue square, and more words than before")
+    code, out, _ = run_cli("index", notes, "-c", "md", "--json")  # no --modality: .md alone says nothing
+    assert code == 0 and json.loads(out)["changed"] == 1 and json.loads(out)["skipped"] == []
+    (row,) = Collection.open("md").catalog.items()
+    stored = Collection.open("md").catalog.get_vectors([row.id])[0]
+    np.testing.assert_allclose(stored, tiny_model.encode("text", ["a blue square, and more words than before"])
+                               .numpy()[0], atol=1e-5)
+
+
+def test_a_file_in_a_folder_that_cannot_be_entered_is_named_not_a_traceback(tmp_path, run_cli, monkeypatch):
+    media = tmp_path / "media"
+    (kept, shut) = pictures(media, 2)
+    run_cli("index", media, "-c", "x", "--model", "random:tiny")
+    is_dir = Path.is_dir
+
+    def refuse(self):
+        if self == shut:
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_dir(self)
+
+    def stat(self, **options):
+        if self == shut:
+            raise PermissionError(13, "Permission denied", str(self))
+        return os.stat(self, **options)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "is_dir", refuse)
+        patched.setattr(Path, "stat", stat)
+        code, out, err = run_cli("index", media, "-c", "x", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["removed"] == 0 and report["unchanged"] == 1
+    assert report["failed"] == [{"path": str(shut), "error": "gone or unreadable while indexing (Permission denied)"}]
+    assert Collection.open("x").stats()["files"] == 2
+
+
+def test_under_a_folder_whose_name_is_not_utf8_is_a_usage_error(tmp_path, run_cli):
+    pictures(tmp_path / "m", 1)
+    run_cli("index", tmp_path / "m", "-c", "u", "--model", "random:tiny")
+    code, out, err = run_cli("search", "x", "-c", "u", "--under", f"{tmp_path}/caf\udce9")
+    assert code == 2 and out == "" and "nothing can be indexed under it" in err  # rich wraps the rest
+
+
+def test_only_a_missing_file_calls_a_catalog_damaged():
+    from cli.main import _catalog_advice
+
+    missing = RuntimeError("lance error: Not found: c/items.lance/data/x.lance, /root/.cargo/src/local.rs:273:40")
+    assert _catalog_advice(missing) == ("a collection's catalog is damaged (lance error: Not found: "
+                                        "c/items.lance/data/x.lance): one of its files is missing or cut short; "
+                                        "index into a new collection (-c NEW), and delete the damaged one once "
+                                        "that works")
+    refused = RuntimeError("lance error: IO error: Unable to open file c/items.lance/data/x.lance: Permission "
+                           "denied (os error 13), /root/.cargo/src/local.rs:120:12")
+    advice = _catalog_advice(refused)
+    assert "damaged" not in advice and "delete" not in advice and "check that its folder is readable" in advice

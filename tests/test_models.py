@@ -288,10 +288,17 @@ def test_weights_retrained_at_the_same_shapes_are_another_checkpoint_and_old_col
     assert col.catalog.encoder.checkpoint == before.checkpoint
     from indexes import Catalog, EncoderInfo
 
-    old = tmp_path / "old"
-    Catalog.open(old, EncoderInfo(name=str(original), checkpoint=before.previous_checkpoints[0], dim=before.dim))
-    assert Collection.open(old, model=before).catalog.encoder.checkpoint == before.previous_checkpoints[0]
-    assert Collection.open(old).encoder(()).checkpoint == before.checkpoint  # loaded by its spec, accepted
+    def made_by_0_1(name: str) -> Path:
+        Catalog.open(tmp_path / name, EncoderInfo(str(original), before.previous_checkpoints[0], before.dim))
+        return tmp_path / name
+
     after.spec = before.spec  # the same folder, weights retrained in place
+    for opened in (lambda path: Collection.open(path, model=before),  # given the model
+                   lambda path: Collection.open(path).encoder(()) and Collection.open(path)):  # loading its own
+        old = made_by_0_1(f"old{id(opened)}")
+        assert opened(old).catalog.encoder.checkpoint == before.checkpoint  # renamed to the id that reads weights
+        assert Catalog.open(old).encoder.checkpoint == before.checkpoint  # for good
+        with pytest.raises(ValueError, match="was built with"):  # so retrained weights no longer pass as them
+            Collection.open(old, model=after)
     with pytest.raises(ValueError, match="was built with"):
         Collection.open(tmp_path / "col", model=after)

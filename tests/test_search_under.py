@@ -105,3 +105,19 @@ def test_cli_and_server_take_under(folders, run_cli):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_search_under_folders_keeps_its_own_exact_indexes_between_searches(folders, monkeypatch):
+    """Five modalities of a row each under s1, with room for two rows held: the search still keeps all five of its
+    own (before, each one built pushed an older one out, and every repeat rebuilt them all)."""
+    media, col = folders
+    monkeypatch.setattr(collection_module, "SUBSET_ROWS", 1)
+    built = []
+    real = collection_module.subset_index
+    monkeypatch.setattr(collection_module, "subset_index", lambda *a: built.append(a[1]) or real(*a))
+    first = col.search(text="waves", k=5, under=[media / "s1"])
+    assert sorted(built) == ["audio", "depth", "image", "infrared", "video"]
+    assert [h.id for h in col.search(text="waves", k=5, under=[media / "s1"])] == [h.id for h in first]
+    assert len(built) == 5  # nothing built again
+    col.search(text="waves", k=5, under=[media / "s2"])  # other folders: the older ones give way
+    assert [folders for _, _, folders in col._subsets] == [(str(media / "s2"),)] * 5

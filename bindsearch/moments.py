@@ -1,0 +1,34 @@
+"""Moments of long files: the indexed window that holds a time, and the window a query by a moment decodes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bindsearch.errors import CollectionError
+from indexes import Item
+
+__all__ = ["window_at", "window_from"]
+
+
+def window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
+    """The indexed window of a long file that holds the moment `at` (seconds)."""
+    if not 0 <= at < windows[-1].end:
+        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: a moment at {at:g} s is not in it")
+    return next(i for i in windows if i.start <= at < i.end)
+
+
+def window_from(path: Path, modality: str, at: float, length: float) -> tuple[float, float]:
+    """`length` seconds of a file not indexed as windows, from `at`; near its end, its last `length` seconds."""
+    from bindsearch.media import WINDOWED, duration
+
+    if modality not in WINDOWED:
+        raise CollectionError(f"{path}: a moment is of a video or audio file, not of {modality}")
+    seconds = duration(modality, path)
+    if at < 0 or seconds is not None and at >= seconds:
+        raise CollectionError(f"{path} lasts {seconds:g} s: a moment at {at:g} s is not in it" if seconds is not None
+                              else f"a moment is a time from the start of {path}, not {at:g}")
+    if seconds is None:
+        return at, at + length
+    start = max(0.0, min(at, seconds - length))
+    return start, min(start + length, seconds)
