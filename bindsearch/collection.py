@@ -36,6 +36,7 @@ from bindsearch.files import (
     check_paths,
     content_hash,
     describe_file,
+    given_paths,
     printable,
     unreadable_cause,
     walk,
@@ -348,7 +349,7 @@ class Collection:
     def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
-        targets = {str(absolute(p)) for p in paths}
+        targets = {str(absolute(p)) for p in given_paths(paths, "remove")}
         prefixes = tuple(below(t) for t in targets)
         with CollectionLock(self.directory).acquire(timeout=wait):
             gone = [i for i in self.catalog.items()
@@ -456,7 +457,10 @@ class Collection:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
-        folders = tuple(sorted({str(absolute(p)) for p in under}))
+        folders = tuple(sorted({str(absolute(p)) for p in given_paths(under, "under")}))
+        misnamed = [f for f in folders if printable(f) != f]
+        if misnamed:  # `walk` leaves out what lies under such a name: no row can be there
+            raise ValueError(f"under {printable(misnamed[0])}: not UTF-8, so nothing can be indexed under it")
         if not searched:
             return [[] for _ in queries]
         indexes = [self._index(snapshot, m, folders) for m in searched]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "printable",
+__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "given_paths", "printable",
            "unreadable_cause", "walk"]
 
 
@@ -47,6 +47,16 @@ def absolute(path: str | Path) -> Path:
     return Path(os.path.realpath(Path(*path.parts[:last]))).joinpath(*path.parts[last:])
 
 
+def given_paths(paths: Iterable[str | Path], what: str) -> list[Path]:
+    """Paths as a caller typed them, refusing an empty one (ValueError): Path("") is the current folder, and
+    `remove -c home "$UNSET"` must not forget everything under it."""
+    paths = list(paths)
+    if any(isinstance(p, str) and not p.strip() for p in paths):
+        raise ValueError(f"{what}: an empty path (an unset shell variable?); give a file or folder, or '.' for the "
+                         "current folder")
+    return [Path(p) for p in paths]
+
+
 def check_paths(paths: Iterable[str | Path]) -> None:
     """Raise FileNotFoundError naming the first of `paths` that does not exist (before anything is opened)."""
     for p in paths:
@@ -69,7 +79,7 @@ def walk(paths: Iterable[str | Path]) -> Walk:
     """The files under `paths`, recursively: hidden files are left out (files inside hidden folders are not), links
     to folders are listed but not followed, as find and fd do not follow them, and dangling links are kept, so
     that they are reported rather than passed over."""
-    paths = [absolute(p) for p in paths]
+    paths = [absolute(p) for p in given_paths(paths, "index")]
     check_paths(paths)
     found, out = set(), Walk()
     for p in paths:

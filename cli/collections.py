@@ -73,11 +73,11 @@ def index(
     Example: bindsearch index ~/media -c home --model languagebind --dtype bfloat16
     """
     from bindsearch import Collection
-    from bindsearch.collection import check_paths
+    from bindsearch.files import check_paths, given_paths
     from bindsearch.models.config import canonical_modality
 
     # Before the collection is opened: a mistyped path or modality must not leave an empty one behind.
-    paths = _paths(paths, "index")
+    paths = given_paths(paths, "index")
     check_paths(paths)
     if modality != "auto":
         canonical_modality(modality)
@@ -164,7 +164,7 @@ def search(
     bindsearch search "snow" -c home --under ~/media/2024 --under ~/media/trips (only files in those folders)
     """
     from bindsearch import Collection
-    from bindsearch.files import absolute, printable
+    from bindsearch.files import absolute, given_paths
 
     if queries is not None and (text is not None or files):
         raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
@@ -179,10 +179,7 @@ def search(
         what = "a folder" if queries.is_dir() else "no such file"
         raise typer.BadParameter(f"{queries}: {what}; give a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
-    folders = [absolute(u) for u in _paths(under or [], "--under")]
-    misnamed = [u for u in under or [] if printable(u) != u]
-    if misnamed:  # nothing is indexed under such a name: walk names those files and leaves them out
-        raise typer.BadParameter(f"--under {printable(misnamed[0])}: not UTF-8, so nothing can be indexed under it")
+    folders = [absolute(u) for u in given_paths(under or [], "--under")]
     if queries is not None:
         for lines in _query_batches(queries):
             answers = col.search_texts(lines, modality or None, k, every_window, under=folders)
@@ -192,15 +189,6 @@ def search(
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
                       every_window=every_window, at=moment, under=folders)
     _show_hits(col.name, text, files or [], hits, as_json, at=moment, under=folders)
-
-
-def _paths(values: list[str], what: str) -> list[Path]:
-    """Paths as typed, refusing an empty one: Path("") is the current folder, and `remove -c home "$UNSET"` must
-    not forget everything under it."""
-    if any(not v.strip() for v in values):
-        raise typer.BadParameter(f"{what}: an empty path (an unset shell variable?); give a file or folder, or "
-                                 "'.' for the current folder")
-    return [Path(v) for v in values]
 
 
 def _clock(text: str) -> float:
@@ -397,7 +385,6 @@ def remove(
     """
     from bindsearch import Collection
 
-    paths = _paths(paths, "remove")
     col = Collection.open(collection, create=False)
     n = col.remove(paths, wait=wait)
     if as_json:

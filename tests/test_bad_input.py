@@ -95,6 +95,9 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(tmp_path, run_cli
     assert Collection.open("e").stats()["files"] == 2
     code, out, err = run_cli("search", "x", "-c", "e", "--under", "")
     assert code == 2 and "an empty path" in err
+    with pytest.raises(ValueError, match="remove: an empty path"):  # from Python as from the command line
+        Collection.open("e").remove([""])
+    assert Collection.open("e").stats()["files"] == 2
 
 
 def test_remove_of_the_root_folder_forgets_everything(tmp_path, run_cli):
