@@ -574,11 +574,12 @@ _OWN_FILES = {"items.lance", "indexes", ".writer.lock"}
 def _rename_checkpoint(directory: Path, catalog: Catalog, checkpoint: str) -> bool:
     """Store the id this version gives the collection's weights in place of the one an earlier version gave them
     (bindsearch 0.1 named weights by their files' sizes alone, which retrained weights share), so that from now on
-    only these weights open it. False while another process writes: renamed by a later opening."""
+    only these weights open it. False while another process writes, or where the collection cannot be written (a
+    search of a read-only copy): renamed by a later opening."""
     try:
         with CollectionLock(directory).acquire(timeout=0):
             catalog.rename_checkpoint(checkpoint)
-    except LockTimeout:
+    except (LockTimeout, OSError, RuntimeError):  # RuntimeError: LanceDB's own refusal to write
         return False
     return True
 
