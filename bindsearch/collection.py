@@ -36,6 +36,7 @@ from bindsearch.files import (
     check_paths,
     content_hash,
     describe_file,
+    file_in_the_way,
     given_paths,
     printable,
     unreadable_cause,
@@ -163,7 +164,7 @@ class Collection:
         loaded here by name; vectors of any dtype share one collection (cosine >= 0.999 to fp32).
         """
         directory = _directory(name_or_path)
-        in_the_way = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        in_the_way = file_in_the_way(directory)
         if in_the_way is not None:
             raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
                                   "name or a folder that is not inside a file")

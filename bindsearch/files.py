@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "given_paths", "printable",
-           "unreadable_cause", "walk"]
+__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "file_in_the_way",
+           "given_paths", "printable", "unreadable_cause", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -95,21 +95,20 @@ def walk(paths: Iterable[str | Path]) -> Walk:
             links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # reported as skipped by `add`
             found.update(Path(folder, name) for name in [*names, *links] if not name.startswith("."))
     for f in sorted(found):
-        (out.files if _utf8(str(f)) else out.misnamed).append(f)
+        (out.files if printable(f) == str(f) else out.misnamed).append(f)
     return out
 
 
 def printable(path: str | Path) -> str:
-    """A path as text that can be printed and stored: bytes that are not UTF-8 written as escapes (`caf\\xe9.png`)."""
+    """A path as text that can be printed and stored: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates) written as escapes (`caf\\xe9.png`); the path itself where it is UTF-8."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes of a file name, which Python keeps as lone surrogates
-        return False
-    return True
+def file_in_the_way(directory: str | Path) -> Path | None:
+    """The file, if any, at `directory` or at one of its parents: no folder can be made there."""
+    directory = Path(directory)
+    return next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
 
 
 def below(folder: str | Path) -> str:

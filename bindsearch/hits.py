@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bindsearch.files import below
 from indexes import Item
 
 __all__ = ["Hit", "inside_test", "ranked", "search_result"]
@@ -84,5 +84,5 @@ def ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude:
 def inside_test(folders: Sequence[str]) -> Callable[[str], bool]:
     """A test of a stored path: is it one of `folders` (absolute paths) or below one of them?"""
     exact = set(folders)
-    prefixes = tuple(f if f.endswith(os.sep) else f + os.sep for f in folders)
+    prefixes = tuple(below(f) for f in folders)
     return lambda path: path in exact or path.startswith(prefixes)

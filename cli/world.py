@@ -47,9 +47,6 @@ def make(
         if len(fractions) != 3:
             raise ValueError(f"--splits needs three fractions (train,val,test), got {splits!r}")
         config = WorldConfig(size=size, frames=frames, seconds=seconds)
-        in_the_way = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
-        if in_the_way is not None:
-            raise ValueError(f"{in_the_way} is a file; give a folder to write the world into")
         # The bar for people only: piped or captured, stderr gets no stray label.
         bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None
         with bar or contextlib.nullcontext():

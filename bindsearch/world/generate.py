@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bindsearch.files import file_in_the_way
 from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
 from bindsearch.world.attributes import ATTRIBUTES, MODALITIES, SENSES
 from bindsearch.world.render import (
@@ -121,6 +122,8 @@ def make_world(
     if config.fps != round(config.fps):
         raise ValueError(f"frames / seconds must be a whole rate, got {config.frames} / {config.seconds}")
     directory = Path(directory)
+    if (in_the_way := file_in_the_way(directory)) is not None:
+        raise ValueError(f"{in_the_way} is a file; give a folder to write the world into")
     if (directory / "scenes.csv").exists() and not overwrite:
         raise FileExistsError(f"{directory} already holds a world; pass --overwrite to replace it")
     splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
