@@ -88,7 +88,12 @@ def test_fbank_matches_torchaudio_kaldi():
     ours = fbank(torch.from_numpy(dsp["fbank_input"].astype(np.float32)), int(dsp["fbank_sample_frequency"]),
                  int(dsp["fbank_num_mel_bins"])).numpy()
     assert ours.shape == dsp["fbank_output"].shape
-    assert np.abs(ours - dsp["fbank_output"]).max() < 1e-4  # measured 6.4e-5 on log-mel values up to 16
+    gap = np.abs(ours - dsp["fbank_output"])
+    # Both are float32: in near-silent frames (log energies near -15) their FFTs' rounding differs by CPU. There
+    # the same fbank in float64 is itself 3.8e-4 from torchaudio's, and ours measured 6.4e-5 on an AMD EPYC and
+    # 2.6e-4 on a Xeon without AVX512-BF16. A wrong window, bank or pre-emphasis moves the mean gap (measured
+    # 6.4e-6) by orders of magnitude.
+    assert gap.max() < 1e-3 and gap.mean() < 3e-5
 
 
 def test_resample_matches_torchaudio():
