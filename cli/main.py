@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 
 import typer
 
@@ -68,7 +69,9 @@ def exit_status(error: Exception) -> int | None:
 def main() -> None:
     """Console entry point: run the app, turning known library errors into `error: ...` and exit 1/2."""
     try:
-        app()
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            app()
     except Exception as error:
         status = exit_status(error)
         if status is None:
@@ -77,6 +80,12 @@ def main() -> None:
             error = _catalog_advice(error)
         typer.echo(f"error: {error}", err=True)
         sys.exit(status)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+                  line: str | None = None) -> None:
+    """A library's warning as one line on stderr, like an error: the words, not the source line that raised it."""
+    typer.echo(f"warning: {message}", err=True)
 
 
 def _catalog_error(error: Exception) -> bool:

@@ -13,7 +13,8 @@ ModelOption = Annotated[str, typer.Option(
     help="Model spec: a checkpoint folder, languagebind:<name>, a Hugging Face repo id, several joined by "
          "commas, bindsearch-mini, or random:tiny.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-DtypeOption = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16 (GPU).")]
+DtypeOption = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 (fast on GPUs and on CPUs with "
+                                                          "AVX512-BF16 or AMX) or float16 (GPU).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoder batch.")]
 

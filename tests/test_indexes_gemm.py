@@ -89,3 +89,49 @@ def test_grouped_topk_is_the_plain_top_k(group):
     np.testing.assert_array_equal(values.sort(dim=1).values, scores.topk(16, dim=1).values.sort(dim=1).values)
     np.testing.assert_array_equal(scores.gather(1, columns), values)  # indices point at the values
     assert columns[1].sort().values.tolist() == list(range(128 + 4, 128 + 20))
+
+
+@pytest.fixture
+def cpu_probes(monkeypatch):
+    """`set(machine, avx512_bf16, amx)`: what `cpu_runs_bf16` sees of the CPU, its cached answer forgotten."""
+    import torch
+
+    from indexes import gemm
+
+    def set_cpu(machine: str, avx512_bf16: bool = False, amx: bool = False) -> None:
+        monkeypatch.setattr(gemm.platform, "machine", lambda: machine)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+        gemm.cpu_runs_bf16.cache_clear()
+
+    yield set_cpu
+    gemm.cpu_runs_bf16.cache_clear()
+
+
+def test_bf16_units_are_read_off_the_cpu(cpu_probes, monkeypatch, tmp_path):
+    from indexes import gemm
+
+    for avx512_bf16, amx, expected in [(False, False, False), (True, False, True), (False, True, True)]:
+        cpu_probes("x86_64", avx512_bf16, amx)
+        assert gemm.cpu_runs_bf16() is expected
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(gemm, "_CPUINFO", str(cpuinfo))
+    for features, expected in [("fp asimd sve", False), ("fp asimd sve bf16 i8mm", True)]:
+        cpuinfo.write_text(f"processor\t: 0\nFeatures\t: {features}\n")
+        cpu_probes("aarch64")
+        assert gemm.cpu_runs_bf16() is expected
+
+
+def test_auto_precision_follows_the_bf16_units_and_bf16_without_them_warns(cpu_probes, recwarn):
+    vectors, queries = unit(500), unit(20, seed=7)
+    truth = brute_force(vectors, queries, 5)[1]
+    cpu_probes("x86_64", avx512_bf16=False)
+    searcher = GemmSearch(vectors)
+    assert searcher.precision == "fp32" and not recwarn.list
+    np.testing.assert_array_equal(searcher.search(queries, 5)[1], truth)
+    with pytest.warns(UserWarning, match="no bf16 matrix units.*precision='fp32'"):
+        assert GemmSearch(vectors, precision="bf16").precision == "bf16"  # asked for: kept, and said
+    cpu_probes("x86_64", amx=True)
+    assert GemmSearch(vectors).precision == "bf16"
+    GemmSearch(vectors, precision="bf16")
+    assert not recwarn.list

@@ -200,6 +200,28 @@ def test_bfloat16_stays_close_to_float32(tiny_model, tmp_path):
         assert_same_vectors(b, a)
 
 
+@pytest.mark.parametrize("units", [False, True])
+def test_bfloat16_on_a_cpu_without_bf16_units_is_run_and_warned_of_in_one_line(units, monkeypatch, run_cli,
+                                                                                media_files):
+    monkeypatch.setattr("bindsearch.models.base.cpu_runs_bf16", lambda: units)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # as a user's shell has it: the tests' configuration ignores this warning
+        code, out, err = run_cli("encode", "image", media_files["image"], "--model", "random:tiny", "--dtype",
+                                 "bfloat16", "--json")
+    assert code == 0 and len(json.loads(out)["items"]) == 1
+    warned = [line for line in err.splitlines() if "bf16 matrix units" in line]
+    if units:
+        assert not warned
+    else:  # the words alone, not Python's "file:line: UserWarning" and the source line under them
+        assert warned == ["warning: this CPU has no bf16 matrix units (neither AVX512-BF16 nor AMX): bfloat16 is "
+                          "emulated and runs about 4x slower than float32 here; leave the dtype at float32"]
+        assert "UserWarning" not in err and "warnings.warn" not in err
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_model("random:tiny", device="cpu", dtype="float32")
+    assert not [w for w in seen if "bf16" in str(w.message)]  # float32 never warns
+
+
 def test_compiled_towers_give_the_eager_vectors_for_any_batch_length():
     """`compile_towers` pads short batches to its compiled size and splits long ones; vectors do not change."""
     from bindsearch.models.builtin import random_model, tiny_configs

@@ -187,6 +187,21 @@ def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):
         train(_config(steps=16, lr=1e-2), depth_pairs, tmp_path / "cut")
 
 
+def test_bf16_autocast_follows_the_cpu_unless_asked_and_a_resumption_may_differ(tmp_path, depth_pairs, monkeypatch):
+    from bindsearch.training import trainer
+
+    for units in (False, True):
+        monkeypatch.setattr(trainer, "cpu_runs_bf16", lambda units=units: units)
+        with trainer._autocast(None):
+            assert torch.is_autocast_enabled("cpu") is units
+        with trainer._autocast(not units):  # asked for: as asked
+            assert torch.is_autocast_enabled("cpu") is (not units)
+    assert TrainConfig("depth", TINY, PREP).bf16 is None
+    train(_config(steps=6, val_every=100, save_every=3, bf16=False), depth_pairs, tmp_path / "cut", stop_after=3)
+    resumed = train(_config(steps=6, val_every=100, save_every=3, bf16=True), depth_pairs, tmp_path / "cut")
+    assert resumed.step == 6  # the arithmetic is no part of what a checkpoint trains: another CPU may resume it
+
+
 def test_lora_run_starts_from_a_checkpoint(tmp_path, depth_pairs):
     base = train(_config(steps=5, val_every=100), depth_pairs, tmp_path / "base")
     lora = train(_config(steps=5, lora_rank=2, init=str(base.directory), val_every=100), depth_pairs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from bindsearch.models.config import Preprocess, canonical_modality
+from indexes.gemm import cpu_runs_bf16
 
 __all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype",
            "shortest_first"]
@@ -65,6 +67,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
     if resolved == torch.float16 and device.type == "cpu":
         raise ValueError("float16 is a GPU format; on the CPU use bfloat16")
+    if resolved == torch.bfloat16 and device.type == "cpu" and not cpu_runs_bf16():
+        warnings.warn("this CPU has no bf16 matrix units (neither AVX512-BF16 nor AMX): bfloat16 is emulated and runs "
+                      "about 4x slower than float32 here; leave the dtype at float32", stacklevel=3)
     return resolved
 
 

@@ -30,6 +30,7 @@ from bindsearch.models.config import EncoderConfig, Preprocess, TowerConfig
 from bindsearch.models.mini import InputConfig, MiniModel
 from bindsearch.models.tower import Attention, VisionTower
 from bindsearch.training.data import PairSet
+from indexes.gemm import cpu_runs_bf16
 
 __all__ = ["LoRALinear", "TrainConfig", "TrainResult", "add_lora", "contrastive_loss", "evaluate", "train"]
 
@@ -59,7 +60,8 @@ class TrainConfig:
     lora_rank: int = 0  # 0: full fine-tuning
     lora_alpha: float = 16.0
     mask_ratio: float = 0.5
-    bf16: bool = True
+    # bf16 autocast; None: where the CPU multiplies bf16 in hardware (elsewhere a step ran 4x slower than fp32).
+    bf16: bool | None = None
     val_every: int = 200
     save_every: int = 200
     seed: int = 0
@@ -245,19 +247,24 @@ def _schedule(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+def _autocast(bf16: bool | None) -> torch.autocast:
+    """CPU bf16 autocast when asked, or (None) when the CPU has bf16 matrix units."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_runs_bf16() if bf16 is None else bf16)
+
+
 # -- validation ---------------------------------------------------------------------------------
 @torch.inference_mode()
 def embed_inputs(model: MiniModel, modality: str, inputs: torch.Tensor, batch: int = 256,
-                 bf16: bool = True) -> torch.Tensor:
+                 bf16: bool | None = None) -> torch.Tensor:
     """(n, *input) float16 cached inputs -> (n, 384) float32 unit rows (eval mode, no masking)."""
     out = []
     for start in range(0, len(inputs), batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with _autocast(bf16):
             out.append(model.encode_batch(modality, inputs[start:start + batch].float()).float())
     return F.normalize(torch.cat(out), dim=-1)
 
 
-def evaluate(model: MiniModel, modality: str, data: PairSet, bf16: bool = True) -> dict[str, float]:
+def evaluate(model: MiniModel, modality: str, data: PairSet, bf16: bool | None = None) -> dict[str, float]:
     """Text->X R@1/R@5 with each item's first caption as query, X->text R@1; a hit is any same-group item."""
     was_training = model.training
     model.eval()
@@ -293,10 +300,11 @@ def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimi
 
 
 def _comparable(config: dict[str, Any], saved: dict[str, Any] | None = None) -> dict[str, Any]:
-    # What may differ between a run and its resumption: how often it validates and saves, thread count; and
+    # What may differ between a run and its resumption: how often it validates and saves, thread count, the
+    # arithmetic (bf16 autocast or not, which a resumption on another CPU may choose differently); and
     # settings added to TrainConfig after `saved` was written, left at their defaults.
     defaults = {f.name: f.default for f in fields(TrainConfig)}
-    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads")
+    return {k: v for k, v in config.items() if k not in ("val_every", "save_every", "threads", "bf16")
             and not (saved is not None and k not in saved and v == defaults.get(k))}
 
 
@@ -368,7 +376,7 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
         total = 0.0
         for _ in range(config.accumulate):
             batch = data.sample(micro, rng)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with _autocast(config.bf16):
                 features = projection(masked_features(tower, batch.inputs.float(), config.mask_ratio, masks))
             loss = contrastive_loss(F.normalize(features.float(), dim=-1), batch.text, scale, batch.groups,
                                     batch.negatives)
