@@ -19,14 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search import exact_top_k, hardware, random_unit, recall_at_k  # noqa: E402
+from search import exact_top_k, faiss, hardware, random_unit, recall_at_k  # noqa: E402
 
 from indexes import GemmSearch  # noqa: E402
 

@@ -33,7 +33,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import faiss
 import lancedb
 import numpy as np
 from lancedb.index import HnswSq, IvfPq
@@ -41,6 +40,9 @@ from lancedb.index import HnswSq, IvfPq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexes import Catalog, EncoderInfo, Item, build_index, suggested_nlist  # noqa: E402
+
+# isort: split
+import faiss  # noqa: E402  after `indexes`, which points the OpenBLAS inside FAISS's wheel at this CPU's kernels
 
 
 @dataclass
@@ -254,9 +256,10 @@ def hardware() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    simd = [name for name in ("avx2", "avx512f", "amx_tile") if name in flags]
+    simd = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    return f"{model}, {os.cpu_count()} cores, {'/'.join(simd) or 'no AVX'}, {gpus} GPU(s)"
+    blas = os.environ.get("OPENBLAS_CORETYPE", "detected")
+    return f"{model}, {os.cpu_count()} cores, {'/'.join(simd) or 'no AVX'}, {gpus} GPU(s), OpenBLAS core {blas}"
 
 
 def format_table(rows: list[Row]) -> str:

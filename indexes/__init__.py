@@ -6,6 +6,10 @@ Names are imported on first use, so `from indexes.gemm import GemmSearch` needs 
 
 from importlib import import_module
 
+from indexes.blas import pick_openblas_core
+
+pick_openblas_core()  # before anything imports FAISS, whose OpenBLAS reads it once (indexes/blas.py)
+
 _EXPORTS = {
     "build_index": "indexes.build",
     "index_path": "indexes.build",
