@@ -25,9 +25,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search import exact_top_k, faiss, hardware, random_unit, recall_at_k  # noqa: E402
+from search import exact_top_k, hardware, random_unit, recall_at_k  # noqa: E402
 
 from indexes import GemmSearch  # noqa: E402
+
+# isort: split
+import faiss  # noqa: E402  after `indexes`, which points the OpenBLAS inside FAISS's wheel at this CPU's kernels
 
 
 def gemm_only(queries: np.ndarray, vectors: torch.Tensor, block: int) -> float:

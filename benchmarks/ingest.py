@@ -1,6 +1,6 @@
 """Ingest speed: `bindsearch index` end to end against the encoder alone, and peak memory over 10,000 files.
 
-    python benchmarks/ingest.py speed                 # ViT-L/14 video + audio towers (random weights), bf16
+    python benchmarks/ingest.py speed                 # ViT-L/14 video + audio towers (random weights)
     python benchmarks/ingest.py speed --videos 8 --audios 16 --rounds 1      # quicker
     python benchmarks/ingest.py speed --long 60 --videos 1 --audios 1       # long files, as 10 s windows
     python benchmarks/ingest.py memory --files 10000  # peak RSS while indexing 10,000 images with bindsearch-mini
@@ -55,6 +55,7 @@ from bindsearch import media  # noqa: E402
 from bindsearch.collection import WINDOW_SECONDS, Collection  # noqa: E402
 from bindsearch.media.writers import write_audio, write_image, write_video  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
+from indexes.cpu import cpu_runs_bf16  # noqa: E402
 
 
 def make_videos(directory: Path, n: int, seconds: float = 3.0, fps: int = 25) -> list[Path]:
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--audios", type=int, default=32, help="wavs for `speed` (0 skips audio)")
     parser.add_argument("--long", type=float, default=None,
                         help="`speed` on files this many seconds long, as windows; `windows`: their length (120)")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="the towers' arithmetic (auto: bf16 where the CPU has bf16 matrix units)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--files", type=int, default=None, help="images for `memory` (10,000), `commits` (1,500)")
     parser.add_argument("--workers", type=int, default=None, help="decoder processes (default: one per spare core)")
@@ -344,6 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.dtype == "auto":
+        args.dtype = "bf16" if cpu_runs_bf16() else "fp32"
     args.dtype_t = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     args.files = args.files or (1500 if args.what == "commits" else 10_000)
     result = {"speed": speed, "memory": memory, "commits": commits, "windows": windows}[args.what](args)

@@ -6,9 +6,9 @@ Names are imported on first use, so `from indexes.gemm import GemmSearch` needs 
 
 from importlib import import_module
 
-from indexes.blas import pick_openblas_core
+from indexes.cpu import pick_openblas_core
 
-pick_openblas_core()  # before anything imports FAISS, whose OpenBLAS reads it once (indexes/blas.py)
+pick_openblas_core()  # before anything imports FAISS, whose OpenBLAS reads it once (indexes/cpu.py)
 
 _EXPORTS = {
     "build_index": "indexes.build",

@@ -14,40 +14,14 @@ the case where scores crowd closest together).
 
 from __future__ import annotations
 
-import functools
-import platform
 import warnings
 
 import numpy as np
 import torch
 
-__all__ = ["GemmSearch", "cpu_runs_bf16", "grouped_topk"]
+from indexes.cpu import cpu_runs_bf16, no_bf16_units
 
-_CPUINFO = "/proc/cpuinfo"
-
-
-@functools.cache
-def cpu_runs_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware: AVX512-BF16 or AMX on x86, the BF16 extension on Arm.
-
-    Without them oneDNN converts bf16 to fp32 and back around every product: on such a Xeon bf16 products ran at 0.20x
-    the fp32 rate (`benchmarks/exact_search.py`) and a ViT-L/14 image tower at 0.23x (`benchmarks/cpu_towers.py`),
-    where an EPYC with AVX512-BF16 ran that tower at 1.9x.
-    """
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64", "i386", "i686"):
-        units = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        if None in units:  # a torch without these probes: assume the units rather than warn wrongly
-            return True
-        return any(probe() for probe in units)
-    if machine in ("aarch64", "arm64"):
-        try:
-            with open(_CPUINFO, encoding="ascii", errors="replace") as cpuinfo:
-                return any(line.startswith("Features") and "bf16" in line.split() for line in cpuinfo)
-        except OSError:  # no /proc (macOS): unknown, so no warning
-            return True
-    return True
-
+__all__ = ["GemmSearch", "grouped_topk"]
 
 _PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 
@@ -57,7 +31,7 @@ class GemmSearch:
 
     `precision="bf16"` keeps a bf16 copy of the vectors (half the memory of fp32) for the product and reads
     the fp32 vectors only to rescore candidates; "fp32" multiplies in fp32; "auto" (the default) is bf16 on a GPU
-    and on a CPU with bf16 matrix units (`cpu_runs_bf16`), else fp32, which there ran 5x the bf16 rate.
+    and on a CPU known to have bf16 matrix units (`indexes.cpu`), else fp32, which without them ran 4x the bf16 rate.
     `device="cuda"` keeps the copy on the GPU between searches (fp16 is a GPU format there too); the fp32
     vectors stay in host memory unless `exact_on_device=True`, which spends 4 more bytes per dimension of GPU
     memory so that rescoring never leaves the GPU. Blocks of `block` vectors bound the score matrix to (queries,
@@ -86,11 +60,11 @@ class GemmSearch:
         on_cpu = torch.device(device).type == "cpu"
         if precision == "fp16" and on_cpu:
             raise ValueError("fp16 products are a GPU format; on the CPU use precision='bf16'")
-        if precision == "auto":
+        if precision == "auto":  # bf16 on a CPU only where it is known to have the units
             precision = "bf16" if not on_cpu or cpu_runs_bf16() else "fp32"
-        elif precision == "bf16" and on_cpu and not cpu_runs_bf16():
-            warnings.warn("this CPU has no bf16 matrix units (neither AVX512-BF16 nor AMX): bf16 products run about 5x "
-                          "slower than fp32 here; use precision='fp32'", stacklevel=2)
+        elif precision == "bf16" and on_cpu and cpu_runs_bf16() is False:
+            warnings.warn(f"{no_bf16_units()}: bf16 products run about 4x slower than fp32 here; use "
+                          "precision='fp32'", stacklevel=2)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be (n, d), got shape {vectors.shape}")

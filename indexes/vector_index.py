@@ -130,8 +130,8 @@ class VectorIndex:
 
         `precision="bf16"` makes exact ("Flat") CPU searches of `GEMM_BATCH` or more queries one bf16 matrix
         product with fp32 rescoring (`indexes.gemm.GemmSearch`), 1.7x FAISS's fp32 search on a CPU with
-        AVX512-BF16, for half the vectors' memory again (on one without bf16 units, 0.86x, and a warning says so);
-        "fp32" (the default) leaves every search to FAISS.
+        AVX512-BF16, for half the vectors' memory again (on one without bf16 units about 0.2x, and a warning says
+        so); "fp32" (the default) leaves every search to FAISS.
         """
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")

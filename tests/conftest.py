@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import indexes  # noqa: F401  before any test imports FAISS: it picks the kernels of FAISS's BLAS (indexes/cpu.py)
 from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
 
 
@@ -68,3 +69,20 @@ def tiny_model():
     from bindsearch import load_model
 
     return load_model("random:tiny", device="cpu")
+
+
+@pytest.fixture
+def cpu_probes(monkeypatch):
+    """`set_cpu(machine, avx512_bf16=False, amx=False)`: the CPU `indexes.cpu.cpu_runs_bf16` sees from then on."""
+    import torch
+
+    from indexes import cpu
+
+    def set_cpu(machine: str, avx512_bf16: bool = False, amx: bool = False) -> None:
+        monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+        cpu.cpu_runs_bf16.cache_clear()
+
+    yield set_cpu
+    cpu.cpu_runs_bf16.cache_clear()

@@ -42,16 +42,17 @@ def test_bf16_candidates_rescue_near_ties():
     np.testing.assert_array_equal(positions, brute_force(vectors, queries, 10)[1])
 
 
-def test_padding_and_shapes():
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_padding_and_shapes(precision):
     vectors = unit(3)
-    scores, positions = GemmSearch(vectors).search(unit(1, seed=5)[0], 5)  # one (d,) query
+    scores, positions = GemmSearch(vectors, precision=precision).search(unit(1, seed=5)[0], 5)  # one (d,) query
     assert scores.shape == positions.shape == (1, 5)
     assert positions[0, 3:].tolist() == [-1, -1] and np.isneginf(scores[0, 3:]).all()
     assert sorted(positions[0, :3].tolist()) == [0, 1, 2]
-    empty = GemmSearch(np.empty((0, 64), np.float32)).search(unit(2), 3)
+    empty = GemmSearch(np.empty((0, 64), np.float32), precision=precision).search(unit(2), 3)
     assert (empty[1] == -1).all()
     with pytest.raises(ValueError, match="dimension 8"):
-        GemmSearch(vectors).search(np.ones((1, 8), np.float32), 1)
+        GemmSearch(vectors, precision=precision).search(np.ones((1, 8), np.float32), 1)
     with pytest.raises(ValueError, match="GPU format"):
         GemmSearch(vectors, precision="fp16")
 
@@ -91,37 +92,6 @@ def test_grouped_topk_is_the_plain_top_k(group):
     assert columns[1].sort().values.tolist() == list(range(128 + 4, 128 + 20))
 
 
-@pytest.fixture
-def cpu_probes(monkeypatch):
-    """`set(machine, avx512_bf16, amx)`: what `cpu_runs_bf16` sees of the CPU, its cached answer forgotten."""
-    import torch
-
-    from indexes import gemm
-
-    def set_cpu(machine: str, avx512_bf16: bool = False, amx: bool = False) -> None:
-        monkeypatch.setattr(gemm.platform, "machine", lambda: machine)
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-        gemm.cpu_runs_bf16.cache_clear()
-
-    yield set_cpu
-    gemm.cpu_runs_bf16.cache_clear()
-
-
-def test_bf16_units_are_read_off_the_cpu(cpu_probes, monkeypatch, tmp_path):
-    from indexes import gemm
-
-    for avx512_bf16, amx, expected in [(False, False, False), (True, False, True), (False, True, True)]:
-        cpu_probes("x86_64", avx512_bf16, amx)
-        assert gemm.cpu_runs_bf16() is expected
-    cpuinfo = tmp_path / "cpuinfo"
-    monkeypatch.setattr(gemm, "_CPUINFO", str(cpuinfo))
-    for features, expected in [("fp asimd sve", False), ("fp asimd sve bf16 i8mm", True)]:
-        cpuinfo.write_text(f"processor\t: 0\nFeatures\t: {features}\n")
-        cpu_probes("aarch64")
-        assert gemm.cpu_runs_bf16() is expected
-
-
 def test_auto_precision_follows_the_bf16_units_and_bf16_without_them_warns(cpu_probes, recwarn):
     vectors, queries = unit(500), unit(20, seed=7)
     truth = brute_force(vectors, queries, 5)[1]
@@ -134,4 +104,6 @@ def test_auto_precision_follows_the_bf16_units_and_bf16_without_them_warns(cpu_p
     cpu_probes("x86_64", amx=True)
     assert GemmSearch(vectors).precision == "bf16"
     GemmSearch(vectors, precision="bf16")
+    cpu_probes("riscv64")  # cannot be told: bf16 only when asked for, and then without a warning
+    assert GemmSearch(vectors).precision == "fp32" and GemmSearch(vectors, precision="bf16").precision == "bf16"
     assert not recwarn.list

@@ -91,7 +91,7 @@ def test_fbank_matches_torchaudio_kaldi():
     gap = np.abs(ours - dsp["fbank_output"])
     # Both are float32: in near-silent frames (log energies near -15) their FFTs' rounding differs by CPU. There
     # the same fbank in float64 is itself 3.8e-4 from torchaudio's, and ours measured 6.4e-5 on an AMD EPYC and
-    # 2.6e-4 on a Xeon without AVX512-BF16. A wrong window, bank or pre-emphasis moves the mean gap (measured
+    # 2.6e-4 on an Emerald Rapids Xeon. A wrong window, bank or pre-emphasis moves the mean gap (measured
     # 6.4e-6) by orders of magnitude.
     assert gap.max() < 1e-3 and gap.mean() < 3e-5
 

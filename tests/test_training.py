@@ -200,6 +200,9 @@ def test_bf16_autocast_follows_the_cpu_unless_asked_and_a_resumption_may_differ(
     train(_config(steps=6, val_every=100, save_every=3, bf16=False), depth_pairs, tmp_path / "cut", stop_after=3)
     resumed = train(_config(steps=6, val_every=100, save_every=3, bf16=True), depth_pairs, tmp_path / "cut")
     assert resumed.step == 6  # the arithmetic is no part of what a checkpoint trains: another CPU may resume it
+    monkeypatch.setattr(trainer, "cpu_runs_bf16", lambda: True)
+    train(_config(steps=1, val_every=100), depth_pairs, tmp_path / "auto")
+    assert json.loads((tmp_path / "auto" / "train_config.json").read_text())["bf16"] is True  # what ran, not null
 
 
 def test_lora_run_starts_from_a_checkpoint(tmp_path, depth_pairs):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bindsearch.models.config import Preprocess, canonical_modality
-from indexes.gemm import cpu_runs_bf16
+from indexes.cpu import cpu_runs_bf16, no_bf16_units
 
 __all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype",
            "shortest_first"]
@@ -67,9 +67,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
     if resolved == torch.float16 and device.type == "cpu":
         raise ValueError("float16 is a GPU format; on the CPU use bfloat16")
-    if resolved == torch.bfloat16 and device.type == "cpu" and not cpu_runs_bf16():
-        warnings.warn("this CPU has no bf16 matrix units (neither AVX512-BF16 nor AMX): bfloat16 is emulated and runs "
-                      "about 4x slower than float32 here; leave the dtype at float32", stacklevel=3)
+    if resolved == torch.bfloat16 and device.type == "cpu" and cpu_runs_bf16() is False:
+        warnings.warn(f"{no_bf16_units()}: bfloat16 is emulated and runs about 4x slower than float32 here; leave "
+                      "the dtype at float32", stacklevel=3)
     return resolved
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from bindsearch.models.config import EncoderConfig, Preprocess, TowerConfig
 from bindsearch.models.mini import InputConfig, MiniModel
 from bindsearch.models.tower import Attention, VisionTower
 from bindsearch.training.data import PairSet
-from indexes.gemm import cpu_runs_bf16
+from indexes.cpu import cpu_runs_bf16
 
 __all__ = ["LoRALinear", "TrainConfig", "TrainResult", "add_lora", "contrastive_loss", "evaluate", "train"]
 
@@ -249,7 +249,7 @@ def _schedule(config: TrainConfig) -> Callable[[int], float]:
 
 def _autocast(bf16: bool | None) -> torch.autocast:
     """CPU bf16 autocast when asked, or (None) when the CPU has bf16 matrix units."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_runs_bf16() if bf16 is None else bf16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cpu_runs_bf16()) if bf16 is None else bf16)
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -341,6 +341,8 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if config.bf16 is None:  # the arithmetic this CPU chose, as the run's config records it
+        config = replace(config, bf16=bool(cpu_runs_bf16()))
     torch.set_num_threads(config.threads)
     model = _build_model(config)
     model.train()
