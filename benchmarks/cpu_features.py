@@ -45,7 +45,10 @@ import faiss
 import numpy as np
 n, queries, train, threads = (int(a) for a in sys.argv[2:6])
 faiss.omp_set_num_threads(threads)
-lib = [line.split()[-1] for line in open("/proc/self/maps") if "/libopenblas" in line and "faiss" in line]
+try:  # Linux: the OpenBLAS FAISS's wheel loaded; elsewhere, or a FAISS built on another BLAS, unnamed
+    lib = [line.split()[-1] for line in open("/proc/self/maps") if "/libopenblas" in line and "faiss" in line]
+except OSError:
+    lib = []
 core = "?"
 if lib:
     name = ctypes.CDLL(lib[0]).openblas_get_corename

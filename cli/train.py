@@ -53,7 +53,8 @@ def tower(
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 200,
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps.")] = 200,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: where the "
-                                                       "CPU has bf16 matrix units: AVX512-BF16 or AMX).")] = None,
+                                                       "CPU has bf16 matrix units: AVX512-BF16, AMX or Arm's "
+                                                       "BF16).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
     seed: Annotated[int, typer.Option(help="Seed for weights, batches and masks.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,

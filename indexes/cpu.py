@@ -10,8 +10,8 @@ and a ViT-L/14 image tower at 0.23x, where an EPYC with AVX512-BF16 ran that tow
 
 **FAISS's BLAS.** faiss-cpu carries its own OpenBLAS (0.3.15, from 2021), which picks its kernels by CPU model and
 takes an Intel model newer than itself (Sapphire or Emerald Rapids, Alder Lake) for a Prescott (SSE3). On that
-Xeon FAISS's batched flat search then ran at 62 GFLOP/s and IVF training took 4.2 s; with the AVX-512 kernels,
-268 GFLOP/s and 1.1 s. Single queries do not use BLAS. OpenBLAS reads `OPENBLAS_CORETYPE` once, when it is loaded,
+Xeon FAISS's batched flat search then ran at 62 GFLOP/s and IVF training took 4.1 s; with the AVX-512 kernels,
+270 GFLOP/s and 1.1 s. Single queries do not use BLAS. OpenBLAS reads `OPENBLAS_CORETYPE` once, when it is loaded,
 so importing `indexes` sets it, before FAISS is imported, to the widest kernels an Intel CPU's flags allow. A value
 already in the environment is kept; AMD CPUs are left to OpenBLAS, which knew the EPYC measured here; FAISS
 imported before `indexes` keeps the wheel's own choice.

@@ -26,12 +26,25 @@ __all__ = ["GemmSearch", "grouped_topk"]
 _PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 
 
+def _auto_precision(on_cpu: bool) -> str:
+    """bf16 where the hardware multiplies it: a CPU known to have the units, a GPU with bf16 tensor cores (Ampere
+    on); fp16 on an older GPU (its tensor cores take fp16, and bf16 there is emulated); else fp32."""
+    if on_cpu:
+        return "bf16" if cpu_runs_bf16() else "fp32"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument counts only native support
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
 class GemmSearch:
     """Exact inner-product top-k over fixed vectors (n, d) float32, for batches of queries.
 
     `precision="bf16"` keeps a bf16 copy of the vectors (half the memory of fp32) for the product and reads
     the fp32 vectors only to rescore candidates; "fp32" multiplies in fp32; "auto" (the default) is bf16 on a GPU
-    and on a CPU known to have bf16 matrix units (`indexes.cpu`), else fp32, which without them ran 4x the bf16 rate.
+    with bf16 tensor cores (fp16 on an older one) and on a CPU known to have bf16 matrix units (`indexes.cpu`), else
+    fp32, which without them ran 4x the bf16 rate.
     `device="cuda"` keeps the copy on the GPU between searches (fp16 is a GPU format there too); the fp32
     vectors stay in host memory unless `exact_on_device=True`, which spends 4 more bytes per dimension of GPU
     memory so that rescoring never leaves the GPU. Blocks of `block` vectors bound the score matrix to (queries,
@@ -60,8 +73,8 @@ class GemmSearch:
         on_cpu = torch.device(device).type == "cpu"
         if precision == "fp16" and on_cpu:
             raise ValueError("fp16 products are a GPU format; on the CPU use precision='bf16'")
-        if precision == "auto":  # bf16 on a CPU only where it is known to have the units
-            precision = "bf16" if not on_cpu or cpu_runs_bf16() else "fp32"
+        if precision == "auto":
+            precision = _auto_precision(on_cpu)
         elif precision == "bf16" and on_cpu and cpu_runs_bf16() is False:
             warnings.warn(f"{no_bf16_units()}: bf16 products run about 4x slower than fp32 here; use "
                           "precision='fp32'", stacklevel=2)

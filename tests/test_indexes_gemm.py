@@ -107,3 +107,13 @@ def test_auto_precision_follows_the_bf16_units_and_bf16_without_them_warns(cpu_p
     cpu_probes("riscv64")  # cannot be told: bf16 only when asked for, and then without a warning
     assert GemmSearch(vectors).precision == "fp32" and GemmSearch(vectors, precision="bf16").precision == "bf16"
     assert not recwarn.list
+
+
+def test_auto_precision_on_a_gpu_is_what_its_tensor_cores_take(monkeypatch):
+    import torch
+
+    from indexes.gemm import _auto_precision
+
+    for native, expected in [(True, "bf16"), (False, "fp16")]:  # Ampere on; a V100 or T4 emulates bf16
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        assert _auto_precision(on_cpu=False) == expected

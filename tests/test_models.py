@@ -201,13 +201,13 @@ def test_bfloat16_stays_close_to_float32(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("units", [False, True])
-def test_bfloat16_on_a_cpu_without_bf16_units_is_run_and_warned_of_in_one_line(units, monkeypatch, run_cli,
+def test_bfloat16_on_a_cpu_without_bf16_units_is_run_and_warned_of_in_one_line(units, cpu_probes, run_cli,
                                                                                 media_files):
-    monkeypatch.setattr("bindsearch.models.base.cpu_runs_bf16", lambda: units)
+    cpu_probes("x86_64", avx512_bf16=units)
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # as a user's shell has it: the tests' configuration ignores this warning
         code, out, err = run_cli("encode", "image", media_files["image"], "--model", "random:tiny", "--dtype",
-                                 "bfloat16", "--json")
+                                 "bfloat16", "--device", "cpu", "--json")
     assert code == 0 and len(json.loads(out)["items"]) == 1
     warned = [line for line in err.splitlines() if "bf16 matrix units" in line]
     if units:

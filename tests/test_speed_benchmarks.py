@@ -53,15 +53,11 @@ def test_cpu_towers_compares_the_ways_of_running_a_tower(capsys) -> None:
 
 
 def test_cpu_features_measures_each_choice_against_its_alternative(tmp_path: Path, capsys) -> None:
-    import platform
-
     out = tmp_path / "features.json"
     report = load("cpu_features").main(["--quick", "--threads", "1", "--out", str(out)])
     rows = {row["what"].split(",")[0]: row for row in report["rows"]}
     assert set(rows) == {"matrix product", "training step", "FAISS flat", "IVF256 training on 20"}
     assert all(row["a_value"] > 0 and row["b_value"] > 0 and row["b_gain"] > 0 for row in rows.values())
-    if platform.machine() == "x86_64" and Path("/proc/self/maps").exists():  # each FAISS process named its kernels
-        assert rows["FAISS flat"]["a"] not in ("?", "") and rows["FAISS flat"]["b"] not in ("?", "")
     assert json.loads(out.read_text())["rows"] == report["rows"]
     assert "after `import indexes`" in capsys.readouterr().out
 
