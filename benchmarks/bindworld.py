@@ -55,9 +55,22 @@ EMERGENT = (("depth", "infrared"), ("image", "depth"), ("audio", "video"), ("inf
 
 
 def ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
-    """Generate the all-test world when `directory` holds none, or one of another BindWorld version."""
-    if (directory / "scenes.csv").exists() and read_manifest(directory).get("version") == VERSION:
-        return
+    """Generate the all-test world unless `directory` holds this version's world of that seed and size.
+
+    A world with train and val splits (one a user made) is never replaced: its test split is scored as it is.
+    """
+    if (directory / "scenes.csv").exists():
+        manifest = read_manifest(directory)
+        ours = manifest.get("splits", {}).get("test", {}).get("fraction") == 1.0
+        if not ours:
+            if manifest.get("version") != VERSION:
+                raise SystemExit(f"error: {directory} holds a {manifest.get('version')} world; this benchmark reads "
+                                 f"{VERSION}: remake it with bindsearch world make, or pass another --world")
+            print(f"scoring the test split of the world in {directory} (seed {manifest.get('seed')}); --n and "
+                  "--seed apply only to a world this script generates", file=sys.stderr)
+            return
+        if (manifest.get("version"), manifest.get("seed"), manifest.get("n")) == (VERSION, seed, n):
+            return
     print(f"generating the test world ({VERSION}): {n} scenes, seed {seed} -> {directory}", file=sys.stderr)
     make_world(directory, n, seed, {"train": 0.0, "val": 0.0, "test": 1.0}, WorldConfig(), workers=workers,
                overwrite=True)

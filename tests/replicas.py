@@ -111,6 +111,30 @@ def make_class_folders(root: Path, modality: str, classes: Sequence[str] = NYUD_
     return files
 
 
+def make_k400(root: Path, classes: Sequence[str] = ("abseiling", "air drumming", "zumba"), per_class: int = 2,
+              missing: int = 1) -> list[tuple[str, str]]:
+    """Kinetics-400 validation, flat: `val.csv` (label,youtube_id,time_start,time_end,split,is_cc) and
+    `val/<youtube_id>_<start:06d>_<end:06d>.mp4`; the last `missing` rows have no clip, as in the real set.
+
+    Returns (file name, label) of the clips written.
+    """
+    rows = []
+    for c, label in enumerate(classes):
+        for k in range(per_class):
+            rows.append([label, f"-{c:02d}x{k:03d}abcde"[:11], 10 * k, 10 * k + 10, "val", 0])
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "val.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+        writer.writerows(rows)
+    written = []
+    for i, (label, youtube_id, start, end, _, _) in enumerate(rows[:len(rows) - missing]):
+        name = f"{youtube_id}_{start:06d}_{end:06d}.mp4"
+        write_video(root / "val" / name, video_frames(i), fps=4)
+        written.append((name, label))
+    return written
+
+
 def make_esc50(root: Path, classes: Sequence[str] = ESC50_CLASSES, per_class: int = 2) -> list[tuple[str, str]]:
     """ESC-50: `meta/esc50.csv` (filename,fold,target,category,esc10,src_file,take) and
     `audio/{FOLD}-{CLIP_ID}-{TAKE}-{TARGET}.wav`.

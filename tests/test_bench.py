@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from replicas import make_class_folders, make_clotho, make_esc50, make_msrvtt, make_paired
+from replicas import make_class_folders, make_clotho, make_esc50, make_k400, make_msrvtt, make_paired
 from typer.testing import CliRunner
 
 from bindsearch import media
@@ -29,6 +29,7 @@ from bindsearch.evaluation import (
     run_msrvtt,
     run_zeroshot,
 )
+from bindsearch.evaluation.datasets import read_msrvtt
 from bindsearch.models import EmbeddingModel, Preprocess
 from cli.bench import app, main
 
@@ -143,6 +144,43 @@ def test_zeroshot_cli_on_class_folders_and_on_esc50(tmp_path):
     result = invoke("zeroshot", "--root", str(tmp_path / "ESC-50-master"), "--model", "random:tiny", "--fold", "1")
     assert result["dataset"] == "esc50" and result["modalities"] == ["audio"] and result["n_items"] == 3
     assert result["classes"] == ["dog", "chirping_birds", "vacuum_cleaner"]  # ordered by ESC-50's target column
+
+
+def test_kinetics_flat_layout_labels_clips_by_youtube_id(tmp_path):
+    from bindsearch.evaluation.datasets import read_classification
+
+    written = make_k400(tmp_path / "kinetics400")
+    data = read_classification(tmp_path / "kinetics400", "video")
+    assert data.name == "k400" and data.classnames == ["abseiling", "air drumming", "zumba"]  # every class of val.csv
+    assert [(p.name, data.classnames[i]) for p, i in zip(data.paths, data.labels, strict=True)] == sorted(written)
+    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'kinetics400' / 'val'}; "
+                          "scored on the 5 present"]
+    result = invoke("zeroshot", "--root", str(tmp_path / "kinetics400"), "--model", "random:tiny")
+    assert result["dataset"] == "k400" and result["n_items"] == 5 and data.notes[0] in result["notes"]
+    assert result["baselines"] == {"ImageBind-Huge": {"video->class": {"top1": 50.0}}}
+
+
+def test_one_class_folder_is_a_layout_error_not_a_perfect_score(tmp_path):
+    from bindsearch.evaluation.datasets import read_classification
+
+    make_class_folders(tmp_path / "k400", "video", classes=("val",))
+    with pytest.raises(DatasetLayoutError, match=r"holds one class folder \(val\).*two or more"):
+        read_classification(tmp_path / "k400", "video")
+
+
+def test_nyud_raw_scene_types_are_scored_on_the_ten_class_protocol(tmp_path):
+    raw = ("bedroom", "study", "kitchen", "printer_room", "bedroom", "living_room")
+    make_paired(tmp_path / "nyuv2" / "test", n_pairs=6, labels="scene_class", classes=raw)
+    (tmp_path / "nyuv2" / "test" / "rgb").rename(tmp_path / "nyuv2" / "test" / "image")
+    result = invoke("zeroshot", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny")
+    assert result["dataset"] == "nyud" and result["modalities"] == ["depth"]
+    assert result["classes"] == ["bedroom", "kitchen", "living_room", "others"]  # protocol order, present only
+    assert any("2 file(s) of the types outside the nine named classes scored as 'others'" in n
+               for n in result["notes"])
+    assert any(n.startswith("depth fed as metres") for n in result["notes"])
+    emergent = invoke("emergent", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny",
+                      "--a-dir", "image")
+    assert emergent["classes"] == ["bedroom", "kitchen", "living_room", "others"]
 
 
 def test_emergent_cli_with_scene_classes_and_with_llvip_folders(tmp_path):
@@ -348,6 +386,33 @@ def test_undecodable_file_is_reported_and_the_rest_evaluated(tmp_path, capsys):
     assert (result["n_items"], result["n_queries"]) == (3, 3) and "other 3 of 4" in result["notes"][0]
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {broken}: {result['failed'][0]['error']}; skipped"]
+
+
+@pytest.mark.parametrize("write", [
+    lambda root: make_msrvtt(root) and (root / "MSRVTT_JSFUSION_test.csv").open("a").write("ret9,msr1,video1\n"),
+    lambda root: make_esc50(root) and (root / "meta" / "esc50.csv").open("a").write("1-100038-A-14.wav,1,14\n"),
+])
+def test_a_short_csv_row_is_one_line_naming_the_file_and_row(tmp_path, write):
+    from bindsearch.evaluation.datasets import read_classification
+
+    write(tmp_path / "data")
+    read = read_msrvtt if (tmp_path / "data" / "MSRVTT_JSFUSION_test.csv").exists() else (
+        lambda root: read_classification(root, "audio"))
+    with pytest.raises(DatasetLayoutError, match=r"\.csv: data row \d+ has no (sentence|category) field") as info:
+        read(tmp_path / "data")
+    assert "\n" not in str(info.value)
+
+
+def test_the_cache_keeps_bf16_vectors_apart_from_fp32(tmp_path, tiny_model):
+    from bindsearch import load_model
+
+    make_clotho(tmp_path / "clotho", n_clips=2)
+    first = run_clotho(tiny_model, tmp_path / "clotho", options=IN_PROCESS)
+    bf16 = load_model("random:tiny", device="cpu", dtype="bfloat16")
+    second = run_clotho(bf16, tmp_path / "clotho", options=IN_PROCESS)
+    assert (second.cache["hits"], second.cache["encoded"]) == (0, 12) and second.cache["path"] != first.cache["path"]
+    assert (first.hardware["dtype"], second.hardware["dtype"]) == ("float32", "bfloat16")
+    assert "bfloat16" in second.table().splitlines()[0]
 
 
 def test_paper_numbers_match_published_checkpoints_only():

@@ -22,7 +22,7 @@ from bindsearch.models import EmbeddingModel, load_model
 from bindsearch.models.config import canonical_modality
 
 from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_texts_cached
-from .datasets import CaptionedSet, read_classification, read_clotho, read_msrvtt, read_paired
+from .datasets import CaptionedSet, nyud_protocol, read_classification, read_clotho, read_msrvtt, read_paired
 from .metrics import caption_groups, retrieval_metrics_from_embeddings
 from .paper import DATASET_MODALITY, detect_dataset, paper_numbers
 from .zeroshot import build_classifier, class_prompts, templates_for, zeroshot_accuracy
@@ -90,7 +90,7 @@ class BenchResult:
         shown = self.dataset if self.dataset not in (None, self.benchmark) else None
         title = _TITLES[self.benchmark] + (f" ({shown})" if shown else "")
         lines = [f"{title}: model {self.model}, {self.n_items} items, {self.n_queries} queries, "
-                 f"{self.seconds:.1f} s on {self.hardware['device']}",
+                 f"{self.seconds:.1f} s on {self.hardware['device']}, {self.hardware.get('dtype', 'float32')}",
                  f"root {self.dataset_root}" + (f" (limit {self.limit})" if self.limit else "")]
         paper = f"paper ({self.paper_model})" if self.paper_model else "paper"
         header = ["direction", "metric", "ours", paper, *self.baselines]
@@ -140,6 +140,11 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
         model, modality = loaded, towers[0]
     data = read_classification(root, modality, fold=fold, limit=limit)
     dataset = data.name or dataset
+    notes = list(data.notes)
+    if dataset == "nyud":
+        data.labels, data.classnames = _nyud_classes(data.classnames, data.labels, notes)
+    if fold is not None:
+        notes.append(f"fold {fold} only ({len(data.paths)} clips); the paper's numbers are over all five folds")
     encoder = _load(model, DEFAULT_MODELS.get(data.modality), options)
     with _cache(encoder, options) as cache:
         encoded = _encode(encoder, data.modality, data.paths, cache, options)
@@ -148,7 +153,8 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
     labels = data.labels[encoded.ok]
     topk = (1, 5) if len(data.classnames) > 5 else (1,)
     accuracy = _accuracy(encoded.vectors[encoded.ok], classifier, labels, topk, encoded, data.modality)
-    notes = _failure_notes(encoded.failures, len(data.paths), "files")
+    notes.extend(_depth_note(dataset, [data.modality]))
+    notes.extend(_failure_notes(encoded.failures, len(data.paths), "files"))
     return _result("zeroshot", dataset, encoder, data.root, data.layout, [data.modality], int(encoded.ok.sum()),
                    int(encoded.ok.sum()), {f"{data.modality}->class": accuracy}, encoded.failures, limit, start,
                    _cache_counts(cache, encoded, text_hits, text_encoded), notes, classes=data.classnames)
@@ -163,6 +169,9 @@ def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image
     data = read_paired(root, a, b, a_dir=a_dir, b_dir=b_dir, sample=sample, seed=seed, limit=limit)
     a, b = data.modalities
     dataset = dataset or detect_dataset(root)
+    notes: list[str] = []
+    if dataset == "nyud" and data.labels is not None and data.classnames is not None:
+        data.labels, data.classnames = _nyud_classes(data.classnames, data.labels, notes)
     encoder = _load(model, f"{DEFAULT_MODELS.get(a, a)},{DEFAULT_MODELS.get(b, b)}", options)
     with _cache(encoder, options) as cache:
         side_a = _encode(encoder, a, data.paths[0], cache, options)
@@ -182,7 +191,7 @@ def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image
         f"{a}->{b}": retrieval_metrics_from_embeddings(vectors_a, vectors_b, pairs),
         f"{b}->{a}": retrieval_metrics_from_embeddings(vectors_b, vectors_a, pairs),
     }
-    notes = []
+    notes.extend(_depth_note(dataset, [a, b]))
     if data.labels is not None and data.classnames is not None:
         labels = data.labels[ok]
         topk = (1, 5) if len(data.classnames) > 5 else (1,)
@@ -258,7 +267,8 @@ def _cache(model: EmbeddingModel, options: RunOptions) -> EmbeddingCache | _NoCa
     """The model's cache in `options.cache_dir` (default `cache_dir()`), or none when `options.cache` is False."""
     if not options.cache:
         return _NoCache()
-    return EmbeddingCache(model.identity, options.cache_dir)
+    precision = str(model.dtype).removeprefix("torch.")
+    return EmbeddingCache(model.identity, options.cache_dir, precision=precision)
 
 
 def _encode(model: EmbeddingModel, modality: str, paths: Sequence[Path], cache: EmbeddingCache | None,
@@ -287,6 +297,23 @@ def _accuracy(vectors: np.ndarray, classifier: np.ndarray, labels: np.ndarray, t
         raise ValueError(f"all {encoded.ok.size} {modality} files failed to decode "
                          f"(first: {encoded.failures[0]}); nothing to evaluate")
     return zeroshot_accuracy(vectors, classifier, labels, topk=topk)
+
+
+def _nyud_classes(classnames: list[str], labels: np.ndarray, notes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """NYU-D's raw scene types merged into the 10-class protocol (a note says how many became 'others')."""
+    labels, merged_names, merged = nyud_protocol([classnames[i] for i in labels])
+    if set(classnames) - set(merged_names):
+        notes.append(f"NYU-D 10-class protocol: {len(classnames)} scene types read, {merged} file(s) of the types "
+                     "outside the nine named classes scored as 'others'")
+    return labels, merged_names
+
+
+def _depth_note(dataset: str | None, modalities: Sequence[str]) -> list[str]:
+    """NYU-D results must say how depth was fed: ours is LanguageBind's metres, not ImageBind's disparity."""
+    if dataset != "nyud" or "depth" not in modalities:
+        return []
+    return ["depth fed as metres (mm / 1000, clipped to 0.01 to max_depth, / max_depth), as LanguageBind; the "
+            "ImageBind baseline fed disparity"]
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -332,7 +359,8 @@ def _hardware(model: EmbeddingModel) -> dict[str, Any]:
     device = str(model.device)
     if model.device.type == "cuda":
         device += f" ({torch.cuda.get_device_name(model.device)})"
-    return {"device": device, "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    return {"device": device, "dtype": str(model.dtype).removeprefix("torch."), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__}
 
 
 def _number(value: float | int | None) -> str:

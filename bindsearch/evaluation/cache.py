@@ -1,7 +1,8 @@
 """An on-disk embedding cache for benchmarks: re-running a metric re-encodes nothing.
 
-One SQLite file per encoder identity (spec, checkpoint fingerprint, dimension) under
-`$BINDSEARCH_HOME/cache/` (default `~/.cache/bindsearch/cache/`). A file's vector is keyed by its absolute
+One SQLite file per encoder identity (spec, checkpoint fingerprint, dimension), arithmetic (fp32, bf16, fp16) and
+bindsearch version (preprocessing may change between versions) under `$BINDSEARCH_HOME/cache/` (default
+`~/.cache/bindsearch/cache/`). A file's vector is keyed by its absolute
 path, size and modification time, so an edited or replaced file is encoded again; a text's by the text.
 Files that fail to decode are not cached: they are tried again next time (a newly installed decoder may read them).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bindsearch import __version__
 from bindsearch.media import MediaError
 from bindsearch.models.base import EmbeddingModel, EncoderIdentity
 from bindsearch.pipeline import encode_files
@@ -39,9 +41,10 @@ def cache_dir() -> Path:
 class EmbeddingCache:
     """Vectors of one encoder, per (modality, key): `(d,)` float32 unit rows stored as bytes in SQLite."""
 
-    def __init__(self, identity: EncoderIdentity, directory: str | Path | None = None):
+    def __init__(self, identity: EncoderIdentity, directory: str | Path | None = None, *,
+                 precision: str = "float32", version: str = __version__):
         self.identity = identity
-        described = json.dumps([identity.spec, identity.checkpoint, identity.dim, identity.metric])
+        described = json.dumps([identity.spec, identity.checkpoint, identity.dim, identity.metric, precision, version])
         digest = hashlib.sha256(described.encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", identity.spec)[:48]
         directory = Path(directory) if directory is not None else cache_dir()

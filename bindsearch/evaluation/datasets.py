@@ -4,7 +4,8 @@
 |---|---|
 | `read_msrvtt` | `MSRVTT_JSFUSION_test.csv` (key,vid_key,video_id,sentence) + `{video_id}.mp4` (or .webm) |
 | `read_clotho` | `clotho_captions_evaluation.csv` (file_name,caption_1..caption_5) + `evaluation/{file_name}` |
-| `read_classification` | `ROOT/<class>/<files>`; ESC-50's `meta/esc50.csv` + `audio/`; `<modality>/` + `scene_class/` |
+| `read_classification` | `ROOT/<class>/<files>`; ESC-50's `meta/esc50.csv` + `audio/`; K400's `val.csv` + `val/`; \
+`<modality>/` + `scene_class/` |
 | `read_paired` | `ROOT/<folder A>/` and `ROOT/<folder B>/` with files sharing stems; labels optional |
 
 Each reader looks for its files in the few places the public distributions put them (listed per reader),
@@ -30,6 +31,7 @@ __all__ = [
     "LabelledSet",
     "PairedSet",
     "media_extensions",
+    "nyud_protocol",
     "read_classification",
     "read_clotho",
     "read_msrvtt",
@@ -65,6 +67,7 @@ class LabelledSet:
     labels: np.ndarray  # (n,) int64 index into classnames
     classnames: list[str]
     layout: str
+    notes: list[str] = field(default_factory=list)  # what a result should say about how the set was read
 
 
 @dataclass
@@ -97,6 +100,11 @@ _CLOTHO_AUDIO_DIRS = ("evaluation", "clotho_audio_evaluation/evaluation", "cloth
                       "audio/evaluation", "clotho_audio_files/evaluation", "")
 _CLOTHO_CAPTIONS = tuple(f"caption_{i}" for i in range(1, 6))
 
+K400_CSV = "val.csv"
+K400_LAYOUT = (f"ROOT/{K400_CSV} (header label,youtube_id,time_start,time_end,split,is_cc) and the clips "
+               "ROOT/val/<youtube_id>_<start:06d>_<end:06d>.mp4")
+_K400_CSV_DIRS = ("", "annotations", "kinetics400/annotations")
+_K400_VIDEO_DIRS = ("val", "videos/val", "kinetics400/val", "")
 ESC50_LAYOUT = "ROOT/meta/esc50.csv (filename,fold,target,category,...) and ROOT/audio/{filename}"
 CLASS_FOLDERS_LAYOUT = "ROOT/<class name>/<files> (one folder per class, e.g. ROOT/living_room/0001.png)"
 SCENE_CLASS_LAYOUT = "ROOT/<modality>/<stem>.png with ROOT/scene_class/<stem>.txt holding each file's class"
@@ -106,6 +114,20 @@ PAIRED_LAYOUT = ("ROOT/<folder A>/<stem>.* and ROOT/<folder B>/<stem>.* (files o
 PAIRED_FOLDERS = {"image": ("image", "rgb", "visible", "color"), "depth": ("depth",),
                   "infrared": ("infrared", "thermal", "ir", "lwir"), "video": ("video", "videos"),
                   "audio": ("audio",)}
+
+
+# NYU-D scene classification as ImageBind and LanguageBind score it: these nine of NYU's 27 raw scene types
+# (`sceneTypes`, what TUI-NICR's prepare_dataset.py writes to scene_class/) keep their name, the rest are "others".
+NYUD_CLASSES = ("bathroom", "bedroom", "bookstore", "classroom", "dining_room", "home_office", "kitchen",
+                "living_room", "office")
+
+
+def nyud_protocol(names: Sequence[str]) -> tuple[np.ndarray, list[str], int]:
+    """Raw NYU scene types -> (labels into the 10 protocol classes, the classes present, how many became 'others')."""
+    merged = [n if n in NYUD_CLASSES else "others" for n in (name.strip().lower().replace(" ", "_") for name in names)]
+    classnames = [c for c in (*NYUD_CLASSES, "others") if c in merged]
+    labels = np.asarray([classnames.index(n) for n in merged], dtype=np.int64)
+    return labels, classnames, merged.count("others")
 
 
 def media_extensions(modality: str) -> tuple[str, ...]:
@@ -167,8 +189,9 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
                         limit: int | None = None) -> LabelledSet:
-    """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, else `<modality>/` + `scene_class/`,
-    else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N files, taking the classes in turn.
+    """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, K400's if `val.csv` does, else
+    `<modality>/` + `scene_class/`, else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N files,
+    taking the classes in turn.
     """
     _check_limit(limit)
     modality = canonical_modality(modality)
@@ -178,6 +201,8 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
     elif fold is not None:
         raise DatasetLayoutError(f"--fold applies to ESC-50 only, and {root}/meta/esc50.csv does not exist; "
                                  f"expected {ESC50_LAYOUT}")
+    elif (index := _find_optional(root, K400_CSV, _K400_CSV_DIRS)) and (folder := _k400_folder(root)):
+        data = _read_kinetics(root, index, folder, modality)
     elif (root / "scene_class").is_dir() and (folder := _modality_folder(root, modality)) is not None:
         paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
         names = _scene_classes(root / "scene_class", [p.stem for p in paths])
@@ -238,12 +263,16 @@ def _check_root(root: str | Path, layout: str) -> Path:
 
 def _find_index(root: Path, name: str, subdirs: Sequence[str], layout: str) -> Path:
     """The first `root/<subdir>/<name>` that exists, or DatasetLayoutError listing where it was looked for."""
-    for subdir in subdirs:
-        candidate = root / subdir / name
-        if candidate.is_file():
-            return candidate
+    found = _find_optional(root, name, subdirs)
+    if found is not None:
+        return found
     places = ", ".join(f"ROOT/{d}/" if d else "ROOT/" for d in subdirs)
     raise DatasetLayoutError(f"{name} not found under {root} (looked in {places}); expected {layout}")
+
+
+def _find_optional(root: Path, name: str, subdirs: Sequence[str]) -> Path | None:
+    """The first `root/<subdir>/<name>` that exists, else None."""
+    return next((root / d / name for d in subdirs if (root / d / name).is_file()), None)
 
 
 def _read_csv(path: Path, required: Sequence[str], header: str, layout: str) -> list[dict[str, str]]:
@@ -260,6 +289,11 @@ def _read_csv(path: Path, required: Sequence[str], header: str, layout: str) -> 
     if missing:
         raise DatasetLayoutError(f"{path} lacks column(s) {', '.join(missing)} (header: {','.join(columns) or 'none'})"
                                  f"; expected header {header}")
+    for number, row in enumerate(rows):
+        short = [c for c in required if row[c] is None]
+        if short:  # csv.DictReader fills the columns a short row lacks with None
+            raise DatasetLayoutError(f"{path}: data row {number + 1} has no {', '.join(short)} field; every row "
+                                     f"needs the columns {header}")
     if not rows:
         raise DatasetLayoutError(f"{path} has a header but no rows; expected {layout}")
     return rows
@@ -311,6 +345,47 @@ def _read_esc50(root: Path, modality: str, fold: int | None) -> LabelledSet:
     return LabelledSet("esc50", root, "audio", paths, labels, classnames, ESC50_LAYOUT)
 
 
+def _k400_folder(root: Path) -> Path | None:
+    """The first of K400's usual flat folders that holds a video file (None: the clips are in class folders)."""
+    extensions = media_extensions("video")
+    for subdir in _K400_VIDEO_DIRS:
+        folder = root / subdir
+        if folder.is_dir() and any(p.suffix.lower() in extensions for p in folder.iterdir()):
+            return folder
+    return None
+
+
+def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> LabelledSet:
+    """Kinetics-400 validation from `val.csv`: each clip labelled through its YouTube id (the file name's first 11
+    characters); every class of the CSV is a candidate, and clips the CSV lists but the disk lacks are counted."""
+    if modality != "video":
+        raise DatasetLayoutError(f"{root} is laid out as Kinetics-400 ({index.name}), a video set, but the modality "
+                                 f"is {modality}; pass --modality video")
+    rows = _read_csv(index, ("label", "youtube_id"), "label,youtube_id,time_start,time_end,split,is_cc", K400_LAYOUT)
+    label_of = {r["youtube_id"].strip(): r["label"].strip() for r in rows}
+    classnames = sorted(set(label_of.values()))
+    extensions = media_extensions("video")
+    paths: list[Path] = []
+    labels: list[int] = []
+    unlisted = 0
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file()):
+        label = label_of.get(path.name[:11])
+        if label is None:
+            unlisted += 1
+            continue
+        paths.append(path)
+        labels.append(classnames.index(label))
+    if not paths:
+        raise DatasetLayoutError(f"no video in {folder} is named after a youtube_id of {index} (e.g. "
+                                 f"{next(iter(label_of))}_000010_000020.mp4); expected {K400_LAYOUT}")
+    notes = [f"{len(label_of) - len(paths)} of the {len(label_of)} clips {index.name} lists are not in {folder}; "
+             f"scored on the {len(paths)} present"] if len(paths) < len(label_of) else []
+    if unlisted:
+        notes.append(f"{unlisted} video(s) in {folder} are not listed in {index.name} and were left out")
+    return LabelledSet("k400", root, "video", paths, np.asarray(labels, dtype=np.int64), classnames, K400_LAYOUT,
+                       notes)
+
+
 def _read_class_folders(root: Path, modality: str) -> LabelledSet:
     """`ROOT/<class>/**/<files>`: classes are the sorted sub-folder names; every class needs a file."""
     extensions = media_extensions(modality)
@@ -327,6 +402,9 @@ def _read_class_folders(root: Path, modality: str) -> LabelledSet:
                                      f"expected {CLASS_FOLDERS_LAYOUT}")
         paths.extend(files)
         labels.extend([label] * len(files))
+    if len(folders) == 1:  # every file would be right by construction: no number to report
+        raise DatasetLayoutError(f"{root} holds one class folder ({folders[0].name}); zero-shot needs two or more, "
+                                 f"expected {CLASS_FOLDERS_LAYOUT}, or Kinetics-400's {K400_LAYOUT}")
     return LabelledSet(None, root, modality, paths, np.asarray(labels, dtype=np.int64), [f.name for f in folders],
                        CLASS_FOLDERS_LAYOUT)
 
