@@ -315,8 +315,13 @@ def _break_header(root: Path) -> tuple[str, list[str], str]:
     return "clotho", [], "lacks column(s) file_name"
 
 
+def _break_llvip_subfolders(root: Path) -> tuple[str, list[str], str]:
+    make_paired(root, a_dir="visible/test", b_dir="infrared/test")  # LLVIP's own folders, given no --a-dir/--b-dir
+    return "emergent", ["--b", "infrared"], "it has sub-folders (test): name one with --a-dir/--b-dir, e.g. visible/test"
+
+
 @pytest.mark.parametrize("breaker", [_break_missing_csv, _break_missing_video, _break_missing_clip,
-                                     _break_empty_class, _break_header])
+                                     _break_empty_class, _break_header, _break_llvip_subfolders])
 def test_wrong_layout_is_one_error_line_naming_the_missing_part(tmp_path, capsys, breaker):
     command, extra, missing = breaker(tmp_path / "data")
     with pytest.raises(SystemExit) as exit_info:

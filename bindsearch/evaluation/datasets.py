@@ -452,7 +452,11 @@ def _media_files(folder: Path, modality: str, layout: str) -> list[Path]:
     extensions = media_extensions(modality)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file())
     if not files:
-        raise DatasetLayoutError(f"{folder} holds no {modality} file ({', '.join(extensions)}); expected {layout}")
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        hint = (f"; it has sub-folders ({', '.join(subfolders[:4])}): name one with --a-dir/--b-dir, e.g. "
+                f"{folder.name}/{'test' if 'test' in subfolders else subfolders[0]}") if subfolders else ""
+        raise DatasetLayoutError(f"{folder} holds no {modality} file ({', '.join(extensions)}){hint}; "
+                                 f"expected {layout}")
     return files
 
 
