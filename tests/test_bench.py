@@ -317,7 +317,7 @@ def _break_header(root: Path) -> tuple[str, list[str], str]:
 
 def _break_llvip_subfolders(root: Path) -> tuple[str, list[str], str]:
     make_paired(root, a_dir="visible/test", b_dir="infrared/test")  # LLVIP's own folders, given no --a-dir/--b-dir
-    return "emergent", ["--b", "infrared"], "it has sub-folders (test): name one with --a-dir/--b-dir, e.g. visible/test"
+    return "emergent", ["--b", "infrared"], "sub-folders (test): name one with --a-dir/--b-dir, e.g. visible/test"
 
 
 @pytest.mark.parametrize("breaker", [_break_missing_csv, _break_missing_video, _break_missing_clip,
