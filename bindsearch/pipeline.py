@@ -189,7 +189,22 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
             truncated = [p for (p, _), long in zip(good, model.overflowing(texts), strict=True) if long]
         else:
             vectors = model.embed(modality, torch.stack([x for _, x in good]))
-        yield EncodedBatch([p for p, _ in good], vectors, failures, truncated, described)
+        paths = [p for p, _ in good]
+        finite = _finite_rows(vectors)
+        failures += [_not_finite(path) for path, ok in zip(paths, finite, strict=True) if not ok]
+        keep = [i for i, ok in enumerate(finite) if ok]
+        yield EncodedBatch([paths[i] for i in keep], vectors[keep], failures, truncated, [described[i] for i in keep])
+
+
+def _finite_rows(vectors: torch.Tensor) -> list[bool]:
+    """Whether each row of `vectors` is finite."""
+    return torch.isfinite(vectors).all(dim=1).tolist() if len(vectors) else []
+
+
+def _not_finite(path: Path) -> MediaError:
+    """A file whose vector holds NaN fails on its own: in the index a NaN would refuse the whole batch."""
+    return MediaError(path, "the model gave a NaN or infinite vector (the decoded input holds NaN or infinite "
+                            "values); check or re-export the file")
 
 
 def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
@@ -208,6 +223,11 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
         good = [item for item in items if item[5] is None and item[0] not in failed]
         vectors = model.embed(modality, torch.stack([item[4] for item in good])) if good else torch.empty(0)
         rows, failures = [], []
+        for item, ok in zip(good, _finite_rows(vectors), strict=True):
+            if not ok and item[0] not in failed:
+                failed.add(item[0])
+                started.pop(item[0], None)
+                failures.append(_not_finite(item[0]))
         for error in (item[5] for item in items if item[5] is not None):
             if error.path not in failed:
                 failed.add(error.path)

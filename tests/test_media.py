@@ -194,3 +194,104 @@ def test_guess_modality_uses_extension_and_folder(tmp_path):
     assert media.guess_modality(tmp_path / "Thermal" / "1.jpg")[0] == "infrared"
     assert media.guess_modality(tmp_path / "notes.txt")[0] == "text"
     assert media.guess_modality(tmp_path / "notes.docx")[0] is None
+
+
+def test_nan_audio_is_one_media_error_and_never_reaches_an_index(tmp_path):
+    import soundfile
+
+    wave = (0.3 * np.sin(np.arange(3 * 16000) / 16000 * 2764)).astype(np.float32)
+    wave[1000] = np.nan
+    soundfile.write(tmp_path / "nan.wav", wave, 16000, subtype="FLOAT")
+    with pytest.raises(MediaError, match=r"nan\.wav: audio holds NaN or infinite samples"):
+        media.load("audio", tmp_path / "nan.wav")
+
+
+def test_a_sixteen_bit_or_float_image_is_stretched_not_clipped_white(tmp_path):
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    raw = (20000 + 60 * xx + 40 * yy).astype(np.uint16)  # a raw radiometric thermal frame
+    Image.fromarray(raw).save(tmp_path / "ir16.png")
+    Image.fromarray(((raw - raw.min()) / np.ptp(raw) * 255).round().astype(np.uint8)).save(tmp_path / "ir8.png")
+    Image.fromarray(raw.astype(np.float32) / 1e5).save(tmp_path / "irf.tiff")
+    prep = Preprocess(image_size=32)
+    eight = media.load("infrared", tmp_path / "ir8.png", prep)
+    for name in ("ir16.png", "irf.tiff"):
+        x = media.load("infrared", tmp_path / name, prep)
+        assert x.std() > 0.5 and (x - eight).abs().max() < 0.05, name  # the 8-bit export of the same frame
+
+
+def test_a_float_tiff_depth_map_is_in_metres(tmp_path):
+    from PIL import Image
+
+    metres = (0.5 + np.random.default_rng(0).random((40, 40)) * 7.5).astype(np.float32)
+    Image.fromarray(metres).save(tmp_path / "depth.tiff")
+    np.save(tmp_path / "depth.npy", metres)
+    assert torch.equal(media.load("depth", tmp_path / "depth.tiff"), media.load("depth", tmp_path / "depth.npy"))
+
+
+def test_an_exif_rotated_photo_is_embedded_upright(tmp_path):
+    from PIL import Image
+
+    upright = Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 32, 3), dtype=np.uint8))
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    stored = Image.open(tmp_path / "upright.jpg").transpose(Image.Transpose.ROTATE_90)  # as a phone stores it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    prep = Preprocess(image_size=32)
+    x, want = media.load("image", tmp_path / "phone.jpg", prep), media.load("image", tmp_path / "upright.jpg", prep)
+    assert (x - want).abs().mean() < 0.1
+
+
+def test_a_very_long_strip_is_cut_to_its_centre_before_resizing(tmp_path):
+    import resource
+
+    strip = np.random.default_rng(2).integers(0, 256, (2, 40000, 3), dtype=np.uint8)
+    write_image(tmp_path / "strip.png", strip)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    x = media.load("image", tmp_path / "strip.png")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert x.shape == (3, 224, 224) and grown_mb < 500  # resized whole, it would take 12 GB
+    square = np.random.default_rng(3).integers(0, 256, (40, 300, 3), dtype=np.uint8)  # 7.5:1, within the ratio
+    write_image(tmp_path / "wide.png", square)
+    from bindsearch.media.image import _centre_band
+
+    pixels = torch.from_numpy(square).permute(2, 0, 1).float()
+    assert _centre_band(pixels) is pixels
+
+
+def test_resampling_at_an_odd_rate_takes_the_sparse_path_with_the_dense_weights():
+    from bindsearch.media import audio
+
+    wave = torch.randn(2, 3 * 44100, generator=torch.Generator().manual_seed(0))
+    for rate in (44100, 8000, 22050):  # small kernels: the dense path, compared with the sparse one
+        g = np.gcd(rate, 16000)
+        dense, sparse = resample(wave[:, :3 * rate], rate, 16000), audio._resample_sparse(
+            wave[:, :3 * rate], rate // g, 16000 // g)
+        assert dense.shape == sparse.shape and (dense - sparse).abs().max() < 2e-6
+    rate = 22254  # 11127:8000, a 356 MB dense kernel
+    t = torch.arange(2 * rate) / rate
+    out = resample(torch.sin(2 * np.pi * 440 * t)[None], rate, 16000)
+    want = torch.sin(2 * np.pi * 440 * torch.arange(out.shape[-1]) / 16000)
+    assert out.shape[-1] == 32000 and (out[0, 200:-200] - want[200:-200]).abs().max() < 2e-3
+    assert audio._sinc_kernel.cache_info().currsize <= 16
+
+
+def test_eight_bit_audio_through_pyav_is_centred_at_silence(tmp_path):
+    import av
+
+    from bindsearch.media.audio import read_audio
+
+    wave = 0.5 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220)
+    with av.open(str(tmp_path / "u8.mkv"), "w") as container:
+        stream = container.add_stream("pcm_u8", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray((wave * 128 + 128).round().astype(np.uint8)[None], format="u8",
+                                           layout="mono")
+        frame.rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    samples, rate = read_audio(tmp_path / "u8.mkv")
+    assert rate == 16000 and abs(float(samples.mean())) < 0.01 and abs(float(samples.max()) - 0.5) < 0.01

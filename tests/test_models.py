@@ -172,6 +172,36 @@ def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path, monkeypat
     assert "hf download LanguageBind/LanguageBind_Thermal" in lines[0]
 
 
+def test_an_old_format_bin_loads_even_when_only_its_text_tower_is_read(tmp_path):
+    """torch's pre-1.6 format cannot be memory-mapped: reading only the text tower falls back to a plain load."""
+    old = tmp_path / "old"
+    shutil.copytree(FIXTURES / "depth", old)
+    state = read_state_dict(old)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        (old / name).unlink(missing_ok=True)
+    torch.save(state, old / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures' text towers differ (random weights); the first one's is used
+        model = load_model(f"{old},{FIXTURES / 'image'}", device="cpu", modalities=["image"])
+    assert model.modalities == ("text", "image")
+
+
+def test_a_broken_link_or_no_weights_in_the_hub_cache_says_download_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _fake_hub_cache(tmp_path, "LanguageBind/LanguageBind_Depth", FIXTURES / "depth")
+    snapshot = next((tmp_path / "hub" / "models--LanguageBind--LanguageBind_Depth" / "snapshots").iterdir())
+    weights = next(f for f in snapshot.iterdir() if f.suffix in (".bin", ".safetensors"))
+    weights.unlink()
+    weights.symlink_to(tmp_path / "blobs" / "gone")  # the blob it pointed to was deleted
+    with pytest.raises(ModelLoadError, match=r"is a link to a file that is gone; the checkpoint is incomplete, "
+                                             r"download it again: hf download LanguageBind/LanguageBind_Depth"):
+        load_model("languagebind:depth", device="cpu")
+    weights.unlink()
+    with pytest.raises(ModelLoadError, match=r"has no model.safetensors.*hf download LanguageBind/LanguageBind_Depth"):
+        load_model("languagebind:depth", device="cpu")
+
+
 def test_unknown_spec_and_pickles_are_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="unknown model alias"):
         load_model("languagebind:smell")

@@ -24,3 +24,34 @@ def test_in_process_decoding_gives_the_same_vectors(tiny_model, media_files):
     a = torch.cat([b.vectors for b in encode_files(tiny_model, "audio", paths, workers=0)])
     b = torch.cat([b.vectors for b in encode_files(tiny_model, "audio", paths, workers=1)])
     assert torch.equal(a, b)
+
+
+def test_a_file_whose_vector_is_not_finite_fails_alone(tiny_model, media_files, tmp_path, monkeypatch):
+    import shutil
+
+    from bindsearch import media
+
+    nan_file = shutil.copy(media_files["image"], tmp_path / "nan.png")
+    load = media.load
+
+    def nan_input(modality, path, prep=None, **options):  # a decoder that let a NaN through, for this one file
+        x = load(modality, path, prep, **options)
+        return torch.full_like(x, float("nan")) if path == nan_file else x
+
+    monkeypatch.setattr(media, "load", nan_input)
+    paths = [media_files["image"], nan_file, media_files["image"]]
+    batches = list(encode_files(tiny_model, "image", paths, batch_size=3, workers=0))
+    assert [p for b in batches for p in b.paths] == [media_files["image"]] * 2
+    assert all(torch.isfinite(b.vectors).all() for b in batches)
+    assert [str(e) for b in batches for e in b.failures] == [
+        f"{nan_file}: the model gave a NaN or infinite vector (the decoded input holds NaN or infinite values); "
+        "check or re-export the file"]
+
+
+def test_encode_refuses_one_string_instead_of_iterating_its_characters(tiny_model, media_files):
+    import pytest
+
+    with pytest.raises(TypeError, match=r"encode takes a list of texts, got one str: pass \['a dog barking'\]"):
+        tiny_model.encode("text", "a dog barking")
+    with pytest.raises(TypeError, match="list of paths, got one PosixPath"):
+        tiny_model.encode("image", media_files["image"])

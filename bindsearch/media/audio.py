@@ -46,6 +46,8 @@ def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Te
         raise MediaError(path, f"audio could not be decoded ({exc})") from None
     if samples.numel() == 0:
         raise MediaError(path, "audio file holds no samples")
+    if not torch.isfinite(samples).all():
+        raise MediaError(path, "audio holds NaN or infinite samples; re-export it")
     return samples, int(rate)
 
 
@@ -123,23 +125,42 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
     if not chunks:
         raise MediaError(path, "audio stream holds no samples")
     data = np.concatenate(chunks, axis=1)
-    if np.issubdtype(data.dtype, np.integer):
+    if data.dtype == np.uint8:  # 8-bit audio is unsigned, silence at 128
+        data = (data.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):
         data = data.astype(np.float32) / (np.iinfo(data.dtype).max + 1)
     return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), rate
 
 
-@lru_cache(maxsize=16)
-def _sinc_kernel(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
-    # Band-limited interpolation with a Hann-windowed sinc: the same kernel as torchaudio's default resample.
+_DENSE_KERNEL_LIMIT = 1 << 22
+"""Kernel entries (16 MB) up to which `resample` runs torchaudio's dense convolution; rates whose reduced ratio is
+larger (22,254 Hz -> 16 kHz is 11,127:8,000, a 356 MB kernel) take the sparse path: the same weights, only the
+taps that are not zero."""
+
+
+def _sinc_weights(orig: int, new: int, taps: torch.Tensor, width_zeros: int, rolloff: float) -> torch.Tensor:
+    """Hann-windowed sinc weights of output phase i (rows, `new`) at tap offset k (`taps`: (new, T) or (1, 1, K)),
+    k counted from `width` source samples before the phase's block: torchaudio's default kernel, in its arithmetic."""
     base = min(orig, new) * rolloff
     width = math.ceil(width_zeros * orig / base)
-    idx = torch.arange(-width, width + orig, dtype=torch.float32)[None, None] / orig
-    t = torch.arange(0, -new, -1, dtype=torch.float32)[:, None, None] / new + idx
+    idx = (taps - width).to(torch.float32) / orig
+    t = torch.arange(0, -new, -1, dtype=torch.float32).view(-1, *[1] * (taps.dim() - 1)) / new + idx
     t = (t * base).clamp(-width_zeros, width_zeros)
     window = torch.cos(t * math.pi / width_zeros / 2) ** 2
     t = t * math.pi
-    kernel = torch.where(t == 0, torch.ones_like(t), t.sin() / t) * window * (base / orig)
-    return kernel, width
+    return torch.where(t == 0, torch.ones_like(t), t.sin() / t) * window * (base / orig)
+
+
+def _width(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> int:
+    return math.ceil(width_zeros * orig / (min(orig, new) * rolloff))
+
+
+@lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
+    """(new, 1, 2 * width + orig) convolution kernel with stride orig, and width."""
+    width = _width(orig, new, width_zeros, rolloff)
+    taps = torch.arange(0, 2 * width + orig)[None, None]
+    return _sinc_weights(orig, new, taps, width_zeros, rolloff), width
 
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
@@ -148,12 +169,37 @@ def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
         return wave
     g = math.gcd(orig_rate, new_rate)
     orig, new = orig_rate // g, new_rate // g
+    width = _width(orig, new)
+    if new * (2 * width + orig) > _DENSE_KERNEL_LIMIT:
+        return _resample_sparse(wave, orig, new)
     kernel, width = _sinc_kernel(orig, new)
     shape = wave.shape
     flat = F.pad(wave.reshape(-1, shape[-1]), (width, width + orig))
     out = F.conv1d(flat[:, None], kernel, stride=orig).transpose(1, 2).reshape(flat.shape[0], -1)
     out = out[:, : math.ceil(new * shape[-1] / orig)]
     return out.reshape(*shape[:-1], out.shape[-1])
+
+
+def _resample_sparse(wave: torch.Tensor, orig: int, new: int, chunk: int = 1 << 15) -> torch.Tensor:
+    """`resample` for a reduced ratio orig:new whose dense kernel would be large: output phase i reads only the
+    2 * width + 2 source samples around it (the dense kernel's other taps are zero), gathered `chunk` outputs at
+    a time."""
+    width = _width(orig, new)
+    span = 2 * width + 2
+    first = torch.arange(new) * orig // new  # (new,) first non-zero tap of each phase, within its block
+    taps = first[:, None] + torch.arange(span)  # (new, span)
+    weights = _sinc_weights(orig, new, taps, 6, 0.99)
+    weights[taps >= 2 * width + orig] = 0.0  # beyond the dense kernel's last tap
+    shape = wave.shape
+    flat = F.pad(wave.reshape(-1, shape[-1]), (width, width + orig + span))
+    count = math.ceil(new * shape[-1] / orig)
+    out = torch.empty(flat.shape[0], count, dtype=wave.dtype)
+    for start in range(0, count, chunk):
+        j = torch.arange(start, min(start + chunk, count))
+        phase = j % new
+        positions = ((j // new) * orig + first[phase])[:, None] + torch.arange(span)  # (chunk, span)
+        out[:, start:start + len(j)] = (flat[:, positions] * weights[phase]).sum(-1)
+    return out.reshape(*shape[:-1], count)
 
 
 @lru_cache(maxsize=8)

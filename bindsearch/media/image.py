@@ -22,6 +22,7 @@ def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     torchvision (seconds of start-up for every command).
     """
     size = prep.image_size
+    pixels = _centre_band(pixels)
     _, h, w = pixels.shape
     new_h, new_w = (int(size * h / w), size) if w <= h else (size, int(size * w / h))
     if (new_h, new_w) != (h, w):
@@ -32,6 +33,26 @@ def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     mean = torch.tensor(prep.mean).view(3, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1)
     return ((pixels - mean) / std).contiguous()
+
+
+_MAX_ASPECT = 8
+"""Beyond this aspect ratio an image is cut to its centre before resizing (see `_centre_band`)."""
+
+
+def _centre_band(pixels: torch.Tensor) -> torch.Tensor:
+    """A (c, h, w) image longer than `_MAX_ASPECT` times its short side, cut to its centre `_MAX_ASPECT` squares.
+
+    Resizing the short side first, as the reference does, would blow a 2 x 40,000 strip up to 224 x 4,480,000
+    pixels (12 GB) only to keep its centre square; the cut keeps far more than the centre crop reads, so images
+    within the ratio are untouched and the ones beyond it change only in the antialiasing at the crop's edges.
+    """
+    _, h, w = pixels.shape
+    short, long = min(h, w), max(h, w)
+    if long <= _MAX_ASPECT * short:
+        return pixels
+    keep = _MAX_ASPECT * short
+    start = (long - keep) // 2
+    return pixels[:, start:start + keep] if h > w else pixels[:, :, start:start + keep]
 
 
 def _open(path: Path):
@@ -53,11 +74,41 @@ def _open(path: Path):
     return image
 
 
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+"""Single-channel modes with more than 8 bits (16-bit PNG/TIFF, 32-bit integer or float TIFF)."""
+
+
 def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
-    """RGB, grayscale or RGBA file -> (3, s, s); single-channel files are repeated to RGB."""
-    image = _open(Path(path)).convert("RGB")
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    """RGB, grayscale, RGBA, palette or CMYK file -> (3, s, s), upright by its EXIF orientation; single-channel
+    files are repeated to RGB. 16-bit and float single-channel files (raw thermal frames, scientific images) are
+    stretched from their own minimum to maximum, as a thermal camera's automatic gain does for display."""
+    from PIL import ImageOps
+
+    path = Path(path)
+    image = _open(path)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError):  # a broken EXIF block: the pixels are still good
+        pass
+    if image.mode in _HIGH_DEPTH_MODES:
+        gray = _stretched(np.asarray(image, dtype=np.float32), path)
+        pixels = torch.from_numpy(gray).unsqueeze(0).expand(3, -1, -1)
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pixels = torch.from_numpy(rgb).permute(2, 0, 1)
     return to_model_input(pixels, prep or Preprocess())
+
+
+def _stretched(values: np.ndarray, path: Path) -> np.ndarray:
+    """(h, w) values of any range -> [0, 1], minimum to maximum (a constant image is mid grey)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise MediaError(path, "image holds no finite pixel value")
+    low, high = float(values[finite].min()), float(values[finite].max())
+    values = np.where(finite, values, low)
+    if high == low:
+        return np.full(values.shape, 0.5, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
 
 
 load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
@@ -88,10 +139,12 @@ def _depth_metres(path: Path) -> np.ndarray:
         depth = np.squeeze(_read_npy(path).astype(np.float32))
     else:
         image = _open(path)
-        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        if image.mode not in _HIGH_DEPTH_MODES:
             raise MediaError(path, f"{image.mode} image is not a depth map: save depth as a 16-bit PNG in "
-                                   "millimetres or a .npy in metres")
-        depth = np.asarray(image, dtype=np.float32) / 1000.0
+                                   "millimetres, a float TIFF or a .npy in metres")
+        depth = np.asarray(image, dtype=np.float32)
+        if image.mode != "F":  # integer depth images count millimetres; float ones (32-bit TIFF) metres
+            depth = depth / 1000.0
     if depth.ndim != 2 or depth.size == 0:
         raise MediaError(path, f"depth map must be 2-D, got shape {depth.shape}")
     if not np.isfinite(depth).all():
@@ -100,12 +153,12 @@ def _depth_metres(path: Path) -> np.ndarray:
 
 
 def read_depth(path: str | Path) -> np.ndarray:
-    """A depth map as (h, w) float32 metres, from a 16-bit PNG in millimetres or a .npy in metres."""
+    """A depth map as (h, w) float32 metres, from a 16-bit PNG in millimetres, a float TIFF or a .npy in metres."""
     return _depth_metres(Path(path))
 
 
 def load_depth(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
-    """16-bit PNG (mm) or .npy (m) -> metres clipped to [0.01, max_depth] / max_depth, as 3 channels."""
+    """16-bit PNG (mm), float TIFF or .npy (m) -> metres clipped to [0.01, max_depth] / max_depth, as 3 channels."""
     prep = prep or Preprocess()
     depth = np.clip(_depth_metres(Path(path)), 0.01, prep.max_depth) / prep.max_depth
     pixels = torch.from_numpy(depth).unsqueeze(0).expand(3, -1, -1)

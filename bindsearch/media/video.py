@@ -174,13 +174,16 @@ def load_video(path: str | Path, prep: Preprocess | None = None, window: Window 
     """Video file (or its `window`, in seconds) -> (3, num_frames, s, s) float32, normalised with CLIP's mean
     and std."""
     prep = prep or Preprocess()
-    frames = torch.from_numpy(read_frames(path, prep.num_frames, window)).permute(3, 0, 1, 2).float() / 255.0
-    _, _, h, w = frames.shape
+    decoded = torch.from_numpy(read_frames(path, prep.num_frames, window))  # (t, h, w, 3) uint8
+    _, h, w, _ = decoded.shape
     size = prep.image_size
     new_h, new_w = (math.floor(h / w * size), size) if w < h else (size, math.floor(w / h * size))
-    frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", align_corners=False)
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
-    frames = frames[..., top:top + size, left:left + size]
+    # Frame by frame, so that only one frame at a time is float at full size (a 4K frame is 100 MB in float32).
+    frames = torch.stack([
+        F.interpolate(frame.permute(2, 0, 1)[:, None].float() / 255.0, size=(new_h, new_w), mode="bilinear",
+                      align_corners=False)[:, 0, top:top + size, left:left + size]
+        for frame in decoded], dim=1)
     mean = torch.tensor(prep.mean).view(3, 1, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1, 1)
     return ((frames - mean) / std).contiguous()

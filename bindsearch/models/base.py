@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,9 @@ class EmbeddingModel(nn.Module):
         from bindsearch import media
 
         modality = self.check_modality(modality)
+        if isinstance(items, str | bytes | os.PathLike):  # iterating would embed its characters, one by one
+            raise TypeError(f"encode takes a list of {'texts' if modality == 'text' else 'paths'}, got one "
+                            f"{type(items).__name__}: pass [{items!r}]")
         items = [_utf8_text(t) for t in items] if modality == "text" else list(items)
         size = batch_size or self.batch_size.get(modality, 16)
         # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding

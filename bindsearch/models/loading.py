@@ -73,10 +73,15 @@ def _load_file(path: Path, keep: Callable[[str], bool] | None = None) -> dict[st
                 return {k: f.get_tensor(k) for k in f.keys() if keep is None or keep(k)}
         # weights_only: a checkpoint is data, never code to run. Mapped, so that the tensors `keep` leaves out
         # are never read from disk.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=keep is not None)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=keep is not None)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # torch's old format cannot be mapped
         return state if keep is None else {k: v for k, v in state.items() if keep(k)}
     except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing; the checkpoint is incomplete, download it again") from None
+        raise ModelLoadError(f"{path} is missing; the checkpoint is incomplete, {_download_again(path)}") from None
     except Exception as exc:
         raise ModelLoadError(f"{path} could not be read as weights ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200]})") from None
@@ -97,7 +102,17 @@ def read_state_dict(directory: Path, keep: Callable[[str], bool] | None = None) 
             for shard in shards:
                 state.update(_load_file(directory / shard, keep))
             return state
-    raise ModelLoadError(f"{directory} has no model.safetensors, pytorch_model.bin or sharded index")
+    raise ModelLoadError(f"{directory} has no model.safetensors, pytorch_model.bin or sharded index; "
+                         f"{_download_again(directory / 'config.json')}")
+
+
+def _download_again(path: Path) -> str:
+    """What to do about a file missing from a checkpoint: the `hf download` command when it lies in the Hugging
+    Face cache (`models--org--name/snapshots/<rev>/...`)."""
+    repo = next((part for part in path.parts if part.startswith("models--")), None)
+    if repo is None or "snapshots" not in path.parts:
+        return "download it again"
+    return f"download it again: hf download {repo.removeprefix('models--').replace('--', '/')}"
 
 
 _LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
@@ -183,7 +198,14 @@ def _fingerprint_by_sizes(directory: Path) -> str:
 
 
 def _weight_files(directory: Path) -> list[Path]:
-    return [f for f in sorted(directory.iterdir()) if f.suffix in (".safetensors", ".bin")]
+    """The weight files of a checkpoint directory; a link whose target is gone (the Hugging Face cache keeps files
+    as links to blobs) is an incomplete checkpoint."""
+    files = [f for f in sorted(directory.iterdir()) if f.suffix in (".safetensors", ".bin")]
+    for f in files:
+        if not f.exists():
+            raise ModelLoadError(f"{f} is a link to a file that is gone; the checkpoint is incomplete, "
+                                 f"{_download_again(f)}")
+    return files
 
 
 def _split_specs(spec: str | Sequence[str]) -> list[str]:
