@@ -60,6 +60,7 @@ from indexes import (
 )
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
+    from bindsearch.media import MediaError
     from bindsearch.models import EmbeddingModel
     from bindsearch.pipeline import EncodedBatch
 
@@ -210,20 +211,23 @@ class Collection:
         start = time.perf_counter()
         plan = media.WindowPlan(window)
         report = IngestReport()
-        found = walk(paths)
-        files = found.files
-        for folder, why in found.unreadable:
-            report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
-                                                          "indexed: make it readable and run index again"))
-        for f in found.misnamed:
-            report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog cannot "
-                                                                "store: rename the file"))
+        paths = list(paths)
+        check_paths(given_paths(paths, "index"))
         encodes = self.encoder_modalities()
         forced = canonical_modality(modality) if modality else None
         if forced and forced not in encodes:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
+            found = walk(paths)  # after the lock: what a run waited for (--wait) may have changed the folders
+            files = found.files
+            for folder, why in found.unreadable:
+                report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
+                                                              "indexed: make it readable and run index again"))
+            for f in found.misnamed:
+                report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog "
+                                                                    "cannot store: rename the file"))
             todo: dict[str, list[tuple[Path, list[Item]]]] = {}
+            dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
             retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
@@ -258,11 +262,16 @@ class Collection:
                             continue
                     except OSError as exc:  # gone (or unreadable) since the folder was walked
                         report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
+                        if not f.exists():  # nothing to embed any more: its rows would be hits for nothing
+                            dead += known.get(str(f), [])
                         break
                     todo.setdefault(as_kind, []).append((f, previous))
             self.catalog.touch(retimed)
             report.removed = self._remove_vanished(found.roots, set(map(str, files)),
-                                                   [folder for folder, _ in found.unreadable])
+                                                   [folder for folder, _ in found.unreadable], report)
+            if dead:
+                self.catalog.delete(i.id for i in dead)
+                report.removed += _files(dead)
             total, done = sum(len(v) for v in todo.values()), 0
             # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
             model = self.encoder(todo) if todo else None
@@ -272,7 +281,7 @@ class Collection:
                 for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
                                           windows=plan):
                     pending.append(batch)
-                    report.failed.extend(batch.failures)
+                    report.failed.extend(self._failed_again(batch.failures, previous, report))
                     report.truncated.extend(batch.truncated)
                     if time.perf_counter() - last_commit >= commit_seconds:
                         self._commit(kind, pending, previous, report)
@@ -331,18 +340,49 @@ class Collection:
             self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors),
                                 delete=stale)
 
-    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = ()) -> int:
-        """Delete catalogued files under the given folders that are no longer there, but not those under folders
-        the walk could not read (they may well be there); returns how many files."""
+    def _failed_again(self, failures: Sequence[MediaError], previous: dict[str, list[Item]],
+                      report: IngestReport) -> list[MediaError]:
+        """Failures of this run's batch; a changed file that no longer decodes loses the rows of its earlier
+        bytes, which a search would otherwise keep finding (counted as removed, and said in its error)."""
+        from bindsearch.media import MediaError
+
+        out = []
+        for error in failures:
+            old = previous.get(str(error.path)) or []
+            if old:
+                self.catalog.delete(i.id for i in old)
+                previous[str(error.path)] = []
+                report.removed += _files(old)
+                error = MediaError(error.path, f"{error.cause}; the vector of its earlier content was removed")
+            out.append(error)
+        return out
+
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = (),
+                         report: IngestReport | None = None) -> int:
+        """Delete catalogued files under the given folders that are no longer there; returns how many files.
+
+        Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
+        list but that exist (a hidden file or one behind a link to a folder, indexed by name), and every row of a
+        folder that is now empty (an unmounted drive looks so; said in `report`)."""
+        from bindsearch.media import MediaError
+
         gone = []
         kept = tuple(below(folder) for folder in unreadable)
+        listed = [below(os.path.dirname(f)) for f in present]
         for root in roots:
             prefix = below(root)
+            under = [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
+                     and not (kept and _spelled(i.path).startswith(kept))]
+            if under and not any(folder.startswith(prefix) for folder in listed):
+                if report is not None:
+                    report.failed.append(MediaError(root, f"holds no file now, but {_files(under)} indexed file(s) "
+                                                          "were under it (an unmounted drive?); they were kept: if "
+                                                          f"they are gone, run bindsearch remove {root}"))
+                continue
             # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
             # them) is gone too: its file is indexed under the one spelling now.
-            gone += [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
-                     and (i.path not in present or _spelled(i.path) != i.path)
-                     and not (kept and _spelled(i.path).startswith(kept))]
+            gone += [i for i in under if _spelled(i.path) != i.path
+                     or (i.path not in present and not os.path.exists(i.path))]
         if gone:
             self.catalog.delete(i.id for i in gone)
         return _files(gone)
@@ -476,7 +516,7 @@ class Collection:
             fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         while True:
-            scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch)
+            scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch, indexes[0].metric)
             found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
             out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
                    for row_scores, row_ids in zip(scores, ids, strict=True)]

@@ -119,5 +119,5 @@ def below(folder: str | Path) -> str:
 def unreadable_cause(path: Path, error: OSError) -> str:
     """Why a file the walk found cannot be read now: a dangling link, or gone (or unreadable) since."""
     if os.path.islink(path) and not path.exists():
-        return f"a link to {os.readlink(path)}, which does not exist"
+        return f"a link to {os.readlink(path)}, which does not exist: restore its target or delete the link"
     return f"gone or unreadable while indexing ({error.strerror})"

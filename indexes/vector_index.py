@@ -88,17 +88,21 @@ def choose_kind(n: int, dim: int, memory_budget: int | None = None, gpu: bool = 
     return f"IVF{suggested_nlist(n)},PQ{_pq_bytes(dim)}"
 
 
-def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best k of several (scores (n, k_i) float32, ids (n, k_i) int64) results over the same n queries."""
+def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str = "ip"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Best k of several (scores (n, k_i) float32, ids (n, k_i) int64) results over the same n queries: the
+    highest inner products, or with `metric="l2"` the smallest distances. Missing places are (worst score, -1)."""
     if not results:
         raise ValueError("merge_topk needs at least one result")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
     scores = np.concatenate([s for s, _ in results], axis=1)
     ids = np.concatenate([i for _, i in results], axis=1)
     if scores.shape[1] < k:
         pad = k - scores.shape[1]
-        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf if metric == "ip" else np.inf)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-scores if metric == "ip" else scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 

@@ -303,6 +303,77 @@ def test_a_file_gone_while_indexing_does_not_stop_the_run(tmp_path, tiny_model):
     assert sorted(i.path for i in col.catalog.items()) == [str(f) for f in (files[0], *files[2:4])]
 
 
+def _pictures(folder: Path, names: list[str], seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    return [write_image(folder / name, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for name in names]
+
+
+def test_files_indexed_by_name_that_a_folder_walk_leaves_out_stay(tmp_path, tiny_model):
+    """A hidden file or a file behind a link to a folder, indexed by name, exists: re-indexing the folder they are
+    in does not take them for gone."""
+    shown, hidden = _pictures(tmp_path / "w", ["a.png", ".hidden.png"])
+    (real,) = _pictures(tmp_path / "real", ["s.png"], seed=1)
+    (tmp_path / "w" / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    col = Collection.open("walked", model=tiny_model)
+    assert col.add([hidden, tmp_path / "w" / "linked" / "s.png"], workers=0).new == 2
+    report = col.add([tmp_path / "w"], workers=0)
+    assert (report.new, report.removed) == (1, 0)
+    assert sorted(i.path for i in col.catalog.items()) == sorted(
+        [str(shown), str(hidden), str(tmp_path / "w" / "linked" / "s.png")])
+    hidden.unlink()
+    assert col.add([tmp_path / "w"], workers=0).removed == 1  # gone for real: forgotten
+
+
+def test_a_dead_link_or_a_file_that_no_longer_decodes_leaves_no_stale_hit(tmp_path, tiny_model):
+    good, target, changing = _pictures(tmp_path / "w", ["good.png", "target.png", "changing.png"])
+    link = tmp_path / "w" / "link.png"
+    link.symlink_to(target)
+    col = Collection.open("stale", model=tiny_model)
+    assert col.add([tmp_path / "w"], workers=0).new == 4
+    target.unlink()  # the link now points nowhere
+    changing.write_bytes(os.urandom(300))  # overwritten with bytes that are no image
+    report = col.add([tmp_path / "w"], workers=0)
+    assert report.removed == 3 and report.new == 0  # target's row, the link's, and the changed file's old one
+    causes = {e.path.name: e.cause for e in report.failed}
+    assert causes["link.png"].endswith("which does not exist: restore its target or delete the link")
+    assert causes["changing.png"].endswith("; the vector of its earlier content was removed")
+    assert [i.path for i in col.catalog.items()] == [str(good)]
+
+
+def test_a_folder_that_is_empty_now_keeps_its_rows_and_says_so(tmp_path, tiny_model):
+    files = _pictures(tmp_path / "mnt" / "nas", ["a.png", "b.png"])
+    col = Collection.open("mounted", model=tiny_model)
+    col.add([tmp_path / "mnt" / "nas"], workers=0)
+    saved = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()  # as an unmounted drive's mount point looks
+    report = col.add([tmp_path / "mnt" / "nas"], workers=0)
+    assert report.removed == 0 and len(col.catalog) == 2
+    assert [str(e) for e in report.failed] == [
+        f"{tmp_path / 'mnt' / 'nas'}: holds no file now, but 2 indexed file(s) were under it (an unmounted drive?); "
+        f"they were kept: if they are gone, run bindsearch remove {tmp_path / 'mnt' / 'nas'}"]
+    files[0].write_bytes(saved[0])  # back, but not all: the other one is really gone
+    report = col.add([tmp_path / "mnt" / "nas"], workers=0)
+    assert report.ok and (report.unchanged, report.removed) == (1, 1)
+
+
+def test_a_run_that_waits_for_the_lock_lists_the_folder_once_it_has_it(tmp_path, tiny_model):
+    import threading
+
+    first, gone = _pictures(tmp_path / "w", ["first.png", "gone.png"])
+    col = Collection.open("waiting", model=tiny_model)
+    reports = []
+    with CollectionLock(col.directory).acquire():
+        waiter = threading.Thread(target=lambda: reports.append(col.add([tmp_path / "w"], workers=0, wait=30)))
+        waiter.start()
+        time.sleep(1.0)  # the waiter is blocked on the lock by now
+        gone.unlink()
+        (added,) = _pictures(tmp_path / "w", ["added.png"], seed=2)
+    waiter.join(timeout=60)
+    assert reports and reports[0].ok and reports[0].new == 2
+    assert sorted(i.path for i in col.catalog.items()) == [str(added), str(first)]
+
+
 def test_a_second_writer_is_refused_while_searches_still_work(tmp_path, tiny_model, media_files):
     col = Collection.open("locked", model=tiny_model)
     col.add([media_files["image"]], workers=0)

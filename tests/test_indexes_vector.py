@@ -279,3 +279,13 @@ def test_merge_topk_matches_one_big_search() -> None:
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
     _, padded = merge_topk([built("flat", ids[:2], vectors[:2]).search(queries, 2)], 5)
     assert (padded[:, 2:] == -1).all()
+
+
+def test_merge_topk_keeps_the_nearest_for_l2() -> None:
+    near, far = VectorIndex(2, "flat", metric="l2"), VectorIndex(2, "flat", metric="l2")
+    near.add(np.array([1, 2]), np.array([[1.0, 0.0], [5.0, 5.0]], dtype=np.float32))
+    far.add(np.array([3]), np.array([[0.0, 2.0]], dtype=np.float32))
+    origin = np.zeros((1, 2), dtype=np.float32)
+    distances, ids = merge_topk([near.search(origin, 2), far.search(origin, 2)], 4, metric="l2")
+    assert ids.tolist() == [[1, 3, 2, -1]] and distances[0, :3].tolist() == [1.0, 4.0, 50.0]
+    assert distances[0, 3] == np.inf

@@ -136,7 +136,9 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _depth_metres(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        depth = np.squeeze(_read_npy(path).astype(np.float32))
+        depth = _read_npy(path).astype(np.float32)
+        if depth.ndim > 2:  # (1, h, w) or (h, w, 1), as some tools save a single-channel map
+            depth = np.squeeze(depth, axis=tuple(a for a in range(depth.ndim) if depth.shape[a] == 1)[:depth.ndim - 2])
     else:
         image = _open(path)
         if image.mode not in _HIGH_DEPTH_MODES:
