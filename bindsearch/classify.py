@@ -34,6 +34,8 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     A file that cannot be decoded raises `MediaError`, one whose modality cannot be told `ValueError`.
     """
     path = Path(file)
+    if path.is_dir():
+        raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*.wav'})")
     kind = modality or media.guess_modality(path)[0]
     if kind is None:
         raise ValueError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); pass --file-modality")
@@ -64,6 +66,9 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
         raise ValueError("give at least one label")
     groups: dict[str, list[Path]] = {}
     for path in dict.fromkeys(Path(f) for f in files):
+        if path.is_dir():
+            yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*.wav'})")
+            continue
         kind, why = (modality, "") if modality else media.guess_modality(path)
         if kind is None:
             yield MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")

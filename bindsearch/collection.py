@@ -437,6 +437,9 @@ class Collection:
                     used.add(row.id)
                     continue
                 used.update(i.id for i in stored)  # indexed whole: the file itself is not another moment
+            if path.is_dir():
+                raise CollectionError(f"{path} is a folder; a query is one file (to search a folder's files, "
+                                      "index them and search the collection)")
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "

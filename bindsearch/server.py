@@ -101,7 +101,24 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._answer(route)
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a method it has no handler for, a malformed request line, a URI too long)
+        in JSON, as every other answer."""
+        status = HTTPStatus(code)
+        body = json.dumps({"error": message or status.phrase}).encode()
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
+        except OSError:  # the client left
+            pass
 
     # -- routes ---------------------------------------------------------------------------------
     def _get(self, route: str, params: dict[str, list[str]]) -> dict | _Raw:
@@ -185,9 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, params: dict[str, list[str]], preview: bool) -> _Raw:
         """An indexed file's bytes (or the range asked for), found by its catalog id: no other file is served."""
         value = _one(params, "id") or ""
-        if not value.isdigit():
+        if not _digits(value):
             raise RequestError("/file needs ?id=N, a hit's id")
-        item = self.server.collection.catalog.pinned().get([int(value)]).get(int(value))
+        item = self.server.collection.catalog.pinned().get([int(value)]).get(int(value)) if len(value) < 19 else None
         if item is None:
             raise RequestError(f"no item {value} in the collection", HTTPStatus.NOT_FOUND)
         path = Path(item.path)
@@ -223,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(lengths) > 1:
             raise RequestError("more than one Content-Length")
         length = lengths[0] if lengths else None
-        if length is None or not length.isdigit():
+        if length is None or not _digits(length):
             raise RequestError("POST needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
         if int(length) > self.server.max_upload:
             if int(length) <= 4 * self.server.max_upload:  # read and drop it, so the client reads the answer
@@ -263,7 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client left before the answer: nothing to tell
+                self.close_connection = True
+                return
         if self.server.log:
             ms = (time.perf_counter() - start) * 1e3
             print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)
@@ -343,10 +364,15 @@ def _unicode(value: str, name: str) -> str:
     return value
 
 
+def _digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (str.isdigit also takes '²' and other scripts' digits, which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _k(value: object) -> int:
     if value is None:
         return 10
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not _digits(str(value).strip()):
         raise RequestError(f"k must be a whole number, not {value!r}")
     k = int(value)
     if not 1 <= k <= 10_000:

@@ -18,7 +18,8 @@ def encode(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "float32",
     batch_size: BatchOption = 16,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the (n, d) float32 vectors as .npy.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Save the (n, d) float32 vectors in .npy format, to this file.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Embed ITEMS as unit vectors in the shared space.
@@ -31,10 +32,14 @@ def encode(
 
     if modality == "text" and any(not item.strip() for item in items):
         raise typer.BadParameter("an empty text; give words to embed")
+    if out is not None and out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give a file name, e.g. {out / 'vectors.npy'}",
+                                 param_hint="'--out'")
     encoder = load_model(model, device=device, dtype=dtype, modalities=[modality])  # that tower alone
     vectors = encoder.encode(modality, items, batch_size=batch_size).numpy()
     if out is not None:
-        np.save(out, vectors)
+        with open(out, "wb") as handle:  # the name given: np.save(name) would add .npy to a name without it
+            np.save(handle, vectors)
     if as_json:
         rows = [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]
         typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim, "items": rows}))

@@ -57,8 +57,9 @@ _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.
 
 
 def exit_status(error: Exception) -> int | None:
-    """1 for a clear library error or a missing file, 2 for another ValueError, None for a bug (re-raised)."""
-    if isinstance(error, FileNotFoundError) or _catalog_error(error):
+    """1 for a clear library error or a file the system refused (missing, not a folder, no permission, disk full),
+    2 for another ValueError, None for a bug (re-raised)."""
+    if _file_error(error) or _catalog_error(error):
         return 1
     for module, name in _CLEAR_ERRORS:
         if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
@@ -78,6 +79,8 @@ def main() -> None:
             raise
         if _catalog_error(error):  # LanceDB's own words, then what to do
             error = _catalog_advice(error)
+        elif isinstance(error, OSError) and error.filename is not None and error.strerror:
+            error = f"{error.filename}: {error.strerror}"
         typer.echo(f"error: {error}", err=True)
         sys.exit(status)
 
@@ -86,6 +89,11 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
                   line: str | None = None) -> None:
     """A library's warning as one line on stderr, like an error: the words, not the source line that raised it."""
     typer.echo(f"warning: {message}", err=True)
+
+
+def _file_error(error: Exception) -> bool:
+    """A missing file, or any error of the system's about a file it names (`[Errno 20] Not a directory: 'x/y'`)."""
+    return isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and error.filename is not None)
 
 
 def _catalog_error(error: Exception) -> bool:

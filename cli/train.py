@@ -34,9 +34,10 @@ def tower(
     modality_config: Annotated[Path | None, typer.Option(
         "--modality-config", help="JSON for a new modality: name, adapter (array|image), extensions, "
                                   "value_range, preprocess.")] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per optimizer step.")] = 128,
-    accumulate: Annotated[int, typer.Option(help="Micro-batches per step (gradient accumulation).")] = 1,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per optimizer step (InfoNCE needs "
+                                                                      "two or more).")] = 128,
+    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation).")] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 50,
     lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank on attention projections; 0 = full "
@@ -63,10 +64,15 @@ def tower(
 
     Example: bindsearch train tower pairs.csv --modality depth --out runs/depth --steps 600
     """
-    from bindsearch.models.config import Preprocess
+    from bindsearch.models.config import Preprocess, canonical_modality
     from bindsearch.training.trainer import default_tower, read_modality_config, train_pairs
 
     input_config, prep = read_modality_config(modality_config) if modality_config else (None, None)
+    if input_config is None:  # say so before any work: a new modality needs --modality-config
+        try:
+            modality = canonical_modality(modality)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or describe a new one with --modality-config") from None
     prep = prep or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
     if input_config is not None and input_config.name != modality:
         raise ValueError(f"--modality {modality} but {modality_config} describes {input_config.name}")

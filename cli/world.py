@@ -43,9 +43,12 @@ def make(
     from bindsearch.world import WorldConfig, make_world
 
     try:
-        fractions = [float(part) for part in splits.split(",")]
+        try:
+            fractions = [float(part) for part in splits.split(",")]
+        except ValueError:
+            fractions = []
         if len(fractions) != 3:
-            raise ValueError(f"--splits needs three fractions (train,val,test), got {splits!r}")
+            raise ValueError(f"--splits needs three fractions (train,val,test), e.g. 0.8,0.1,0.1; got {splits!r}")
         config = WorldConfig(size=size, frames=frames, seconds=seconds)
         # The bar for people only: piped or captured, stderr gets no stray label.
         bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None

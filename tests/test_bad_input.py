@@ -255,3 +255,42 @@ def test_only_a_missing_file_calls_a_catalog_damaged():
                            "denied (os error 13), /root/.cargo/src/local.rs:120:12")
     advice = _catalog_advice(refused)
     assert "damaged" not in advice and "delete" not in advice and "check that its folder is readable" in advice
+
+
+def test_encode_out_writes_the_name_given_and_a_system_refusal_is_one_line(tmp_path, run_cli):
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "vectors")
+    assert code == 0 and not (tmp_path / "vectors.npy").exists()  # np.save would have added .npy
+    assert np.load(tmp_path / "vectors").shape == (1, 32) and f"to {tmp_path / 'vectors'}" in err
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path)
+    assert code == 2 and "is a folder; give a file name" in " ".join(err.replace("│", " ").split())  # boxed
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "notes.txt" / "v")
+    assert code == 1
+    one_line_error(err, f"{tmp_path / 'notes.txt' / 'v'}: Not a directory")
+
+
+def test_world_and_train_options_are_checked_before_any_work(tmp_path, run_cli):
+    for option, says in ((["--seconds", "0"], "seconds must be a positive length"),
+                         (["--seconds", "nan"], "seconds must be a positive length"),
+                         (["--splits", "a,b,c"], "--splits needs three fractions")):
+        code, _, err = run_cli("world", "make", tmp_path / "w", "--n", "5", *option)
+        assert code == 2 and not (tmp_path / "w").exists()
+        one_line_error(err, says)
+    (tmp_path / "pairs.csv").write_text("path,caption\na.png,a red cube\n")
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "smell", "--out", tmp_path / "r")
+    assert code == 2
+    one_line_error(err, "unknown modality 'smell'", "--modality-config")
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
+                           "--batch-size", "1")
+    assert code == 2 and "--batch-size" in " ".join(err.replace("│", " ").split())
+
+
+def test_a_folder_given_as_a_query_file_is_said_to_be_a_folder(tmp_path, run_cli):
+    pictures(tmp_path / "pics", 2)
+    assert run_cli("index", tmp_path / "pics", "-c", "folders", "--model", "random:tiny")[0] == 0
+    code, _, err = run_cli("search", "-c", "folders", "--file", tmp_path / "pics")
+    assert code == 1
+    one_line_error(err, f"{tmp_path / 'pics'} is a folder; a query is one file")
+    code, _, err = run_cli("classify", tmp_path / "pics", "--labels", "a,b", "--model", "random:tiny")
+    assert code == 1
+    one_line_error(err, "a folder, not a file; give the files in it")

@@ -112,6 +112,9 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search", None, {"text": "x", "at": 5}, 400, "a moment is of one file, and 0 were given"),
     ("/search?name=..", b"bytes", None, 400, "needs ?name=FILE"),
     ("/elsewhere", None, None, 404, "no route GET /elsewhere"),
+    ("/file?id=99999999999999999999999", None, None, 404, "no item 99999999999999999999999 in the collection"),
+    ("/file?id=%C2%B2", None, None, 400, "/file needs ?id=N"),  # '²' passes str.isdigit, not int()
+    ("/search?q=x&k=%C2%B2", None, None, 400, "k must be a whole number"),
     ("/search", b"", None, 405, "PUT is not served"),
 ])
 def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
@@ -143,6 +146,15 @@ def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request
     response = connection.getresponse()
     assert response.status == 405 and response.getheader("Content-Type") == "application/json" and not response.read()
     assert call(server, "/search?name=" + "a" * 300 + ".png", body=b"x")[1]["error"].endswith("send a shorter ?name=")
+    for method in ("OPTIONS", "TRACE", "BREW"):  # http.server's own refusals are JSON too
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request(method, "/search")
+        response = connection.getresponse()
+        assert response.status in (405, 501) and response.getheader("Content-Type") == "application/json"
+        assert "error" in json.loads(response.read())
+    with socket.create_connection((host, port), timeout=30) as raw:  # a request line that is not HTTP: the
+        raw.sendall(b"GARBAGE\r\n\r\n")  # answer is HTTP/0.9's, a body without a status line
+        assert json.loads(raw.recv(4096)) == {"error": "Bad request syntax ('GARBAGE')"}
     with socket.create_connection((host, port), timeout=30) as raw:  # two lengths: which one is meant?
         raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
         assert b"400 Bad Request" in raw.recv(4096).split(b"\r\n")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import re
 import time
@@ -119,6 +120,8 @@ def make_world(
         raise ValueError(f"size must be even and at least 16 (H.264 needs even sides), got {config.size}")
     if config.frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {config.frames}")
+    if not (math.isfinite(config.seconds) and config.seconds > 0):
+        raise ValueError(f"seconds must be a positive length of video and sound, got {config.seconds}")
     if config.fps != round(config.fps):
         raise ValueError(f"frames / seconds must be a whole rate, got {config.frames} / {config.seconds}")
     directory = Path(directory)
