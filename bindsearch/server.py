@@ -421,6 +421,13 @@ def _at(value: object) -> float | None:
 def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,
           preload: tuple[str, ...] = ()) -> None:
     """Load the text tower (and the towers of `preload`) and answer requests until interrupted."""
+    from bindsearch.models.config import canonical_modality
+
+    towers = collection.encoder_modalities()
+    for name in preload:
+        if canonical_modality(name) not in towers:
+            raise ServeError(f"--preload {name}: {collection.catalog.encoder.name} has no {name} tower (it "
+                             f"encodes {', '.join(towers)})")
     try:  # the address first: a port already taken is said before seconds go into loading the model
         server = SearchServer(collection, host, port, max_upload)
     except OSError as exc:

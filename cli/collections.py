@@ -181,10 +181,15 @@ def search(
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in given_paths(under or [], "--under")]
     if queries is not None:
+        asked = 0
         for lines in _query_batches(queries):
             answers = col.search_texts(lines, modality or None, k, every_window, under=folders)
             for line, hits in zip(lines, answers, strict=True):
                 _show_hits(col.name, line, [], hits, as_json, header=True, under=folders)
+            asked += len(lines)
+        if not asked:
+            typer.echo(f"warning: {'standard input' if str(queries) == '-' else queries} holds no query (no "
+                       "line with words): nothing searched", err=True)
         return
     hits = col.search(text=text, files=files or (), file_modality=file_modality, modality=modality or None, k=k,
                       every_window=every_window, at=moment, under=folders)

@@ -267,3 +267,19 @@ def test_the_page_and_the_indexed_files_it_shows(server, indexed):
         assert got == status and says in json.loads(body)["error"]
     got, _, body = fetch(server, f"/file?id={rows['image'].id}", {"Range": "bytes=99999-"})
     assert got == 416 and "outside the file" in json.loads(body)["error"]
+
+
+def test_preloading_a_tower_the_model_lacks_is_refused_before_listening(tmp_path):
+    from bindsearch.server import ServeError, serve
+
+    col = Collection.open(tmp_path / "depth-only", model=str(ROOT / "tests" / "fixtures" / "parity" / "depth"),
+                          device="cpu")
+    with pytest.raises(ServeError, match=r"--preload video: .* has no video tower \(it encodes text, depth\)"):
+        serve(col, port=0, preload=("video",))
+
+
+def test_an_empty_queries_file_says_nothing_was_searched(indexed, tmp_path, run_cli):
+    _, col = indexed
+    (tmp_path / "none.txt").write_text("\n  \n")
+    code, out, err = run_cli("search", "-c", col.directory, "--queries", tmp_path / "none.txt")
+    assert code == 0 and not out and "holds no query (no line with words): nothing searched" in err
