@@ -23,7 +23,7 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -228,6 +228,7 @@ class Collection:
                                                                     "cannot store: rename the file"))
             todo: dict[str, list[tuple[Path, list[Item]]]] = {}
             dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
+            outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
             retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
             known = self.catalog.lookup_paths(str(f) for f in files)
             for f in files:
@@ -255,6 +256,12 @@ class Collection:
                     previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
                     try:
                         stat = f.stat()
+                        if previous and _partial(previous):  # an interrupted run embedded some of its windows
+                            if not self._same_bytes(f, previous[0], stat):
+                                outdated += previous
+                                previous = []
+                            todo.setdefault(as_kind, []).append((f, previous))
+                            continue
                         if previous and self._unchanged(f, previous[0], stat):
                             report.unchanged += 1
                             if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
@@ -272,24 +279,29 @@ class Collection:
             if dead:
                 self.catalog.delete(i.id for i in dead)
                 report.removed += _files(dead)
+            self.catalog.delete(i.id for i in outdated)
             total, done = sum(len(v) for v in todo.values()), 0
             # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
             model = self.encoder(todo) if todo else None
             for kind, entries in todo.items():
-                previous = {str(f): prev for f, prev in entries}
+                rows = _Rows({str(f): prev for f, prev in entries})
+                # Long files new to the collection are kept window by window as they are embedded, so that a kill
+                # loses seconds of them; a changed file keeps its old rows until its new ones are all there.
+                progressive = {f for f, prev in entries if not prev or _partial(prev)}
+                stored = {f: self._stored_windows(prev) for f, prev in entries if prev and _partial(prev)}
                 pending, last_commit = [], time.perf_counter()
                 for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
-                                          windows=plan):
+                                          windows=plan, progressive=progressive, stored=stored):
                     pending.append(batch)
-                    report.failed.extend(self._failed_again(batch.failures, previous, report))
+                    report.failed.extend(self._failed_again(batch.failures, rows, report))
                     report.truncated.extend(batch.truncated)
                     if time.perf_counter() - last_commit >= commit_seconds:
-                        self._commit(kind, pending, previous, report)
+                        self._commit(kind, pending, rows, report)
                         pending, last_commit = [], time.perf_counter()
                     done += batch.files
                     if progress:
                         progress(done, total)
-                self._commit(kind, pending, previous, report)
+                self._commit(kind, pending, rows, report)
             if self.catalog.fragments() > COMPACT_FRAGMENTS:
                 self.catalog.compact()
             # Leave fresh FAISS caches behind so the next search starts at once (held here for this one's).
@@ -305,53 +317,84 @@ class Collection:
             return True
         return stat.st_size == item.size and content_hash(path) == item.content_hash
 
-    def _commit(self, kind: str, batches: Sequence[EncodedBatch], previous: dict[str, list[Item]],
-                report: IngestReport) -> None:
+    def _commit(self, kind: str, batches: Sequence[EncodedBatch], state: _Rows, report: IngestReport) -> None:
         """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
 
         A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted in the
-        same commit.
+        same commit. Windows of a long file not finished yet are kept as partial rows (their hash marked, see
+        `_partial`), and take their place among its rows when it is.
         """
         rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
-        if not rows:
-            return
         by_file: dict[str, list] = {}
         for path, window, vector, described in rows:
             by_file.setdefault(str(path), []).append((window, vector, described))
         items, vectors, stale = [], [], []
+        unfinished = [row for b in batches for row in b.partial
+                      if str(row[0]) not in by_file and str(row[0]) not in state.dropped]
+        for path, window, vector, (size, mtime, digest) in unfinished:
+            state.written.setdefault(str(path), {})
+            items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=_PARTIAL + digest,
+                              start=window[0], end=window[1]))
+            vectors.append(vector.numpy())
         for path, windows in by_file.items():
-            old = previous.get(path) or []
-            for n, (window, vector, (size, mtime, digest)) in enumerate(windows):
+            old = state.previous.get(path) or []
+            if path in state.written or _partial(old):  # finished: its partial rows become its rows, window by window
+                ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
+                found = [ids.pop(window, None) for window, _, _ in windows]
+                stale += list(ids.values())
+                report.new += 1
+            else:
+                found = [old[n].id if n < len(old) else None for n in range(len(windows))]
+                stale += [i.id for i in old[len(windows):]]
+                report.changed += bool(old)
+                report.new += not old
+            for (window, vector, (size, mtime, digest)), row_id in zip(windows, found, strict=True):
                 start, end = window if window is not None else (None, None)
-                items.append(Item(path=path, modality=kind, size=size, mtime=mtime, content_hash=digest,
-                                  id=old[n].id if n < len(old) else None, start=start, end=end))
+                items.append(Item(path=path, modality=kind, size=size, mtime=mtime, content_hash=digest, id=row_id,
+                                  start=start, end=end))
                 vectors.append(vector)
-            stale += [i.id for i in old[len(windows):]]
-            report.changed += bool(old)
-            report.new += not old
             if windows[0][0] is not None:
                 report.split += 1
                 report.windows += len(windows)
-        if all(i.id is None for i in items):
+        if not items:
+            return
+        start = self.catalog.next_id()
+        fresh = iter(range(start, start + len(items)))
+        items = [i if i.id is not None else _with_id(i, next(fresh)) for i in items]
+        for item in items:
+            if item.content_hash.startswith(_PARTIAL):
+                state.written[item.path][(item.start, item.end)] = item.id
+        if all(i.id >= start for i in items) and not stale:
             self.catalog.add(items, np.stack(vectors))
         else:
-            start = self.catalog.next_id()
-            fresh = iter(range(start, start + len(items)))
-            self.catalog.upsert([i if i.id is not None else _with_id(i, next(fresh)) for i in items], np.stack(vectors),
-                                delete=stale)
+            self.catalog.upsert(items, np.stack(vectors), delete=stale)
 
-    def _failed_again(self, failures: Sequence[MediaError], previous: dict[str, list[Item]],
-                      report: IngestReport) -> list[MediaError]:
+    def _same_bytes(self, path: Path, item: Item, stat: os.stat_result) -> bool:
+        """Whether `path` still holds the bytes a partial row of it was embedded from."""
+        return stat.st_size == item.size and content_hash(path) == item.content_hash.removeprefix(_PARTIAL)
+
+    def _stored_windows(self, rows: Sequence[Item]) -> dict[tuple, object]:
+        """window -> (d,) vector of the partial rows an interrupted run kept of a file."""
+        import torch
+
+        vectors = self.catalog.get_vectors([i.id for i in rows])
+        return {(i.start, i.end): torch.from_numpy(v.copy()) for i, v in zip(rows, vectors, strict=True)}
+
+    def _failed_again(self, failures: Sequence[MediaError], state: _Rows, report: IngestReport) -> list[MediaError]:
         """Failures of this run's batch; a changed file that no longer decodes loses the rows of its earlier
-        bytes, which a search would otherwise keep finding (counted as removed, and said in its error)."""
+        bytes, which a search would otherwise keep finding (counted as removed, and said in its error). A long
+        file that fails loses the windows kept of it, by this run or an interrupted one."""
         from bindsearch.media import MediaError
 
         out = []
         for error in failures:
-            old = previous.get(str(error.path)) or []
-            if old:
-                self.catalog.delete(i.id for i in old)
-                previous[str(error.path)] = []
+            path = str(error.path)
+            state.dropped.add(path)
+            self.catalog.delete(state.written.pop(path, {}).values())
+            old = state.previous.get(path) or []
+            state.previous[path] = []
+            self.catalog.delete(i.id for i in old)
+            if old and not _partial(old):
                 report.removed += _files(old)
                 error = MediaError(error.path, f"{error.cause}; the vector of its earlier content was removed")
             out.append(error)
@@ -596,6 +639,26 @@ class Collection:
         """Remove the whole collection from disk."""
         with CollectionLock(self.directory).acquire():
             shutil.rmtree(self.directory)
+
+
+@dataclass
+class _Rows:
+    """What one modality's ingest knows of its files' rows: those each had before the run (`previous`), the
+    partial rows the run wrote of long files not finished yet (`written`: path -> window -> id), and the files
+    that failed (`dropped`: their windows still to come are not kept)."""
+
+    previous: dict[str, list[Item]]
+    written: dict[str, dict[tuple, int]] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+
+
+_PARTIAL = "partial:"
+"""Marks the hash of a window row kept before its file was finished: an interrupted run's windows."""
+
+
+def _partial(rows: Sequence[Item]) -> bool:
+    """Whether a file's rows are windows an interrupted run kept (so not all of them may be there)."""
+    return any(i.content_hash.startswith(_PARTIAL) for i in rows)
 
 
 def _with_id(item: Item, new_id: int) -> Item:

@@ -32,6 +32,8 @@ class EncodedBatch:
     `truncated`: text files longer than the text tower reads, embedded from their start. `described`: what
     `encode_files(describe=...)` said of each file in `paths`, before it was decoded. `windows`: the window of the
     file each vector embeds (None: the whole file); a file cut into windows appears once per window, in order.
+    `partial`: windows of long files not finished yet, embedded in this batch (`encode_files(progressive=...)`),
+    as (path, window, (d,) vector, described); the finished file comes again whole, in `paths`.
     """
 
     paths: list[Path]
@@ -40,6 +42,7 @@ class EncodedBatch:
     truncated: list[Path] = field(default_factory=list)
     described: list = field(default_factory=list)
     windows: list[Window | None] = field(default_factory=list)
+    partial: list[tuple[Path, Window, torch.Tensor, object]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -101,8 +104,10 @@ class _Windows(IterableDataset):
     """
 
     def __init__(self, modality: str, paths: Sequence[Path], prep: Preprocess | None,
-                 describe: Callable[[Path], object] | None, plan: WindowPlan):
+                 describe: Callable[[Path], object] | None, plan: WindowPlan,
+                 stored: dict[Path, set[Window]] | None = None):
         self.modality, self.paths, self.prep, self.describe, self.plan = modality, list(paths), prep, describe, plan
+        self.stored = stored or {}  # windows embedded by an earlier run: not decoded again (tensor None)
 
     def __iter__(self):
         worker = get_worker_info()
@@ -127,7 +132,11 @@ class _Windows(IterableDataset):
             yield from self._decode(path, jobs, len(windows), described)
 
     def _decode(self, path: Path, jobs: list[tuple[int, Window | None]], count: int, described):
+        stored = self.stored.get(path, set())
         for j, window in jobs:
+            if window in stored:
+                yield path, j, count, window, None, None, described
+                continue
             x, error = _decoded(self.modality, path, self.prep, window)
             yield path, j, count, window, x, error, None if error else described
             if error:
@@ -145,7 +154,8 @@ def default_workers() -> int:
 
 def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Path], batch_size: int | None = None,
                  workers: int | None = None, describe: Callable[[Path], object] | None = None,
-                 windows: WindowPlan | None = None) -> Iterator[EncodedBatch]:
+                 windows: WindowPlan | None = None, progressive: set[Path] | None = None,
+                 stored: dict[Path, dict[Window, torch.Tensor]] | None = None) -> Iterator[EncodedBatch]:
     """Yield EncodedBatch in input order; decoding runs `workers` batches ahead in other processes.
 
     `describe(path)`, run in the decoding worker just before the file is read (a module-level function, since
@@ -153,7 +163,10 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     there, in parallel, and of the bytes it embedded. A file it cannot describe (gone) is a failure.
 
     `windows` cuts long video and audio into windows (`WindowPlan`): files then come in the order their windows
-    finish, not in input order.
+    finish, not in input order. The windows of the `progressive` files also come as they are embedded (in
+    `EncodedBatch.partial`), so that a caller can keep them before the file is done; `stored` gives, per file,
+    windows an earlier run embedded (window -> (d,) vector): they are not decoded again, and come back with the
+    finished file.
     """
     modality = model.check_modality(modality)
     paths = [Path(p) for p in paths]
@@ -163,8 +176,9 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     workers = default_workers() if workers is None else workers
     prep = model.preprocess.get(modality)
     cut = windows is not None and windows.seconds > 0 and modality in media.WINDOWED
+    stored = {Path(p): windows_ for p, windows_ in (stored or {}).items()}
     if cut:
-        dataset = _Windows(modality, paths, prep, describe, windows)
+        dataset = _Windows(modality, paths, prep, describe, windows, {p: set(w) for p, w in stored.items()})
     else:
         dataset = _Files(modality, paths, prep, describe)
     loader = DataLoader(dataset, batch_size=size, num_workers=workers, collate_fn=_collate,
@@ -172,7 +186,10 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     with warnings.catch_warnings():
         # Decoder workers are forked and never touch LanceDB, whose fork warning is about its own state.
         warnings.filterwarnings("ignore", message="lancedb fork support")
-        yield from (_encode_windows if cut else _encode_batches)(model, modality, loader)
+        if cut:
+            yield from _encode_windows(model, modality, loader, {Path(p) for p in progressive or ()}, stored)
+        else:
+            yield from _encode_batches(model, modality, loader)
 
 
 def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
@@ -207,9 +224,12 @@ def _not_finite(path: Path) -> MediaError:
                             "values); check or re-export the file")
 
 
-def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
+def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader, progressive: set[Path],
+                    stored: dict[Path, dict[Window, torch.Tensor]]) -> Iterator[EncodedBatch]:
     """Embed windows as they come, from whichever worker; yield each file once all its windows are embedded (in
-    order), or once as a failure at its first window that fails (its other windows are dropped as they come)."""
+    order), or once as a failure at its first window that fails (its other windows are dropped as they come).
+    Windows of `progressive` files also come in `partial` as they are embedded; `stored` windows are not embedded
+    again (their items carry no tensor)."""
     started: dict[Path, dict[int, tuple]] = {}  # a file's windows so far: number -> (window, vector, described)
     counts: dict[Path, int] = {}  # how many windows the first of a file's workers planned
     failed: set[Path] = set()
@@ -221,13 +241,16 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
 
     for items in loader:
         good = [item for item in items if item[5] is None and item[0] not in failed]
-        vectors = model.embed(modality, torch.stack([item[4] for item in good])) if good else torch.empty(0)
-        rows, failures = [], []
-        for item, ok in zip(good, _finite_rows(vectors), strict=True):
+        fresh = [item for item in good if item[4] is not None]  # the rest an earlier run embedded (`stored`)
+        embedded = model.embed(modality, torch.stack([item[4] for item in fresh])) if fresh else torch.empty(0)
+        rows, failures, partial = [], [], []
+        for item, ok in zip(fresh, _finite_rows(embedded), strict=True):
             if not ok and item[0] not in failed:
                 failed.add(item[0])
                 started.pop(item[0], None)
                 failures.append(_not_finite(item[0]))
+        by_item = iter(embedded)
+        vectors = [next(by_item) if item[4] is not None else stored[item[0]][item[3]] for item in good]
         for error in (item[5] for item in items if item[5] is not None):
             if error.path not in failed:
                 failed.add(error.path)
@@ -241,6 +264,8 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
                 continue
             windows = started.setdefault(path, {})
             windows[j] = (window, vector, described)
+            if path in progressive and window not in stored.get(path, {}):
+                partial.append((path, window, vector, described))
             if len(windows) < count:
                 continue
             if len({repr(d) for _, _, d in windows.values() if d is not None}) > 1:
@@ -248,7 +273,10 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader) ->
                 continue
             del started[path]
             rows += [(path, *windows[j]) for j in sorted(windows)]
+        done = {r[0] for r in rows}
+        partial = [p for p in partial if p[0] not in done and p[0] not in failed]  # finished ones come whole
         stacked = torch.stack([r[2] for r in rows]) if rows else torch.empty(0, model.dim)
-        yield EncodedBatch([r[0] for r in rows], stacked, failures, [], [r[3] for r in rows], [r[1] for r in rows])
+        yield EncodedBatch([r[0] for r in rows], stacked, failures, [], [r[3] for r in rows], [r[1] for r in rows],
+                           partial)
     if started:  # windows that never all came: workers that planned fewer of them than the first one
         yield EncodedBatch([], torch.empty(0, model.dim), [changed(path) for path in list(started)], [], [], [])

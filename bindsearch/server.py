@@ -423,16 +423,17 @@ def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_P
     """Load the text tower (and the towers of `preload`) and answer requests until interrupted."""
     from bindsearch.models.config import canonical_modality
 
-    towers = collection.encoder_modalities()
-    for name in preload:
-        if canonical_modality(name) not in towers:
-            raise ServeError(f"--preload {name}: {collection.catalog.encoder.name} has no {name} tower (it "
-                             f"encodes {', '.join(towers)})")
     try:  # the address first: a port already taken is said before seconds go into loading the model
         server = SearchServer(collection, host, port, max_upload)
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
                          "or --host") from None
+    towers = collection.encoder_modalities() if preload else ()
+    for name in preload:
+        if canonical_modality(name) not in towers:
+            server.server_close()
+            raise ServeError(f"--preload {name}: {collection.catalog.encoder.name} has no {name} tower (it "
+                             f"encodes {', '.join(towers)})")
     collection.encoder(preload)  # the first query does not pay for the model load...
     if present := collection.catalog.modalities():  # ...nor for opening the vector indexes
         collection.search_texts(["warm up"], present, k=1)

@@ -88,8 +88,8 @@ def index(
         report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
                          workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window)
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: what was committed is kept (all but the last {commit_every:g} s at most, and "
-                   "the windows of a long file in progress); run the same index command again to finish", err=True)
+        typer.echo(f"\ninterrupted: what was committed is kept (all but the last {commit_every:g} s at most); "
+                   "run the same index command again to finish", err=True)
         raise typer.Exit(130) from None
     if bar is not None:
         bar.close()

@@ -457,3 +457,88 @@ def test_an_upsert_that_drops_windows_is_one_commit(tmp_path):
                    vectors[:2], delete=[0, 1, 2, 3])  # ids it keeps are not deleted
     assert catalog.version == before + 1
     assert [(i.id, i.start, i.content_hash) for i in catalog.items()] == [(0, 0.0, "h2"), (1, 3.0, "h2")]
+
+
+def _long_wav(path: Path, seconds: float = 40.0, seed: int = 0) -> Path:
+    import soundfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = 16000
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * (200 + 40 * np.floor(t / 2)) * t)  # a new pitch every 2 s
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.shape)
+    soundfile.write(path, (tone + noise).astype(np.float32), rate)
+    return path
+
+
+def _interrupt_after(monkeypatch, model, calls: int) -> list[int]:
+    """Make `model.embed` raise KeyboardInterrupt on its `calls`-th audio batch (as Ctrl-C would); returns the sizes
+    of the audio batches it embedded."""
+    sizes, embed = [], model.embed
+
+    def counted(modality, batch):
+        if modality == "audio":
+            if len(sizes) + 1 == calls:
+                sizes.append(0)  # interrupted once
+                raise KeyboardInterrupt
+            sizes.append(len(batch))
+        return embed(modality, batch)
+
+    monkeypatch.setattr(model, "embed", counted)
+    return sizes
+
+
+def test_a_killed_ingest_of_a_long_file_resumes_at_its_next_window(tmp_path, tiny_model, monkeypatch):
+    wav = _long_wav(tmp_path / "media" / "talk.wav")
+    col = Collection.open(tmp_path / "resumed", model=tiny_model)
+    first = _interrupt_after(monkeypatch, tiny_model, calls=5)
+    with pytest.raises(KeyboardInterrupt):
+        col.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0, commit_seconds=0)
+    kept = list(col.catalog.items())
+    assert sum(first) == 8 and len(kept) == 8  # every embedded window was committed
+    assert all(i.content_hash.startswith("partial:") for i in kept)
+    assert col.search(text="a tone", k=1)[0].path == str(wav)  # what was kept is searchable meanwhile
+
+    monkeypatch.undo()
+    second = _interrupt_after(monkeypatch, tiny_model, calls=10**6)
+    col = Collection.open(tmp_path / "resumed", model=tiny_model)  # as the next run opens it
+    report = col.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0)
+    assert sum(second) == 12 and report.ok and (report.new, report.split, report.windows) == (1, 1, 20)
+    rows = sorted(col.catalog.items(), key=lambda i: i.start)
+    assert len(rows) == 20 and not any(i.content_hash.startswith("partial:") for i in rows)
+    assert {i.id for i in kept} <= {i.id for i in rows}  # the kept windows keep their ids
+    whole = Collection.open(tmp_path / "whole", model=tiny_model)
+    whole.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0)
+    clean = sorted(whole.catalog.items(), key=lambda i: i.start)
+    assert [(i.start, i.end) for i in rows] == [(i.start, i.end) for i in clean]
+    np.testing.assert_allclose(col.catalog.get_vectors([i.id for i in rows]),
+                               whole.catalog.get_vectors([i.id for i in clean]), atol=1e-6)
+    assert Collection.open(tmp_path / "resumed").add([tmp_path / "media"], window=2.0).unchanged == 1
+
+
+def test_kept_windows_of_a_file_changed_since_are_dropped_and_a_failing_file_keeps_none(tmp_path, tiny_model,
+                                                                                        monkeypatch):
+    wav = _long_wav(tmp_path / "media" / "talk.wav")
+    col = Collection.open(tmp_path / "changed", model=tiny_model)
+    _interrupt_after(monkeypatch, tiny_model, calls=3)
+    with pytest.raises(KeyboardInterrupt):
+        col.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0, commit_seconds=0)
+    assert len(col.catalog) == 4
+    monkeypatch.undo()
+    _long_wav(wav, seed=1)  # new bytes, same length
+    embedded = _interrupt_after(monkeypatch, tiny_model, calls=10**6)
+    report = col.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0)
+    assert sum(embedded) == 20 and report.new == 1 and len(col.catalog) == 20
+
+    other = _long_wav(tmp_path / "more" / "broken.wav", seed=2)
+    load = media.load
+
+    def failing(modality, path, prep=None, window=None, **options):
+        if path == other and window is not None and window[0] >= 30:
+            raise MediaError(path, "cannot be decoded at 0:30")
+        return load(modality, path, prep, window=window, **options)
+
+    monkeypatch.setattr(media, "load", failing)
+    report = col.add([tmp_path / "more"], batch_size=2, workers=0, window=2.0, commit_seconds=0)
+    assert [str(e.path) for e in report.failed] == [str(other)] and report.new == 0
+    assert not [i for i in col.catalog.items() if i.path == str(other)]  # its first 15 windows were dropped too
