@@ -35,7 +35,7 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     """
     path = Path(file)
     if path.is_dir():
-        raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*.wav'})")
+        raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
     kind = modality or media.guess_modality(path)[0]
     if kind is None:
         raise ValueError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); pass --file-modality")
@@ -67,7 +67,7 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
     groups: dict[str, list[Path]] = {}
     for path in dict.fromkeys(Path(f) for f in files):
         if path.is_dir():
-            yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*.wav'})")
+            yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
             continue
         kind, why = (modality, "") if modality else media.guess_modality(path)
         if kind is None:

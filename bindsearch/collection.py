@@ -405,27 +405,27 @@ class Collection:
         """Delete catalogued files under the given folders that are no longer there; returns how many files.
 
         Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
-        list but that exist (a hidden file or one behind a link to a folder, indexed by name), and every row of a
-        folder that is now empty (an unmounted drive looks so; said in `report`)."""
-        from bindsearch.media import MediaError
-
-        gone = []
+        list but that exist (a hidden file or one behind a link to a folder, indexed by name), and the files of a
+        folder that is empty now, as an unmounted drive's mount point is (said in `report.warnings`)."""
         kept = tuple(below(folder) for folder in unreadable)
-        listed = [below(os.path.dirname(f)) for f in present]
-        for root in roots:
-            prefix = below(root)
-            under = [i for i in self.catalog.items() if _spelled(i.path).startswith(prefix)
-                     and not (kept and _spelled(i.path).startswith(kept))]
-            if under and not any(folder.startswith(prefix) for folder in listed):
-                if report is not None:
-                    report.failed.append(MediaError(root, f"holds no file now, but {_files(under)} indexed file(s) "
-                                                          "were under it (an unmounted drive?); they were kept: if "
-                                                          f"they are gone, run bindsearch remove {root}"))
-                continue
-            # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept
-            # them) is gone too: its file is indexed under the one spelling now.
-            gone += [i for i in under if _spelled(i.path) != i.path
-                     or (i.path not in present and not os.path.exists(i.path))]
+        prefixes = tuple(below(root) for root in roots)
+        rows = [i for i in self.catalog.items() if _spelled(i.path).startswith(prefixes)
+                and not (kept and _spelled(i.path).startswith(kept))]
+        # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept them)
+        # is gone too: its file is indexed under the one spelling now.
+        gone = [i for i in rows if _spelled(i.path) != i.path
+                or (i.path not in present and not os.path.exists(i.path))]
+        emptied: dict[Path, list[Item]] = {}
+        for item in gone:
+            if _spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
+                emptied.setdefault(folder, []).append(item)
+        for folder, items in emptied.items():
+            if report is not None:
+                report.warnings.append(
+                    f"{folder} is empty now, but {_files(items)} indexed file(s) were in it (an unmounted drive?); "
+                    f"they were kept: if they are gone, run: bindsearch remove {folder} -c {self.directory}")
+        spared = {i.id for items in emptied.values() for i in items}
+        gone = [i for i in gone if i.id not in spared]
         if gone:
             self.catalog.delete(i.id for i in gone)
         return _files(gone)
@@ -659,6 +659,17 @@ _PARTIAL = "partial:"
 def _partial(rows: Sequence[Item]) -> bool:
     """Whether a file's rows are windows an interrupted run kept (so not all of them may be there)."""
     return any(i.content_hash.startswith(_PARTIAL) for i in rows)
+
+
+def _empty_folder_above(path: Path) -> Path | None:
+    """The nearest existing folder above a file that is gone, when that folder is empty (nothing in it at all)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return folder if folder.is_dir() and not any(folder.iterdir()) else None
+    except OSError:
+        return None
 
 
 def _with_id(item: Item, new_id: int) -> Item:

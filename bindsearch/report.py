@@ -18,6 +18,7 @@ class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
+    `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
     per modality a file is indexed as (`--modality` can add a second).
     """
@@ -30,6 +31,7 @@ class IngestReport:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     guessed: Counter = field(default_factory=Counter)
     truncated: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     split: int = 0
     windows: int = 0
     seconds: float = 0.0

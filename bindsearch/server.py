@@ -204,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         value = _one(params, "id") or ""
         if not _digits(value):
             raise RequestError("/file needs ?id=N, a hit's id")
-        item = self.server.collection.catalog.pinned().get([int(value)]).get(int(value)) if len(value) < 19 else None
+        wanted = int(value)
+        item = self.server.collection.catalog.pinned().get([wanted]).get(wanted) if wanted < 1 << 63 else None
         if item is None:
             raise RequestError(f"no item {value} in the collection", HTTPStatus.NOT_FOUND)
         path = Path(item.path)

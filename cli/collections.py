@@ -99,7 +99,7 @@ def index(
                     "unchanged": report.unchanged, "removed": report.removed,
                     "failed": [{"path": str(e.path), "error": e.cause} for e in report.failed],
                     "skipped": [{"path": str(p), "reason": r} for p, r in report.skipped],
-                    "guessed": guessed, "truncated": [str(p) for p in report.truncated],
+                    "guessed": guessed, "truncated": [str(p) for p in report.truncated], "warnings": report.warnings,
                     "split": report.split, "windows": report.windows, "seconds": round(report.seconds, 3)})
     else:
         for g in guessed:
@@ -112,6 +112,8 @@ def index(
                        f"their start (e.g. {report.truncated[0]})", err=True)
         for e in report.failed:
             typer.echo(f"error: {e}; skipped", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         if not (report.new or report.changed or report.unchanged or report.removed or report.failed):
             typer.echo(f"nothing to index in {', '.join(map(str, paths))}: no image, video, audio, depth, infrared "
                        "or .txt files", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 import warnings
@@ -79,8 +80,8 @@ def main() -> None:
             raise
         if _catalog_error(error):  # LanceDB's own words, then what to do
             error = _catalog_advice(error)
-        elif isinstance(error, OSError) and error.filename is not None and error.strerror:
-            error = f"{error.filename}: {error.strerror}"
+        elif isinstance(error, OSError) and error.strerror:
+            error = f"{error.filename}: {error.strerror}" if error.filename is not None else error.strerror
         typer.echo(f"error: {error}", err=True)
         sys.exit(status)
 
@@ -91,9 +92,15 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     typer.echo(f"warning: {message}", err=True)
 
 
+_SYSTEM_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""Errors of the system's that say what is wrong even without a file name: disk full, quota, read-only, denied."""
+
+
 def _file_error(error: Exception) -> bool:
-    """A missing file, or any error of the system's about a file it names (`[Errno 20] Not a directory: 'x/y'`)."""
-    return isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and error.filename is not None)
+    """A missing file, or an error of the system's about a file it names (`[Errno 20] Not a directory: 'x/y'`)
+    or that needs no name (no space left on the device)."""
+    return isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and (
+        error.filename is not None or error.errno in _SYSTEM_REFUSALS))
 
 
 def _catalog_error(error: Exception) -> bool:

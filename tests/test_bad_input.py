@@ -283,6 +283,22 @@ def test_world_and_train_options_are_checked_before_any_work(tmp_path, run_cli):
     code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
                            "--batch-size", "1")
     assert code == 2 and "--batch-size" in " ".join(err.replace("│", " ").split())
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
+                           "--batch-size", "2", "--accumulate", "2")
+    assert code == 2
+    one_line_error(err, "leaves fewer than 2 pairs in each")
+
+
+def test_a_full_disk_is_one_line_though_it_names_no_file(monkeypatch, run_cli, tmp_path):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("numpy.save", full)
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "v.npy")
+    assert code == 1
+    one_line_error(err, "error: No space left on device")
 
 
 def test_a_folder_given_as_a_query_file_is_said_to_be_a_folder(tmp_path, run_cli):

@@ -160,6 +160,19 @@ def test_kinetics_flat_layout_labels_clips_by_youtube_id(tmp_path):
     assert result["baselines"] == {"ImageBind-Huge": {"video->class": {"top1": 50.0}}}
 
 
+def test_kinetics_in_class_folders_beside_val_csv_and_a_stray_clip_reads_the_folders(tmp_path):
+    import shutil
+
+    from bindsearch.evaluation.datasets import read_classification
+
+    files = make_class_folders(tmp_path / "k400", "video", classes=("abseiling", "zumba"))
+    make_k400(tmp_path / "flat")
+    shutil.copy(tmp_path / "flat" / "val.csv", tmp_path / "k400" / "val.csv")
+    shutil.copy(files[0][0], tmp_path / "k400" / "stray.mp4")
+    data = read_classification(tmp_path / "k400", "video")
+    assert data.classnames == ["abseiling", "zumba"] and len(data.paths) == 4
+
+
 def test_one_class_folder_is_a_layout_error_not_a_perfect_score(tmp_path):
     from bindsearch.evaluation.datasets import read_classification
 

@@ -341,20 +341,27 @@ def test_a_dead_link_or_a_file_that_no_longer_decodes_leaves_no_stale_hit(tmp_pa
 
 
 def test_a_folder_that_is_empty_now_keeps_its_rows_and_says_so(tmp_path, tiny_model):
-    files = _pictures(tmp_path / "mnt" / "nas", ["a.png", "b.png"])
+    nas = tmp_path / "media" / "nas"  # a drive mounted below the folder indexed
+    files = _pictures(nas / "2024", ["a.png", "b.png"])
+    (kept,) = _pictures(tmp_path / "media" / "local", ["c.png"], seed=1)
     col = Collection.open("mounted", model=tiny_model)
-    col.add([tmp_path / "mnt" / "nas"], workers=0)
+    col.add([tmp_path / "media"], workers=0)
     saved = [f.read_bytes() for f in files]
-    for f in files:
-        f.unlink()  # as an unmounted drive's mount point looks
-    report = col.add([tmp_path / "mnt" / "nas"], workers=0)
-    assert report.removed == 0 and len(col.catalog) == 2
-    assert [str(e) for e in report.failed] == [
-        f"{tmp_path / 'mnt' / 'nas'}: holds no file now, but 2 indexed file(s) were under it (an unmounted drive?); "
-        f"they were kept: if they are gone, run bindsearch remove {tmp_path / 'mnt' / 'nas'}"]
+    shutil.rmtree(nas / "2024")  # as the mount point looks once the drive is unmounted: there, and empty
+    for roots in ([tmp_path / "media"], [tmp_path / "media", nas]):  # nested roots agree
+        report = col.add(roots, workers=0)
+        assert report.ok and report.removed == 0 and len(col.catalog) == 3
+        assert report.warnings == [
+            f"{nas} is empty now, but 2 indexed file(s) were in it (an unmounted drive?); they were kept: if they "
+            f"are gone, run: bindsearch remove {nas} -c {col.directory}"]
+    (nas / "2024").mkdir()
     files[0].write_bytes(saved[0])  # back, but not all: the other one is really gone
-    report = col.add([tmp_path / "mnt" / "nas"], workers=0)
-    assert report.ok and (report.unchanged, report.removed) == (1, 1)
+    report = col.add([tmp_path / "media"], workers=0)
+    assert report.ok and (report.unchanged, report.removed) == (2, 1) and not report.warnings
+    shutil.rmtree(nas)  # a folder deleted with its files: they are gone
+    report = col.add([tmp_path / "media"], workers=0)
+    assert report.ok and report.removed == 1 and not report.warnings
+    assert [i.path for i in col.catalog.items()] == [str(kept)]
 
 
 def test_a_run_that_waits_for_the_lock_lists_the_folder_once_it_has_it(tmp_path, tiny_model):

@@ -211,14 +211,17 @@ def test_a_sixteen_bit_or_float_image_is_stretched_not_clipped_white(tmp_path):
 
     yy, xx = np.mgrid[0:64, 0:64]
     raw = (20000 + 60 * xx + 40 * yy).astype(np.uint16)  # a raw radiometric thermal frame
+    low, high = np.percentile(raw, [1, 99])
+    Image.fromarray((np.clip((raw - low) / (high - low), 0, 1) * 255).round().astype(np.uint8)).save(
+        tmp_path / "ir8.png")  # the frame as a camera's automatic gain shows it
+    raw[0, 0] = 65535  # a hot pixel, which must not grey out the rest
     Image.fromarray(raw).save(tmp_path / "ir16.png")
-    Image.fromarray(((raw - raw.min()) / np.ptp(raw) * 255).round().astype(np.uint8)).save(tmp_path / "ir8.png")
     Image.fromarray(raw.astype(np.float32) / 1e5).save(tmp_path / "irf.tiff")
     prep = Preprocess(image_size=32)
     eight = media.load("infrared", tmp_path / "ir8.png", prep)
     for name in ("ir16.png", "irf.tiff"):
         x = media.load("infrared", tmp_path / name, prep)
-        assert x.std() > 0.5 and (x - eight).abs().max() < 0.05, name  # the 8-bit export of the same frame
+        assert x.std() > 0.5 and (x - eight).abs().mean() < 0.02, name  # the 8-bit export of the same frame
 
 
 def test_a_float_tiff_depth_map_is_in_metres(tmp_path):
@@ -275,7 +278,9 @@ def test_resampling_at_an_odd_rate_takes_the_sparse_path_with_the_dense_weights(
     out = resample(torch.sin(2 * np.pi * 440 * t)[None], rate, 16000)
     want = torch.sin(2 * np.pi * 440 * torch.arange(out.shape[-1]) / 16000)
     assert out.shape[-1] == 32000 and (out[0, 200:-200] - want[200:-200]).abs().max() < 2e-3
-    assert audio._sinc_kernel.cache_info().currsize <= 16
+    built = audio._sinc_kernel.cache_info().misses
+    resample(torch.zeros(1, 1000), 22254, 16000)
+    assert audio._sinc_kernel.cache_info().misses == built  # no dense kernel was built for it
 
 
 def test_eight_bit_audio_through_pyav_is_centred_at_silence(tmp_path):

@@ -269,8 +269,10 @@ def test_the_page_and_the_indexed_files_it_shows(server, indexed):
     assert got == 416 and "outside the file" in json.loads(body)["error"]
 
 
-def test_preloading_a_tower_the_model_lacks_is_refused_before_listening(tmp_path):
-    from bindsearch.server import ServeError, serve
+def test_preloading_a_tower_the_model_lacks_is_refused(tmp_path, monkeypatch):
+    from bindsearch.server import SearchServer, ServeError, serve
+
+    monkeypatch.setattr(SearchServer, "serve_forever", lambda self: None)  # were it not refused: no hang
 
     col = Collection.open(tmp_path / "depth-only", model=str(ROOT / "tests" / "fixtures" / "parity" / "depth"),
                           device="cpu")

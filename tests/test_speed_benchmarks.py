@@ -149,3 +149,24 @@ def test_collection_search_benchmark_times_both_ways(capsys) -> None:
     assert set(result) == {"every search from scratch", "held", "under one folder, a new one each query",
                            "under the same folder again", "under 40 folders"}
     assert "ratio" in capsys.readouterr().out and all(ms > 0 for ms in result.values())
+
+
+def test_the_bindworld_benchmark_regenerates_only_the_world_it_made(tmp_path: Path, monkeypatch) -> None:
+    from bindsearch.world import make_world
+
+    bindworld = load("bindworld")
+    made = []
+
+    def counted(directory, n, seed, *args, **kwargs):
+        made.append((n, seed))
+        return make_world(directory, n, seed, *args, **kwargs)
+
+    monkeypatch.setattr(bindworld, "make_world", counted)
+    bindworld.ensure_world(tmp_path / "ours", 6, 1, 1)
+    bindworld.ensure_world(tmp_path / "ours", 6, 1, 1)  # the same: read as it is
+    bindworld.ensure_world(tmp_path / "ours", 8, 2, 1)  # another size and seed: made again
+    assert made == [(6, 1), (8, 2)]
+    make_world(tmp_path / "users", 6, 5, {"train": 0.0, "val": 0.0, "test": 1.0})  # a user's, all test too
+    before = (tmp_path / "users" / "scenes.csv").read_text()
+    bindworld.ensure_world(tmp_path / "users", 8, 2, 1)
+    assert made == [(6, 1), (8, 2)] and (tmp_path / "users" / "scenes.csv").read_text() == before

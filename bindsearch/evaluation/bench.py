@@ -302,7 +302,7 @@ def _accuracy(vectors: np.ndarray, classifier: np.ndarray, labels: np.ndarray, t
 def _nyud_classes(classnames: list[str], labels: np.ndarray, notes: list[str]) -> tuple[np.ndarray, list[str]]:
     """NYU-D's raw scene types merged into the 10-class protocol (a note says how many became 'others')."""
     labels, merged_names, merged = nyud_protocol([classnames[i] for i in labels])
-    if set(classnames) - set(merged_names):
+    if merged and "others" not in classnames:
         notes.append(f"NYU-D 10-class protocol: {len(classnames)} scene types read, {merged} file(s) of the types "
                      "outside the nine named classes scored as 'others'")
     return labels, merged_names

@@ -350,7 +350,10 @@ def _k400_folder(root: Path) -> Path | None:
     extensions = media_extensions("video")
     for subdir in _K400_VIDEO_DIRS:
         folder = root / subdir
-        if folder.is_dir() and any(p.suffix.lower() in extensions for p in folder.iterdir()):
+        if not folder.is_dir() or (folder == root and any(p.is_dir() and not p.name.startswith(".")
+                                                          for p in root.iterdir())):
+            continue  # ROOT itself counts only without class folders beside the clips
+        if any(p.suffix.lower() in extensions for p in folder.iterdir()):
             return folder
     return None
 
@@ -447,14 +450,16 @@ def _pair_folder(root: Path, modality: str, folder: str | None) -> Path:
     return path
 
 
-def _media_files(folder: Path, modality: str, layout: str) -> list[Path]:
-    """The `modality` files directly inside `folder`, sorted; none is a layout error."""
+def _media_files(folder: Path, modality: str, layout: str, name_folder: str | None = None) -> list[Path]:
+    """The `modality` files directly inside `folder`, sorted; none is a layout error (which, where the caller has
+    an option `name_folder` to name another folder, names the sub-folders it could mean)."""
     extensions = media_extensions(modality)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file())
     if not files:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        hint = (f"; it has sub-folders ({', '.join(subfolders[:4])}): name one with --a-dir/--b-dir, e.g. "
-                f"{folder.name}/{'test' if 'test' in subfolders else subfolders[0]}") if subfolders else ""
+        hint = (f"; it has sub-folders ({', '.join(subfolders[:4])}): name one with {name_folder}, e.g. "
+                f"{folder.name}/{'test' if 'test' in subfolders else subfolders[0]}") if subfolders and name_folder \
+            else ""
         raise DatasetLayoutError(f"{folder} holds no {modality} file ({', '.join(extensions)}){hint}; "
                                  f"expected {layout}")
     return files
@@ -463,7 +468,7 @@ def _media_files(folder: Path, modality: str, layout: str) -> list[Path]:
 def _stems(folder: Path, modality: str) -> dict[str, Path]:
     """stem -> file for the `modality` files of `folder`; two files with one stem is a layout error."""
     by_stem: dict[str, Path] = {}
-    for path in _media_files(folder, modality, PAIRED_LAYOUT):
+    for path in _media_files(folder, modality, PAIRED_LAYOUT, name_folder="--a-dir/--b-dir"):
         if path.stem in by_stem:
             raise DatasetLayoutError(f"{by_stem[path.stem].name} and {path.name} in {folder} share a stem, so the "
                                      f"pairing is ambiguous; expected {PAIRED_LAYOUT}")

@@ -151,12 +151,18 @@ def _sinc_weights(orig: int, new: int, taps: torch.Tensor, width_zeros: int, rol
     return torch.where(t == 0, torch.ones_like(t), t.sin() / t) * window * (base / orig)
 
 
-def _width(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> int:
+_WIDTH_ZEROS, _ROLLOFF = 6, 0.99
+"""torchaudio's default resampling: sinc lobes each side, and the cut-off as a share of the lower Nyquist rate."""
+
+
+def _width(orig: int, new: int, width_zeros: int = _WIDTH_ZEROS, rolloff: float = _ROLLOFF) -> int:
+    """Source samples each side of an output sample that its kernel reaches, at the reduced ratio orig:new."""
     return math.ceil(width_zeros * orig / (min(orig, new) * rolloff))
 
 
 @lru_cache(maxsize=16)
-def _sinc_kernel(orig: int, new: int, width_zeros: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
+def _sinc_kernel(orig: int, new: int, width_zeros: int = _WIDTH_ZEROS, rolloff: float = _ROLLOFF
+                 ) -> tuple[torch.Tensor, int]:
     """(new, 1, 2 * width + orig) convolution kernel with stride orig, and width."""
     width = _width(orig, new, width_zeros, rolloff)
     taps = torch.arange(0, 2 * width + orig)[None, None]
@@ -188,7 +194,7 @@ def _resample_sparse(wave: torch.Tensor, orig: int, new: int, chunk: int = 1 << 
     span = 2 * width + 2
     first = torch.arange(new) * orig // new  # (new,) first non-zero tap of each phase, within its block
     taps = first[:, None] + torch.arange(span)  # (new, span)
-    weights = _sinc_weights(orig, new, taps, 6, 0.99)
+    weights = _sinc_weights(orig, new, taps, _WIDTH_ZEROS, _ROLLOFF)
     weights[taps >= 2 * width + orig] = 0.0  # beyond the dense kernel's last tap
     shape = wave.shape
     flat = F.pad(wave.reshape(-1, shape[-1]), (width, width + orig + span))

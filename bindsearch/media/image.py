@@ -43,8 +43,9 @@ def _centre_band(pixels: torch.Tensor) -> torch.Tensor:
     """A (c, h, w) image longer than `_MAX_ASPECT` times its short side, cut to its centre `_MAX_ASPECT` squares.
 
     Resizing the short side first, as the reference does, would blow a 2 x 40,000 strip up to 224 x 4,480,000
-    pixels (12 GB) only to keep its centre square; the cut keeps far more than the centre crop reads, so images
-    within the ratio are untouched and the ones beyond it change only in the antialiasing at the crop's edges.
+    pixels (12 GB) only to keep its centre square. Images within the ratio (every ordinary photo) are untouched;
+    beyond it the centre crop shows the same part of the image, resampled on a grid shifted by up to a pixel
+    from the reference's (a few units of normalised value apart on noise, the same picture to the eye).
     """
     _, h, w = pixels.shape
     short, long = min(h, w), max(h, w)
@@ -81,7 +82,7 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
     """RGB, grayscale, RGBA, palette or CMYK file -> (3, s, s), upright by its EXIF orientation; single-channel
     files are repeated to RGB. 16-bit and float single-channel files (raw thermal frames, scientific images) are
-    stretched from their own minimum to maximum, as a thermal camera's automatic gain does for display."""
+    stretched between their own 1st and 99th percentiles, as a thermal camera's automatic gain does for display."""
     from PIL import ImageOps
 
     path = Path(path)
@@ -100,15 +101,18 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
 
 
 def _stretched(values: np.ndarray, path: Path) -> np.ndarray:
-    """(h, w) values of any range -> [0, 1], minimum to maximum (a constant image is mid grey)."""
+    """(h, w) values of any range -> [0, 1], from the 1st to the 99th percentile, clipped beyond (a dead or hot
+    pixel does not grey out the rest); a constant image is mid grey."""
     finite = np.isfinite(values)
     if not finite.any():
         raise MediaError(path, "image holds no finite pixel value")
-    low, high = float(values[finite].min()), float(values[finite].max())
+    low, high = (float(v) for v in np.percentile(values[finite], [1, 99]))
+    if high == low:
+        low, high = float(values[finite].min()), float(values[finite].max())
     values = np.where(finite, values, low)
     if high == low:
         return np.full(values.shape, 0.5, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
@@ -137,8 +141,8 @@ def _read_npy(path: Path) -> np.ndarray:
 def _depth_metres(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         depth = _read_npy(path).astype(np.float32)
-        if depth.ndim > 2:  # (1, h, w) or (h, w, 1), as some tools save a single-channel map
-            depth = np.squeeze(depth, axis=tuple(a for a in range(depth.ndim) if depth.shape[a] == 1)[:depth.ndim - 2])
+        while depth.ndim > 2 and 1 in depth.shape:  # (1, h, w) or (h, w, 1), as some tools save one channel
+            depth = np.squeeze(depth, axis=depth.shape.index(1))
     else:
         image = _open(path)
         if image.mode not in _HIGH_DEPTH_MODES:

@@ -457,6 +457,9 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
     preprocess = preprocess or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
     tower = tower or default_tower(modality, preprocess)
     config = TrainConfig(modality, tower, preprocess, input_config, **settings)
+    if config.batch_size // config.accumulate < 2:
+        raise ValueError(f"--batch-size {config.batch_size} over --accumulate {config.accumulate} micro-batches "
+                         "leaves fewer than 2 pairs in each: InfoNCE needs another pair to contrast with")
     cache = Path(cache) if cache is not None else Path(out) / "cache"
     pairs = read_pairs(pairs_csv)
     if val_csv is not None:
