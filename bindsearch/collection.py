@@ -406,7 +406,9 @@ class Collection:
 
         Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
         list but that exist (a hidden file or one behind a link to a folder, indexed by name), and the files of a
-        folder that is empty now, as an unmounted drive's mount point is (said in `report.warnings`)."""
+        folder that is empty now, as an unmounted drive's mount point is, where it is a folder given to index or
+        held `_MANY_GONE` indexed files or more (said in `report.warnings`): one picture deleted from its folder is
+        gone, a whole drive's worth at once more likely out of reach."""
         kept = tuple(below(folder) for folder in unreadable)
         prefixes = tuple(below(root) for root in roots)
         rows = [i for i in self.catalog.items() if _spelled(i.path).startswith(prefixes)
@@ -419,6 +421,8 @@ class Collection:
         for item in gone:
             if _spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
                 emptied.setdefault(folder, []).append(item)
+        emptied = {folder: items for folder, items in emptied.items()
+                   if folder in roots or _files(items) >= _MANY_GONE}
         for folder, items in emptied.items():
             if report is not None:
                 report.warnings.append(
@@ -659,6 +663,10 @@ _PARTIAL = "partial:"
 def _partial(rows: Sequence[Item]) -> bool:
     """Whether a file's rows are windows an interrupted run kept (so not all of them may be there)."""
     return any(i.content_hash.startswith(_PARTIAL) for i in rows)
+
+
+_MANY_GONE = 10
+"""Indexed files gone from one folder, now empty, from which `index` takes it for a drive that is not mounted."""
 
 
 def _empty_folder_above(path: Path) -> Path | None:

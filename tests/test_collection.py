@@ -342,7 +342,7 @@ def test_a_dead_link_or_a_file_that_no_longer_decodes_leaves_no_stale_hit(tmp_pa
 
 def test_a_folder_that_is_empty_now_keeps_its_rows_and_says_so(tmp_path, tiny_model):
     nas = tmp_path / "media" / "nas"  # a drive mounted below the folder indexed
-    files = _pictures(nas / "2024", ["a.png", "b.png"])
+    files = _pictures(nas / "2024", [f"{i}.png" for i in range(10)])
     (kept,) = _pictures(tmp_path / "media" / "local", ["c.png"], seed=1)
     col = Collection.open("mounted", model=tiny_model)
     col.add([tmp_path / "media"], workers=0)
@@ -350,14 +350,19 @@ def test_a_folder_that_is_empty_now_keeps_its_rows_and_says_so(tmp_path, tiny_mo
     shutil.rmtree(nas / "2024")  # as the mount point looks once the drive is unmounted: there, and empty
     for roots in ([tmp_path / "media"], [tmp_path / "media", nas]):  # nested roots agree
         report = col.add(roots, workers=0)
-        assert report.ok and report.removed == 0 and len(col.catalog) == 3
+        assert report.ok and report.removed == 0 and len(col.catalog) == 11
         assert report.warnings == [
-            f"{nas} is empty now, but 2 indexed file(s) were in it (an unmounted drive?); they were kept: if they "
+            f"{nas} is empty now, but 10 indexed file(s) were in it (an unmounted drive?); they were kept: if they "
             f"are gone, run: bindsearch remove {nas} -c {col.directory}"]
     (nas / "2024").mkdir()
-    files[0].write_bytes(saved[0])  # back, but not all: the other one is really gone
+    files[0].write_bytes(saved[0])  # back, but not all: the others are really gone
     report = col.add([tmp_path / "media"], workers=0)
-    assert report.ok and (report.unchanged, report.removed) == (2, 1) and not report.warnings
+    assert report.ok and (report.unchanged, report.removed) == (2, 9) and not report.warnings
+    (one,) = _pictures(tmp_path / "media" / "single", ["only.png"], seed=3)
+    col.add([tmp_path / "media"], workers=0)
+    one.unlink()  # the one picture of its folder, deleted: gone, not a drive out of reach
+    report = col.add([tmp_path / "media"], workers=0)
+    assert report.ok and report.removed == 1 and not report.warnings
     shutil.rmtree(nas)  # a folder deleted with its files: they are gone
     report = col.add([tmp_path / "media"], workers=0)
     assert report.ok and report.removed == 1 and not report.warnings
