@@ -60,7 +60,7 @@ from indexes import (
 )
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
-    from bindsearch.media import MediaError
+    from bindsearch.media import MediaError, WindowPlan
     from bindsearch.models import EmbeddingModel
     from bindsearch.pipeline import EncodedBatch
 
@@ -257,10 +257,9 @@ class Collection:
                     try:
                         stat = f.stat()
                         if previous and _partial(previous):  # an interrupted run embedded some of its windows
-                            if not self._same_bytes(f, previous[0], stat):
-                                outdated += previous
-                                previous = []
-                            todo.setdefault(as_kind, []).append((f, previous))
+                            usable = self._resumable(f, as_kind, previous, stat, plan)
+                            outdated += [i for i in previous if i not in usable]
+                            todo.setdefault(as_kind, []).append((f, usable))
                             continue
                         if previous and self._unchanged(f, previous[0], stat):
                             report.unchanged += 1
@@ -338,6 +337,10 @@ class Collection:
             vectors.append(vector.numpy())
         for path, windows in by_file.items():
             old = state.previous.get(path) or []
+            if _partial(old) and old[0].content_hash != _PARTIAL + windows[0][2][2]:
+                # Changed after its kept windows were checked: they embed other bytes than the rest.
+                report.failed.extend(self._failed_again([_changed_while_indexed(path)], state, report))
+                continue
             if path in state.written or _partial(old):  # finished: its partial rows become its rows, window by window
                 ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
                 found = [ids.pop(window, None) for window, _, _ in windows]
@@ -364,14 +367,23 @@ class Collection:
         for item in items:
             if item.content_hash.startswith(_PARTIAL):
                 state.written[item.path][(item.start, item.end)] = item.id
-        if all(i.id >= start for i in items) and not stale:
+        if all(i.id >= start and not state.previous.get(i.path) for i in items) and not stale and not state.written:
             self.catalog.add(items, np.stack(vectors))
         else:
             self.catalog.upsert(items, np.stack(vectors), delete=stale)
 
-    def _same_bytes(self, path: Path, item: Item, stat: os.stat_result) -> bool:
-        """Whether `path` still holds the bytes a partial row of it was embedded from."""
-        return stat.st_size == item.size and content_hash(path) == item.content_hash.removeprefix(_PARTIAL)
+    def _resumable(self, path: Path, kind: str, rows: list[Item], stat: os.stat_result,
+                   plan: WindowPlan) -> list[Item]:
+        """The partial rows of a file that this run can keep: none where the file's bytes are not those they were
+        embedded from, and only the windows this run's plan (its `--window`) also cuts."""
+        from bindsearch import media
+
+        hashes = {i.content_hash for i in rows}
+        if len(hashes) != 1 or stat.st_size != rows[0].size or \
+                content_hash(path) != rows[0].content_hash.removeprefix(_PARTIAL):
+            return []
+        windows = set(plan.windows(media.duration(kind, path)) or ())
+        return [i for i in rows if (i.start, i.end) in windows]
 
     def _stored_windows(self, rows: Sequence[Item]) -> dict[tuple, object]:
         """window -> (d,) vector of the partial rows an interrupted run kept of a file."""
@@ -474,7 +486,9 @@ class Collection:
             stored = known.get(str(path), [])
             stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
-            if file_modality is None and stored and (not path.exists() or self._unchanged(path, stored[0])):
+            # (Windows an interrupted run kept are not all of it: such a file is read again.)
+            if file_modality is None and stored and not _partial(stored) and (
+                    not path.exists() or self._unchanged(path, stored[0])):
                 if at is None:
                     parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
@@ -658,6 +672,12 @@ class _Rows:
 
 _PARTIAL = "partial:"
 """Marks the hash of a window row kept before its file was finished: an interrupted run's windows."""
+
+
+def _changed_while_indexed(path: str) -> MediaError:
+    from bindsearch.media import MediaError
+
+    return MediaError(Path(path), "changed while it was being indexed (read twice, it differed); run index again")
 
 
 def _partial(rows: Sequence[Item]) -> bool:

@@ -542,3 +542,21 @@ def test_kept_windows_of_a_file_changed_since_are_dropped_and_a_failing_file_kee
     report = col.add([tmp_path / "more"], batch_size=2, workers=0, window=2.0, commit_seconds=0)
     assert [str(e.path) for e in report.failed] == [str(other)] and report.new == 0
     assert not [i for i in col.catalog.items() if i.path == str(other)]  # its first 15 windows were dropped too
+
+
+def test_kept_windows_survive_a_new_window_length_only_where_they_fit_and_a_moment_reads_the_file(
+        tmp_path, tiny_model, monkeypatch):
+    wav = _long_wav(tmp_path / "media" / "talk.wav")
+    col = Collection.open(tmp_path / "rewindowed", model=tiny_model)
+    _interrupt_after(monkeypatch, tiny_model, calls=4)
+    with pytest.raises(KeyboardInterrupt):
+        col.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0, commit_seconds=0)
+    assert len(col.catalog) == 6  # windows 0-2, 2-4, ... 10-12 kept
+    monkeypatch.undo()
+    hit = col.search(files=[wav], at=20.0, k=1)  # a moment past the kept windows: read from the file
+    assert len(hit) == 1
+    report = col.add([tmp_path / "media"], batch_size=2, workers=0, window=4.0, commit_seconds=0)
+    assert report.ok and (report.new, report.windows) == (1, 10)
+    rows = sorted(col.catalog.items(), key=lambda i: i.start)
+    assert [(i.start, i.end) for i in rows] == [(4.0 * n, 4.0 * n + 4.0) for n in range(10)]
+    assert not any(i.content_hash.startswith("partial:") for i in rows)
