@@ -339,7 +339,9 @@ class Collection:
             old = state.previous.get(path) or []
             if _partial(old) and old[0].content_hash != _PARTIAL + windows[0][2][2]:
                 # Changed after its kept windows were checked: they embed other bytes than the rest.
-                report.failed.extend(self._failed_again([_changed_while_indexed(path)], state, report))
+                from bindsearch.pipeline import changed_while_indexed
+
+                report.failed.extend(self._failed_again([changed_while_indexed(path)], state, report))
                 continue
             if path in state.written or _partial(old):  # finished: its partial rows become its rows, window by window
                 ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
@@ -672,12 +674,6 @@ class _Rows:
 
 _PARTIAL = "partial:"
 """Marks the hash of a window row kept before its file was finished: an interrupted run's windows."""
-
-
-def _changed_while_indexed(path: str) -> MediaError:
-    from bindsearch.media import MediaError
-
-    return MediaError(Path(path), "changed while it was being indexed (read twice, it differed); run index again")
 
 
 def _partial(rows: Sequence[Item]) -> bool:

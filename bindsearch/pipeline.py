@@ -213,6 +213,11 @@ def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) ->
         yield EncodedBatch([paths[i] for i in keep], vectors[keep], failures, truncated, [described[i] for i in keep])
 
 
+def changed_while_indexed(path: str | Path) -> MediaError:
+    """The failure of a file whose bytes differed between two reads of one run."""
+    return MediaError(Path(path), "changed while it was being indexed (read twice, it differed); run index again")
+
+
 def _finite_rows(vectors: torch.Tensor) -> list[bool]:
     """Whether each row of `vectors` is finite."""
     return torch.isfinite(vectors).all(dim=1).tolist() if len(vectors) else []
@@ -237,7 +242,7 @@ def _encode_windows(model: EmbeddingModel, modality: str, loader: DataLoader, pr
     def changed(path: Path) -> MediaError:
         failed.add(path)
         started.pop(path, None)
-        return MediaError(path, "changed while it was being indexed (read twice, it differed); run index again")
+        return changed_while_indexed(path)
 
     for items in loader:
         good = [item for item in items if item[5] is None and item[0] not in failed]
