@@ -244,7 +244,7 @@ def memory(args: argparse.Namespace) -> dict:
 def commits(args: argparse.Namespace) -> dict:
     import statistics
 
-    import bindsearch.collection as collection_module
+    import bindsearch.ingest as ingest_module
     from bindsearch import load_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-commits-", dir=args.workdir))
@@ -253,13 +253,13 @@ def commits(args: argparse.Namespace) -> dict:
         write_image(work / "files" / f"{i:05d}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     model = load_model("random:tiny", device="cpu")
     ways = {"commit per batch": (0.0, False), "commit per batch + compact": (0.0, True),
-            f"commit per {collection_module.COMMIT_SECONDS:g} s + compact": (collection_module.COMMIT_SECONDS, True)}
+            f"commit per {ingest_module.COMMIT_SECONDS:g} s + compact": (ingest_module.COMMIT_SECONDS, True)}
     rows: dict[str, list[dict]] = {way: [] for way in ways}
-    compact_above = collection_module.COMPACT_FRAGMENTS
+    compact_above = ingest_module.COMPACT_FRAGMENTS
     try:
         for _ in range(args.rounds):
             for way, (seconds, compact) in ways.items():
-                collection_module.COMPACT_FRAGMENTS = compact_above if compact else 1 << 60
+                ingest_module.COMPACT_FRAGMENTS = compact_above if compact else 1 << 60
                 shutil.rmtree(work / "collection", ignore_errors=True)
                 start = time.perf_counter()
                 report = Collection.open(work / "collection", model=model).add(
@@ -279,7 +279,7 @@ def commits(args: argparse.Namespace) -> dict:
                 rows[way].append({"files_per_s": report.new / ingest, "fragments": fragments,
                                   "search_ms": statistics.median(searches) * 1e3, "rerun_s": rerun})
     finally:
-        collection_module.COMPACT_FRAGMENTS = compact_above
+        ingest_module.COMPACT_FRAGMENTS = compact_above
         shutil.rmtree(work, ignore_errors=True)
     print(f"# {hardware()}; {args.files} images (32 x 32 png), random:tiny, batches of {args.batch_size}, "
           f"best of {args.rounds}")

@@ -9,9 +9,8 @@ so a search finds the moment in an hour-long recording. A search returns each fi
 unless asked for every window.
 
 The LanceDB catalog (`indexes.Catalog`) is the source of truth; FAISS indexes, one per modality, are a
-cache rebuilt from it when stale. Ingest commits what it has encoded every few seconds (`COMMIT_SECONDS`)
-under a writer lock, so a killed `index` loses at most those seconds of work and the next run finishes the
-job; a run that left the catalog in many pieces compacts it.
+cache rebuilt from it when stale. `add` runs an `Ingest` (`bindsearch.ingest`) under a writer lock: it commits
+what it has encoded every few seconds, so a killed `index` loses at most those seconds of work.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,16 +33,13 @@ from bindsearch.files import (
     absolute,
     below,
     check_paths,
-    content_hash,
-    describe_file,
     file_in_the_way,
     given_paths,
     printable,
-    unreadable_cause,
-    walk,
 )
 from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, list_collections
+from bindsearch.ingest import COMMIT_SECONDS, PARTIAL, Ingest, files_of, partial, spelled, unchanged
 from bindsearch.models.config import canonical_modality
 from bindsearch.moments import window_at, window_from
 from bindsearch.report import IngestReport
@@ -51,7 +47,6 @@ from indexes import (
     Catalog,
     CollectionLock,
     EncoderInfo,
-    Item,
     LockTimeout,
     VectorIndex,
     merge_topk,
@@ -60,19 +55,12 @@ from indexes import (
 )
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
-    from bindsearch.media import MediaError, WindowPlan
     from bindsearch.models import EmbeddingModel
-    from bindsearch.pipeline import EncodedBatch
 
 __all__ = ["Collection", "CollectionError", "Hit", "IngestReport", "check_paths", "collections_home",
            "list_collections", "search_result"]
 
 
-COMMIT_SECONDS = 5.0
-"""Ingest commits at most this often. Each commit adds a data file that every later read visits (a commit per
-encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
-COMPACT_FRAGMENTS = 32
-"""A catalog spread over more data files than this is compacted at the end of `add`."""
 SUBSET_ROWS = 50_000
 """A search restricted to folders (`under`) whose rows number at most this many scores just those rows, exactly;
 above it, the modality's index is searched and rows outside the folders are passed over."""
@@ -206,11 +194,9 @@ class Collection:
         """
         from bindsearch import media
         from bindsearch.models.base import UnsupportedModalityError
-        from bindsearch.pipeline import encode_files
 
         start = time.perf_counter()
         plan = media.WindowPlan(window)
-        report = IngestReport()
         paths = list(paths)
         check_paths(given_paths(paths, "index"))
         encodes = self.encoder_modalities()
@@ -218,235 +204,14 @@ class Collection:
         if forced and forced not in encodes:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
-            found = walk(paths)  # after the lock: what a run waited for (--wait) may have changed the folders
-            files = found.files
-            for folder, why in found.unreadable:
-                report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
-                                                              "indexed: make it readable and run index again"))
-            for f in found.misnamed:
-                report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog "
-                                                                    "cannot store: rename the file"))
-            todo: dict[str, list[tuple[Path, list[Item]]]] = {}
-            dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
-            outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
-            retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
-            known = self.catalog.lookup_paths(str(f) for f in files)
-            for f in files:
-                try:
-                    if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
-                        report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
-                        continue
-                except OSError as exc:  # in a folder that can be listed but not entered
-                    report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
-                    continue
-                kind, why = (forced, "--modality") if forced else media.guess_modality(f)
-                indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
-                if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
-                    kind, why = indexed_as[0], "its earlier --modality"
-                if kind is None:
-                    report.skipped.append((f, why))
-                    continue
-                if kind not in encodes:
-                    report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
-                    continue
-                report.guessed[(kind, why if not forced else "--modality")] += 1
-                # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
-                # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
-                for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
-                    previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
-                    try:
-                        stat = f.stat()
-                        if previous and _partial(previous):  # an interrupted run embedded some of its windows
-                            usable = self._resumable(f, as_kind, previous, stat, plan)
-                            outdated += [i for i in previous if i not in usable]
-                            todo.setdefault(as_kind, []).append((f, usable))
-                            continue
-                        if previous and self._unchanged(f, previous[0], stat):
-                            report.unchanged += 1
-                            if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
-                                retimed.update((i.id, stat.st_mtime) for i in previous)
-                            continue
-                    except OSError as exc:  # gone (or unreadable) since the folder was walked
-                        report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
-                        if not f.exists():  # nothing to embed any more: its rows would be hits for nothing
-                            dead += known.get(str(f), [])
-                        break
-                    todo.setdefault(as_kind, []).append((f, previous))
-            self.catalog.touch(retimed)
-            report.removed = self._remove_vanished(found.roots, set(map(str, files)),
-                                                   [folder for folder, _ in found.unreadable], report)
-            if dead:
-                self.catalog.delete(i.id for i in dead)
-                report.removed += _files(dead)
-            self.catalog.delete(i.id for i in outdated)
-            total, done = sum(len(v) for v in todo.values()), 0
-            # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
-            model = self.encoder(todo) if todo else None
-            for kind, entries in todo.items():
-                rows = _Rows({str(f): prev for f, prev in entries})
-                # Long files new to the collection are kept window by window as they are embedded, so that a kill
-                # loses seconds of them; a changed file keeps its old rows until its new ones are all there.
-                progressive = {f for f, prev in entries if not prev or _partial(prev)}
-                stored = {f: self._stored_windows(prev) for f, prev in entries if prev and _partial(prev)}
-                pending, last_commit = [], time.perf_counter()
-                for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
-                                          windows=plan, progressive=progressive, stored=stored):
-                    pending.append(batch)
-                    report.failed.extend(self._failed_again(batch.failures, rows, report))
-                    report.truncated.extend(batch.truncated)
-                    if time.perf_counter() - last_commit >= commit_seconds:
-                        self._commit(kind, pending, rows, report)
-                        pending, last_commit = [], time.perf_counter()
-                    done += batch.files
-                    if progress:
-                        progress(done, total)
-                self._commit(kind, pending, rows, report)
-            if self.catalog.fragments() > COMPACT_FRAGMENTS:
-                self.catalog.compact()
+            ingest = Ingest(self.catalog, self.directory, self.encoder, encodes, forced, plan)
+            report = ingest.run(paths, batch_size, workers, progress, commit_seconds)
             # Leave fresh FAISS caches behind so the next search starts at once (held here for this one's).
             snapshot = self.catalog.pinned()
             for kind in snapshot.modalities():
                 self._index(snapshot, kind)
         report.seconds = time.perf_counter() - start
         return report
-
-    def _unchanged(self, path: Path, item: Item, stat: os.stat_result | None = None) -> bool:
-        stat = stat or path.stat()
-        if stat.st_size == item.size and stat.st_mtime == item.mtime:
-            return True
-        return stat.st_size == item.size and content_hash(path) == item.content_hash
-
-    def _commit(self, kind: str, batches: Sequence[EncodedBatch], state: _Rows, report: IngestReport) -> None:
-        """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
-
-        A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted in the
-        same commit. Windows of a long file not finished yet are kept as partial rows (their hash marked, see
-        `_partial`), and take their place among its rows when it is.
-        """
-        rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
-        by_file: dict[str, list] = {}
-        for path, window, vector, described in rows:
-            by_file.setdefault(str(path), []).append((window, vector, described))
-        items, vectors, stale = [], [], []
-        unfinished = [row for b in batches for row in b.partial
-                      if str(row[0]) not in by_file and str(row[0]) not in state.dropped]
-        for path, window, vector, (size, mtime, digest) in unfinished:
-            state.written.setdefault(str(path), {})
-            items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=_PARTIAL + digest,
-                              start=window[0], end=window[1]))
-            vectors.append(vector.numpy())
-        for path, windows in by_file.items():
-            old = state.previous.get(path) or []
-            if _partial(old) and old[0].content_hash != _PARTIAL + windows[0][2][2]:
-                # Changed after its kept windows were checked: they embed other bytes than the rest.
-                from bindsearch.pipeline import changed_while_indexed
-
-                report.failed.extend(self._failed_again([changed_while_indexed(path)], state, report))
-                continue
-            if path in state.written or _partial(old):  # finished: its partial rows become its rows, window by window
-                ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
-                found = [ids.pop(window, None) for window, _, _ in windows]
-                stale += list(ids.values())
-                report.new += 1
-            else:
-                found = [old[n].id if n < len(old) else None for n in range(len(windows))]
-                stale += [i.id for i in old[len(windows):]]
-                report.changed += bool(old)
-                report.new += not old
-            for (window, vector, (size, mtime, digest)), row_id in zip(windows, found, strict=True):
-                start, end = window if window is not None else (None, None)
-                items.append(Item(path=path, modality=kind, size=size, mtime=mtime, content_hash=digest, id=row_id,
-                                  start=start, end=end))
-                vectors.append(vector)
-            if windows[0][0] is not None:
-                report.split += 1
-                report.windows += len(windows)
-        if not items:
-            return
-        start = self.catalog.next_id()
-        fresh = iter(range(start, start + len(items)))
-        items = [i if i.id is not None else _with_id(i, next(fresh)) for i in items]
-        for item in items:
-            if item.content_hash.startswith(_PARTIAL):
-                state.written[item.path][(item.start, item.end)] = item.id
-        if all(i.id >= start and not state.previous.get(i.path) for i in items) and not stale and not state.written:
-            self.catalog.add(items, np.stack(vectors))
-        else:
-            self.catalog.upsert(items, np.stack(vectors), delete=stale)
-
-    def _resumable(self, path: Path, kind: str, rows: list[Item], stat: os.stat_result,
-                   plan: WindowPlan) -> list[Item]:
-        """The partial rows of a file that this run can keep: none where the file's bytes are not those they were
-        embedded from, and only the windows this run's plan (its `--window`) also cuts."""
-        from bindsearch import media
-
-        hashes = {i.content_hash for i in rows}
-        if len(hashes) != 1 or stat.st_size != rows[0].size or \
-                content_hash(path) != rows[0].content_hash.removeprefix(_PARTIAL):
-            return []
-        windows = set(plan.windows(media.duration(kind, path)) or ())
-        return [i for i in rows if (i.start, i.end) in windows]
-
-    def _stored_windows(self, rows: Sequence[Item]) -> dict[tuple, object]:
-        """window -> (d,) vector of the partial rows an interrupted run kept of a file."""
-        import torch
-
-        vectors = self.catalog.get_vectors([i.id for i in rows])
-        return {(i.start, i.end): torch.from_numpy(v.copy()) for i, v in zip(rows, vectors, strict=True)}
-
-    def _failed_again(self, failures: Sequence[MediaError], state: _Rows, report: IngestReport) -> list[MediaError]:
-        """Failures of this run's batch; a changed file that no longer decodes loses the rows of its earlier
-        bytes, which a search would otherwise keep finding (counted as removed, and said in its error). A long
-        file that fails loses the windows kept of it, by this run or an interrupted one."""
-        from bindsearch.media import MediaError
-
-        out = []
-        for error in failures:
-            path = str(error.path)
-            state.dropped.add(path)
-            self.catalog.delete(state.written.pop(path, {}).values())
-            old = state.previous.get(path) or []
-            state.previous[path] = []
-            self.catalog.delete(i.id for i in old)
-            if old and not _partial(old):
-                report.removed += _files(old)
-                error = MediaError(error.path, f"{error.cause}; the vector of its earlier content was removed")
-            out.append(error)
-        return out
-
-    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = (),
-                         report: IngestReport | None = None) -> int:
-        """Delete catalogued files under the given folders that are no longer there; returns how many files.
-
-        Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
-        list but that exist (a hidden file or one behind a link to a folder, indexed by name), and the files of a
-        folder that is empty now, as an unmounted drive's mount point is, where it is a folder given to index or
-        held `_MANY_GONE` indexed files or more (said in `report.warnings`): one picture deleted from its folder is
-        gone, a whole drive's worth at once more likely out of reach."""
-        kept = tuple(below(folder) for folder in unreadable)
-        prefixes = tuple(below(root) for root in roots)
-        rows = [i for i in self.catalog.items() if _spelled(i.path).startswith(prefixes)
-                and not (kept and _spelled(i.path).startswith(kept))]
-        # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept them)
-        # is gone too: its file is indexed under the one spelling now.
-        gone = [i for i in rows if _spelled(i.path) != i.path
-                or (i.path not in present and not os.path.exists(i.path))]
-        emptied: dict[Path, list[Item]] = {}
-        for item in gone:
-            if _spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
-                emptied.setdefault(folder, []).append(item)
-        emptied = {folder: items for folder, items in emptied.items()
-                   if folder in roots or _files(items) >= _MANY_GONE}
-        for folder, items in emptied.items():
-            if report is not None:
-                report.warnings.append(
-                    f"{folder} is empty now, but {_files(items)} indexed file(s) were in it (an unmounted drive?); "
-                    f"they were kept: if they are gone, run: bindsearch remove {folder} -c {self.directory}")
-        spared = {i.id for items in emptied.values() for i in items}
-        gone = [i for i in gone if i.id not in spared]
-        if gone:
-            self.catalog.delete(i.id for i in gone)
-        return _files(gone)
 
     def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
@@ -455,9 +220,9 @@ class Collection:
         prefixes = tuple(below(t) for t in targets)
         with CollectionLock(self.directory).acquire(timeout=wait):
             gone = [i for i in self.catalog.items()
-                    if _spelled(i.path) in targets or _spelled(i.path).startswith(prefixes)]
+                    if spelled(i.path) in targets or spelled(i.path).startswith(prefixes)]
             self.catalog.delete(i.id for i in gone)
-        return _files(gone)
+        return files_of(gone)
 
     # -- reading --------------------------------------------------------------------------------
     def query_vector(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
@@ -489,8 +254,8 @@ class Collection:
             stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
-            if file_modality is None and stored and not _partial(stored) and (
-                    not path.exists() or self._unchanged(path, stored[0])):
+            if file_modality is None and stored and not partial(stored) and (
+                    not path.exists() or unchanged(path, stored[0])):
                 if at is None:
                     parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
@@ -646,12 +411,14 @@ class Collection:
 
     def stats(self) -> dict:
         """Files per modality, vectors stored (`items`: a long file has one per window, `windows` of them in all),
-        the encoder, and where the collection lives (no model is loaded)."""
+        long files an interrupted run left partly indexed (`partial`), the encoder, and where the collection lives
+        (no model is loaded)."""
         enc = self.catalog.encoder
         size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
         files = {m: self.catalog.count_files(m) for m in self.catalog.modalities()}
         return {"name": self.name, "path": str(self.directory), "files": sum(files.values()),
                 "items": len(self.catalog), "windows": self.catalog.count_windows(), "modalities": files,
+                "partial": len(self.catalog.paths_with_hash(PARTIAL)),
                 "encoder": {"spec": enc.name, "checkpoint": enc.checkpoint, "dim": enc.dim, "metric": enc.metric},
                 "version": self.catalog.version, "disk_bytes": size}
 
@@ -659,50 +426,6 @@ class Collection:
         """Remove the whole collection from disk."""
         with CollectionLock(self.directory).acquire():
             shutil.rmtree(self.directory)
-
-
-@dataclass
-class _Rows:
-    """What one modality's ingest knows of its files' rows: those each had before the run (`previous`), the
-    partial rows the run wrote of long files not finished yet (`written`: path -> window -> id), and the files
-    that failed (`dropped`: their windows still to come are not kept)."""
-
-    previous: dict[str, list[Item]]
-    written: dict[str, dict[tuple, int]] = field(default_factory=dict)
-    dropped: set[str] = field(default_factory=set)
-
-
-_PARTIAL = "partial:"
-"""Marks the hash of a window row kept before its file was finished: an interrupted run's windows."""
-
-
-def _partial(rows: Sequence[Item]) -> bool:
-    """Whether a file's rows are windows an interrupted run kept (so not all of them may be there)."""
-    return any(i.content_hash.startswith(_PARTIAL) for i in rows)
-
-
-_MANY_GONE = 10
-"""Indexed files gone from one folder, now empty, from which `index` takes it for a drive that is not mounted."""
-
-
-def _empty_folder_above(path: Path) -> Path | None:
-    """The nearest existing folder above a file that is gone, when that folder is empty (nothing in it at all)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        return folder if folder.is_dir() and not any(folder.iterdir()) else None
-    except OSError:
-        return None
-
-
-def _with_id(item: Item, new_id: int) -> Item:
-    return replace(item, id=new_id)
-
-
-def _files(items: Iterable[Item]) -> int:
-    """How many files (each modality of a path once) these rows are: a long file has a row per window."""
-    return len({(i.path, i.modality) for i in items})
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -724,11 +447,6 @@ def _rename_checkpoint(directory: Path, catalog: Catalog, checkpoint: str) -> bo
     except (LockTimeout, OSError, RuntimeError):  # RuntimeError: LanceDB's own refusal to write
         return False
     return True
-
-
-def _spelled(stored: str) -> str:
-    """A stored path as `absolute` spells it now (rows written before the paths were normalised may differ)."""
-    return stored if "/." not in stored else str(absolute(stored))
 
 
 def _default_targets(present: Sequence[str]) -> list[str]:

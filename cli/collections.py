@@ -378,6 +378,9 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
     typer.echo(f"  files    {stats['files']}{windows}")
     for m, n in stats["modalities"].items():
         typer.echo(f"    {m:<9}{n}")
+    if stats["partial"]:
+        typer.echo(f"  {stats['partial']} long file(s) partly indexed (a run was stopped): run index on their "
+                   "folders again to finish them")
 
 
 def remove(

@@ -306,6 +306,11 @@ class Catalog:
         table = self._query(_where(_modality_filter(modality), _under_filter(under)), ["id", "vector"])
         return table["id"].to_numpy(), _vectors(table["vector"], self.dim)
 
+    def paths_with_hash(self, prefix: str) -> list[tuple[str, str]]:
+        """(path, modality) of the files some row of which has a content hash starting with `prefix`, sorted."""
+        table = self._query(f"starts_with(content_hash, {_sql_string(prefix)})", ["path", "modality"])
+        return sorted(set(zip(table["path"].to_pylist(), table["modality"].to_pylist(), strict=True)))
+
     def count_windows(self) -> int:
         """Number of items that are windows of a longer file."""
         return self.table.count_rows(f"{_WINDOW_COLUMNS[0]} IS NOT NULL") if self._has_windows() else 0

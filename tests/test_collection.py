@@ -129,7 +129,7 @@ def test_killed_ingest_resumes_with_every_file_exactly_once(tmp_path, home):
 
 
 def test_ingest_commits_every_few_seconds_and_compacts_a_catalog_left_in_pieces(tmp_path, tiny_model):
-    from bindsearch.collection import COMPACT_FRAGMENTS
+    from bindsearch.ingest import COMPACT_FRAGMENTS
 
     rng = np.random.default_rng(0)
     for i in range(COMPACT_FRAGMENTS + 8):
@@ -149,37 +149,37 @@ def test_ingest_commits_every_few_seconds_and_compacts_a_catalog_left_in_pieces(
 
 
 def test_a_file_with_a_new_mtime_and_the_same_bytes_is_hashed_once(tmp_path, tiny_model, monkeypatch):
-    import bindsearch.collection as collection_module
+    import bindsearch.ingest as ingest_module
 
     picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
     col = Collection.open("retimed", model=tiny_model)
     col.add([tmp_path / "pics"], workers=0)
     os.utime(picture, (1_000_000, 1_000_000))  # copied, checked out again: the same bytes, a new mtime
     hashed = []
-    real_hash = collection_module.content_hash
-    monkeypatch.setattr(collection_module, "content_hash", lambda path, *a: hashed.append(path) or real_hash(path))
+    real_hash = ingest_module.content_hash
+    monkeypatch.setattr(ingest_module, "content_hash", lambda path, *a: hashed.append(path) or real_hash(path))
     assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]
     assert [i.mtime for i in col.catalog.items()] == [1_000_000]
     assert col.add([tmp_path / "pics"]).unchanged == 1 and hashed == [picture]  # not hashed again
 
 
 def test_a_file_rewritten_just_after_its_hash_is_seen_as_changed_next_time(tmp_path, tiny_model, monkeypatch):
-    import bindsearch.collection as collection_module
+    import bindsearch.ingest as ingest_module
 
     picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
     col = Collection.open("race", model=tiny_model)
     col.add([tmp_path / "pics"], workers=0)
     os.utime(picture, (1_000_000, 1_000_000))  # a new mtime: the next run hashes the file...
-    real_hash = collection_module.content_hash
+    real_hash = ingest_module.content_hash
 
     def hash_then_rewrite(path, *args):
         digest = real_hash(path)
         write_image(picture, np.full((32, 32, 3), 200, np.uint8))  # ...and it changes right after, same size
         return digest
 
-    monkeypatch.setattr(collection_module, "content_hash", hash_then_rewrite)
+    monkeypatch.setattr(ingest_module, "content_hash", hash_then_rewrite)
     assert col.add([tmp_path / "pics"]).unchanged == 1  # the bytes it hashed were the indexed ones
-    monkeypatch.setattr(collection_module, "content_hash", real_hash)
+    monkeypatch.setattr(ingest_module, "content_hash", real_hash)
     assert col.add([tmp_path / "pics"]).changed == 1  # the mtime recorded was the one hashed, not the rewrite's
 
 

@@ -498,6 +498,7 @@ def test_a_killed_ingest_of_a_long_file_resumes_at_its_next_window(tmp_path, tin
     assert sum(first) == 8 and len(kept) == 8  # every embedded window was committed
     assert all(i.content_hash.startswith("partial:") for i in kept)
     assert col.search(text="a tone", k=1)[0].path == str(wav)  # what was kept is searchable meanwhile
+    assert col.stats()["partial"] == 1  # and `info` says the file is not finished
 
     monkeypatch.undo()
     second = _interrupt_after(monkeypatch, tiny_model, calls=10**6)
@@ -506,6 +507,7 @@ def test_a_killed_ingest_of_a_long_file_resumes_at_its_next_window(tmp_path, tin
     assert sum(second) == 12 and report.ok and (report.new, report.split, report.windows) == (1, 1, 20)
     rows = sorted(col.catalog.items(), key=lambda i: i.start)
     assert len(rows) == 20 and not any(i.content_hash.startswith("partial:") for i in rows)
+    assert col.stats()["partial"] == 0
     assert {i.id for i in kept} <= {i.id for i in rows}  # the kept windows keep their ids
     whole = Collection.open(tmp_path / "whole", model=tiny_model)
     whole.add([tmp_path / "media"], batch_size=2, workers=0, window=2.0)

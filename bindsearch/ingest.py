@@ -1,0 +1,350 @@
+"""One `index` run over a collection (`Ingest`): which files are new, changed, unchanged or gone, and the
+vectors of what changed, embedded and committed to the catalog as they come.
+
+Ingest commits what it has encoded every few seconds (`COMMIT_SECONDS`), so a killed `index` loses at most those
+seconds of work and the next run finishes the job; a run that left the catalog in many pieces compacts it. The
+windows of a long file new to the collection are committed as they are embedded, as partial rows, and a run after
+a kill goes on from the next window.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bindsearch.files import Walk, absolute, below, content_hash, describe_file, printable, unreadable_cause, walk
+from bindsearch.report import IngestReport
+from indexes import Catalog, Item
+
+if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
+    from bindsearch.media import MediaError, WindowPlan
+    from bindsearch.models import EmbeddingModel
+    from bindsearch.pipeline import EncodedBatch
+
+__all__ = ["COMMIT_SECONDS", "COMPACT_FRAGMENTS", "PARTIAL", "Ingest", "files_of", "partial", "spelled", "unchanged"]
+
+
+COMMIT_SECONDS = 5.0
+"""Ingest commits at most this often. Each commit adds a data file that every later read visits (a commit per
+encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
+COMPACT_FRAGMENTS = 32
+"""A catalog spread over more data files than this is compacted at the end of a run."""
+
+
+class Ingest:
+    """One run of `Collection.add`, made while the collection's writer lock is held.
+
+    `encoder(modalities)` gives a model with at least those towers (loaded only if something changed), `encodes`
+    what the collection's encoder can embed, `forced` the modality given by `--modality` (None: guessed per file),
+    `plan` the windows long files are cut into.
+    """
+
+    def __init__(self, catalog: Catalog, directory: Path, encoder: Callable[[Iterable[str]], EmbeddingModel],
+                 encodes: Sequence[str], forced: str | None, plan: WindowPlan):
+        self.catalog = catalog
+        self.directory = directory
+        self.encoder = encoder
+        self.encodes = tuple(encodes)
+        self.forced = forced
+        self.plan = plan
+        self.report = IngestReport()
+
+    def run(self, paths: Sequence[str | Path], batch_size: int | None, workers: int | None,
+            progress: Callable[[int, int], None] | None, commit_seconds: float) -> IngestReport:
+        """Index files and folders (recursively): see `Collection.add`."""
+        todo = self._changes(walk(paths))  # walked under the lock: a run waited for (--wait) may have changed them
+        self._embed(todo, batch_size, workers, progress, commit_seconds)
+        if self.catalog.fragments() > COMPACT_FRAGMENTS:
+            self.catalog.compact()
+        return self.report
+
+    def _changes(self, found: Walk) -> dict[str, list[tuple[Path, list[Item]]]]:
+        """modality -> [(file, its rows before this run)] of the files to embed: new, changed, or resumed (their
+        kept windows). Records the new mtimes of unchanged files and deletes the rows of files that are gone."""
+        from bindsearch import media
+
+        report, encodes, forced = self.report, self.encodes, self.forced
+        files = found.files
+        for folder, why in found.unreadable:
+            report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
+                                                          "indexed: make it readable and run index again"))
+        for f in found.misnamed:
+            report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog "
+                                                                "cannot store: rename the file"))
+        todo: dict[str, list[tuple[Path, list[Item]]]] = {}
+        dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
+        outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
+        retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
+        known = self.catalog.lookup_paths(str(f) for f in files)
+        for f in files:
+            try:
+                if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
+                    report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                    continue
+            except OSError as exc:  # in a folder that can be listed but not entered
+                report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
+                continue
+            kind, why = (forced, "--modality") if forced else media.guess_modality(f)
+            indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
+            if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
+                kind, why = indexed_as[0], "its earlier --modality"
+            if kind is None:
+                report.skipped.append((f, why))
+                continue
+            if kind not in encodes:
+                report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
+                continue
+            report.guessed[(kind, why if not forced else "--modality")] += 1
+            # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
+            # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
+            for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
+                previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
+                try:
+                    stat = f.stat()
+                    if previous and partial(previous):  # an interrupted run embedded some of its windows
+                        usable = self._resumable(f, as_kind, previous, stat)
+                        outdated += [i for i in previous if i not in usable]
+                        todo.setdefault(as_kind, []).append((f, usable))
+                        continue
+                    if previous and unchanged(f, previous[0], stat):
+                        report.unchanged += 1
+                        if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
+                            retimed.update((i.id, stat.st_mtime) for i in previous)
+                        continue
+                except OSError as exc:  # gone (or unreadable) since the folder was walked
+                    report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
+                    if not f.exists():  # nothing to embed any more: its rows would be hits for nothing
+                        dead += known.get(str(f), [])
+                    break
+                todo.setdefault(as_kind, []).append((f, previous))
+        self.catalog.touch(retimed)
+        report.removed = self._remove_vanished(found.roots, set(map(str, files)),
+                                               [folder for folder, _ in found.unreadable], report)
+        if dead:
+            self.catalog.delete(i.id for i in dead)
+            report.removed += files_of(dead)
+        self.catalog.delete(i.id for i in outdated)
+        return todo
+
+    def _embed(self, todo: dict[str, list[tuple[Path, list[Item]]]], batch_size: int | None, workers: int | None,
+               progress: Callable[[int, int], None] | None, commit_seconds: float) -> None:
+        """Embed the files of `_changes`, committing at most every `commit_seconds` and at the end."""
+        from bindsearch.pipeline import encode_files
+
+        report = self.report
+        total, done = sum(len(v) for v in todo.values()), 0
+        # Only the towers of what changed are loaded; a re-run over unchanged folders loads none.
+        model = self.encoder(todo) if todo else None
+        for kind, entries in todo.items():
+            rows = _Rows({str(f): prev for f, prev in entries})
+            # Long files new to the collection are kept window by window as they are embedded, so that a kill
+            # loses seconds of them; a changed file keeps its old rows until its new ones are all there.
+            progressive = {f for f, prev in entries if not prev or partial(prev)}
+            stored = {f: self._stored_windows(prev) for f, prev in entries if prev and partial(prev)}
+            pending, last_commit = [], time.perf_counter()
+            for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
+                                      windows=self.plan, progressive=progressive, stored=stored):
+                pending.append(batch)
+                report.failed.extend(self._failed_again(batch.failures, rows, report))
+                report.truncated.extend(batch.truncated)
+                if time.perf_counter() - last_commit >= commit_seconds:
+                    self._commit(kind, pending, rows, report)
+                    pending, last_commit = [], time.perf_counter()
+                done += batch.files
+                if progress:
+                    progress(done, total)
+            self._commit(kind, pending, rows, report)
+
+    def _commit(self, kind: str, batches: Sequence[EncodedBatch], state: _Rows, report: IngestReport) -> None:
+        """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
+
+        A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted in the
+        same commit. Windows of a long file not finished yet are kept as partial rows (their hash marked, see
+        `_partial`), and take their place among its rows when it is.
+        """
+        rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
+        by_file: dict[str, list] = {}
+        for path, window, vector, described in rows:
+            by_file.setdefault(str(path), []).append((window, vector, described))
+        items, vectors, stale = [], [], []
+        unfinished = [row for b in batches for row in b.partial
+                      if str(row[0]) not in by_file and str(row[0]) not in state.dropped]
+        for path, window, vector, (size, mtime, digest) in unfinished:
+            state.written.setdefault(str(path), {})
+            items.append(Item(path=str(path), modality=kind, size=size, mtime=mtime, content_hash=PARTIAL + digest,
+                              start=window[0], end=window[1]))
+            vectors.append(vector.numpy())
+        for path, windows in by_file.items():
+            old = state.previous.get(path) or []
+            if partial(old) and old[0].content_hash != PARTIAL + windows[0][2][2]:
+                # Changed after its kept windows were checked: they embed other bytes than the rest.
+                from bindsearch.pipeline import changed_while_indexed
+
+                report.failed.extend(self._failed_again([changed_while_indexed(path)], state, report))
+                continue
+            if path in state.written or partial(old):  # finished: its partial rows become its rows, window by window
+                ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
+                found = [ids.pop(window, None) for window, _, _ in windows]
+                stale += list(ids.values())
+                report.new += 1
+            else:
+                found = [old[n].id if n < len(old) else None for n in range(len(windows))]
+                stale += [i.id for i in old[len(windows):]]
+                report.changed += bool(old)
+                report.new += not old
+            for (window, vector, (size, mtime, digest)), row_id in zip(windows, found, strict=True):
+                start, end = window if window is not None else (None, None)
+                items.append(Item(path=path, modality=kind, size=size, mtime=mtime, content_hash=digest, id=row_id,
+                                  start=start, end=end))
+                vectors.append(vector)
+            if windows[0][0] is not None:
+                report.split += 1
+                report.windows += len(windows)
+        if not items:
+            return
+        start = self.catalog.next_id()
+        fresh = iter(range(start, start + len(items)))
+        items = [i if i.id is not None else _with_id(i, next(fresh)) for i in items]
+        for item in items:
+            if item.content_hash.startswith(PARTIAL):
+                state.written[item.path][(item.start, item.end)] = item.id
+        if all(i.id >= start and not state.previous.get(i.path) for i in items) and not stale and not state.written:
+            self.catalog.add(items, np.stack(vectors))
+        else:
+            self.catalog.upsert(items, np.stack(vectors), delete=stale)
+
+    def _resumable(self, path: Path, kind: str, rows: list[Item], stat: os.stat_result) -> list[Item]:
+        """The partial rows of a file that this run can keep: none where the file's bytes are not those they were
+        embedded from, and only the windows this run's plan (its `--window`) also cuts."""
+        from bindsearch import media
+
+        hashes = {i.content_hash for i in rows}
+        if len(hashes) != 1 or stat.st_size != rows[0].size or \
+                content_hash(path) != rows[0].content_hash.removeprefix(PARTIAL):
+            return []
+        windows = set(self.plan.windows(media.duration(kind, path)) or ())
+        return [i for i in rows if (i.start, i.end) in windows]
+
+    def _stored_windows(self, rows: Sequence[Item]) -> dict[tuple, object]:
+        """window -> (d,) vector of the partial rows an interrupted run kept of a file."""
+        import torch
+
+        vectors = self.catalog.get_vectors([i.id for i in rows])
+        return {(i.start, i.end): torch.from_numpy(v.copy()) for i, v in zip(rows, vectors, strict=True)}
+
+    def _failed_again(self, failures: Sequence[MediaError], state: _Rows, report: IngestReport) -> list[MediaError]:
+        """Failures of this run's batch; a changed file that no longer decodes loses the rows of its earlier
+        bytes, which a search would otherwise keep finding (counted as removed, and said in its error). A long
+        file that fails loses the windows kept of it, by this run or an interrupted one."""
+        from bindsearch.media import MediaError
+
+        out = []
+        for error in failures:
+            path = str(error.path)
+            state.dropped.add(path)
+            self.catalog.delete(state.written.pop(path, {}).values())
+            old = state.previous.get(path) or []
+            state.previous[path] = []
+            self.catalog.delete(i.id for i in old)
+            if old and not partial(old):
+                report.removed += files_of(old)
+                error = MediaError(error.path, f"{error.cause}; the vector of its earlier content was removed")
+            out.append(error)
+        return out
+
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = (),
+                         report: IngestReport | None = None) -> int:
+        """Delete catalogued files under the given folders that are no longer there; returns how many files.
+
+        Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
+        list but that exist (a hidden file or one behind a link to a folder, indexed by name), and the files of a
+        folder that is empty now, as an unmounted drive's mount point is, where it is a folder given to index or
+        held `_MANY_GONE` indexed files or more (said in `report.warnings`): one picture deleted from its folder is
+        gone, a whole drive's worth at once more likely out of reach."""
+        kept = tuple(below(folder) for folder in unreadable)
+        prefixes = tuple(below(root) for root in roots)
+        rows = [i for i in self.catalog.items() if spelled(i.path).startswith(prefixes)
+                and not (kept and spelled(i.path).startswith(kept))]
+        # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept them)
+        # is gone too: its file is indexed under the one spelling now.
+        gone = [i for i in rows if spelled(i.path) != i.path
+                or (i.path not in present and not os.path.exists(i.path))]
+        emptied: dict[Path, list[Item]] = {}
+        for item in gone:
+            if spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
+                emptied.setdefault(folder, []).append(item)
+        emptied = {folder: items for folder, items in emptied.items()
+                   if folder in roots or files_of(items) >= _MANY_GONE}
+        for folder, items in emptied.items():
+            if report is not None:
+                report.warnings.append(
+                    f"{folder} is empty now, but {files_of(items)} indexed file(s) were in it (an unmounted drive?); "
+                    f"they were kept: if they are gone, run: bindsearch remove {folder} -c {self.directory}")
+        spared = {i.id for items in emptied.values() for i in items}
+        gone = [i for i in gone if i.id not in spared]
+        if gone:
+            self.catalog.delete(i.id for i in gone)
+        return files_of(gone)
+
+
+@dataclass
+class _Rows:
+    """What one modality's ingest knows of its files' rows: those each had before the run (`previous`), the
+    partial rows the run wrote of long files not finished yet (`written`: path -> window -> id), and the files
+    that failed (`dropped`: their windows still to come are not kept)."""
+
+    previous: dict[str, list[Item]]
+    written: dict[str, dict[tuple, int]] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+
+
+PARTIAL = "partial:"
+"""Marks the hash of a window row kept before its file was finished: an interrupted run's windows."""
+
+
+def partial(rows: Sequence[Item]) -> bool:
+    """Whether a file's rows are windows an interrupted run kept (so not all of them may be there)."""
+    return any(i.content_hash.startswith(PARTIAL) for i in rows)
+
+
+_MANY_GONE = 10
+"""Indexed files gone from one folder, now empty, from which `index` takes it for a drive that is not mounted."""
+
+
+def _empty_folder_above(path: Path) -> Path | None:
+    """The nearest existing folder above a file that is gone, when that folder is empty (nothing in it at all)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return folder if folder.is_dir() and not any(folder.iterdir()) else None
+    except OSError:
+        return None
+
+
+def _with_id(item: Item, new_id: int) -> Item:
+    return replace(item, id=new_id)
+
+
+def files_of(items: Iterable[Item]) -> int:
+    """How many files (each modality of a path once) these rows are: a long file has a row per window."""
+    return len({(i.path, i.modality) for i in items})
+
+
+def spelled(stored: str) -> str:
+    """A stored path as `absolute` spells it now (rows written before the paths were normalised may differ)."""
+    return stored if "/." not in stored else str(absolute(stored))
+
+
+def unchanged(path: Path, item: Item, stat: os.stat_result | None = None) -> bool:
+    """Whether a file holds the bytes its row was embedded from: the same size and mtime, or the same hash."""
+    stat = stat or path.stat()
+    if stat.st_size == item.size and stat.st_mtime == item.mtime:
+        return True
+    return stat.st_size == item.size and content_hash(path) == item.content_hash
