@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vector_index import IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
+from indexes.vector_index import EF_SEARCH, IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
 
 __all__ = ["build_index", "index_path", "open_index", "subset_index"]
 
@@ -33,7 +33,7 @@ def build_index(
     train_size: int | None = None,
     memory_budget: int | None = None,
     nprobe: int | None = None,
-    ef_search: int = 128,
+    ef_search: int = EF_SEARCH,
     seed: int = 0,
 ) -> VectorIndex:
     """A VectorIndex over the catalog's vectors (of one modality), tagged with the catalog's fingerprint.
@@ -103,6 +103,8 @@ def open_index(
         budget = build_options.get("memory_budget")
         kind = choose_kind(snapshot.count(modality), snapshot.dim, budget, gpu=gpu_available(device))
     index = _load_cache(path, device, kind, snapshot)
+    if index is not None:  # searched as asked now, not as when it was saved (caches of 0.3.0 took efSearch 128)
+        index.ef_search = build_options.get("ef_search", EF_SEARCH)
     if index is not None and index.fingerprint == snapshot.fingerprint():
         return index
     if index is None or not _catch_up(snapshot, modality, index, max_change):

@@ -109,6 +109,17 @@ def test_open_index_catches_up_in_place_on_small_changes(catalog: Catalog) -> No
     assert not np.isin(hits, ids[:10]).any() and np.isin(extra, index.ids()).all()
 
 
+def test_a_cached_hnsw_index_is_searched_as_asked_now(catalog: Catalog) -> None:
+    """A cache saved with another efSearch (an earlier version's default) is searched with today's, or the one
+    asked for."""
+    from indexes.vector_index import EF_SEARCH
+
+    fill(catalog, "video", unit(300))
+    assert open_index(catalog, "video", "HNSW16", ef_search=16).ef_search == 16
+    assert open_index(catalog, "video", "HNSW16").ef_search == EF_SEARCH
+    assert open_index(catalog, "video", "HNSW16", ef_search=64).ef_search == 64
+
+
 def test_open_index_catch_up_is_exact_for_flat(catalog: Catalog) -> None:
     ids = fill(catalog, "audio", unit(300))
     open_index(catalog, "audio", "flat")
