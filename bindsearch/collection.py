@@ -51,6 +51,7 @@ from indexes import (
     VectorIndex,
     merge_topk,
     open_index,
+    search_exact,
     subset_index,
 )
 
@@ -347,7 +348,8 @@ class Collection:
             fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         while True:
-            scores, ids = merge_topk([index.search(queries, fetch) for index in indexes], fetch, indexes[0].metric)
+            scores, ids = merge_topk([search_exact(snapshot, index, queries, fetch) for index in indexes], fetch,
+                                     indexes[0].metric)
             found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
             out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
                    for row_scores, row_ids in zip(scores, ids, strict=True)]

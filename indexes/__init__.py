@@ -14,6 +14,8 @@ _EXPORTS = {
     "build_index": "indexes.build",
     "index_path": "indexes.build",
     "open_index": "indexes.build",
+    "search_exact": "indexes.build",
+    "RESCORE_FACTOR": "indexes.build",
     "subset_index": "indexes.build",
     "Catalog": "indexes.catalog",
     "CatalogError": "indexes.catalog",

@@ -17,9 +17,14 @@ import numpy as np
 from indexes.catalog import Catalog
 from indexes.vector_index import EF_SEARCH, IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
 
-__all__ = ["build_index", "index_path", "open_index", "subset_index"]
+__all__ = ["RESCORE_FACTOR", "build_index", "index_path", "open_index", "search_exact", "subset_index"]
 
 _METRIC_OF_ENCODER = {"cosine": "ip", "ip": "ip", "dot": "ip", "l2": "l2"}
+
+RESCORE_FACTOR = 16
+"""Candidates per hit asked of an index that stores lossy codes (PQ, SQ), rescored with the catalog's vectors. On
+100k clustered 128-d vectors IVF1024,PQ16 ranked by its codes finds 0.26 of the true top 10 at any nprobe, its
+scores up to 0.08 off the cosine; 16 candidates a hit, rescored, find 0.92 (`tests/test_indexes_build.py`)."""
 _CATCH_UP_BATCH = 8192
 
 
@@ -157,3 +162,25 @@ def _sample(catalog: Catalog, modality: str | None, n: int, size: int, batch_siz
         filled += hi - lo
         start = stop
     return out[:filled]
+
+
+def search_exact(catalog: Catalog, index: VectorIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`index.search(queries, k)` with exact scores: an index of lossy codes (`VectorIndex.lossy`) is asked for
+    k x `RESCORE_FACTOR` candidates, which are rescored with the catalog's vectors. scores (n, k) float32, ids (n, k)
+    int64, best first, padded with -1."""
+    if not index.lossy:
+        return index.search(queries, k)
+    queries = np.atleast_2d(np.asarray(queries, np.float32))
+    _, candidates = index.search(queries, k * RESCORE_FACTOR)
+    known = np.unique(candidates[candidates >= 0])
+    vectors = catalog.get_vectors(known) if len(known) else np.empty((0, index.dim), np.float32)
+    ip = index.metric == "ip"
+    scores = np.full((len(queries), k), -np.inf if ip else np.inf, np.float32)
+    ids = np.full((len(queries), k), -1, np.int64)
+    for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
+        found = found[found >= 0]
+        rows = vectors[np.searchsorted(known, found)]
+        exact = rows @ query if ip else np.sum((rows - query) ** 2, axis=1)
+        order = np.argsort(-exact if ip else exact, kind="stable")[:k]
+        scores[row, : len(order)], ids[row, : len(order)] = exact[order], found[order]
+    return scores, ids

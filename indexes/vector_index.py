@@ -62,6 +62,7 @@ _FORMAT = 1
 _HNSW_LINK_BYTES = 2 * 32 * 4 + 16  # HNSW32: 64 int32 neighbours on the base level, plus the upper levels
 _GPU_MAX_K = 2048  # FAISS GPU kernels select at most 2048 neighbours; larger k searches the CPU master.
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+_LOSSY_CODES = ("PQ", "SQ", "LSH", "RaBitQ")  # in FAISS factory strings: encodings that do not keep the vectors
 
 
 class IndexFileError(ValueError):
@@ -219,6 +220,12 @@ class VectorIndex:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {value!r}")
         self._precision = value
         self._gemm = None
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the index stores compressed codes (PQ, SQ), so its scores only approximate the vectors' own:
+        `indexes.search_exact` rescores its candidates."""
+        return any(code in self.kind for code in _LOSSY_CODES)
 
     @property
     def nlist(self) -> int:
@@ -568,7 +575,8 @@ def _pq_needs_float16_tables(index: faiss.Index) -> bool:
 
 
 def _default_nprobe(ivf: faiss.IndexIVF | None) -> int:
-    """1/16 of the lists: recall ~0.95+ on clustered embeddings at 1/16 of a flat scan."""
+    """1/16 of the lists: recall ~0.95+ on clustered embeddings at 1/16 of a flat scan (IVF-Flat; PQ codes rank
+    coarser, and `search_exact` rescores their candidates)."""
     return max(1, ivf.nlist // 16) if ivf is not None else 1
 
 

@@ -7,7 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import Catalog, EncoderInfo, Item, VectorIndex, build_index, index_path, merge_topk, open_index
+from indexes import (
+    Catalog,
+    EncoderInfo,
+    Item,
+    VectorIndex,
+    build_index,
+    index_path,
+    merge_topk,
+    open_index,
+    search_exact,
+)
 
 DIM = 24
 
@@ -55,6 +65,32 @@ def test_ivf_trains_on_a_streamed_sample(catalog: Catalog) -> None:
     assert index.is_trained and len(index) == 3000 and index.nprobe == 32
     queries = unit(10, seed=3)
     np.testing.assert_array_equal(index.search(queries, 5)[1], exact(ids, vectors, queries, 5))
+
+
+def test_a_lossy_index_is_rescored_with_the_catalog_vectors(catalog: Catalog) -> None:
+    """PQ codes rank coarsely and score off the cosine; their candidates rescored with the stored vectors find the
+    true neighbours with their exact scores, and an exact index is searched as it is."""
+    rng = np.random.default_rng(5)
+    centres = unit(40, seed=6)
+    vectors = centres[rng.integers(40, size=4000)] + 0.3 * unit(4000, seed=7)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    queries = vectors[rng.integers(4000, size=30)] + 0.05 * unit(30, seed=8)
+    ids = fill(catalog, "image", vectors)
+    truth = exact(ids, vectors, queries, 10)
+    index = build_index(catalog, "image", "IVF16,PQ4x4", nprobe=16)
+    assert index.lossy and not build_index(catalog, "image", "flat").lossy
+
+    def recall(found: np.ndarray) -> float:
+        return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+
+    coarse_scores, coarse = index.search(queries, 10)
+    scores, found = search_exact(catalog, index, queries, 10)
+    assert recall(found) >= 0.9 > recall(coarse) + 0.3
+    np.testing.assert_allclose(scores, np.sum(catalog.get_vectors(found.ravel()).reshape(30, 10, DIM)
+                                              * queries[:, None], axis=2), atol=1e-5)
+    assert np.abs(coarse_scores - scores).max() > 0.05  # what merging them with exact scores would have mixed
+    flat = build_index(catalog, "image", "flat")
+    np.testing.assert_array_equal(search_exact(catalog, flat, queries, 10)[1], flat.search(queries, 10)[1])
 
 
 def test_open_index_reuses_the_cache_until_the_catalog_changes(catalog: Catalog) -> None:
