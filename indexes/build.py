@@ -9,6 +9,7 @@ searching several modalities is a `merge_topk` of their results, since all vecto
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,13 @@ def open_index(
     if index is None or not _catch_up(snapshot, modality, index, max_change):
         index = build_index(snapshot, modality, kind, device=device, **build_options)
     index.fingerprint = snapshot.fingerprint()
-    index.save(path)
+    try:
+        index.save(path)
+    except (OSError, RuntimeError) as error:  # RuntimeError: FAISS's own write failure
+        # A read-only copy of a collection, a full disk: the search goes on from memory, the cache as it was.
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[-1]
+        warnings.warn(f"the search index cache {path} could not be saved ({why}); searching without it (each new "
+                      "process builds it again) until the collection's folder can be written", stacklevel=2)
     return index
 
 

@@ -156,6 +156,24 @@ def test_a_cached_hnsw_index_is_searched_as_asked_now(catalog: Catalog) -> None:
     assert open_index(catalog, "video", "HNSW16", ef_search=64).ef_search == 64
 
 
+def test_a_cache_that_cannot_be_saved_leaves_the_search_to_memory(catalog: Catalog, monkeypatch) -> None:
+    """A read-only copy of a collection, or a full disk: the index is built and searched, and a warning says the
+    cache was not saved (before, the search failed on the write)."""
+    import errno
+
+    vectors = unit(200)
+    ids = fill(catalog, "image", vectors)
+
+    def read_only(self, path, fingerprint=None):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(VectorIndex, "save", read_only)
+    with pytest.warns(UserWarning, match=r"could not be saved \(Read-only file system\)"):
+        index = open_index(catalog, "image")
+    np.testing.assert_array_equal(index.search(vectors[:5], 1)[1][:, 0], ids[:5])
+    assert not index_path(catalog, "image").exists()
+
+
 def test_open_index_catch_up_is_exact_for_flat(catalog: Catalog) -> None:
     ids = fill(catalog, "audio", unit(300))
     open_index(catalog, "audio", "flat")
