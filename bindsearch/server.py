@@ -6,7 +6,8 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 - `GET /`: a search page for people (text or a dropped file, hits with their images, players and words);
 - `GET /file?id=N`: the bytes of indexed file N (byte ranges too, so that players seek); `GET /preview?id=N` the
   same, but a depth map as an 8-bit PNG scaled to its own range (a 16-bit one in millimetres shows near black);
-- `GET /health`: `{"ok": true, "collection", "items"}`;
+- `GET /health`: `{"ok": true, "collection", "items"}`; status 503 and `"ok": false` with an `error` while the
+  collection cannot be read (its folder deleted, moved, or made anew since the server opened it);
 - `GET /info`: `Collection.stats()`, as `bindsearch info --json` prints it;
 - `GET /search?q=TEXT&modality=M&k=K`: text -> X; `modality` repeatable (default: every modality but text);
 - `POST /search` with a JSON body `{"text", "paths", "modality", "k"}`: text and indexed items fused into one
@@ -18,7 +19,7 @@ Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list 
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
 moment of it. Every search takes `under` (`under=/abs/folder`, repeatable; a string or list in JSON) to keep only
 files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
-`{"error": "one line"}`, naming the upload by its `name`. `paths` must be in the collection (their stored vectors
+`{"error": "one line"}`, naming the upload by its `name`; a collection that cannot be read, 503. `paths` must be in the collection (their stored vectors
 are used): the server reads no file of its host but those the collection indexes. Searches run one at a time; the
 rest wait their turn.
 """
@@ -44,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from bindsearch.collection import Collection, absolute, search_result
+from bindsearch.errors import catalog_advice, is_catalog_error
 from bindsearch.media import MediaError
 
 __all__ = ["DEFAULT_PORT", "SearchServer", "ServeError", "serve"]
@@ -77,6 +79,23 @@ class SearchServer(ThreadingHTTPServer):
         self.max_upload = max_upload
         self.log = log
         self.lock = threading.Lock()  # one search at a time: torch and FAISS already use every core
+
+    def unavailable(self) -> str | None:
+        """Why the collection cannot be searched now (its folder gone, or deleted and made anew since this server
+        opened it), in one line; None while it can."""
+        from indexes import CatalogError
+
+        col = self.collection
+        if not (col.directory / "items.lance").is_dir():
+            return (f"the collection {col.directory} is gone (deleted or moved); put it back, or restart bindsearch "
+                    "serve on another collection")
+        try:
+            col.catalog.pinned()
+        except CatalogError as exc:
+            return str(exc)
+        except Exception as exc:  # LanceDB cannot read what is there
+            return catalog_advice(exc) if is_catalog_error(exc) else f"the collection cannot be read ({exc})"
+        return None
 
     @property
     def url(self) -> str:
@@ -120,6 +139,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client left
             pass
 
+    def _failure(self, exc: Exception) -> tuple[HTTPStatus, dict]:
+        """The status and one-line answer for a request that raised: 503 while the collection cannot be read (its
+        folder deleted, moved or made anew under this server), 400 for the library's clear errors about the
+        request, 500 for a bug (its traceback logged)."""
+        problem = self.server.unavailable()
+        if problem is not None:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": problem}
+        if is_catalog_error(exc):
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": catalog_advice(exc)}
+        if isinstance(exc, (ValueError, MediaError)):  # bad modality, bad file
+            return HTTPStatus.BAD_REQUEST, {"error": str(exc).splitlines()[0]}
+        traceback.print_exc(file=sys.stderr)
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
+
     # -- routes ---------------------------------------------------------------------------------
     def _get(self, route: str, params: dict[str, list[str]]) -> dict | _Raw:
         col = self.server.collection
@@ -128,6 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
         if route in ("/file", "/preview"):
             return self._file(params, preview=route == "/preview")
         if route == "/health":
+            problem = self.server.unavailable()
+            if problem is not None:
+                return _Raw(json.dumps({"ok": False, "collection": col.name, "error": problem}).encode(),
+                            "application/json", HTTPStatus.SERVICE_UNAVAILABLE)
             return {"ok": True, "collection": col.name, "items": len(col.catalog)}
         if route == "/info":
             return col.stats()
@@ -261,11 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status = answer.status
         except RequestError as exc:
             status, answer = exc.status, {"error": str(exc)}
-        except (ValueError, MediaError) as exc:  # the library's clear errors: bad modality, bad file
-            status, answer = HTTPStatus.BAD_REQUEST, {"error": str(exc).splitlines()[0]}
-        except Exception as exc:  # a bug: the client gets one line, the log the traceback
-            traceback.print_exc(file=sys.stderr)
-            status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:
+            status, answer = self._failure(exc)
         raw = answer if isinstance(answer, _Raw) else _Raw(json.dumps(answer, default=str).encode(), "application/json")
         data = raw.body
         # After an error, or a GET that came with a body, unread bytes may be left: this connection cannot carry

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import errno
-import re
 import sys
 import warnings
 
 import typer
 
+from bindsearch.errors import catalog_advice, is_catalog_error
 from cli import collections
 from cli.encode import encode
 from cli.serve import serve
@@ -60,7 +60,7 @@ _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.
 def exit_status(error: Exception) -> int | None:
     """1 for a clear library error or a file the system refused (missing, not a folder, no permission, disk full),
     2 for another ValueError, None for a bug (re-raised)."""
-    if _file_error(error) or _catalog_error(error):
+    if _file_error(error) or is_catalog_error(error):
         return 1
     for module, name in _CLEAR_ERRORS:
         if module in sys.modules and isinstance(error, getattr(sys.modules[module], name)):
@@ -78,8 +78,8 @@ def main() -> None:
         status = exit_status(error)
         if status is None:
             raise
-        if _catalog_error(error):  # LanceDB's own words, then what to do
-            error = _catalog_advice(error)
+        if is_catalog_error(error):  # LanceDB's own words, then what to do
+            error = catalog_advice(error)
         elif isinstance(error, OSError) and error.strerror:
             error = f"{error.filename}: {error.strerror}" if error.filename is not None else error.strerror
         typer.echo(f"error: {error}", err=True)
@@ -101,22 +101,6 @@ def _file_error(error: Exception) -> bool:
     or that needs no name (no space left on the device)."""
     return isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and (
         error.filename is not None or error.errno in _SYSTEM_REFUSALS))
-
-
-def _catalog_error(error: Exception) -> bool:
-    """LanceDB could not read or write a catalog's files: raised as a bare RuntimeError (or OSError)."""
-    return isinstance(error, (RuntimeError, OSError)) and str(error).startswith("lance error")
-
-
-def _catalog_advice(error: Exception) -> str:
-    """One line: LanceDB's cause, and what to do. Only a missing or cut-short file means the catalog is damaged; a
-    refused permission or a full disk leaves it whole, and deleting it would lose it for nothing."""
-    cause = re.sub(r",\s*\S+\.rs:\d+:\d+", "", str(error).splitlines()[0])  # less the Rust source line
-    if re.search(r"Not found|corrupt|unexpected end|invalid", cause, re.IGNORECASE):
-        return (f"a collection's catalog is damaged ({cause}): one of its files is missing or cut short; index "
-                "into a new collection (-c NEW), and delete the damaged one once that works")
-    return (f"a collection's catalog cannot be read or written ({cause}): check that its folder is readable and "
-            "writable and that the disk has room, then run the command again")
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def test_under_a_folder_whose_name_is_not_utf8_is_a_usage_error(tmp_path, run_cl
 
 
 def test_only_a_missing_file_calls_a_catalog_damaged():
-    from cli.main import _catalog_advice
+    from bindsearch.errors import catalog_advice as _catalog_advice
 
     missing = RuntimeError("lance error: Not found: c/items.lance/data/x.lance, /root/.cargo/src/local.rs:273:40")
     assert _catalog_advice(missing) == ("a collection's catalog is damaged (lance error: Not found: "

@@ -285,3 +285,34 @@ def test_an_empty_queries_file_says_nothing_was_searched(indexed, tmp_path, run_
     (tmp_path / "none.txt").write_text("\n  \n")
     code, out, err = run_cli("search", "-c", col.directory, "--queries", tmp_path / "none.txt")
     assert code == 0 and not out and "holds no query (no line with words): nothing searched" in err
+
+
+def test_a_collection_deleted_or_made_anew_under_the_server_is_a_503_in_one_line(indexed, tmp_path):
+    """Its folder deleted: /health says not ok and every search 503 with one line (before: 500s with LanceDB's
+    Rust source paths, and /health ok). Made anew at the same place: the same, since what the server holds is of
+    the old one."""
+    import shutil
+
+    files, col = indexed
+    copy = tmp_path / "copy"
+    shutil.copytree(col.directory, copy)
+    srv = SearchServer(Collection.open(copy, model=col.model), port=0, log=False)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert call(srv, "/search?q=dog")[0] == 200 and call(srv, "/health") == (200, {
+            "ok": True, "collection": "copy", "items": len(col.catalog)})
+        shutil.rmtree(copy)
+        for path in ("/health", "/search?q=dog", "/info", "/file?id=0"):
+            status, answer = call(srv, path)
+            assert status == 503 and "is gone (deleted or moved)" in answer["error"], (path, answer)
+        status, answer = call(srv, "/search", json_body={"paths": [str(files["image"])]})
+        assert status == 503 and "\n" not in answer["error"] and ".rs:" not in answer["error"]
+        Collection.open(copy, model=col.model).add([files["image"]], workers=0)  # another collection, same place
+        for path in ("/health", "/search?q=dog", "/file?id=0"):
+            status, answer = call(srv, path)
+            assert status == 503 and "deleted and created again" in answer["error"], (path, answer)
+        assert call(srv, "/health")[1]["ok"] is False
+    finally:
+        srv.shutdown()
+        srv.server_close()
