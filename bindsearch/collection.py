@@ -38,7 +38,7 @@ from bindsearch.files import (
     printable,
 )
 from bindsearch.hits import Hit, inside_test, ranked, search_result
-from bindsearch.home import collections_home, list_collections
+from bindsearch.home import collections_home, holds_collection, list_collections
 from bindsearch.ingest import COMMIT_SECONDS, PARTIAL, Ingest, files_of, partial, spelled, unchanged
 from bindsearch.models.config import canonical_modality
 from bindsearch.moments import window_at, window_from
@@ -158,7 +158,7 @@ class Collection:
         if in_the_way is not None:
             raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
                                   "name or a folder that is not inside a file")
-        exists = (directory / "items.lance").exists()
+        exists = holds_collection(directory)
         if not exists and (not create or model is None):
             raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
                                   f"`bindsearch index PATH -c {name_or_path}`")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["collections_home", "list_collections"]
+__all__ = ["collections_home", "holds_collection", "list_collections"]
 
 
 def collections_home() -> Path:
@@ -16,7 +16,17 @@ def collections_home() -> Path:
     return Path(home).expanduser() / "collections"
 
 
+def holds_collection(directory: Path) -> bool:
+    """Whether a folder holds a collection: a catalog with a version committed. A run killed while it created one
+    leaves a catalog folder without any, which the next `index` creates anew."""
+    versions = directory / "items.lance" / "_versions"
+    try:
+        return any(p.suffix == ".manifest" for p in versions.iterdir())
+    except OSError:  # no such folder (or not one): nothing committed
+        return False
+
+
 def list_collections() -> list[str]:
     """Names of the collections under `collections_home()`."""
     root = collections_home()
-    return sorted(p.name for p in root.iterdir() if (p / "items.lance").exists()) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if holds_collection(p)) if root.is_dir() else []

@@ -18,10 +18,10 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
 moment of it. Every search takes `under` (`under=/abs/folder`, repeatable; a string or list in JSON) to keep only
-files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400 and
-`{"error": "one line"}`, naming the upload by its `name`; a collection that cannot be read, 503. `paths` must be in the collection (their stored vectors
-are used): the server reads no file of its host but those the collection indexes. Searches run one at a time; the
-rest wait their turn.
+files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400
+and `{"error": "one line"}`, naming the upload by its `name`; a collection that cannot be read, 503. `paths` must be
+in the collection (their stored vectors are used): the server reads no file of its host but those the collection
+indexes. Searches run one at a time; the rest wait their turn.
 """
 
 from __future__ import annotations

@@ -124,8 +124,9 @@ def index(
 
 def _default_model(collection: str) -> str | None:
     from bindsearch.collection import _directory
+    from bindsearch.home import holds_collection
 
-    return None if (_directory(collection) / "items.lance").exists() else DEFAULT_MODEL
+    return None if holds_collection(_directory(collection)) else DEFAULT_MODEL
 
 
 def search(

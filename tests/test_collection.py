@@ -568,3 +568,19 @@ def test_searches_and_re_runs_load_only_the_towers_they_need(tmp_path, monkeypat
         assert again.add([files["depth"]]).new == 1 and again.encoder(()).modalities == ("text", "depth")
         report = again.add([files["audio"]])  # no audio tower in this spec: named and skipped, as before
         assert report.skipped and "has no audio encoder" in report.skipped[0][1]
+
+
+def test_a_collection_whose_creation_was_killed_is_created_anew(tmp_path, home, tiny_model):
+    """A run killed while it created a collection leaves a catalog folder with no version committed: that is no
+    collection (not listed; `index` without --model picks the default model), and the next run creates it."""
+    from bindsearch.home import list_collections
+    from cli.collections import DEFAULT_MODEL, _default_model
+
+    (home / "collections" / "half" / "items.lance").mkdir(parents=True)
+    assert list_collections() == [] and _default_model("half") == DEFAULT_MODEL
+    with pytest.raises(CollectionError, match="no collection 'half'"):
+        Collection.open("half")
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    assert Collection.open("half", model=tiny_model).add([picture], workers=0).new == 1
+    assert list_collections() == ["half"] and _default_model("half") is None
+    assert len(Collection.open("half").catalog) == 1
