@@ -233,6 +233,22 @@ def test_a_float_tiff_depth_map_is_in_metres(tmp_path):
     assert torch.equal(media.load("depth", tmp_path / "depth.tiff"), media.load("depth", tmp_path / "depth.npy"))
 
 
+def test_a_depth_map_with_no_finite_value_is_a_media_error_and_nan_pixels_are_no_reading(tmp_path):
+    from PIL import Image
+
+    nothing = np.full((24, 32), np.nan, np.float32)
+    Image.fromarray(nothing).save(tmp_path / "nan.tiff")
+    np.save(tmp_path / "nan.npy", nothing)
+    for name in ("nan.tiff", "nan.npy"):  # before: embedded as a map of zeros
+        with pytest.raises(MediaError, match=rf"{name}: depth map holds no finite value"):
+            media.load("depth", tmp_path / name)
+    some = np.full((24, 32), 2.0, np.float32)
+    some[:5] = np.nan
+    np.save(tmp_path / "some.npy", some)
+    np.save(tmp_path / "zeros.npy", np.where(np.isnan(some), 0.0, some).astype(np.float32))
+    assert torch.equal(media.load("depth", tmp_path / "some.npy"), media.load("depth", tmp_path / "zeros.npy"))
+
+
 def test_an_exif_rotated_photo_is_embedded_upright(tmp_path):
     from PIL import Image
 

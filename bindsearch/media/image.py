@@ -153,8 +153,12 @@ def _depth_metres(path: Path) -> np.ndarray:
             depth = depth / 1000.0
     if depth.ndim != 2 or depth.size == 0:
         raise MediaError(path, f"depth map must be 2-D, got shape {depth.shape}")
-    if not np.isfinite(depth).all():
-        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
+    finite = np.isfinite(depth)
+    if not finite.all():
+        if not finite.any():
+            raise MediaError(path, "depth map holds no finite value (all NaN or infinite); nothing to embed")
+        # Pixels with no reading (NaN, as float depth tools write them): 0, as sensors write theirs in 16-bit PNGs.
+        depth = np.where(finite, depth, 0.0).astype(np.float32)
     return depth
 
 
