@@ -99,6 +99,7 @@ class Ingest:
                 continue
             if kind not in encodes:
                 report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
+                report.unencodable.setdefault(kind, []).append(f)
                 continue
             report.guessed[(kind, why if not forced else "--modality")] += 1
             # The file as this run reads it, and as any other modality it was indexed as (by --modality): a

@@ -17,6 +17,8 @@ __all__ = ["IngestReport"]
 class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
+    `skipped`: files not indexed, with why; `unencodable` counts those of them that are media of a modality the
+    encoder has no tower for (modality -> their paths).
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
     `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
@@ -29,6 +31,7 @@ class IngestReport:
     removed: int = 0
     failed: list[MediaError] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    unencodable: dict[str, list[Path]] = field(default_factory=dict)
     guessed: Counter = field(default_factory=Counter)
     truncated: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -104,9 +104,13 @@ def index(
     else:
         for g in guessed:
             typer.echo(f"{g['files']} {g['modality']} file(s) by {g['rule']}", err=True)
-        if report.skipped:
-            typer.echo(f"skipped {len(report.skipped)} file(s) that are not media "
-                       f"(e.g. {report.skipped[0][0]}: {report.skipped[0][1]})", err=True)
+        for kind, files in sorted(report.unencodable.items()):
+            typer.echo(f"warning: skipped {len(files)} {kind} file(s): model {col.catalog.encoder.name} has no {kind} "
+                       "encoder (index them into a collection whose model has one)", err=True)
+        unencodable = {p for files in report.unencodable.values() for p in files}
+        other = [(p, why) for p, why in report.skipped if p not in unencodable]
+        if other:
+            typer.echo(f"skipped {len(other)} file(s) that are not media (e.g. {other[0][0]}: {other[0][1]})", err=True)
         if report.truncated:
             typer.echo(f"{len(report.truncated)} text file(s) longer than the text encoder reads were embedded from "
                        f"their start (e.g. {report.truncated[0]})", err=True)

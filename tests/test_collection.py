@@ -568,6 +568,7 @@ def test_searches_and_re_runs_load_only_the_towers_they_need(tmp_path, monkeypat
         assert again.add([files["depth"]]).new == 1 and again.encoder(()).modalities == ("text", "depth")
         report = again.add([files["audio"]])  # no audio tower in this spec: named and skipped, as before
         assert report.skipped and "has no audio encoder" in report.skipped[0][1]
+        assert report.unencodable == {"audio": [files["audio"]]}  # told apart from files that are not media
 
 
 def test_a_collection_whose_creation_was_killed_is_created_anew(tmp_path, home, tiny_model):
