@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -183,8 +184,11 @@ def search(
     if text is not None and not text.strip():
         raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
     if queries is not None and str(queries) != "-" and not queries.is_file():
-        what = "a folder" if queries.is_dir() else "no such file"
-        raise typer.BadParameter(f"{queries}: {what}; give a file of queries, one per line, or '-'")
+        # A file that is not there is a clear error (exit 1, one line), as a missing --file is; not a usage error.
+        missing = (IsADirectoryError(errno.EISDIR, "a folder", str(queries)) if queries.is_dir()
+                   else FileNotFoundError(errno.ENOENT, "no such file", str(queries)))
+        missing.strerror += "; give a file of queries, one per line, or '-'"
+        raise missing
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in given_paths(under or [], "--under")]
     if queries is not None:
@@ -342,8 +346,9 @@ def _read_lines(path: Path) -> list[str]:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from None
-    except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}") from None
+    except OSError as exc:  # missing, a folder, unreadable: a clear error naming the file (exit 1), as for --file
+        exc.filename = exc.filename or str(path)
+        raise
 
 
 def list_(as_json: JsonOption = False) -> None:

@@ -25,9 +25,9 @@ app.command(no_args_is_help=True)(collections.index)
 app.command(no_args_is_help=True)(collections.search)
 app.command(no_args_is_help=True)(collections.classify)
 app.command(name="list")(collections.list_)
-app.command(no_args_is_help=True)(collections.info)
+app.command()(collections.info)  # -c may come from BINDSEARCH_COLLECTION alone
 app.command(no_args_is_help=True)(collections.remove)
-app.command(no_args_is_help=True)(serve)
+app.command()(serve)  # as info
 
 
 @app.callback()

@@ -456,6 +456,10 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     assert err.count("\n") == 1 and "cut.wav" in err and err.rstrip().endswith("skipped")
     info = cli.json("info", "-c", "cli")
     assert info["items"] == 5 and info["encoder"]["spec"] == "random:tiny"
+    with pytest.MonkeyPatch.context() as env:  # the collection from the environment alone (before: the help page)
+        env.setenv("BINDSEARCH_COLLECTION", "cli")
+        code, out, _ = cli("info")
+        assert code == 0 and out.startswith("cli  (")
     # Reading a collection's catalog loads no model: info (and list) never import torch.
     check = ("import sys\nfrom cli.main import main\nsys.argv = ['bindsearch', 'info', '-c', 'cli']\n"
              "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code\n"
@@ -483,7 +487,10 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     code, _, err = cli("search", "x", "-c", "cli", "--queries", tmp_path / "queries.txt")
     assert code == 2
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "missing.txt")
-    assert code == 2 and "missing.txt: no such file" in " ".join(err.replace("│", " ").split())  # boxed, wrapped
+    assert code == 1 and err.count("\n") == 1 and "missing.txt: no such file; give a file of queries" in err
+    code, _, err = cli("classify", files["image"], "--labels-file", tmp_path / "missing.txt", "--model",
+                       "random:tiny")
+    assert code == 1 and err == f"error: {tmp_path / 'missing.txt'}: No such file or directory\n"
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "latin.txt")
     assert code == 2 and "latin.txt: not UTF-8 text" in " ".join(err.replace("│", " ").split())
