@@ -159,10 +159,12 @@ class Collection:
             raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
                                   "name or a folder that is not inside a file")
         exists = holds_collection(directory)
+        crowded = not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir())
         if not exists and (not create or model is None):
-            raise CollectionError(f"no collection {name_or_path!r} at {directory}; create it with "
-                                  f"`bindsearch index PATH -c {name_or_path}`")
-        if not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir()):
+            how = (f"{directory} holds other files, so no collection can be made there: index into a name or a new "
+                   "folder" if crowded else f"create it with `bindsearch index PATH -c {name_or_path}`")
+            raise CollectionError(f"no collection {name_or_path!r} at {directory}; {how}")
+        if crowded:
             # `-c .` in a media folder would mix the catalog's files with the media, and index them next time.
             raise CollectionError(f"{directory} already holds other files; a collection needs a folder of its own: "
                                   "give -c a new or empty folder, or a name")

@@ -148,7 +148,7 @@ def search(
     modality: Annotated[list[str] | None, typer.Option(
         "--modality", help="Only return items of this modality; repeatable. Default: every modality but text "
                            "(text items come back with --modality text).")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="Number of hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of hits.")] = 10,
     every_window: Annotated[bool, typer.Option(
         "--every-window", help="List every matching window of a long video or audio file, not only its best.")
     ] = False,
@@ -276,7 +276,7 @@ def classify(
     labels_file: Annotated[Path | None, typer.Option("--labels-file", help="One label per line.")] = None,
     file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]
     = None,
-    top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N most probable labels.")] = None,
+    top: Annotated[int | None, typer.Option("--top", "-k", min=1, help="Show only the N most probable labels.")] = None,
     window: Annotated[float | None, typer.Option(
         "--window", min=0, help="Rank video and audio longer than this many seconds window by window: a timeline "
                                 "(default: each file whole, as the model reads it).")] = None,

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Train towers against the frozen text anchor (LanguageBind's recipe, small).",
+app = typer.Typer(help="Train towers against the frozen text anchor (LanguageBind's recipe, small).\n\n"
+                       "Example: bindsearch train tower pairs.csv --modality depth --out runs/depth --steps 600",
                   no_args_is_help=True)
 
 

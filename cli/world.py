@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    help="BindWorld: deterministic synthetic scenes (image, depth, infrared, video, audio, captions).",
+    help="BindWorld: deterministic synthetic scenes (image, depth, infrared, video, audio, captions).\n\n"
+         "Example: bindsearch world make data/bindworld --n 200 && bindsearch index data/bindworld -c world",
     no_args_is_help=True,
 )
 

@@ -404,6 +404,9 @@ def test_other_encoder_is_refused_and_missing_collection_explained(media_files):
         Collection.open("enc", model=load_model(str(fixture)))
     with pytest.raises(CollectionError, match="bindsearch index PATH -c nothing"):
         Collection.open("nothing", create=False)
+    media = media_files["image"].parent  # a folder of other files: told so, not told to index into it
+    with pytest.raises(CollectionError, match="holds other files, so no collection can be made there"):
+        Collection.open(media, create=False)
 
 
 def test_cli_refuses_bad_options_and_files_in_one_line_before_creating_anything(tmp_path, cli, media_files):
