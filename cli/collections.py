@@ -254,8 +254,10 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
                header: bool = False, at: float | None = None, under: list[Path] = ()) -> None:
     if as_json:
         from bindsearch.collection import search_result
+        from bindsearch.files import absolute
 
-        _echo_json(search_result(name, text, files, hits, at, under))
+        # Absolute, as the hits' paths and `under` are: the query as the collection saw it, not as it was typed.
+        _echo_json(search_result(name, text, [absolute(f) for f in files], hits, at, under))
         return
     if header:
         typer.echo(f"# {text}")

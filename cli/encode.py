@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,11 @@ def encode(
     if out is not None and out.is_dir():
         raise typer.BadParameter(f"{out} is a folder; give a file name, e.g. {out / 'vectors.npy'}",
                                  param_hint="'--out'")
+    folder = out.absolute().parent if out is not None else None
+    if folder is not None and not folder.is_dir():  # said before the model loads and the items are encoded
+        if folder.exists():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(out))
+        raise FileNotFoundError(errno.ENOENT, "no such folder to write --out in; create it first", str(folder))
     encoder = load_model(model, device=device, dtype=dtype, modalities=[modality])  # that tower alone
     vectors = encoder.encode(modality, items, batch_size=batch_size).numpy()
     if out is not None:

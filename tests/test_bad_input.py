@@ -257,7 +257,7 @@ def test_only_a_missing_file_calls_a_catalog_damaged():
     assert "damaged" not in advice and "delete" not in advice and "check that its folder is readable" in advice
 
 
-def test_encode_out_writes_the_name_given_and_a_system_refusal_is_one_line(tmp_path, run_cli):
+def test_encode_out_writes_the_name_given_and_a_system_refusal_is_one_line(tmp_path, run_cli, monkeypatch):
     code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "vectors")
     assert code == 0 and not (tmp_path / "vectors.npy").exists()  # np.save would have added .npy
     assert np.load(tmp_path / "vectors").shape == (1, 32) and f"to {tmp_path / 'vectors'}" in err
@@ -267,6 +267,11 @@ def test_encode_out_writes_the_name_given_and_a_system_refusal_is_one_line(tmp_p
     code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "notes.txt" / "v")
     assert code == 1
     one_line_error(err, f"{tmp_path / 'notes.txt' / 'v'}: Not a directory")
+    loads = []
+    monkeypatch.setattr("bindsearch.load_model", lambda *a, **k: loads.append(a))
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "random:tiny", "--out", tmp_path / "no" / "v.npy")
+    assert code == 1 and not loads  # before: said only once everything was encoded
+    one_line_error(err, f"{tmp_path / 'no'}: no such folder to write --out in; create it first")
 
 
 def test_world_and_train_options_are_checked_before_any_work(tmp_path, run_cli):

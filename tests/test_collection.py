@@ -432,6 +432,10 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     fused = cli.json("search", "warm", "-c", "cli", "--file", files["depth"], "--file", files["image"],
                      "--modality", "infrared")
     assert [h["modality"] for h in fused["hits"]] == ["infrared"]
+    with pytest.MonkeyPatch.context() as here:  # a query file named relative to the cwd is echoed absolute
+        here.chdir(files["depth"].parent)
+        relative = cli.json("search", "-c", "cli", "--file", files["depth"].name, "--modality", "infrared")
+        assert relative["query"]["files"] == [str(files["depth"])]
     probs = cli.json("classify", files["audio"], "--labels", "dog,cat,rain")
     assert sorted(p["label"] for p in probs["labels"]) == ["cat", "dog", "rain"]
     assert abs(sum(p["probability"] for p in probs["labels"]) - 1) < 1e-5
