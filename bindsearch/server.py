@@ -11,7 +11,7 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 - `GET /info`: `Collection.stats()`, as `bindsearch info --json` prints it;
 - `GET /search?q=TEXT&modality=M&k=K`: text -> X; `modality` repeatable (default: every modality but text);
 - `POST /search` with a JSON body `{"text", "paths", "modality", "k"}`: text and indexed items fused into one
-  query;
+  query (a field it does not take is a 400: a misspelt one would search without it);
 - `POST /search?name=FILE&modality=M&k=K` with a file's bytes as the body: query by example with any file of a
   modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text.
 
@@ -190,7 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError(f"the body is not JSON ({exc})") from None
             if not isinstance(query, dict):
                 raise RequestError("the JSON body must be an object: {\"text\", \"paths\", \"modality\", \"k\"}")
+            unknown = sorted(set(query) - set(_JSON_FIELDS))
+            if unknown:  # a misspelt field would otherwise search without it, unfiltered
+                raise RequestError(f"unknown field {unknown[0]!r} in the JSON body; it takes {', '.join(_JSON_FIELDS)}")
             text, paths = _text(query.get("text"), "text"), query.get("paths") or []
+            paths = [paths] if isinstance(paths, str) else paths  # one path, as "under" takes one folder
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 raise RequestError("\"paths\" must be a list of paths in the collection")
             self._check_indexed(paths)
@@ -402,6 +406,10 @@ def _unicode(value: str, name: str) -> str:
 def _digits(text: str) -> bool:
     """Only the ASCII digits 0-9 (str.isdigit also takes '²' and other scripts' digits, which int() refuses)."""
     return text.isascii() and text.isdigit()
+
+
+_JSON_FIELDS = ("text", "paths", "modality", "k", "every_window", "at", "under")
+"""What a JSON body of POST /search may hold."""
 
 
 def _k(value: object) -> int:

@@ -80,6 +80,7 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     # The upload is the same bytes as the indexed wav: that wav comes first, at cosine 1.
     assert answer["hits"][0]["path"] == str(files["audio"]) and answer["hits"][0]["score"] > 0.9999
     status, by_path = call(server, "/search", json_body={"paths": [str(files["audio"])], "k": 5})
+    assert call(server, "/search", json_body={"paths": str(files["audio"]), "k": 5}) == (status, by_path)  # one path
     assert status == 200
     assert [h["path"] for h in by_path["hits"]] == [h["path"] for h in answer["hits"][1:]]  # itself left out
     status, texts = call(server, "/search", json_body={"paths": [str(files["video"])], "modality": "text"})
@@ -97,6 +98,8 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search", None, {"paths": ["/etc/passwd"]}, 400, "/etc/passwd is not in the collection"),
     ("/search", None, {"paths": ["relative.wav"]}, 400, "relative.wav: give the absolute path"),
     ("/search", None, {"text": 3}, 400, '"text" must be a string'),
+    ("/search", None, {"text": "x", "modalitiy": "video"}, 400, "unknown field 'modalitiy' in the JSON body; it takes "
+                                                              "text, paths, modality, k, every_window, at, under"),
     ("/search", None, {"text": "x", "modality": [1]}, 400, '"modality" must be a modality name or a list'),
     ("/search", None, b'{"text": "x", "k": 1e400}', 400, "k must be a whole number"),
     pytest.param("/search", None, b"[" * 100_000 + b"]" * 100_000, 400, "the body is not JSON (maximum recursion",
