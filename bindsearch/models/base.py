@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -184,6 +185,10 @@ class EmbeddingModel(nn.Module):
         change afterwards.
         """
         names = [self.check_modality(m) for m in (modalities or self.preprocess)]
+        if self.device.type == "cpu":
+            # Inductor imports torch's C++ extension builder, whose import warns "No CUDA runtime is found" on a
+            # machine without a GPU: true, and nothing a CPU user needs to hear.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         for name in names:
             if name == "text":
                 raise ValueError("compile_towers compiles the media towers; the text tower stays eager")
