@@ -114,6 +114,26 @@ def test_tiny_tower_learns_and_its_checkpoint_reloads_identically(tmp_path, dept
     assert torch.equal(reloaded.embed("depth", inputs), expected)
     assert 2.0 < reloaded.logit_scale("depth") < 100.0
 
+    # Beside the shipped towers, in one space (MiniLM's): the trained depth tower takes the shipped one's place.
+    from bindsearch.models.base import UnsupportedModalityError
+    from bindsearch.models.loading import ModelLoadError
+
+    with pytest.raises(UnsupportedModalityError, match=r"e\.g\. --model .*ckpt,bindsearch-mini"):
+        reloaded.check_modality("audio")
+    both = load_model(f"{tmp_path / 'ckpt'},bindsearch-mini", device="cpu")
+    shipped = load_model("bindsearch-mini", device="cpu")
+    assert set(both.modalities) == set(shipped.modalities) and both.checkpoint.startswith(reloaded.checkpoint)
+    assert torch.equal(both.embed("depth", inputs), expected)
+    import soundfile
+
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, np.sin(np.arange(16000 * 2) * 0.05).astype(np.float32), 16000)
+    assert torch.equal(both.encode("audio", [wav]), shipped.encode("audio", [wav]))
+    for other, says in (("random:tiny", "random:tiny is a model of its own"),
+                        ("languagebind:audio", "anchored on CLIP's text tower .* cannot share a space")):
+        with pytest.raises(ModelLoadError, match=says):  # before: "does not say which modality it encodes"
+            load_model(f"{tmp_path / 'ckpt'},{other}", device="cpu")
+
 
 def test_time_reversed_videos_are_flipped_recaptioned_and_batched_with_their_originals(world):
     prep = Preprocess(image_size=32, num_frames=4)

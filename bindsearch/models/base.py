@@ -26,7 +26,19 @@ class UnsupportedModalityError(ValueError):
     @classmethod
     def of(cls, spec: str, name: str, modalities: Sequence[str]) -> UnsupportedModalityError:
         return cls(f"model {spec} has no {name} encoder (it encodes: {', '.join(modalities)}); "
-                   f"load a checkpoint for {name} too, e.g. --model {spec},languagebind:{name}")
+                   f"load a checkpoint for {name} too, e.g. --model {spec},{_companion(spec, name)}")
+
+
+def _companion(spec: str, modality: str) -> str:
+    """A spec that adds a `modality` tower to `spec` in the same space: LanguageBind's for CLIP-anchored models,
+    the shipped mini one's (or one trained with `bindsearch train tower`) for MiniLM-anchored ones."""
+    from bindsearch.models.mini import is_mini_checkpoint
+    from bindsearch.models.specs import MINI
+
+    minis = [s for s in spec.split(",") if s.strip().lower() == MINI or is_mini_checkpoint(s.strip())]
+    if not minis:
+        return f"languagebind:{modality}"
+    return MINI if MINI not in spec.lower() else f"PATH (bindsearch train tower pairs.csv --modality {modality})"
 
 
 @dataclass(frozen=True)

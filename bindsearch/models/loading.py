@@ -223,9 +223,48 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
     from bindsearch.models.mini import is_mini_checkpoint
 
     specs = _split_specs(spec)
-    if len(specs) == 1 and (is_builtin(specs[0]) or is_mini_checkpoint(specs[0])):
+    if any(is_builtin(s) or is_mini_checkpoint(s) for s in specs):
         return None
     return ("text", *(_read_config(resolve_checkpoint(s))[0].modality for s in specs))
+
+
+def _mini_directory(spec: str) -> Path | None:
+    """The directory of a MiniLM-anchored checkpoint (`bindsearch-mini`, or what `bindsearch train` writes)."""
+    from bindsearch.models.mini import is_mini_checkpoint
+    from bindsearch.models.specs import MINI, MINI_DIR
+
+    if spec.lower() == MINI:
+        return MINI_DIR
+    return Path(spec).expanduser() if is_mini_checkpoint(spec) else None
+
+
+def _load_minis(specs: Sequence[str]) -> EmbeddingModel:
+    """Several MiniLM-anchored checkpoints as one model: their towers share the frozen MiniLM text anchor."""
+    from bindsearch.models.builtin import is_builtin
+    from bindsearch.models.mini import MiniModel
+    from bindsearch.models.specs import MINI
+
+    directories = [_mini_directory(s) for s in specs]
+    for s, directory in zip(specs, directories, strict=True):
+        if directory is None:
+            what = "a model of its own" if is_builtin(s) else "anchored on CLIP's text tower (768-d)"
+            raise ModelLoadError(f"{s} is {what} and cannot share a space with {_mini_name(specs, directories)}, "
+                                 "which is anchored on MiniLM (384-d); index them in separate collections")
+    parts = [MiniModel.load(d, spec=s) for s, d in zip(specs, directories, strict=True)]
+    # A tower trained with `bindsearch train tower` takes the place of the shipped model's tower of its modality.
+    trained = {m for s, p in zip(specs, parts, strict=True) if s.lower() != MINI for m in p.tower_configs}
+    towers = [p.without(trained) if s.lower() == MINI else p for s, p in zip(specs, parts, strict=True)]
+    try:
+        model = MiniModel.combine(towers)
+    except ValueError as exc:
+        raise ModelLoadError(f"{', '.join(specs)}: {exc}") from None
+    model.spec = ",".join(specs)
+    model.checkpoint = "+".join(p.checkpoint for p in parts)
+    return model
+
+
+def _mini_name(specs: Sequence[str], directories: Sequence[Path | None]) -> str:
+    return next(s for s, d in zip(specs, directories, strict=True) if d is not None)
 
 
 def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | torch.dtype | None = None,
@@ -254,6 +293,11 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         return model.to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
         return MiniModel.load(specs[0]).to(device_, dtype_).eval().requires_grad_(False)
+    if len(specs) > 1 and any(_mini_directory(s) is not None for s in specs):
+        return _load_minis(specs).to(device_, dtype_).eval().requires_grad_(False)
+    if len(specs) > 1 and any(is_builtin(s) for s in specs):
+        builtin = next(s for s in specs if is_builtin(s))
+        raise ModelLoadError(f"{builtin} is a model of its own and cannot be combined with other specs; give it alone")
 
     wanted = None if modalities is None else {canonical_modality(m) for m in modalities}
     first: ModelConfig | None = None

@@ -288,6 +288,15 @@ class MiniModel(EmbeddingModel):
         model.checkpoint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         return model.eval()
 
+    def without(self, modalities: set[str]) -> MiniModel:
+        """A copy without the towers of `modalities` (weights shared, not copied)."""
+        keep = [m for m in self.tower_configs if m not in modalities]
+        model = type(self)({m: self.tower_configs[m] for m in keep}, {m: self.preprocess[m] for m in keep},
+                           {m: self.inputs[m] for m in keep if m in self.inputs})
+        model.load_state_dict({k: v for k, v in self.state_dict().items() if k.split(".")[1] in keep})
+        model.spec, model.checkpoint = self.spec, self.checkpoint
+        return model.eval()
+
     @classmethod
     def combine(cls, models: Sequence[MiniModel]) -> MiniModel:
         """One model holding every tower of `models` (one per modality); weights are copied."""
