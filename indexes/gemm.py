@@ -6,12 +6,14 @@ which the CPU's bf16 dot-product units (and any GPU) run at two or more times th
 the result exact where it matters: it keeps a few more candidates per query than asked for, then
 rescores them in fp32 and returns the true top k among them.
 
-bf16 keeps 8 significant bits, so a bf16 score is off by up to ~0.4% of its size: only candidates that
-tie the k-th score to that precision can be misordered, and the margin of extra candidates absorbs them
-(`benchmarks/exact_search.py` measures recall@10 against fp32 exact search: 1.000 on 1M random vectors).
-The result is exact unless more than `margin` vectors beyond the k-th tie it to bf16's precision (near-duplicates
-of the query's best matches: 5,000 copies of one vector with 1 % noise gave recall@10 0.44); a larger `margin`,
-or `precision="fp32"`, covers such data.
+bf16 keeps 8 significant bits, so a bf16 score is off by at most ~1.2 % of |q| |x| (rounding the two vectors
+and the product; `_slack`): only candidates that tie the k-th score to that precision can be misordered, and the
+margin of extra candidates absorbs them. The result is certified, query by query: a vector left out of the
+candidates scored at most the last candidate's bf16 score t, so at most t + slack exactly, and where the k-th exact
+score is below that (more than `margin` near-ties: near-duplicates of the query's best matches), the query is
+searched again for every vector whose bf16 score comes within the slack of its k-th exact score, all rescored.
+`benchmarks/exact_search.py` measures recall@10 against fp32 exact search (1.000 on 1M random vectors), and how
+many queries took the second pass.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class GemmSearch:
         precision: str = "auto",
         device: str = "cpu",
         block: int | None = None,
-        margin: int = 32,
+        margin: int = 64,
         exact_on_device: bool = False,
     ) -> None:
         if precision not in (*_PRECISIONS, "auto"):
@@ -96,6 +98,9 @@ class GemmSearch:
         dtype = _PRECISIONS[precision]
         on_device = self._exact.device == self.device
         self._lowp = self._exact if dtype == torch.float32 and on_device else self._to_device(dtype)
+        norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.zeros(1, np.float32)
+        self._largest_norm = float(norms.max())
+        self.second_passes = 0  # queries searched again because their top k was not certified (see the module)
 
     def _to_device(self, dtype: torch.dtype) -> torch.Tensor:
         """The vectors as `dtype` on the search device, converted block by block (no full-size temporary)."""
@@ -151,12 +156,54 @@ class GemmSearch:
         merged_positions = torch.cat(best_positions, dim=1)
         top = merged.topk(keep, dim=1)
         candidates = merged_positions.gather(1, top.indices)
-        if low:  # rescore the candidates exactly and keep the true top k among them
-            candidates = candidates.to(self._exact.device)
-            exact = torch.einsum("qcd,qd->qc", self._exact[candidates], query_t.to(self._exact.device))
-            top = exact.topk(found, dim=1)
-            candidates = candidates.gather(1, top.indices)
-        return top.values.cpu().numpy(), candidates.cpu().numpy()
+        if not low:
+            return top.values.cpu().numpy(), candidates.cpu().numpy()
+        cut = top.values[:, -1].to(self._exact.device)  # no vector left out scored more than this in low precision
+        candidates = candidates.to(self._exact.device)  # rescore the candidates exactly: the true top k among them
+        exact = torch.einsum("qcd,qd->qc", self._exact[candidates], query_t.to(self._exact.device))
+        top = exact.topk(found, dim=1)
+        scores, positions = top.values.cpu().numpy(), candidates.gather(1, top.indices).cpu().numpy()
+        if keep < n:
+            slack = torch.from_numpy(self._slack(queries)).to(cut.device)
+            kth = top.values[:, -1]
+            unsure = torch.nonzero(kth < cut + slack).flatten().cpu().numpy()  # a left-out vector may beat the k-th
+            if len(unsure):
+                self.second_passes += len(unsure)
+                thresholds = (kth - slack).cpu().numpy()[unsure]
+                scores[unsure], positions[unsure] = self._within(queries[unsure], thresholds, found)
+        return scores, positions
+
+    def _slack(self, queries: np.ndarray) -> np.ndarray:
+        """(q,) bound on |low-precision score - exact score| for these queries against any of the vectors.
+
+        Rounding q and x to p significant bits (unit roundoff u) moves each product q_i x_i by at most 2u|q_i x_i|,
+        and rounding the result by u|q.x|: 3u |q| |x| in all, by Cauchy-Schwarz, plus fp32 accumulation. A GPU may
+        reduce a long product in parts, each rounded again: 8u there."""
+        u = 2.0**-8 if self.precision == "bf16" else 2.0**-11
+        factor = (3 if self.device.type == "cpu" else 8) * u + self.dim * 2.0**-23
+        return (factor * np.linalg.norm(queries, axis=1) * self._largest_norm).astype(np.float32)
+
+    def _within(self, queries: np.ndarray, thresholds: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top `found` of each query among the vectors whose low-precision score reaches its threshold:
+        one more product of these queries with every block, then the rows that reach it, rescored."""
+        query_low = torch.from_numpy(queries).to(self.device, self._lowp.dtype)
+        limits = torch.from_numpy(thresholds.astype(np.float32)).to(self.device)[:, None]
+        rows, columns = [], []
+        for start in range(0, len(self), self.block):
+            row, column = torch.nonzero((query_low @ self._lowp[start : start + self.block].T).float() >= limits,
+                                        as_tuple=True)
+            rows.append(row.to(self._exact.device))
+            columns.append(column.to(self._exact.device) + start)
+        rows, columns = torch.cat(rows), torch.cat(columns)
+        query_t = torch.from_numpy(queries).to(self._exact.device)
+        scores = np.empty((len(queries), found), np.float32)
+        positions = np.empty((len(queries), found), np.int64)
+        for i in range(len(queries)):
+            mine = columns[rows == i]  # the first pass's top k are among them: their scores reach the threshold
+            exact = torch.cat([self._exact[mine[j : j + 65536]] @ query_t[i] for j in range(0, len(mine), 65536)])
+            top = exact.topk(found)
+            scores[i], positions[i] = top.values.cpu().numpy(), mine[top.indices].cpu().numpy()
+        return scores, positions
 
     def _topk(self, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Unsorted top k per row of a score block: the plain top-k on the CPU, `grouped_topk` on a GPU."""
