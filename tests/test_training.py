@@ -337,3 +337,19 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes():
     assert _comparable(saved) != _comparable(_config(temporal_lr=1e-2).to_dict(), saved)
     # How the data was built is part of the run: a changed recipe does not resume an old checkpoint.
     assert _comparable(saved) != _comparable(_config(extra={"time_reversed": True}).to_dict(), saved)
+
+
+def test_the_decode_cache_sees_media_rewritten_at_the_same_size(tmp_path):
+    """Keyed on sizes alone, a world made again with another seed (same sizes) trained on the old media."""
+    from bindsearch.media.writers import write_image
+    from bindsearch.training.data import decode_inputs
+
+    prep = Preprocess(image_size=16)
+    path = write_image(tmp_path / "a.png", np.full((16, 16, 3), 40, np.uint8))
+    first, _ = decode_inputs("image", [path], prep, cache=tmp_path / "cache", workers=0)
+    size = path.stat().st_size
+    write_image(path, np.full((16, 16, 3), 200, np.uint8))
+    assert path.stat().st_size == size  # a flat image compresses to the same size
+    second, _ = decode_inputs("image", [path], prep, cache=tmp_path / "cache", workers=0)
+    assert not torch.equal(first, second)
+    assert torch.equal(second, decode_inputs("image", [path], prep, cache=None, workers=0)[0])

@@ -106,14 +106,19 @@ def decode_inputs(modality: str, paths: Sequence[Path], prep: Preprocess, cache:
                   workers: int = 2) -> tuple[torch.Tensor, list[int]]:
     """Decode every file once -> ((n_ok, *input) float16, indices of the files that decoded).
 
-    With `cache`, the result is stored as `cache/<modality>-<hash>.pt` (hash of paths, sizes and
-    preprocessing) and reused; files that fail are skipped with a warning naming them.
+    With `cache`, the result is stored as `cache/<modality>-<hash>.pt` (hash of the absolute paths, their sizes
+    and modification times, the preprocessing and bindsearch's version) and reused; files that fail are skipped
+    with a warning naming them.
     """
+    from bindsearch import __version__
+
     paths = [Path(p) for p in paths]
     file = None
     if cache is not None:
-        sizes = [p.stat().st_size if p.exists() else -1 for p in paths]
-        file = Path(cache) / f"{modality}-{_key(modality, [str(p) for p in paths], sizes, prep)}.pt"
+        # Sizes alone miss media rewritten at the same size (every BindWorld WAV of one length, fixed-size arrays).
+        stamps = [(p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in paths]
+        key = _key(modality, [str(p.absolute()) for p in paths], stamps, prep, __version__)
+        file = Path(cache) / f"{modality}-{key}.pt"
         if file.is_file():
             saved = torch.load(file, weights_only=True)
             return saved["inputs"], saved["kept"].tolist()
