@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,20 +41,21 @@ def tower(
                                                                       "two or more).")] = 128,
     accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation).")] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 50,
-    lora_rank: Annotated[int, typer.Option("--lora-rank", help="LoRA rank on attention projections; 0 = full "
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up steps.")] = 50,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", min=0, help="LoRA rank on attention projections; 0 = full "
                                                                "fine-tuning.")] = 0,
-    mask_ratio: Annotated[float, typer.Option("--mask-ratio", help="Share of patch tokens dropped.")] = 0.5,
+    mask_ratio: Annotated[float, typer.Option("--mask-ratio", min=0.0, max=0.95,
+                                              help="Share of patch tokens dropped.")] = 0.5,
     init: Annotated[str | None, typer.Option(help="Start from this mini checkpoint's tower (e.g. "
                                                    "bindsearch-mini); needed for LoRA.")] = None,
     init_modality: Annotated[str | None, typer.Option("--init-modality", help="Which tower of --init (default: "
                                                                               "--modality).")] = None,
-    width: Annotated[int, typer.Option(help="Tower width (heads = width / 32).")] = 128,
-    layers: Annotated[int, typer.Option(help="Tower layers.")] = 4,
-    patch: Annotated[int, typer.Option(help="Patch side (px, or mel bins x frames for audio).")] = 8,
-    threads: Annotated[int, typer.Option(help="Torch threads (1 is fastest on a busy 2-core machine).")] = 1,
-    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 200,
-    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps.")] = 200,
+    width: Annotated[int, typer.Option(min=32, help="Tower width (heads = width / 32).")] = 128,
+    layers: Annotated[int, typer.Option(min=1, help="Tower layers.")] = 4,
+    patch: Annotated[int, typer.Option(min=1, help="Patch side (px, or mel bins x frames for audio).")] = 8,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 is fastest on a busy 2-core machine).")] = 1,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 200,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 200,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: where the "
                                                        "CPU has bf16 matrix units: AVX512-BF16, AMX or Arm's "
                                                        "BF16).")] = None,
@@ -68,6 +70,8 @@ def tower(
     from bindsearch.models.config import Preprocess, canonical_modality
     from bindsearch.training.trainer import default_tower, read_modality_config, train_pairs
 
+    if lora_rank and not init:  # adapters on a random, frozen tower learn next to nothing
+        raise typer.BadParameter("LoRA adapts a trained tower: give --init (e.g. bindsearch-mini) with --lora-rank")
     input_config, prep = read_modality_config(modality_config) if modality_config else (None, None)
     if input_config is None:  # say so before any work: a new modality needs --modality-config
         try:
@@ -83,7 +87,8 @@ def tower(
                          lr=lr, warmup=warmup, lora_rank=lora_rank, mask_ratio=mask_ratio, init=init,
                          init_modality=init_modality, val_every=val_every, save_every=save_every, bf16=bf16,
                          seed=seed)
-    summary = {"checkpoint": str(result.directory), "step": result.step, "loss": round(result.loss, 4),
+    loss = None if math.isnan(result.loss) else round(result.loss, 4)  # NaN: no step run (it was finished)
+    summary = {"checkpoint": str(result.directory), "step": result.step, "loss": loss,
                "validation": result.validation, "seconds": round(result.seconds, 1),
                "steps_per_second": round(result.steps_per_second, 2)}
     if as_json:

@@ -203,8 +203,26 @@ def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):
     for key, state in a["optimizer"]["state"].items():
         assert int(state["step"]) == int(b["optimizer"]["state"][key]["step"]) == 16
         assert torch.allclose(state["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"], atol=1e-7)
-    with pytest.raises(ValueError, match="different training config"):
+    with pytest.raises(ValueError, match=r"different training config \(lr 0\.003 -> 0\.01\)"):
         train(_config(steps=16, lr=1e-2), depth_pairs, tmp_path / "cut")
+    other = PairSet(depth_pairs.inputs.flip(0), depth_pairs.text, depth_pairs.caption_item,
+                    depth_pairs.first_caption, depth_pairs.groups)  # the same captions on other files
+    with pytest.raises(ValueError, match="was trained on other pairs"):  # before: went on with the other data
+        train(config, other, tmp_path / "cut")
+    train(config, other, tmp_path / "cut", resume=False, stop_after=3)  # started over: its log starts over too
+    logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3]
+
+
+def test_a_pairs_csv_with_a_short_row_an_empty_caption_or_other_bytes_is_one_line(tmp_path):
+    for name, text, says in (("short.csv", "path,caption\na.png,a cat\nb.png\n", "short.csv line 3: a row needs"),
+                             ("empty.csv", "path,caption\na.png,\n", "empty.csv line 2: the caption is empty")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=says):
+            read_pairs(tmp_path / name)
+    (tmp_path / "latin.csv").write_bytes("path,caption\na.png,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.csv: not UTF-8 text"):
+        read_pairs(tmp_path / "latin.csv")
 
 
 def test_bf16_autocast_follows_the_cpu_unless_asked_and_a_resumption_may_differ(tmp_path, depth_pairs, monkeypatch):
@@ -353,3 +371,13 @@ def test_the_decode_cache_sees_media_rewritten_at_the_same_size(tmp_path):
     second, _ = decode_inputs("image", [path], prep, cache=tmp_path / "cache", workers=0)
     assert not torch.equal(first, second)
     assert torch.equal(second, decode_inputs("image", [path], prep, cache=None, workers=0)[0])
+
+
+def test_lora_without_a_tower_to_adapt_is_refused_before_any_work(tmp_path, run_cli):
+    (tmp_path / "pairs.csv").write_text("path,caption\na.png,a cat\n")
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
+                           "--lora-rank", "4")
+    assert code == 2 and "give --init" in err and not (tmp_path / "r").exists()
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
+                           "--save-every", "0")
+    assert code == 2 and not (tmp_path / "r").exists()  # before: ZeroDivisionError after decoding everything

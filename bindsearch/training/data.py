@@ -62,6 +62,13 @@ class Pairs:
 def read_pairs(path: str | Path) -> Pairs:
     """CSV with columns `path,caption` (and optionally `group`); relative paths are relative to the CSV."""
     path = Path(path)
+    try:
+        return _read_pairs(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+
+
+def _read_pairs(path: Path) -> Pairs:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
@@ -71,6 +78,11 @@ def read_pairs(path: str | Path) -> Pairs:
         captions: list[list[str]] = []
         groups: list[str] = []
         for row in reader:
+            if row["path"] is None or row["caption"] is None:  # a short row: csv leaves the missing fields None
+                raise ValueError(f"{path} line {reader.line_num}: a row needs a path and a caption")
+            if not row["caption"].strip():
+                raise ValueError(f"{path} line {reader.line_num}: the caption is empty; give the words that "
+                                 "describe the file, or drop the row")
             file = Path(row["path"]).expanduser()
             file = file if file.is_absolute() else path.parent / file
             if file not in order:
@@ -80,6 +92,9 @@ def read_pairs(path: str | Path) -> Pairs:
             captions[order[file]].append(row["caption"])
     if not order:
         raise ValueError(f"{path} holds no pairs")
+    if "group" in columns and not all(groups) and any(groups):  # said, not dropped in silence
+        warnings.warn(f"{path}: {groups.count('')} of {len(groups)} files have no group; the group column is not "
+                      "used", stacklevel=2)
     has_groups = "group" in columns and all(groups)
     return Pairs(list(order), captions, groups if has_groups else None)
 
@@ -209,6 +224,15 @@ class PairSet:
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+    def fingerprint(self) -> str:
+        """What the pairs are, in 16 hex digits: the caption vectors, which item each belongs to, the groups, and
+        each item's input summed (a resumed run must train on the same pairs)."""
+        digest = hashlib.sha256()
+        sums = self.inputs.reshape(len(self), -1).float().sum(dim=1) if len(self) else self.inputs.float()
+        for tensor in (self.text, self.caption_item, self.groups, sums):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     @classmethod
     def build(cls, modality: str, pairs: Pairs, prep: Preprocess, cache: Path | None = None,

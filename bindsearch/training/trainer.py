@@ -290,10 +290,10 @@ def _export(model: MiniModel, directory: Path, dtype: torch.dtype = torch.float3
 
 
 def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, step: int) -> None:
+                scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, step: int, data: str) -> None:
     _export(model, directory)
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "config": config.to_dict()}
+             "scheduler": scheduler.state_dict(), "config": config.to_dict(), "data": data}
     tmp = directory / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, directory / STATE_FILE)
@@ -325,7 +325,8 @@ def _param_groups(model: MiniModel, config: TrainConfig) -> list[dict[str, Any]]
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    # Steps logged after the last checkpoint of an interrupted run are run again: keep one record per step.
+    # Steps logged after the last checkpoint of an interrupted run (or by a run started over) are run again: keep
+    # one record per step.
     if path.is_file():
         kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
         path.write_text("".join(line + "\n" for line in kept))
@@ -353,16 +354,23 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     step = 0
     state_file = out / STATE_FILE
+    trained_on = data.fingerprint()
     if resume and state_file.is_file():
         state = torch.load(state_file, weights_only=True)
-        if _comparable(state["config"]) != _comparable(config.to_dict(), state["config"]):
-            raise ValueError(f"{state_file} was written by a different training config; "
+        saved, asked = _comparable(state["config"]), _comparable(config.to_dict(), state["config"])
+        if saved != asked:
+            changed = ", ".join(f"{k} {saved.get(k)!r} -> {asked.get(k)!r}" for k in sorted(set(saved) | set(asked))
+                                if saved.get(k) != asked.get(k))
+            raise ValueError(f"{state_file} was written by a different training config ({changed}); "
+                             "use another --out or pass --no-resume to start over")
+        if state.get("data", trained_on) != trained_on:  # states from before the data was recorded: not checked
+            raise ValueError(f"{state_file} was trained on other pairs (another CSV, or its files changed since); "
                              "use another --out or pass --no-resume to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        _truncate_log(out / LOG_FILE, step)
+    _truncate_log(out / LOG_FILE, step)  # from 0 too: a run killed before its first checkpoint, or --no-resume
     (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
 
     tower = model.vision_models[config.modality]
@@ -397,7 +405,7 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
             validation = evaluate(model, config.modality, val, config.bf16)
             record.update(validation)
         if step % config.save_every == 0 or step == config.steps or step == last:
-            _save_state(out, model, optimizer, scheduler, config, step)
+            _save_state(out, model, optimizer, scheduler, config, step, trained_on)
         if log is not None and (step % 10 == 0 or "t2x_R@1" in record or step == last):
             log(record)
         with (out / LOG_FILE).open("a") as handle:
