@@ -139,8 +139,12 @@ class Collection:
             raise CollectionError(
                 f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "
                 f"now loads checkpoint {model.checkpoint}; re-index into a new collection")
-        if stored.checkpoint != model.checkpoint:
-            _rename_checkpoint(self.directory, self.catalog, model.checkpoint)
+        from bindsearch.models.loading import absolute_spec
+
+        # Weights named as this version names them: their checkpoint id, and a folder by its absolute path.
+        renamed = replace(stored, name=absolute_spec(stored.name), checkpoint=model.checkpoint)
+        if renamed != stored:
+            _rename_encoder(self.directory, self.catalog, renamed)
         self._model, self._every_tower = model, needed is None
         return model
 
@@ -173,13 +177,18 @@ class Collection:
         if isinstance(model, str):
             model = _load_encoder(model, device, dtype, compile_towers)
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
-        if exists and model.previous_checkpoints:
+        if exists:
             catalog = Catalog.open(directory)
             stored = catalog.encoder
+            if stored.name != encoder.name and replace(stored, name=encoder.name) == encoder:
+                # The same weights under another spelling (a folder given relative to another cwd, as versions
+                # before 0.3.1 stored it): recorded as loaded now, so that it loads from anywhere.
+                if not _rename_encoder(directory, catalog, replace(stored, name=encoder.name)):
+                    encoder = stored
             same = replace(stored, checkpoint=model.checkpoint) == encoder
             if same and stored.checkpoint in model.previous_checkpoints:
                 # The same weights, named as an earlier version named them: named as they are named now.
-                if not _rename_checkpoint(directory, catalog, model.checkpoint):
+                if not _rename_encoder(directory, catalog, replace(stored, checkpoint=model.checkpoint)):
                     encoder = stored
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
@@ -440,14 +449,15 @@ _OWN_FILES = {"items.lance", "indexes", ".writer.lock"}
 """What a collection's folder holds: a new collection is made only where nothing else is."""
 
 
-def _rename_checkpoint(directory: Path, catalog: Catalog, checkpoint: str) -> bool:
-    """Store the id this version gives the collection's weights in place of the one an earlier version gave them
-    (bindsearch 0.1 named weights by their files' sizes alone, which retrained weights share), so that from now on
-    only these weights open it. False while another process writes, or where the collection cannot be written (a
-    search of a read-only copy): renamed by a later opening."""
+def _rename_encoder(directory: Path, catalog: Catalog, encoder: EncoderInfo) -> bool:
+    """Store how this version names the collection's weights in place of how an earlier version named them (0.1
+    identified weights by their files' sizes alone, which retrained weights share; before 0.3.1 a local folder was
+    stored as given, relative to the cwd), so that from now on only these weights open it, from anywhere. False
+    while another process writes, or where the collection cannot be written (a search of a read-only copy):
+    renamed by a later opening."""
     try:
         with CollectionLock(directory).acquire(timeout=0):
-            catalog.rename_checkpoint(checkpoint)
+            catalog.rename_encoder(encoder)
     except (LockTimeout, OSError, RuntimeError):  # RuntimeError: LanceDB's own refusal to write
         return False
     return True

@@ -599,3 +599,29 @@ def test_a_collection_whose_creation_was_killed_is_created_anew(tmp_path, home, 
     assert Collection.open("half", model=tiny_model).add([picture], workers=0).new == 1
     assert list_collections() == ["half"] and _default_model("half") is None
     assert len(Collection.open("half").catalog) == 1
+
+
+def test_a_checkpoint_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypatch, media_files):
+    """A collection indexed with `--model runs/m` opens from any folder (before: only from the one it was indexed
+    in); one recorded relative by an earlier version opens given the same weights by another path, and is
+    recorded by that path from then on."""
+    from bindsearch import load_model
+    from bindsearch.models.specs import MINI_DIR
+
+    shutil.copytree(MINI_DIR, tmp_path / "runs" / "m")
+    monkeypatch.chdir(tmp_path)
+    col = Collection.open(tmp_path / "c", model="runs/m", device="cpu")
+    assert col.catalog.encoder.name == str(tmp_path / "runs" / "m")
+    col.add([media_files["image"]], workers=0)
+    monkeypatch.chdir(media_files["image"].parent)
+    hits = Collection.open(tmp_path / "c").search(files=[media_files["depth"]], k=1)  # loads runs/m from here
+    assert [h.path for h in hits] == [str(media_files["image"])]
+
+    monkeypatch.chdir(tmp_path)
+    old = load_model("runs/m", device="cpu")
+    old.spec = "runs/m"  # as bindsearch 0.3.0 recorded it
+    Collection.open(tmp_path / "old", model=old).add([media_files["image"]], workers=0)
+    monkeypatch.chdir(media_files["image"].parent)
+    again = Collection.open(tmp_path / "old", model=load_model(str(tmp_path / "runs" / "m"), device="cpu"))
+    assert again.catalog.encoder.name == str(tmp_path / "runs" / "m")  # before: refused, "built with runs/m"
+    assert Collection.open(tmp_path / "old").catalog.encoder.name == str(tmp_path / "runs" / "m")

@@ -17,8 +17,8 @@ from bindsearch.models.config import ModelConfig, canonical_modality, from_langu
 from bindsearch.models.languagebind import LanguageBindModel
 from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
 
-__all__ = ["ALIASES", "ModelLoadError", "load_model", "merge_lora", "read_state_dict", "resolve_checkpoint",
-           "spec_modalities"]
+__all__ = ["ALIASES", "ModelLoadError", "absolute_spec", "load_model", "merge_lora", "read_state_dict",
+           "resolve_checkpoint", "spec_modalities"]
 
 
 class ModelLoadError(RuntimeError):
@@ -43,7 +43,8 @@ def _hub_download(repo_id: str) -> Path:
         except Exception:
             raise ModelLoadError(
                 f"{repo_id} is not in the Hugging Face cache and the hub could not be reached "
-                f"({type(first).__name__}); download it with: hf download {repo_id}") from None
+                f"({type(first).__name__}); download it with: hf download {repo_id} (or, if it is a folder named "
+                "relative to where a collection was indexed, give --model with its path from here)") from None
 
 
 def resolve_checkpoint(spec: str) -> Path:
@@ -209,11 +210,26 @@ def _weight_files(directory: Path) -> list[Path]:
 
 
 def _split_specs(spec: str | Sequence[str]) -> list[str]:
+    """The specs of a comma-separated spec, `languagebind` expanded, and a local folder as its absolute path: a
+    collection records the spec, and `runs/depth` would load from nowhere else than where it was indexed."""
     specs = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
     expanded = []
     for s in specs:
         expanded.extend(LANGUAGEBIND_ALL if s.lower() == "languagebind" else [s])
-    return [s for s in expanded if s]
+    return [str(Path(s).expanduser().absolute()) if _local_folder(s) else s for s in expanded if s]
+
+
+def absolute_spec(spec: str) -> str:
+    """A comma-separated spec with its local folders spelled as absolute paths (aliases left as they are)."""
+    parts = [p.strip() for p in spec.split(",")]
+    return ",".join(str(Path(p).expanduser().absolute()) if _local_folder(p) else p for p in parts)
+
+
+def _local_folder(spec: str) -> bool:
+    try:
+        return Path(spec).expanduser().is_dir()
+    except OSError:
+        return False
 
 
 def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
@@ -292,7 +308,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         model = build_builtin(specs[0])
         return model.to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
-        return MiniModel.load(specs[0]).to(device_, dtype_).eval().requires_grad_(False)
+        return MiniModel.load(specs[0], spec=specs[0]).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(_mini_directory(s) is not None for s in specs):
         return _load_minis(specs).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(is_builtin(s) for s in specs):
