@@ -196,6 +196,24 @@ def test_nyud_raw_scene_types_are_scored_on_the_ten_class_protocol(tmp_path):
     assert emergent["classes"] == ["bedroom", "kitchen", "living_room", "others"]
 
 
+def test_a_folder_named_like_nyud_is_not_merged_into_one_class(tmp_path):
+    """Classes that are no NYU scene type keep their names (before: all 'others', top-1 100 %); NYU types that all
+    fall outside the nine named ones leave one class, which is refused."""
+    from bindsearch.evaluation.bench import run_zeroshot
+
+    shapes = ("circle", "square", "circle", "square")
+    make_paired(tmp_path / "nyu_shapes" / "test", n_pairs=4, labels="scene_class", classes=shapes)
+    (tmp_path / "nyu_shapes" / "test" / "rgb").rename(tmp_path / "nyu_shapes" / "test" / "image")
+    result = invoke("zeroshot", "--root", str(tmp_path / "nyu_shapes" / "test"), "--model", "random:tiny")
+    assert result["classes"] == ["circle", "square"]
+    assert any("none of its classes is an NYU scene type" in n for n in result["notes"])
+    outside = ("study", "printer_room", "study", "printer_room")
+    make_paired(tmp_path / "nyuv2" / "test", n_pairs=4, labels="scene_class", classes=outside)
+    (tmp_path / "nyuv2" / "test" / "rgb").rename(tmp_path / "nyuv2" / "test" / "image")
+    with pytest.raises(ValueError, match=r"leaves one class \(others\) of 2 read"):
+        run_zeroshot("random:tiny", tmp_path / "nyuv2" / "test")
+
+
 def test_emergent_cli_with_scene_classes_and_with_llvip_folders(tmp_path):
     make_paired(tmp_path / "nyuv2" / "test", labels="scene_class")
     result = invoke("emergent", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny")

@@ -300,8 +300,18 @@ def _accuracy(vectors: np.ndarray, classifier: np.ndarray, labels: np.ndarray, t
 
 
 def _nyud_classes(classnames: list[str], labels: np.ndarray, notes: list[str]) -> tuple[np.ndarray, list[str]]:
-    """NYU-D's raw scene types merged into the 10-class protocol (a note says how many became 'others')."""
+    """NYU-D's raw scene types merged into the 10-class protocol (a note says how many became 'others'). Classes
+    that hold none of NYU's scene types were taken for NYU-D by the folder's name alone: scored as they are."""
+    from .datasets import NYU_SCENE_TYPES
+
+    if not {c.strip().lower().replace(" ", "_") for c in classnames} & NYU_SCENE_TYPES:
+        notes.append("the folder's name says NYU-D, but none of its classes is an NYU scene type: scored as its "
+                     "own classes, not by the NYU-D protocol")
+        return labels, classnames
     labels, merged_names, merged = nyud_protocol([classnames[i] for i in labels])
+    if len(merged_names) < 2:  # every file would be right by construction: no number to report
+        raise ValueError(f"NYU-D's 10-class protocol leaves one class ({merged_names[0]}) of {len(classnames)} "
+                         "read: nothing to tell apart")
     if merged and "others" not in classnames:
         notes.append(f"NYU-D 10-class protocol: {len(classnames)} scene types read, {merged} file(s) of the types "
                      "outside the nine named classes scored as 'others'")

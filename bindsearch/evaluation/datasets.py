@@ -120,6 +120,11 @@ PAIRED_FOLDERS = {"image": ("image", "rgb", "visible", "color"), "depth": ("dept
 # (`sceneTypes`, what TUI-NICR's prepare_dataset.py writes to scene_class/) keep their name, the rest are "others".
 NYUD_CLASSES = ("bathroom", "bedroom", "bookstore", "classroom", "dining_room", "home_office", "kitchen",
                 "living_room", "office")
+NYU_SCENE_TYPES = frozenset((*NYUD_CLASSES, "basement", "cafe", "computer_lab", "conference_room", "dinette",
+                             "excercise_room", "foyer", "furniture_store", "home_storage", "indoor_balcony",
+                             "laundry_room", "office_kitchen", "playroom", "printer_room", "reception_room",
+                             "student_lounge", "study", "study_room"))
+"""NYU Depth v2's 27 `sceneTypes`, spelt as the dataset spells them ("excercise_room" included)."""
 
 
 def nyud_protocol(names: Sequence[str]) -> tuple[np.ndarray, list[str], int]:
