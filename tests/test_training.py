@@ -305,6 +305,21 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
         hits += sum(int(Path(h.path).stem) % 4 == list(SIDES).index(side) for h in top)
     assert hits >= 10  # of 12: each side's top three are maps pressed on that side
 
+    # Classified and benchmarked like any modality: its labels as written (it has no templates of LanguageBind's).
+    labels = ",".join(f"pressure on the {side}" for side in SIDES)
+    code, out, err = run_cli("classify", tmp_path / "maps" / "00.npy", "--file-modality", "tactile", "--labels", labels,
+                             "--model", tmp_path / "tactile-model", "--json")
+    assert code == 0, err  # before: unknown modality 'tactile'
+    assert json.loads(out)["labels"][0]["label"] == f"pressure on the {list(SIDES)[0]}"
+    for i in range(48):
+        side = tmp_path / "classes" / list(SIDES)[i % 4]
+        side.mkdir(parents=True, exist_ok=True)
+        (side / f"{i:02d}.npy").write_bytes((tmp_path / "maps" / f"{i:02d}.npy").read_bytes())
+    code, out, err = run_cli("bench", "zeroshot", "--root", tmp_path / "classes", "--modality", "tactile",
+                             "--model", tmp_path / "tactile-model", "--json", "--no-cache")
+    assert code == 0, err
+    assert json.loads(out)["directions"]["tactile->class"]["top1"] >= 50  # four sides: chance is 25
+
 
 def test_an_image_tower_starts_a_video_tower_as_its_frame_average_plus_frame_order():
     from bindsearch.training.trainer import _load_tower

@@ -25,7 +25,7 @@ from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_tex
 from .datasets import CaptionedSet, nyud_protocol, read_classification, read_clotho, read_msrvtt, read_paired
 from .metrics import caption_groups, retrieval_metrics_from_embeddings
 from .paper import DATASET_MODALITY, detect_dataset, paper_numbers
-from .zeroshot import build_classifier, class_prompts, templates_for, zeroshot_accuracy
+from .zeroshot import MODALITIES, build_classifier, class_prompts, templates_for, zeroshot_accuracy
 
 __all__ = ["BENCHMARKS", "DEFAULT_MODELS", "BenchResult", "RunOptions", "run_clotho", "run_emergent", "run_msrvtt",
            "run_zeroshot"]
@@ -138,6 +138,8 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
             raise ValueError(f"model {loaded.spec} has {len(towers)} towers ({', '.join(towers)}); "
                              "say which to evaluate with --modality")
         model, modality = loaded, towers[0]
+    elif model is not None and modality.lower() not in (*MODALITIES, "thermal"):
+        model = _load(model, None, options)  # a modality of its own: known once the model that has it is loaded
     data = read_classification(root, modality, fold=fold, limit=limit)
     dataset = data.name or dataset
     notes = list(data.notes)

@@ -145,6 +145,16 @@ def media_extensions(modality: str) -> tuple[str, ...]:
     return tuple(extensions)
 
 
+def _is_media(path: Path, extensions: tuple[str, ...]) -> bool:
+    """A file of the modality: by its suffix, or, for a modality of one's own that claims none, any file but a
+    hidden one."""
+    return path.suffix.lower() in extensions if extensions else not path.name.startswith(".")
+
+
+def _listed(extensions: tuple[str, ...]) -> str:
+    return ", ".join(extensions) or "any file"
+
+
 def read_msrvtt(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
     """MSR-VTT 1k-A test split: one video per CSV row (first `limit` videos), captions from the `sentence` column."""
     _check_limit(limit)
@@ -404,9 +414,9 @@ def _read_class_folders(root: Path, modality: str) -> LabelledSet:
     paths: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        files = sorted(p for p in folder.rglob("*") if _is_media(p, extensions) and p.is_file())
         if not files:
-            raise DatasetLayoutError(f"class folder {folder} holds no {modality} file ({', '.join(extensions)}); "
+            raise DatasetLayoutError(f"class folder {folder} holds no {modality} file ({_listed(extensions)}); "
                                      f"expected {CLASS_FOLDERS_LAYOUT}")
         paths.extend(files)
         labels.extend([label] * len(files))
@@ -459,13 +469,13 @@ def _media_files(folder: Path, modality: str, layout: str, name_folder: str | No
     """The `modality` files directly inside `folder`, sorted; none is a layout error (which, where the caller has
     an option `name_folder` to name another folder, names the sub-folders it could mean)."""
     extensions = media_extensions(modality)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file())
+    files = sorted(p for p in folder.iterdir() if _is_media(p, extensions) and p.is_file())
     if not files:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
         hint = (f"; it has sub-folders ({', '.join(subfolders[:4])}): name one with {name_folder}, e.g. "
                 f"{folder.name}/{'test' if 'test' in subfolders else subfolders[0]}") if subfolders and name_folder \
             else ""
-        raise DatasetLayoutError(f"{folder} holds no {modality} file ({', '.join(extensions)}){hint}; "
+        raise DatasetLayoutError(f"{folder} holds no {modality} file ({_listed(extensions)}){hint}; "
                                  f"expected {layout}")
     return files
 

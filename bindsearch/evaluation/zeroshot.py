@@ -38,11 +38,17 @@ _ALIASES = {"thermal": "infrared"}
 
 
 def templates_for(modality: str) -> tuple[str, ...]:
-    """LanguageBind's prompt templates for `modality`: format strings with one "{}" (80; 1 for audio)."""
+    """LanguageBind's prompt templates for `modality`: format strings with one "{}" (80; 1 for audio). A modality
+    of one's own (`bindsearch train tower --modality-config`) has no templates of LanguageBind's: the label as it is
+    written, which is how its tower met its captions."""
+    from bindsearch.media import registered_modalities
+
     modality = _ALIASES.get(modality, modality)
     if modality == "audio":
         return AUDIO_TEMPLATES
     if modality not in _PHOTO_BECOMES:
+        if modality in registered_modalities():
+            return ("{}",)
         raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     word = _PHOTO_BECOMES[modality]
     return tuple(re.sub(r"\bphoto\b", word, template) for template in _openai_imagenet_templates())
