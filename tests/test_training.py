@@ -396,3 +396,5 @@ def test_lora_without_a_tower_to_adapt_is_refused_before_any_work(tmp_path, run_
     code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "r",
                            "--save-every", "0")
     assert code == 2 and not (tmp_path / "r").exists()  # before: ZeroDivisionError after decoding everything
+    with pytest.raises(ValueError, match=r"patch 7 does not divide the input \(48 x 48\)"):
+        tower_config(32, 1, (48, 48), 7)  # before: the last 6 rows and columns were never seen

@@ -431,6 +431,9 @@ def default_tower(modality: str, preprocess: Preprocess, width: int = 128, layer
 def tower_config(width: int, layers: int, input_size: tuple[int, int], patch: int, frames: int = 1,
                  heads: int | None = None) -> TowerConfig:
     """A small ViT tower config: `frames > 1` switches temporal attention on (video)."""
+    if any(side % patch for side in input_size):  # a ViT would drop the rows and columns left over, unseen
+        raise ValueError(f"patch {patch} does not divide the input ({input_size[0]} x {input_size[1]}); choose a "
+                         f"patch side that divides both, e.g. {math.gcd(*input_size)}")
     encoder = EncoderConfig(width=width, layers=layers, heads=heads or max(1, width // 32), mlp_width=4 * width,
                             act="gelu")
     return TowerConfig(encoder, input_size, patch, 3, num_frames=frames, temporal_attention=frames > 1)
