@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,10 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
                         workers: int | None = None, progress: bool = False) -> EncodedFiles:
     """Embed files through the cache: cached ones are read, the rest decoded in workers, encoded and stored.
 
-    A file that cannot be decoded is reported in `failures` (and its row left NaN); it never stops the run.
+    Files with the same bytes get the same vector: one of them is encoded, or its cached vector reused. (A vector
+    differs in its last bits with the batch it was encoded in, so two copies encoded apart would not tie exactly,
+    and a benchmark's numbers would move with what the cache held.) A file that cannot be decoded is reported in
+    `failures` (and its row left NaN); it never stops the run.
     """
     modality = model.check_modality(modality)
     paths = [Path(p) for p in paths]
@@ -133,6 +137,11 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
             vectors[row], ok[row] = cached[key], True
         else:
             rows_of.setdefault(path, []).append(row)
+    read = ok.copy()
+    _share_copies(paths, vectors, ok, rows_of)
+    shared = [row for row in np.flatnonzero(ok & ~read) if keys[row] is not None]
+    if cache is not None and shared:  # a copy's vector, under its own key from now on
+        cache.store(modality, [keys[row] for row in shared], vectors[shared])
     hits = int(ok.sum())
     todo = list(rows_of)
     with _progress_bar(len(todo), f"{modality}: decode + encode", "file", progress) as bar:
@@ -142,12 +151,58 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
                 for row in rows_of[path]:
                     vectors[row], ok[row] = vector, True
             failures.extend(batch.failures)
-            if cache is not None and batch.paths:
-                batch_keys = [keys[rows_of[p][0]] for p in batch.paths]
-                good = [i for i, k in enumerate(batch_keys) if k is not None]
-                cache.store(modality, [batch_keys[i] for i in good], batch_vectors[good])
+            if cache is not None and batch.paths:  # under the key of each file its vector serves (copies too)
+                stored = [(key, i) for i, p in enumerate(batch.paths)
+                          for key in dict.fromkeys(keys[row] for row in rows_of[p]) if key is not None]
+                if stored:
+                    cache.store(modality, [key for key, _ in stored], batch_vectors[[i for _, i in stored]])
             bar.update(len(batch.paths) + len(batch.failures))
     return EncodedFiles(vectors, ok, failures, hits=hits, encoded=len(todo) - len(failures))
+
+
+def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_of: dict[Path, list[int]]) -> None:
+    """Files to encode (`rows_of`: path -> rows) that hold the bytes of a file read from the cache take its vector;
+    of several such files to encode, one is encoded for all (the others' rows join its own). Only files that share a
+    size with another are hashed."""
+    from bindsearch.files import content_hash
+
+    sizes: dict[Path, int | None] = {}
+    digests: dict[Path, str | None] = {}
+
+    def size(path: Path) -> int | None:
+        if path not in sizes:
+            try:
+                sizes[path] = path.stat().st_size
+            except OSError:
+                sizes[path] = None
+        return sizes[path]
+
+    def digest(path: Path) -> str | None:
+        if path not in digests:
+            try:
+                digests[path] = content_hash(path)
+            except OSError:
+                digests[path] = None
+        return digests[path]
+
+    cached = [int(row) for row in np.flatnonzero(ok)]
+    to_encode = Counter(size(path) for path in rows_of)
+    held = {size(paths[row]) for row in cached}
+    suspects = [p for p in rows_of if size(p) is not None and (to_encode[size(p)] > 1 or size(p) in held)]
+    if not suspects:  # every file to encode has a size of its own: no copies (the usual case)
+        return
+    by_digest: dict[str, int | Path] = {}  # bytes -> a row read from the cache, or the file encoded for all
+    for row in cached:
+        if size(paths[row]) in to_encode and (d := digest(paths[row])) is not None:
+            by_digest.setdefault(d, row)
+    for path in suspects:
+        if (d := digest(path)) is None or (first := by_digest.setdefault(d, path)) == path:
+            continue
+        rows = rows_of.pop(path)
+        if isinstance(first, Path):
+            rows_of[first].extend(rows)
+        else:
+            vectors[rows], ok[rows] = vectors[first], True
 
 
 def encode_texts_cached(model: EmbeddingModel, texts: Sequence[str], cache: EmbeddingCache | None = None, *,
