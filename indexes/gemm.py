@@ -195,11 +195,13 @@ class GemmSearch:
             rows.append(row.to(self._exact.device))
             columns.append(column.to(self._exact.device) + start)
         rows, columns = torch.cat(rows), torch.cat(columns)
+        order = torch.argsort(rows, stable=True)  # each query's columns together, in one pass
+        counts = torch.bincount(rows, minlength=len(queries)).tolist()
         query_t = torch.from_numpy(queries).to(self._exact.device)
         scores = np.empty((len(queries), found), np.float32)
         positions = np.empty((len(queries), found), np.int64)
-        for i in range(len(queries)):
-            mine = columns[rows == i]  # the first pass's top k are among them: their scores reach the threshold
+        for i, mine in enumerate(torch.split(columns[order], counts)):
+            # The first pass's top k are among them: their scores reach the threshold.
             exact = torch.cat([self._exact[mine[j : j + 65536]] @ query_t[i] for j in range(0, len(mine), 65536)])
             top = exact.topk(found)
             scores[i], positions[i] = top.values.cpu().numpy(), mine[top.indices].cpu().numpy()
