@@ -6,7 +6,7 @@ Names are imported on first use, so `import bindsearch.models` does not pull in 
 
 from importlib import import_module
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 _EXPORTS = {
     "Collection": "bindsearch.collection",
