@@ -84,7 +84,7 @@ def test_a_large_k_takes_fewer_queries_per_product(monkeypatch, precision):
     sizes = []
     real = search._search
     monkeypatch.setattr(search, "_search", lambda q, found: sizes.append(len(q)) or real(q, found))
-    monkeypatch.setattr(GemmSearch, "CANDIDATE_BYTES", 4 * (500 + search.margin) * (3 + 64) * 8)  # 8 queries (bf16)
+    monkeypatch.setattr(GemmSearch, "CANDIDATE_BYTES", 4 * search._keep(500) * (3 + 64) * 8)  # 8 queries (bf16)
     got = search.search(queries, 500)
     assert max(sizes) == (8 if precision == "bf16" else 40) and sum(sizes) == 40  # fp32 gathers nothing to rescore
     np.testing.assert_array_equal(got[1], want[1])
