@@ -429,6 +429,11 @@ def test_files_with_the_same_bytes_get_the_same_vector_cached_or_not(tmp_path, t
         assert (second.hits, second.encoded) == (4, 0) and np.array_equal(second.vectors, first.vectors)
         third = encode_files_cached(tiny_model, "image", [*files, copy], cache, workers=0)
         assert (third.hits, third.encoded) == (4, 0)  # the copy's own key was stored with the vector it took
+        (tmp_path / "bad.png").write_bytes(b"not a picture")
+        (tmp_path / "bad copy.png").write_bytes(b"not a picture")
+        broken = encode_files_cached(tiny_model, "image", [tmp_path / "bad.png", tmp_path / "bad copy.png"], cache,
+                                     workers=0)
+        assert sorted(f.path.name for f in broken.failures) == ["bad copy.png", "bad.png"]  # each file named
 
 
 def test_undecodable_file_is_reported_and_the_rest_evaluated(tmp_path, capsys):

@@ -625,3 +625,5 @@ def test_a_checkpoint_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypa
     again = Collection.open(tmp_path / "old", model=load_model(str(tmp_path / "runs" / "m"), device="cpu"))
     assert again.catalog.encoder.name == str(tmp_path / "runs" / "m")  # before: refused, "built with runs/m"
     assert Collection.open(tmp_path / "old").catalog.encoder.name == str(tmp_path / "runs" / "m")
+    (media_files["image"].parent / "bindsearch-mini").mkdir()  # a folder named like a model does not shadow it
+    assert load_model("bindsearch-mini", device="cpu").spec == "bindsearch-mini"

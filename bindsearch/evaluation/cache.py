@@ -138,7 +138,7 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
         else:
             rows_of.setdefault(path, []).append(row)
     read = ok.copy()
-    _share_copies(paths, vectors, ok, rows_of)
+    copies = _share_copies(paths, vectors, ok, rows_of)
     shared = [row for row in np.flatnonzero(ok & ~read) if keys[row] is not None]
     if cache is not None and shared:  # a copy's vector, under its own key from now on
         cache.store(modality, [keys[row] for row in shared], vectors[shared])
@@ -151,6 +151,7 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
                 for row in rows_of[path]:
                     vectors[row], ok[row] = vector, True
             failures.extend(batch.failures)
+            failures.extend(MediaError(copy, f.cause) for f in batch.failures for copy in copies.get(Path(f.path), []))
             if cache is not None and batch.paths:  # under the key of each file its vector serves (copies too)
                 stored = [(key, i) for i, p in enumerate(batch.paths)
                           for key in dict.fromkeys(keys[row] for row in rows_of[p]) if key is not None]
@@ -160,10 +161,11 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
     return EncodedFiles(vectors, ok, failures, hits=hits, encoded=len(todo) - len(failures))
 
 
-def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_of: dict[Path, list[int]]) -> None:
+def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_of: dict[Path, list[int]]
+                  ) -> dict[Path, list[Path]]:
     """Files to encode (`rows_of`: path -> rows) that hold the bytes of a file read from the cache take its vector;
     of several such files to encode, one is encoded for all (the others' rows join its own). Only files that share a
-    size with another are hashed."""
+    size with another are hashed. Returns file encoded -> the copies it stands for (who fail with it)."""
     from bindsearch.files import content_hash
 
     sizes: dict[Path, int | None] = {}
@@ -189,8 +191,9 @@ def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_o
     to_encode = Counter(size(path) for path in rows_of)
     held = {size(paths[row]) for row in cached}
     suspects = [p for p in rows_of if size(p) is not None and (to_encode[size(p)] > 1 or size(p) in held)]
+    copies: dict[Path, list[Path]] = {}
     if not suspects:  # every file to encode has a size of its own: no copies (the usual case)
-        return
+        return copies
     by_digest: dict[str, int | Path] = {}  # bytes -> a row read from the cache, or the file encoded for all
     for row in cached:
         if size(paths[row]) in to_encode and (d := digest(paths[row])) is not None:
@@ -201,8 +204,10 @@ def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_o
         rows = rows_of.pop(path)
         if isinstance(first, Path):
             rows_of[first].extend(rows)
+            copies.setdefault(first, []).append(path)
         else:
             vectors[rows], ok[rows] = vectors[first], True
+    return copies
 
 
 def encode_texts_cached(model: EmbeddingModel, texts: Sequence[str], cache: EmbeddingCache | None = None, *,

@@ -226,6 +226,13 @@ def absolute_spec(spec: str) -> str:
 
 
 def _local_folder(spec: str) -> bool:
+    """A spec that names a folder, and is not a name of a model that a folder in the cwd would shadow (a folder
+    called `bindsearch-mini` is not the shipped model)."""
+    from bindsearch.models.builtin import is_builtin
+
+    if is_builtin(spec) or spec.lower() in ALIASES or spec.lower() == "languagebind" or \
+            spec.startswith(("hf-hub:", "languagebind:")):
+        return False
     try:
         return Path(spec).expanduser().is_dir()
     except OSError:
