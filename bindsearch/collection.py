@@ -178,17 +178,19 @@ class Collection:
             model = _load_encoder(model, device, dtype, compile_towers)
         encoder = EncoderInfo(name=model.spec, checkpoint=model.checkpoint, dim=model.dim)
         if exists:
+            from bindsearch.models.loading import absolute_spec
+
             catalog = Catalog.open(directory)
             stored = catalog.encoder
-            if stored.name != encoder.name and replace(stored, name=encoder.name) == encoder:
-                # The same weights under another spelling (a folder given relative to another cwd, as versions
-                # before 0.3.1 stored it): recorded as loaded now, so that it loads from anywhere.
-                if not _rename_encoder(directory, catalog, replace(stored, name=encoder.name)):
-                    encoder = stored
-            same = replace(stored, checkpoint=model.checkpoint) == encoder
-            if same and stored.checkpoint in model.previous_checkpoints:
-                # The same weights, named as an earlier version named them: named as they are named now.
-                if not _rename_encoder(directory, catalog, replace(stored, checkpoint=model.checkpoint)):
+            # The same weights named as an earlier version named them: a folder given relative to the cwd (before
+            # 0.3.1; any spelling will do where the checkpoint ids agree), or ids from the weight files' sizes
+            # alone (0.1; then the folder must be the one the stored spelling names from here). Renamed as they
+            # are named now, so that only these weights open it, from anywhere.
+            same_weights = stored.checkpoint == encoder.checkpoint or (
+                stored.checkpoint in model.previous_checkpoints and absolute_spec(stored.name) == encoder.name)
+            now = replace(stored, name=encoder.name, checkpoint=encoder.checkpoint)
+            if stored != encoder and now == encoder and same_weights:
+                if not _rename_encoder(directory, catalog, now):
                     encoder = stored
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 

@@ -22,8 +22,10 @@ def holds_collection(directory: Path) -> bool:
     versions = directory / "items.lance" / "_versions"
     try:
         return any(p.suffix == ".manifest" for p in versions.iterdir())
-    except OSError:  # no such folder (or not one): nothing committed
+    except (FileNotFoundError, NotADirectoryError):  # nothing committed
         return False
+    except OSError:  # a catalog it may not read: one, and opening it says what is wrong
+        return (directory / "items.lance").exists()
 
 
 def list_collections() -> list[str]:

@@ -225,6 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     _every_window(_one(params, "every_window")), _at(_one(params, "at")),
                                     shown=[name], under=_under(params.get("under")))
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
+                if self.server.unavailable() is not None:  # not the upload's fault: the collection is gone (503)
+                    raise
                 message = str(exc).replace(str(upload), name)
                 # The collection's advice is the CLI's flag; over HTTP it is a query parameter.
                 raise RequestError(message.replace("pass --file-modality",

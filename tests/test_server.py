@@ -315,6 +315,8 @@ def test_a_collection_deleted_or_made_anew_under_the_server_is_a_503_in_one_line
         for path in ("/health", "/search?q=dog", "/file?id=0"):
             status, answer = call(srv, path)
             assert status == 503 and "deleted and created again" in answer["error"], (path, answer)
+        status, answer = call(srv, "/search?name=query.png", body=files["image"].read_bytes())  # an upload too
+        assert status == 503 and "deleted and created again" in answer["error"]
         assert call(srv, "/health")[1]["ok"] is False
     finally:
         srv.shutdown()
