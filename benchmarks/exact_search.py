@@ -5,7 +5,7 @@
 
 The bound is measured in the same run on the same shapes: the bare matrix products (queries x blocks of
 the vectors, no top-k) in fp32 and in bf16. Against it: FAISS's flat index (fp32 sgemm + heaps), and
-`indexes.GemmSearch` in fp32 and in bf16 (bf16 product, fp32 rescoring of k + 32 candidates per query, and a
+`indexes.GemmSearch` in fp32 and in bf16 (bf16 product, fp32 rescoring of k + max(64, k) candidates per query, and a
 second pass for the queries whose top k that cannot certify: their share is printed).
 Every engine runs once per round, in turn, and keeps its best round, so machine noise hits all alike.
 Also printed: exact search one query at a time (the rate an approximate index must beat) and recall@k of

@@ -24,8 +24,9 @@ _METRIC_OF_ENCODER = {"cosine": "ip", "ip": "ip", "dot": "ip", "l2": "l2"}
 
 RESCORE_FACTOR = 16
 """Candidates per hit asked of an index that stores lossy codes (PQ, SQ), rescored with the catalog's vectors. On
-100k clustered 128-d vectors IVF1024,PQ16 ranked by its codes finds 0.26 of the true top 10 at any nprobe, its
-scores up to 0.08 off the cosine; 16 candidates a hit, rescored, find 0.92 (`tests/test_indexes_build.py`)."""
+100k clustered 128-d vectors IVF1024,PQ16 ranked by its codes found 0.26 of the true top 10, its scores up to 0.08
+off the cosine; 16 candidates a hit, rescored (FAISS's own refinement, measured by hand), found 0.92. The test
+(`tests/test_indexes_build.py`, 4,000 x 24-d, IVF16,PQ4x4) goes from 0.11 to 1.0."""
 _CATCH_UP_BATCH = 8192
 
 

@@ -52,11 +52,12 @@ COMPACT_RATIO = 0.1
 EF_SEARCH = 256
 """HNSW candidates per query (raised to k when k is larger). The windows of one long video lie close together
 (cosine ~0.97), and a graph search with few candidates stays among them: on 30k rows, 100 windows a file, random
-queries reach recall@10 0.65 at 128 and 0.83 at 256 (`benchmarks/README.md`, "HNSW defaults")."""
+queries reach recall@10 0.74 at 128 and 0.89 at 256 with `EF_CONSTRUCTION` (`benchmarks/README.md`, "HNSW
+defaults")."""
 
 EF_CONSTRUCTION = 80
-"""Candidates per insertion while an HNSW graph is built (FAISS's default is 40): 1.3x the build time, and on
-near-duplicate windows recall@10 0.44 -> 0.65 at efSearch 128."""
+"""Candidates per insertion while an HNSW graph is built (FAISS's default is 40): about 1.3x the build time, and on
+near-duplicate windows recall@10 0.46 -> 0.74 at efSearch 128."""
 
 _FORMAT = 1
 _HNSW_LINK_BYTES = 2 * 32 * 4 + 16  # HNSW32: 64 int32 neighbours on the base level, plus the upper levels

@@ -289,7 +289,7 @@ class MiniModel(EmbeddingModel):
         return model.eval()
 
     def without(self, modalities: set[str]) -> MiniModel:
-        """A copy without the towers of `modalities` (weights shared, not copied)."""
+        """A copy without the towers of `modalities` (the weights of the others copied into it)."""
         keep = [m for m in self.tower_configs if m not in modalities]
         model = type(self)({m: self.tower_configs[m] for m in keep}, {m: self.preprocess[m] for m in keep},
                            {m: self.inputs[m] for m in keep if m in self.inputs})
