@@ -147,6 +147,12 @@ def test_splits_are_exact_deterministic_and_disjoint(world: Path) -> None:
     assert labels != assign_splits(1000, 1, fractions)
     with pytest.raises(ValueError):
         assign_splits(10, 0, {"train": 0.9, "test": 0.2})
+    # Where rounding half to even overshoots or feeds a split of fraction 0, the largest remainders (before: "do
+    # not fit 3 scenes", and one scene in a test split of fraction 0); elsewhere the counts stay as they were.
+    halves = {"train": 0.5, "val": 0.5, "test": 0.0}
+    assert [assign_splits(3, 0, halves).count(name) for name in halves] == [2, 1, 0]
+    assert [assign_splits(1, 0, halves).count(name) for name in halves] == [1, 0, 0]
+    assert [assign_splits(45, 0, fractions).count(name) for name in fractions] == [36, 4, 5]
     ids = {split: {s.id for s in read_scenes(world, split)} for split in fractions}
     assert sum(len(v) for v in ids.values()) == len(set().union(*ids.values()))  # disjoint
     assert set().union(*ids.values()) == {s.id for s in read_scenes(world)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,8 +102,13 @@ def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
     names = list(fractions)
     counts = [int(round(fractions[name] * n)) for name in names[:-1]]
     counts.append(n - sum(counts))
-    if counts[-1] < 0:
-        raise ValueError(f"split fractions {fractions} do not fit {n} scenes")
+    if counts[-1] < 0 or any(count and not fractions[name] for count, name in zip(counts, names, strict=True)):
+        # Rounding half to even overshot (n = 3 at 0.5/0.5/0), or gave scenes to a split of fraction 0: the largest
+        # remainders instead. Only there, so that every world made before keeps its splits.
+        exact = [fractions[name] * n for name in names]
+        counts = [math.floor(x) for x in exact]
+        for i in sorted(range(len(names)), key=lambda i: -(exact[i] - counts[i]))[: n - sum(counts)]:
+            counts[i] += 1
     labels = np.repeat(np.array(names, dtype=object), counts)
     order = np.random.default_rng([seed, 1]).permutation(n)
     return [str(label) for label in labels[np.argsort(order)]]
