@@ -126,14 +126,9 @@ class Catalog:
             )
         return cls(directory, table, stored, metadata[_COLLECTION_KEY].decode())
 
-    def rename_checkpoint(self, checkpoint: str) -> None:
-        """Record that the encoder's weights go by `checkpoint` now: the same weights, identified as a newer
-        bindsearch identifies them. One commit; the caller holds the writer lock."""
-        self.rename_encoder(replace(self.encoder, checkpoint=checkpoint))
-
     def rename_encoder(self, encoder: EncoderInfo) -> None:
-        """Record the encoder under another name or checkpoint id, for the same weights (the caller checks that).
-        One commit; the caller holds the writer lock."""
+        """Record the encoder under another name or checkpoint id, for the same weights (the caller checks that):
+        as a newer bindsearch identifies them. One commit; the caller holds the writer lock."""
         if encoder.dim != self.encoder.dim or encoder.metric != self.encoder.metric:
             raise CatalogError(f"{encoder.describe()} is not the encoder of {self.directory}")
         self.table.update_field_metadata(

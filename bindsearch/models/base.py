@@ -32,13 +32,15 @@ class UnsupportedModalityError(ValueError):
 def _companion(spec: str, modality: str) -> str:
     """A spec that adds a `modality` tower to `spec` in the same space: LanguageBind's for CLIP-anchored models,
     the shipped mini one's (or one trained with `bindsearch train tower`) for MiniLM-anchored ones."""
-    from bindsearch.models.mini import is_mini_checkpoint
+    from bindsearch.models.loading import mini_directory
     from bindsearch.models.specs import MINI
 
-    minis = [s for s in spec.split(",") if s.strip().lower() == MINI or is_mini_checkpoint(s.strip())]
-    if not minis:
+    parts = [s.strip() for s in spec.split(",")]
+    if not any(mini_directory(s) for s in parts):
         return f"languagebind:{modality}"
-    return MINI if MINI not in spec.lower() else f"PATH (bindsearch train tower pairs.csv --modality {modality})"
+    if all(s.lower() != MINI for s in parts):
+        return MINI
+    return f"PATH (bindsearch train tower pairs.csv --modality {modality})"
 
 
 @dataclass(frozen=True)

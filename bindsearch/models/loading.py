@@ -216,27 +216,26 @@ def _split_specs(spec: str | Sequence[str]) -> list[str]:
     expanded = []
     for s in specs:
         expanded.extend(LANGUAGEBIND_ALL if s.lower() == "languagebind" else [s])
-    return [str(Path(s).expanduser().absolute()) if _local_folder(s) else s for s in expanded if s]
+    return [_absolute(s) for s in expanded if s]
 
 
 def absolute_spec(spec: str) -> str:
     """A comma-separated spec with its local folders spelled as absolute paths (aliases left as they are)."""
-    parts = [p.strip() for p in spec.split(",")]
-    return ",".join(str(Path(p).expanduser().absolute()) if _local_folder(p) else p for p in parts)
+    return ",".join(_absolute(p.strip()) for p in spec.split(","))
 
 
-def _local_folder(spec: str) -> bool:
-    """A spec that names a folder, and is not a name of a model that a folder in the cwd would shadow (a folder
-    called `bindsearch-mini` is not the shipped model)."""
+def _absolute(spec: str) -> str:
+    """One spec, a local folder spelled as its absolute path; a model's name stays a name, even where a folder in
+    the cwd bears it (a folder called `bindsearch-mini` is not the shipped model)."""
     from bindsearch.models.builtin import is_builtin
 
     if is_builtin(spec) or spec.lower() in ALIASES or spec.lower() == "languagebind" or \
             spec.startswith(("hf-hub:", "languagebind:")):
-        return False
+        return spec
     try:
-        return Path(spec).expanduser().is_dir()
+        return str(Path(spec).expanduser().absolute()) if Path(spec).expanduser().is_dir() else spec
     except OSError:
-        return False
+        return spec
 
 
 def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
@@ -251,7 +250,7 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
     return ("text", *(_read_config(resolve_checkpoint(s))[0].modality for s in specs))
 
 
-def _mini_directory(spec: str) -> Path | None:
+def mini_directory(spec: str) -> Path | None:
     """The directory of a MiniLM-anchored checkpoint (`bindsearch-mini`, or what `bindsearch train` writes)."""
     from bindsearch.models.mini import is_mini_checkpoint
     from bindsearch.models.specs import MINI, MINI_DIR
@@ -267,7 +266,7 @@ def _load_minis(specs: Sequence[str]) -> EmbeddingModel:
     from bindsearch.models.mini import MiniModel
     from bindsearch.models.specs import MINI
 
-    directories = [_mini_directory(s) for s in specs]
+    directories = [mini_directory(s) for s in specs]
     for s, directory in zip(specs, directories, strict=True):
         if directory is None:
             what = "a model of its own" if is_builtin(s) else "anchored on CLIP's text tower (768-d)"
@@ -316,7 +315,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         return model.to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
         return MiniModel.load(specs[0], spec=specs[0]).to(device_, dtype_).eval().requires_grad_(False)
-    if len(specs) > 1 and any(_mini_directory(s) is not None for s in specs):
+    if len(specs) > 1 and any(mini_directory(s) is not None for s in specs):
         return _load_minis(specs).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(is_builtin(s) for s in specs):
         builtin = next(s for s in specs if is_builtin(s))
