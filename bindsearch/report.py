@@ -17,8 +17,8 @@ __all__ = ["IngestReport"]
 class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
-    `skipped`: files not indexed, with why; `unencodable` counts those of them that are media of a modality the
-    encoder has no tower for (modality -> their paths).
+    `skipped`: files not indexed, with why; `unencodable` names those of them that are media of a modality the
+    encoder has no tower for (modality -> their paths); `not_media`, the rest.
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
     `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
@@ -38,6 +38,12 @@ class IngestReport:
     split: int = 0
     windows: int = 0
     seconds: float = 0.0
+
+    @property
+    def not_media(self) -> list[tuple[Path, str]]:
+        """The skipped files that are not media the encoder could read in another collection: (path, why)."""
+        media = {p for paths in self.unencodable.values() for p in paths}
+        return [(p, why) for p, why in self.skipped if p not in media]
 
     @property
     def ok(self) -> bool:

@@ -108,8 +108,7 @@ def index(
         for kind, files in sorted(report.unencodable.items()):
             typer.echo(f"warning: skipped {len(files)} {kind} file(s): model {col.catalog.encoder.name} has no {kind} "
                        "encoder (index them into a collection whose model has one)", err=True)
-        unencodable = {p for files in report.unencodable.values() for p in files}
-        other = [(p, why) for p, why in report.skipped if p not in unencodable]
+        other = report.not_media
         if other:
             typer.echo(f"skipped {len(other)} file(s) that are not media (e.g. {other[0][0]}: {other[0][1]})", err=True)
         if report.truncated:
@@ -185,10 +184,10 @@ def search(
         raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
     if queries is not None and str(queries) != "-" and not queries.is_file():
         # A file that is not there is a clear error (exit 1, one line), as a missing --file is; not a usage error.
-        missing = (IsADirectoryError(errno.EISDIR, "a folder", str(queries)) if queries.is_dir()
-                   else FileNotFoundError(errno.ENOENT, "no such file", str(queries)))
-        missing.strerror += "; give a file of queries, one per line, or '-'"
-        raise missing
+        advice = "; give a file of queries, one per line, or '-'"
+        if queries.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder" + advice, str(queries))
+        raise FileNotFoundError(errno.ENOENT, "no such file" + advice, str(queries))
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in given_paths(under or [], "--under")]
     if queries is not None:

@@ -168,6 +168,9 @@ def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_o
     size with another are hashed. Returns file encoded -> the copies it stands for (who fail with it)."""
     from bindsearch.files import content_hash
 
+    copies: dict[Path, list[Path]] = {}
+    if not rows_of:  # everything read from the cache: nothing to share
+        return copies
     sizes: dict[Path, int | None] = {}
     digests: dict[Path, str | None] = {}
 
@@ -191,7 +194,6 @@ def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_o
     to_encode = Counter(size(path) for path in rows_of)
     held = {size(paths[row]) for row in cached}
     suspects = [p for p in rows_of if size(p) is not None and (to_encode[size(p)] > 1 or size(p) in held)]
-    copies: dict[Path, list[Path]] = {}
     if not suspects:  # every file to encode has a size of its own: no copies (the usual case)
         return copies
     by_digest: dict[str, int | Path] = {}  # bytes -> a row read from the cache, or the file encoded for all
