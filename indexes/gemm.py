@@ -102,8 +102,9 @@ class GemmSearch:
         dtype = _PRECISIONS[precision]
         on_device = self._exact.device == self.device
         self._lowp = self._exact if dtype == torch.float32 and on_device else self._to_device(dtype)
-        norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.zeros(1, np.float32)
-        self._largest_norm = float(norms.max())
+        # In blocks: np.linalg.norm squares the whole array first, a second copy of it (30 GB at 10M x 768).
+        self._largest_norm = max((float(np.linalg.norm(vectors[i : i + 65536], axis=1).max())
+                                  for i in range(0, len(vectors), 65536)), default=0.0)
         self.second_passes = 0  # queries searched again because their top k was not certified (see the module)
 
     def _to_device(self, dtype: torch.dtype) -> torch.Tensor:
