@@ -113,6 +113,13 @@ class _Decode(Dataset):
             return i, None, str(exc)
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:  # gone: its decode fails and is said then
+        return None
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -131,7 +138,7 @@ def decode_inputs(modality: str, paths: Sequence[Path], prep: Preprocess, cache:
     file = None
     if cache is not None:
         # Sizes alone miss media rewritten at the same size (every BindWorld WAV of one length, fixed-size arrays).
-        stamps = [(p.stat().st_size, p.stat().st_mtime_ns) if p.exists() else None for p in paths]
+        stamps = [(st.st_size, st.st_mtime_ns) if st is not None else None for st in map(_stat, paths)]
         key = _key(modality, [str(p.absolute()) for p in paths], stamps, prep, __version__)
         file = Path(cache) / f"{modality}-{key}.pt"
         if file.is_file():
