@@ -13,7 +13,7 @@ _EXPORTS = {
     "CollectionError": "bindsearch.collection",
     "Hit": "bindsearch.collection",
     "IngestReport": "bindsearch.collection",
-    "classify": "bindsearch.classify",
+    "classify": "bindsearch.labels",
     "EmbeddingModel": "bindsearch.models",
     "MediaError": "bindsearch.media",
     "ModelLoadError": "bindsearch.models",

@@ -129,7 +129,7 @@ def test_text_files_are_incremental_and_long_ones_reported(tmp_path, run_cli):
 
 def test_classify_ranks_labels_for_a_text_file(tmp_path):
     from bindsearch import load_model
-    from bindsearch.classify import classify
+    from bindsearch.labels import classify
 
     note = tmp_path / "note.txt"
     model = load_model("bindsearch-mini", device="cpu", modalities=[])

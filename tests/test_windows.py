@@ -386,7 +386,7 @@ def test_a_search_over_fewer_files_than_k_stops_once_it_has_them_all(tmp_path, m
 
 def test_classify_ranks_labels_window_by_window(reels, run_cli):
     from bindsearch import load_model
-    from bindsearch.classify import classify_files
+    from bindsearch.labels import classify_files
 
     _, reel = reels
     model = load_model("bindsearch-mini", device="cpu")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
-from bindsearch.evaluation import build_classifier, class_prompts, classify, templates_for, zeroshot_accuracy
+from bindsearch.evaluation import build_classifier, class_probabilities, class_prompts, templates_for, zeroshot_accuracy
 
 # --- templates -----------------------------------------------------------------------------------------
 
@@ -24,7 +24,9 @@ def test_image_and_infrared_use_the_plain_openai_templates() -> None:
     plain = [template("dog") for template in OPENAI_IMAGENET_TEMPLATES]
     assert [t.format("dog") for t in templates_for("image")] == plain
     assert [t.format("dog") for t in templates_for("infrared")] == plain
-    assert templates_for("thermal") == templates_for("infrared")
+    # Every name the rest of bindsearch takes for a modality takes its templates too.
+    assert templates_for("thermal") == templates_for("ir") == templates_for("IR") == templates_for("infrared")
+    assert templates_for("sound") == templates_for("audio") and templates_for("rgb") == templates_for("image")
 
 
 def test_video_and_depth_replace_photo() -> None:
@@ -53,6 +55,8 @@ def test_explicit_templates_and_errors() -> None:
     assert class_prompts(["a_b"], templates=["{}!", lambda c: c.upper()]) == [["a b!", "A B"]]
     with pytest.raises(ValueError, match="unknown modality 'smell'"):
         templates_for("smell")
+    with pytest.raises(ValueError, match="text has no prompt templates"):
+        templates_for("text")
     with pytest.raises(ValueError, match="needs a modality"):
         class_prompts(["dog"])
 
@@ -141,11 +145,11 @@ def test_zeroshot_tie_counts_as_a_miss_and_small_label_sets() -> None:
 def test_classify_is_a_softmax_of_scaled_cosines() -> None:
     classifier = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     items = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
-    probabilities = classify(items, classifier, logit_scale=1.0)
+    probabilities = class_probabilities(items, classifier, logit_scale=1.0)
     e = np.e
     np.testing.assert_allclose(probabilities[0], [e / (e + 1), 1 / (e + 1)], rtol=1e-6)
     np.testing.assert_allclose(probabilities[1], np.exp([0.6, 0.8]) / np.exp([0.6, 0.8]).sum(), rtol=1e-6)
-    sharp = classify(torch.from_numpy(items), classifier)  # CLIP's default scale, 100
+    sharp = class_probabilities(torch.from_numpy(items), classifier)  # CLIP's default scale, 100
     assert sharp.dtype == np.float32 and sharp.shape == (2, 2)
     np.testing.assert_allclose(sharp.sum(axis=1), 1.0, rtol=1e-6)
     assert sharp[1, 1] > 0.99

@@ -31,7 +31,7 @@ from .metrics import (
     summarize_ranks,
 )
 from .paper import detect_dataset, paper_numbers, published_checkpoint
-from .zeroshot import build_classifier, class_prompts, classify, templates_for, zeroshot_accuracy
+from .zeroshot import build_classifier, class_probabilities, class_prompts, templates_for, zeroshot_accuracy
 
 __all__ = [
     "BENCHMARKS",
@@ -47,7 +47,7 @@ __all__ = [
     "cache_dir",
     "caption_groups",
     "class_prompts",
-    "classify",
+    "class_probabilities",
     "detect_dataset",
     "encode_files_cached",
     "encode_texts_cached",

@@ -8,6 +8,7 @@ Files that fail to decode are left out, listed in `failed`, and the metrics cove
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -18,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from bindsearch.media.modalities import MODALITIES, canonical_modality
 from bindsearch.models import EmbeddingModel, load_model
-from bindsearch.models.config import canonical_modality
 
 from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_texts_cached
 from .datasets import CaptionedSet, nyud_protocol, read_classification, read_clotho, read_msrvtt, read_paired
 from .metrics import caption_groups, retrieval_metrics_from_embeddings
 from .paper import DATASET_MODALITY, detect_dataset, paper_numbers
-from .zeroshot import MODALITIES, build_classifier, class_prompts, templates_for, zeroshot_accuracy
+from .zeroshot import build_classifier, class_prompts, templates_for, zeroshot_accuracy
 
 __all__ = ["BENCHMARKS", "DEFAULT_MODELS", "BenchResult", "RunOptions", "run_clotho", "run_emergent", "run_msrvtt",
            "run_zeroshot"]
@@ -138,7 +139,7 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
             raise ValueError(f"model {loaded.spec} has {len(towers)} towers ({', '.join(towers)}); "
                              "say which to evaluate with --modality")
         model, modality = loaded, towers[0]
-    elif model is not None and modality.lower() not in (*MODALITIES, "thermal"):
+    elif model is not None and not _builtin(modality):
         model = _load(model, None, options)  # a modality of its own: known once the model that has it is loaded
     data = read_classification(root, modality, fold=fold, limit=limit)
     dataset = data.name or dataset
@@ -255,20 +256,18 @@ def _load(model: Model, default: str | None, options: RunOptions) -> EmbeddingMo
     return load_model(spec, device=options.device, dtype=options.dtype)
 
 
-class _NoCache:
-    """Stands in for an EmbeddingCache when caching is off (`RunOptions(cache=False)`)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def _builtin(modality: str) -> bool:
+    """Whether `modality` names one of LanguageBind's modalities (or an alias), known before any model loads."""
+    try:
+        return canonical_modality(modality) in MODALITIES
+    except ValueError:
+        return False
 
 
-def _cache(model: EmbeddingModel, options: RunOptions) -> EmbeddingCache | _NoCache:
+def _cache(model: EmbeddingModel, options: RunOptions) -> EmbeddingCache | contextlib.nullcontext[None]:
     """The model's cache in `options.cache_dir` (default `cache_dir()`), or none when `options.cache` is False."""
     if not options.cache:
-        return _NoCache()
+        return contextlib.nullcontext()
     precision = str(model.dtype).removeprefix("torch.")
     return EmbeddingCache(model.identity, options.cache_dir, precision=precision)
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from bindsearch.media.modalities import MODALITIES, canonical_modality
+
 from .metrics import Array, ranks_from_embeddings, recall_at_k
 
 __all__ = [
@@ -22,7 +24,7 @@ __all__ = [
     "Template",
     "build_classifier",
     "class_prompts",
-    "classify",
+    "class_probabilities",
     "templates_for",
     "zeroshot_accuracy",
 ]
@@ -30,26 +32,22 @@ __all__ = [
 # A format string with one "{}" for the class name, or a callable class name -> prompt.
 Template = str | Callable[[str], str]
 
-MODALITIES = ("video", "audio", "depth", "infrared", "image")
 AUDIO_TEMPLATES = ("a sound of {}.",)
 # What the word "photo" in the OpenAI templates becomes, per modality (audio has its own template).
 _PHOTO_BECOMES = {"video": "video", "depth": "depth photo", "infrared": "photo", "image": "photo"}
-_ALIASES = {"thermal": "infrared"}
 
 
 def templates_for(modality: str) -> tuple[str, ...]:
     """LanguageBind's prompt templates for `modality`: format strings with one "{}" (80; 1 for audio). A modality
     of one's own (`bindsearch train tower --modality-config`) has no templates of LanguageBind's: the label as it is
     written, which is how its tower met its captions."""
-    from bindsearch.media import registered_modalities
-
-    modality = _ALIASES.get(modality, modality)
+    modality = canonical_modality(modality)  # 'thermal', 'ir' and 'sound' are names users type
     if modality == "audio":
         return AUDIO_TEMPLATES
+    if modality == "text":
+        raise ValueError("text has no prompt templates: its items are the prompts")
     if modality not in _PHOTO_BECOMES:
-        if modality in registered_modalities():
-            return ("{}",)
-        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+        return ("{}",)
     word = _PHOTO_BECOMES[modality]
     return tuple(re.sub(r"\bphoto\b", word, template) for template in _openai_imagenet_templates())
 
@@ -130,7 +128,7 @@ def zeroshot_accuracy(
     return result
 
 
-def classify(item_embeddings: Array, classifier: Array, logit_scale: float = 100.0) -> np.ndarray:
+def class_probabilities(item_embeddings: Array, classifier: Array, logit_scale: float = 100.0) -> np.ndarray:
     """Class probabilities `softmax(logit_scale * items @ classifier.T)`: `(n, d)`, `(n_classes, d)` ->
     `(n, n_classes)` float32.
 

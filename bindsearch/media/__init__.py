@@ -25,10 +25,10 @@ import torch
 from bindsearch.media.audio import load_audio
 from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
+from bindsearch.media.modalities import _REGISTERED, Preprocess, canonical_modality
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
-from bindsearch.models.config import Preprocess
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
            "format_window", "guess_modality", "load", "parse_clock", "read_text", "register_modality",
@@ -62,11 +62,13 @@ def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = (
     if name in _BUILTIN:
         raise ValueError(f"{name} is a built-in modality")
     _LOADERS[name] = loader
+    _REGISTERED.add(name)
     for ext in extensions:
         EXTENSIONS[ext.lower()] = name
 
 
 def registered_modalities() -> tuple[str, ...]:
+    """Every modality `load` decodes: the built-in ones, then those registered."""
     return tuple(_LOADERS)
 
 
@@ -74,8 +76,6 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
          window: Window | None = None) -> torch.Tensor:
     """Decode one file for `modality` ('thermal' means infrared), or for video and audio the `window` (start, end)
     of it in seconds; raises MediaError naming the file (and the window)."""
-    from bindsearch.models.config import canonical_modality
-
     name = canonical_modality(modality)
     if name == "text":
         raise ValueError("text files are read, not decoded into a tensor: use media.read_text")

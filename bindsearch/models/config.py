@@ -5,8 +5,10 @@ A tiny config (a few layers, a few dims) is just another config: the tests use t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from bindsearch.media.modalities import CLIP_MEAN, CLIP_STD, MODALITIES, Preprocess, canonical_modality
 
 __all__ = [
     "MODALITIES",
@@ -20,27 +22,6 @@ __all__ = [
     "canonical_modality",
     "from_languagebind_config",
 ]
-
-MODALITIES = ("image", "video", "audio", "depth", "infrared")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-_ALIASES = {"thermal": "infrared", "ir": "infrared", "rgb": "image", "sound": "audio"}
-
-
-def canonical_modality(name: str) -> str:
-    """'thermal' -> 'infrared'; raises ValueError for names no model knows."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in (*MODALITIES, "text") and not _is_registered(key):
-        raise ValueError(f"unknown modality {name!r}; expected one of {', '.join((*MODALITIES, 'text'))}")
-    return key
-
-
-def _is_registered(name: str) -> bool:
-    from bindsearch.media import registered_modalities
-
-    return name in registered_modalities()
-
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -83,25 +64,6 @@ class TowerConfig:
     @property
     def grid(self) -> tuple[int, int]:
         return self.input_size[0] // self.patch_size, self.input_size[1] // self.patch_size
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """What a modality's tower was trained on; `bindsearch.media.load` follows it."""
-
-    image_size: int = 224
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
-    num_frames: int = 8
-    max_depth: float = 10.0
-    sample_rate: int = 16000
-    num_mel_bins: int = 112
-    target_length: int = 1036
-    audio_mean: float = -4.2677393
-    audio_std: float = 4.5689974
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""The modalities' names and what each tower was trained on: the vocabulary shared by decoders and models.
+
+It sits below both: `bindsearch.media` decodes by these names and constants, and `bindsearch.models` builds towers
+for them, so neither has to import the other for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["CLIP_MEAN", "CLIP_STD", "MODALITIES", "Preprocess", "canonical_modality"]
+
+MODALITIES = ("image", "video", "audio", "depth", "infrared")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_ALIASES = {"thermal": "infrared", "ir": "infrared", "rgb": "image", "sound": "audio"}
+# Modalities of one's own, added by `bindsearch.media.register_modality`.
+_REGISTERED: set[str] = set()
+
+
+def canonical_modality(name: str) -> str:
+    """'thermal' -> 'infrared'; raises ValueError for names no model knows."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in (*MODALITIES, "text") and key not in _REGISTERED:
+        raise ValueError(f"unknown modality {name!r}; expected one of {', '.join((*MODALITIES, 'text'))}")
+    return key
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a modality's tower was trained on; `bindsearch.media.load` follows it."""
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    num_frames: int = 8
+    max_depth: float = 10.0
+    sample_rate: int = 16000
+    num_mel_bins: int = 112
+    target_length: int = 1036
+    audio_mean: float = -4.2677393
+    audio_std: float = 4.5689974
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
