@@ -302,7 +302,7 @@ def classify(
     bindsearch classify street.wav --labels "siren,dog,rain,speech" --window 10 --top 1   (what happens when)
     """
     from bindsearch import load_model
-    from bindsearch.classify import classify_files
+    from bindsearch.labels import classify_files
 
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
     if labels_file is not None:
