@@ -150,10 +150,13 @@ class Collection:
 
     @classmethod
     def open(cls, name_or_path: str | Path, model: EmbeddingModel | str | None = None, device: str = "auto",
-             create: bool = True, dtype: str | None = None, compile_towers: bool = False) -> Collection:
-        """Open (or create, when `model` is given) a collection by name or path; its encoder must match.
+             create: bool = True, dtype: str | None = None, compile_towers: bool = False,
+             default_model: str | None = None) -> Collection:
+        """Open (or create, when `model` or `default_model` is given) a collection by name or path; its encoder
+        must match.
 
-        Without `model`, the collection's own encoder is loaded when first needed. `dtype` ("bfloat16",
+        Without `model`, the collection's own encoder is loaded when first needed; `default_model` is the spec a
+        collection created here gets when `model` is None. `dtype` ("bfloat16",
         "float16" on a GPU) and `compile_towers` (see `EmbeddingModel.compile_towers`) apply to an encoder
         loaded here by name; vectors of any dtype share one collection (cosine >= 0.999 to fp32).
         """
@@ -163,6 +166,8 @@ class Collection:
             raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
                                   "name or a folder that is not inside a file")
         exists = holds_collection(directory)
+        if not exists and model is None:
+            model = default_model
         crowded = not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir())
         if not exists and (not create or model is None):
             how = (f"{directory} holds other files, so no collection can be made there: index into a name or a new "

@@ -82,7 +82,7 @@ def index(
     check_paths(paths)
     if modality != "auto":
         canonical_modality(modality)
-    col = Collection.open(collection, model=model or _default_model(collection), device=device, dtype=dtype,
+    col = Collection.open(collection, model=model, default_model=DEFAULT_MODEL, device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()
     try:
@@ -124,13 +124,6 @@ def index(
         typer.echo(f"{col.name}: {report.summary()}")
     if report.failed:
         raise typer.Exit(1)
-
-
-def _default_model(collection: str) -> str | None:
-    from bindsearch.collection import _directory
-    from bindsearch.home import holds_collection
-
-    return None if holds_collection(_directory(collection)) else DEFAULT_MODEL
 
 
 def search(

@@ -589,16 +589,18 @@ def test_a_collection_whose_creation_was_killed_is_created_anew(tmp_path, home, 
     """A run killed while it created a collection leaves a catalog folder with no version committed: that is no
     collection (not listed; `index` without --model picks the default model), and the next run creates it."""
     from bindsearch.home import list_collections
-    from cli.collections import DEFAULT_MODEL, _default_model
 
     (home / "collections" / "half" / "items.lance").mkdir(parents=True)
-    assert list_collections() == [] and _default_model("half") == DEFAULT_MODEL
+    assert list_collections() == []
     with pytest.raises(CollectionError, match="no collection 'half'"):
         Collection.open("half")
     picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
-    assert Collection.open("half", model=tiny_model).add([picture], workers=0).new == 1
-    assert list_collections() == ["half"] and _default_model("half") is None
-    assert len(Collection.open("half").catalog) == 1
+    created = Collection.open("half", default_model="random:tiny")  # as `index` without --model opens it
+    assert created.add([picture], workers=0).new == 1
+    assert list_collections() == ["half"]
+    again = Collection.open("half", default_model="no-such-model")  # a collection that exists keeps its own
+    assert again._model is None and len(again.catalog) == 1
+    assert again.search("a picture", k=1)[0].path == str(picture)
 
 
 def test_a_checkpoint_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypatch, media_files):
