@@ -147,18 +147,7 @@ def emergent(root: RootOption,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one bench command from a script (benchmarks/*.py): library errors become one `error:` line."""
-    try:
-        app(args=argv, prog_name="bindsearch bench")
-    except Exception as exc:
-        # Imported only now: `--help` should not wait for torch.
-        from bindsearch.media import MediaError
-        from bindsearch.models import ModelLoadError, UnsupportedModalityError
+    """Run one bench command from a script (benchmarks/*.py), with the errors `bindsearch bench` would print."""
+    from cli.main import run_reporting_errors
 
-        if isinstance(exc, MediaError | ModelLoadError | UnsupportedModalityError | FileNotFoundError):
-            typer.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        if isinstance(exc, ValueError):
-            typer.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        raise
+    run_reporting_errors(lambda: app(args=argv, prog_name="bindsearch bench"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import sys
 import warnings
+from collections.abc import Callable
 
 import typer
 
 from bindsearch.errors import catalog_advice, is_catalog_error
-from cli import collections
+from cli import bench, collections, train, world
 from cli.encode import encode
 from cli.serve import serve
 
@@ -27,7 +28,7 @@ app.command(no_args_is_help=True)(collections.classify)
 app.command(name="list")(collections.list_)
 app.command()(collections.info)  # -c may come from BINDSEARCH_COLLECTION alone
 app.command(no_args_is_help=True)(collections.remove)
-app.command()(serve)  # as info
+app.command()(serve)  # -c may come from BINDSEARCH_COLLECTION alone
 
 
 @app.callback()
@@ -35,17 +36,9 @@ def _root() -> None:
     """Find anything by anything: text, video, audio, depth, infrared and images in one vector space."""
 
 
-def _register_optional() -> None:
-    # Command groups that live in modules of their own; each is optional while it is being built.
-    for module, name in (("cli.world", "world"), ("cli.bench", "bench"), ("cli.train", "train")):
-        try:
-            sub = __import__(module, fromlist=["app"]).app
-        except ImportError:
-            continue
-        app.add_typer(sub, name=name)
-
-
-_register_optional()
+app.add_typer(bench.app, name="bench")
+app.add_typer(train.app, name="train")
+app.add_typer(world.app, name="world")
 
 
 # Library errors that mean "this input or this state is wrong": one line, exit status 1; any other ValueError is a
@@ -70,10 +63,16 @@ def exit_status(error: Exception) -> int | None:
 
 def main() -> None:
     """Console entry point: run the app, turning known library errors into `error: ...` and exit 1/2."""
+    run_reporting_errors(app)
+
+
+def run_reporting_errors(command: Callable[[], object]) -> None:
+    """Run a Typer app (`bindsearch`, or one command group from a script): warnings and known library errors become
+    one `warning:` / `error:` line on stderr, errors with exit status 1 or 2 (see `exit_status`)."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            app()
+            command()
     except Exception as error:
         status = exit_status(error)
         if status is None:
@@ -97,9 +96,10 @@ _SYSTEM_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno
 
 
 def _file_error(error: Exception) -> bool:
-    """A missing file, or an error of the system's about a file it names (`[Errno 20] Not a directory: 'x/y'`)
-    or that needs no name (no space left on the device)."""
-    return isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and (
+    """A missing file, one in the way (`world make` into a folder that holds a world), or an error of the system's
+    about a file it names (`[Errno 20] Not a directory: 'x/y'`) or that needs no name (no space left on the
+    device)."""
+    return isinstance(error, FileNotFoundError | FileExistsError) or (isinstance(error, OSError) and (
         error.filename is not None or error.errno in _SYSTEM_REFUSALS))
 
 

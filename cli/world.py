@@ -44,23 +44,19 @@ def make(
     from bindsearch.world import WorldConfig, make_world
 
     try:
-        try:
-            fractions = [float(part) for part in splits.split(",")]
-        except ValueError:
-            fractions = []
-        if len(fractions) != 3:
-            raise ValueError(f"--splits needs three fractions (train,val,test), e.g. 0.8,0.1,0.1; got {splits!r}")
-        config = WorldConfig(size=size, frames=frames, seconds=seconds)
-        # The bar for people only: piped or captured, stderr gets no stray label.
-        bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None
-        with bar or contextlib.nullcontext():
-            info = make_world(
-                directory, n, seed, dict(zip(("train", "val", "test"), fractions, strict=True)), config,
-                workers=workers, overwrite=overwrite, progress=bar.update if bar else None,
-            )
-    except (ValueError, FileExistsError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+        fractions = [float(part) for part in splits.split(",")]
+    except ValueError:
+        fractions = []
+    if len(fractions) != 3:
+        raise ValueError(f"--splits needs three fractions (train,val,test), e.g. 0.8,0.1,0.1; got {splits!r}")
+    config = WorldConfig(size=size, frames=frames, seconds=seconds)
+    # The bar for people only: piped or captured, stderr gets no stray label.
+    bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None
+    with bar or contextlib.nullcontext():
+        info = make_world(
+            directory, n, seed, dict(zip(("train", "val", "test"), fractions, strict=True)), config,
+            workers=workers, overwrite=overwrite, progress=bar.update if bar else None,
+        )
     summary = {
         "directory": str(info.directory),
         "version": info.version,

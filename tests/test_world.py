@@ -122,18 +122,15 @@ def test_refuses_to_overwrite_and_overwrite_removes_stale_files(world: Path, tmp
         make_world(tmp_path / "odd", 1, config=WorldConfig(size=33))
 
 
-def test_cli_make_prints_a_summary_and_one_line_errors(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from cli.world import app
-
-    runner = CliRunner()
-    result = runner.invoke(app, ["make", str(tmp_path), "--n", "3", "--seed", "1", "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+def test_cli_make_prints_a_summary_and_one_line_errors(tmp_path: Path, run_cli) -> None:
+    code, out, err = run_cli("world", "make", tmp_path, "--n", "3", "--seed", "1", "--json")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["n"] == 3 and sum(summary["splits"].values()) == 3
-    again = runner.invoke(app, ["make", str(tmp_path), "--n", "3"])
-    assert again.exit_code == 2 and "error:" in again.output
+    code, out, err = run_cli("world", "make", tmp_path, "--n", "3")  # a world there already: a state, not usage
+    assert code == 1 and err.startswith("error: ") and "--overwrite" in err and err.count("\n") == 1
+    code, out, err = run_cli("world", "make", tmp_path / "new", "--n", "3", "--splits", "0.8,0.2")
+    assert code == 2 and err.startswith("error: --splits needs three fractions") and err.count("\n") == 1
 
 
 # Splits and the sensing table
