@@ -29,7 +29,7 @@ from bindsearch.evaluation import (
     run_msrvtt,
     run_zeroshot,
 )
-from bindsearch.evaluation.datasets import read_msrvtt
+from bindsearch.evaluation.datasets import NYUD_CLASSES, read_classification, read_clotho, read_msrvtt
 from bindsearch.models import EmbeddingModel, Preprocess
 from cli.bench import app, main
 
@@ -135,9 +135,9 @@ def test_clotho_cli_end_to_end(tmp_path):
 def test_zeroshot_cli_on_class_folders_and_on_esc50(tmp_path):
     make_class_folders(tmp_path / "nyud", "depth")
     result = invoke("zeroshot", "--root", str(tmp_path / "nyud"), "--model", "random:tiny", "--modality", "depth")
-    assert result["dataset"] == "nyud" and result["classes"] == ["bathroom", "bedroom", "living_room"]
+    assert result["dataset"] == "nyud" and len(result["classes"]) == 10  # NYU-D's protocol: all ten candidates
     accuracy = result["directions"]["depth->class"]
-    assert set(accuracy) == {"top1", "n_items"} and accuracy["n_items"] == 6  # top-5 only with > 5 classes
+    assert set(accuracy) == {"top1", "top5", "n_items"} and accuracy["n_items"] == 6
     assert 0 <= accuracy["top1"] <= 100 and result["baselines"] == {"ImageBind-Huge": {"depth->class": {"top1": 54.0}}}
 
     make_esc50(tmp_path / "ESC-50-master")
@@ -176,8 +176,8 @@ def test_kinetics_in_class_folders_beside_val_csv_and_a_stray_clip_reads_the_fol
 def test_one_class_folder_is_a_layout_error_not_a_perfect_score(tmp_path):
     from bindsearch.evaluation.datasets import read_classification
 
-    make_class_folders(tmp_path / "k400", "video", classes=("val",))
-    with pytest.raises(DatasetLayoutError, match=r"holds one class folder \(val\).*two or more"):
+    make_class_folders(tmp_path / "k400", "video", classes=("abseiling",))
+    with pytest.raises(DatasetLayoutError, match=r"holds one class folder \(abseiling\).*two or more"):
         read_classification(tmp_path / "k400", "video")
 
 
@@ -187,18 +187,20 @@ def test_nyud_raw_scene_types_are_scored_on_the_ten_class_protocol(tmp_path):
     (tmp_path / "nyuv2" / "test" / "rgb").rename(tmp_path / "nyuv2" / "test" / "image")
     result = invoke("zeroshot", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny")
     assert result["dataset"] == "nyud" and result["modalities"] == ["depth"]
-    assert result["classes"] == ["bedroom", "kitchen", "living_room", "others"]  # protocol order, present only
+    ten = ["bathroom", "bedroom", "bookstore", "classroom", "dining_room", "home_office", "kitchen", "living_room",
+           "office", "others"]
+    assert result["classes"] == ten  # every class a candidate, present or not: a subset gets no easier task
     assert any("2 file(s) of the types outside the nine named classes scored as 'others'" in n
                for n in result["notes"])
     assert any(n.startswith("depth fed as metres") for n in result["notes"])
     emergent = invoke("emergent", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny",
                       "--a-dir", "image")
-    assert emergent["classes"] == ["bedroom", "kitchen", "living_room", "others"]
+    assert emergent["classes"] == ten
 
 
 def test_a_folder_named_like_nyud_is_not_merged_into_one_class(tmp_path):
     """Classes that are no NYU scene type keep their names (before: all 'others', top-1 100 %); NYU types that all
-    fall outside the nine named ones leave one class, which is refused."""
+    fall outside the nine named ones are still scored against all ten classes."""
     from bindsearch.evaluation.bench import run_zeroshot
 
     shapes = ("circle", "square", "circle", "square")
@@ -210,8 +212,8 @@ def test_a_folder_named_like_nyud_is_not_merged_into_one_class(tmp_path):
     outside = ("study", "printer_room", "study", "printer_room")
     make_paired(tmp_path / "nyuv2" / "test", n_pairs=4, labels="scene_class", classes=outside)
     (tmp_path / "nyuv2" / "test" / "rgb").rename(tmp_path / "nyuv2" / "test" / "image")
-    with pytest.raises(ValueError, match=r"leaves one class \(others\) of 2 read"):
-        run_zeroshot("random:tiny", tmp_path / "nyuv2" / "test")
+    result = run_zeroshot("random:tiny", tmp_path / "nyuv2" / "test")
+    assert len(result.classes) == 10 and result.directions["depth->class"]["n_items"] == 4
 
 
 def test_emergent_cli_with_scene_classes_and_with_llvip_folders(tmp_path):
@@ -302,10 +304,12 @@ def test_emergent_retrieval_directions_and_fused_query(tmp_path):
     model.set_file("depth", pairs[0][1], unit(kitchen))
     model.set_file("image", pairs[1][0], unit(office))
     model.set_file("depth", pairs[1][1], unit(2 * kitchen + office))
+    ten = list(NYUD_CLASSES) + ["others"]  # NYU-D's protocol: every class is a candidate
+    vector_of = {name: one_hot(c % 6) for c, name in enumerate(ten)} | {"kitchen": kitchen, "office": office}
     for modality in ("image", "depth"):
-        for c, prompts in enumerate(class_prompts(["kitchen", "office"], modality)):
+        for name, prompts in zip(ten, class_prompts([n.replace("_", " ") for n in ten], modality), strict=True):
             for prompt in prompts:
-                model.set_text(prompt, (kitchen, office)[c])
+                model.set_text(prompt, vector_of[name])
     result = run_emergent(model, tmp_path / "nyud", options=IN_PROCESS)
     top1 = {d: m["top1"] for d, m in result.directions.items() if d.endswith("->class")}
     assert top1 == {"image->class": 50, "depth->class": 50, "image+depth->class": 100}
@@ -496,3 +500,61 @@ def test_benchmark_script_runs_end_to_end(tmp_path):
                            "--workers", "0", "--out", str(tmp_path / "e.json")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "image->depth" in done.stdout and json.loads((tmp_path / "e.json").read_text())["n_items"] == 3
+
+
+def test_clotho_counts_a_clip_listed_twice_once_and_says_which_clips_lack_captions(tmp_path):
+    import csv
+
+    clips = make_clotho(tmp_path / "clotho", n_clips=3)
+    index = tmp_path / "clotho" / "clotho_captions_evaluation.csv"
+    rows = list(csv.reader(index.open()))
+    rows[2][5] = ""  # the second clip has four captions
+    rows.append([clips[0][0], "an extra caption a", "b", "c", "d", "e"])  # the first clip listed again
+    with index.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    data = read_clotho(tmp_path / "clotho")
+    assert [p.name for p in data.items] == [name for name, _ in clips]  # three items, not four
+    assert len(data.captions) == 5 + 4 + 5 + 5 and list(data.item_of_caption[-5:]) == [0] * 5
+    assert any("1 clip(s) listed twice" in n for n in data.notes)
+    assert any(f"1 clip(s) have fewer than 5 captions (e.g. {clips[1][0]})" in n for n in data.notes)
+    result = invoke("clotho", "--root", str(tmp_path / "clotho"), "--model", "random:tiny")
+    assert (result["n_items"], result["n_queries"]) == (3, 19) and data.notes[0] in result["notes"]
+
+
+def test_nyu_root_holding_its_splits_is_refused_not_scored_as_two_classes(tmp_path):
+    make_class_folders(tmp_path / "nyuv2" / "train", "depth", classes=("bedroom", "kitchen"))
+    make_class_folders(tmp_path / "nyuv2" / "test", "depth", classes=("bedroom", "kitchen"))
+    with pytest.raises(DatasetLayoutError, match=r"are splits \(test, train\), not classes; pass --root .*test$"):
+        read_classification(tmp_path / "nyuv2", "depth")
+
+
+def test_kinetics_csv_found_but_no_clips_is_refused_and_mmaction_folders_are_read(tmp_path):
+    make_k400(tmp_path / "k400", missing=0)
+    (tmp_path / "k400" / "val").rename(tmp_path / "k400" / "videos_val")  # mmaction2's name for the folder
+    (tmp_path / "k400" / "videos_train").mkdir()
+    data = read_classification(tmp_path / "k400", "video")
+    assert data.name == "k400" and len(data.paths) == 6 and data.classnames == ["abseiling", "air drumming", "zumba"]
+    (tmp_path / "k400" / "videos_val").rename(tmp_path / "k400" / "clips")  # beside val.csv, but not where K400 is
+    with pytest.raises(DatasetLayoutError, match=r"found .*val.csv \(Kinetics-400\) but no clips"):
+        read_classification(tmp_path / "k400", "video")
+
+
+def test_dataset_names_are_matched_or_refused_and_a_limit_says_the_paper_is_over_the_whole_set(tmp_path):
+    from bindsearch.evaluation.paper import dataset_named
+
+    assert [dataset_named(n) for n in ("NYUD", "nyu", "Kinetics-400", "ESC-50", "LLVIP")] == [
+        "nyud", "nyud", "k400", "esc50", "llvip"]
+    with pytest.raises(ValueError, match="unknown --dataset 'imagenet'"):
+        dataset_named("imagenet")
+    make_class_folders(tmp_path / "scenes", "depth", classes=("bedroom", "kitchen", "study"))
+    result = invoke("zeroshot", "--root", str(tmp_path / "scenes"), "--modality", "depth", "--dataset", "NYUD",
+                    "--model", "random:tiny", "--limit", "4")
+    assert result["dataset"] == "nyud" and len(result["classes"]) == 10  # the NYU-D protocol, not 3 classes
+    assert any(n.startswith("limited to 4 items: the published numbers") for n in result["notes"])
+
+
+def test_llvip_retrieval_on_every_pair_says_the_paper_sampled_ten_percent(tmp_path):
+    make_paired(tmp_path / "LLVIP", a_dir="visible/test", b_dir="infrared/test")
+    result = invoke("emergent", "--root", str(tmp_path / "LLVIP"), "--model", "random:tiny", "--a-dir",
+                    "visible/test", "--b-dir", "infrared/test", "--b", "infrared")
+    assert any("random 10 % of the test pairs (--sample 0.1)" in n for n in result["notes"])

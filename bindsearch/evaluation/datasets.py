@@ -54,6 +54,7 @@ class CaptionedSet:
     captions: list[str]  # (n_captions,)
     item_of_caption: np.ndarray  # (n_captions,) int64 index into items
     layout: str
+    notes: list[str] = field(default_factory=list)  # what a result should say about how the set was read
 
 
 @dataclass
@@ -104,7 +105,7 @@ K400_CSV = "val.csv"
 K400_LAYOUT = (f"ROOT/{K400_CSV} (header label,youtube_id,time_start,time_end,split,is_cc) and the clips "
                "ROOT/val/<youtube_id>_<start:06d>_<end:06d>.mp4")
 _K400_CSV_DIRS = ("", "annotations", "kinetics400/annotations")
-_K400_VIDEO_DIRS = ("val", "videos/val", "kinetics400/val", "")
+_K400_VIDEO_DIRS = ("val", "videos/val", "videos_val", "kinetics400/val", "kinetics400/videos_val", "")
 ESC50_LAYOUT = "ROOT/meta/esc50.csv (filename,fold,target,category,...) and ROOT/audio/{filename}"
 CLASS_FOLDERS_LAYOUT = "ROOT/<class name>/<files> (one folder per class, e.g. ROOT/living_room/0001.png)"
 SCENE_CLASS_LAYOUT = "ROOT/<modality>/<stem>.png with ROOT/scene_class/<stem>.txt holding each file's class"
@@ -128,9 +129,11 @@ NYU_SCENE_TYPES = frozenset((*NYUD_CLASSES, "basement", "cafe", "computer_lab", 
 
 
 def nyud_protocol(names: Sequence[str]) -> tuple[np.ndarray, list[str], int]:
-    """Raw NYU scene types -> (labels into the 10 protocol classes, the classes present, how many became 'others')."""
+    """Raw NYU scene types -> (labels into the 10 protocol classes, those 10 classes, how many became 'others').
+
+    All ten are candidates whichever are present, as in the reference: a subset must not get an easier task."""
     merged = [n if n in NYUD_CLASSES else "others" for n in (name.strip().lower().replace(" ", "_") for name in names)]
-    classnames = [c for c in (*NYUD_CLASSES, "others") if c in merged]
+    classnames = [*NYUD_CLASSES, "others"]
     labels = np.asarray([classnames.index(n) for n in merged], dtype=np.int64)
     return labels, classnames, merged.count("others")
 
@@ -190,16 +193,29 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
         rows = rows[:limit]
     captions: list[str] = []
     item_of_caption: list[int] = []
-    for item, row in enumerate(rows):
+    position: dict[str, int] = {}  # a clip listed twice is one item with the captions of both rows
+    short: list[str] = []
+    for row in rows:
+        name = row["file_name"].strip()
         texts = [row[column].strip() for column in _CLOTHO_CAPTIONS if (row[column] or "").strip()]
         if not texts:
-            raise DatasetLayoutError(f"{index}: {row['file_name']} has no caption; expected {CLOTHO_LAYOUT}")
+            raise DatasetLayoutError(f"{index}: {name} has no caption; expected {CLOTHO_LAYOUT}")
+        if len(texts) < len(_CLOTHO_CAPTIONS):
+            short.append(name)
+        item = position.setdefault(name, len(position))
         captions.extend(texts)
         item_of_caption.extend([item] * len(texts))
-    names = [[row["file_name"]] for row in rows]
+    notes = []
+    if len(position) < len(rows):
+        notes.append(f"{len(rows) - len(position)} clip(s) listed twice in {index.name}: each scored once, with "
+                     "the captions of every row")
+    if short:
+        notes.append(f"{len(short)} clip(s) have fewer than {len(_CLOTHO_CAPTIONS)} captions (e.g. {short[0]}): "
+                     f"{len(captions)} caption queries, not {len(_CLOTHO_CAPTIONS)} per clip")
+    names = [[name] for name in position]
     items = _locate(root, names, _CLOTHO_AUDIO_DIRS, f"clips listed in {index.name}", CLOTHO_LAYOUT)
     return CaptionedSet("clotho", root, "audio", items, captions, np.asarray(item_of_caption, dtype=np.int64),
-                        CLOTHO_LAYOUT)
+                        CLOTHO_LAYOUT, notes)
 
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
@@ -216,8 +232,8 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
     elif fold is not None:
         raise DatasetLayoutError(f"--fold applies to ESC-50 only, and {root}/meta/esc50.csv does not exist; "
                                  f"expected {ESC50_LAYOUT}")
-    elif (index := _find_optional(root, K400_CSV, _K400_CSV_DIRS)) and (folder := _k400_folder(root)):
-        data = _read_kinetics(root, index, folder, modality)
+    elif index := _find_optional(root, K400_CSV, _K400_CSV_DIRS):
+        data = _read_kinetics_layout(root, index, modality)
     elif (root / "scene_class").is_dir() and (folder := _modality_folder(root, modality)) is not None:
         paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
         names = _scene_classes(root / "scene_class", [p.stem for p in paths])
@@ -373,6 +389,28 @@ def _k400_folder(root: Path) -> Path | None:
     return None
 
 
+def _read_kinetics_layout(root: Path, index: Path, modality: str) -> LabelledSet:
+    """Kinetics-400 found by its `val.csv`: flat clips named by YouTube id, or class folders in one of the clip
+    folders; anything else is refused rather than scored as classes named after the folders beside the CSV."""
+    if folder := _k400_folder(root):
+        return _read_kinetics(root, index, folder, modality)
+    tried = ", ".join(f"{d}/" for d in _K400_VIDEO_DIRS[:-1])
+    for subdir in _K400_VIDEO_DIRS:
+        folder = root / subdir
+        if folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+            try:
+                data = _read_class_folders(folder, modality)
+            except DatasetLayoutError as error:
+                if folder != root:
+                    raise
+                raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {tried} or ROOT, and the "
+                                         f"folders in ROOT are no classes either ({error})") from None
+            data.name = "k400"
+            return data
+    raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {root} ({tried} or ROOT itself); "
+                             f"expected {K400_LAYOUT}, or class folders in ROOT/val/")
+
+
 def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> LabelledSet:
     """Kinetics-400 validation from `val.csv`: each clip labelled through its YouTube id (the file name's first 11
     characters); every class of the CSV is a candidate, and clips the CSV lists but the disk lacks are counted."""
@@ -411,6 +449,11 @@ def _read_class_folders(root: Path, modality: str) -> LabelledSet:
     if not folders:
         raise DatasetLayoutError(f"{root} has no class folders; expected {CLASS_FOLDERS_LAYOUT}, "
                                  f"or ESC-50's {ESC50_LAYOUT}")
+    splits = [f.name for f in folders if f.name.lower() in _SPLIT_NAMES]
+    if splits and len(splits) == len(folders):  # NYUv2 prepared by TUI-NICR: ROOT/train/, ROOT/test/
+        test = next((name for name in splits if name.lower() == "test"), splits[-1])
+        raise DatasetLayoutError(f"the folders in {root} are splits ({', '.join(splits)}), not classes; pass "
+                                 f"--root {root / test}")
     paths: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
@@ -425,6 +468,9 @@ def _read_class_folders(root: Path, modality: str) -> LabelledSet:
                                  f"expected {CLASS_FOLDERS_LAYOUT}, or Kinetics-400's {K400_LAYOUT}")
     return LabelledSet(None, root, modality, paths, np.asarray(labels, dtype=np.int64), [f.name for f in folders],
                        CLASS_FOLDERS_LAYOUT)
+
+
+_SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "eval"})
 
 
 def _check_limit(limit: int | None) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bindsearch.models.loading import ALIASES
+from bindsearch.models.specs import ALIASES
 
-__all__ = ["BASELINES", "DATASET_MODALITY", "PAPER", "detect_dataset", "paper_numbers", "published_checkpoint"]
+__all__ = ["BASELINES", "DATASET_MODALITY", "PAPER", "dataset_named", "detect_dataset", "paper_numbers",
+           "published_checkpoint"]
 
 Numbers = dict[str, dict[str, float]]  # direction -> metric -> value
 
@@ -55,6 +56,20 @@ _NAME_HINTS = {"nyu": "nyud", "llvip": "llvip", "esc-50": "esc50", "esc50": "esc
 # Modality of each published checkpoint (the alias's tower).
 _CHECKPOINT_MODALITY = {"video": "video", "audio": "audio", "depth": "depth", "thermal": "infrared",
                         "infrared": "infrared", "image": "image"}
+
+
+def dataset_named(name: str) -> str:
+    """The dataset a user named (`NYUD`, `nyu`, `Kinetics-400`, `ESC-50`) as its key: k400, esc50, nyud or llvip;
+    a name that is none of them is a ValueError, since the paper's numbers, NYU-D's classes and LLVIP's prompts
+    hang on it."""
+    key = name.strip().lower()
+    if key in DATASET_MODALITY:
+        return key
+    for hint, dataset in _NAME_HINTS.items():
+        if key.startswith(hint):
+            return dataset
+    raise ValueError(f"unknown --dataset {name!r}; expected one of {', '.join(DATASET_MODALITY)} (or leave it out "
+                     "to tell it from the folder's name)")
 
 
 def detect_dataset(root: str | Path) -> str | None:
