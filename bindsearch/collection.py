@@ -36,6 +36,7 @@ from bindsearch.files import (
     file_in_the_way,
     given_paths,
     printable,
+    spellings,
 )
 from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, holds_collection, list_collections
@@ -86,6 +87,9 @@ def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: boo
 
     model = load_model(spec, device=device, dtype=dtype, modalities=modalities)
     return model.compile_towers() if compile_towers else model
+
+PathsArg = str | Path | Sequence[str | Path]
+"""One path, or several: `files=` and `under=` take either."""
 
 
 class Collection:
@@ -244,7 +248,7 @@ class Collection:
         return files_of(gone)
 
     # -- reading --------------------------------------------------------------------------------
-    def query_vector(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
+    def query_vector(self, text: str | Sequence[str] | None = None, files: PathsArg = (),
                      file_modality: str | None = None, at: float | None = None) -> np.ndarray:
         """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
 
@@ -255,21 +259,22 @@ class Collection:
         """
         return self._query(text, files, file_modality, at)[0]
 
-    def _query(self, text: str | Sequence[str] | None, files: Sequence[str | Path], file_modality: str | None,
+    def _query(self, text: str | Sequence[str] | None, files: PathsArg, file_modality: str | None,
                at: float | None) -> tuple[np.ndarray, set[int]]:
         """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out)."""
         from bindsearch import media
 
+        files = given_paths(files, "file")
         if at is not None and len(files) != 1:
             raise CollectionError(f"a moment is of one file, and {len(files)} were given")
         texts = [text] if isinstance(text, str) else list(text or [])
         if any(not t.strip() for t in texts):
             raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
-        known = self.catalog.lookup_paths(str(absolute(f)) for f in files)
+        known = self.catalog.lookup_paths(str(p) for f in files for p in spellings(f))
         for f in files:
             path = absolute(f)
-            stored = known.get(str(path), [])
+            stored = next((known[str(p)] for p in spellings(f) if str(p) in known), [])
             stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
@@ -305,10 +310,10 @@ class Collection:
             raise CollectionError("nothing to search with: give a text, a file, or both")
         return _unit(np.concatenate(parts).astype(np.float32).mean(axis=0)), used
 
-    def search(self, text: str | Sequence[str] | None = None, files: Sequence[str | Path] = (),
+    def search(self, text: str | Sequence[str] | None = None, files: PathsArg = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
                k: int = 10, every_window: bool = False, at: float | None = None,
-               under: Sequence[str | Path] = ()) -> list[Hit]:
+               under: PathsArg = ()) -> list[Hit]:
         """Top-k items of the given modalities for a text and/or file query; query files excluded.
 
         `modality=None` searches every modality but text, or text where the collection holds nothing else. A long
@@ -317,12 +322,14 @@ class Collection:
         `under` keeps only files at or below these folders (or files).
         """
         query, used = self._query(text, files, file_modality, at)
-        exclude = {str(absolute(f)) for f in files} if at is None else set()
+        exclude = {str(p) for f in given_paths(files, "file") for p in spellings(f)} if at is None else set()
         return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used, under=under)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
-                     k: int = 10, every_window: bool = False, under: Sequence[str | Path] = ()) -> list[list[Hit]]:
+                     k: int = 10, every_window: bool = False, under: PathsArg = ()) -> list[list[Hit]]:
         """Top-k hits for each of many text queries: encoded in batches, searched together."""
+        if isinstance(texts, str):
+            raise TypeError(f"search_texts takes a list of texts, got one str: pass [{texts!r}], or use search")
         if not texts:
             return []
         queries = self.encoder(()).encode("text", list(texts)).numpy()
@@ -330,13 +337,13 @@ class Collection:
 
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                       exclude: set[str] = frozenset(), every_window: bool = False,
-                      under: Sequence[str | Path] = ()) -> list[Hit]:
+                      under: PathsArg = ()) -> list[Hit]:
         """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
         return self.search_vectors(query[None], modality, k, exclude, every_window, under=under)[0]
 
     def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                        exclude: set[str] = frozenset(), every_window: bool = False,
-                       exclude_ids: set[int] = frozenset(), under: Sequence[str | Path] = ()) -> list[list[Hit]]:
+                       exclude_ids: set[int] = frozenset(), under: PathsArg = ()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
 
         Each file counts once, at its best window (unless `every_window`), and files in `exclude` (rows in
@@ -348,7 +355,7 @@ class Collection:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
-        folders = tuple(sorted({str(absolute(p)) for p in given_paths(under, "under")}))
+        folders = tuple(sorted({str(s) for p in given_paths(under, "under") for s in spellings(p)}))
         misnamed = [f for f in folders if printable(f) != f]
         if misnamed:  # `walk` leaves out what lies under such a name: no row can be there
             raise ValueError(f"under {printable(misnamed[0])}: not UTF-8, so nothing can be indexed under it")

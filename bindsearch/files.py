@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "file_in_the_way",
-           "given_paths", "printable", "unreadable_cause", "walk"]
+           "given_paths", "printable", "spellings", "unreadable_cause", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -47,10 +47,18 @@ def absolute(path: str | Path) -> Path:
     return Path(os.path.realpath(Path(*path.parts[:last]))).joinpath(*path.parts[last:])
 
 
-def given_paths(paths: Iterable[str | Path], what: str) -> list[Path]:
-    """Paths as a caller typed them, refusing an empty one (ValueError): Path("") is the current folder, and
-    `remove -c home "$UNSET"` must not forget everything under it."""
-    paths = list(paths)
+def spellings(path: str | Path) -> list[Path]:
+    """`absolute(path)`, then its target with every link resolved where that differs: a folder or file given
+    through a link matches what was indexed by its own path (the catalog keeps links as they were given)."""
+    kept = absolute(path)
+    resolved = Path(os.path.realpath(kept))
+    return [kept] if resolved == kept else [kept, resolved]
+
+
+def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: str) -> list[Path]:
+    """Paths as a caller typed them, one path given alone included, refusing an empty one (ValueError): Path("")
+    is the current folder, and `remove -c home "$UNSET"` must not forget everything under it."""
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if any(isinstance(p, str) and not p.strip() for p in paths):
         raise ValueError(f"{what}: an empty path (an unset shell variable?); give a file or folder, or '.' for the "
                          "current folder")

@@ -104,7 +104,10 @@ def choose_kind(n: int, dim: int, memory_budget: int | None = None, gpu: bool = 
 def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str = "ip"
                ) -> tuple[np.ndarray, np.ndarray]:
     """Best k of several (scores (n, k_i) float32, ids (n, k_i) int64) results over the same n queries: the
-    highest inner products, or with `metric="l2"` the smallest distances. Missing places are (worst score, -1)."""
+    highest inner products, or with `metric="l2"` the smallest distances. Missing places are (worst score, -1).
+
+    Ties go by id, lowest first, whatever order the results came in: FAISS hands equal scores back in reverse
+    order, so copies of one file would come back in another order at another k (a second page reshuffled)."""
     if not results:
         raise ValueError("merge_topk needs at least one result")
     if metric not in _METRICS:
@@ -115,7 +118,7 @@ def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str
         pad = k - scores.shape[1]
         scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf if metric == "ip" else np.inf)
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-    order = np.argsort(-scores if metric == "ip" else scores, axis=1, kind="stable")[:, :k]
+    order = np.lexsort((ids, -scores if metric == "ip" else scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 

@@ -295,6 +295,18 @@ def test_merge_topk_matches_one_big_search() -> None:
     assert (padded[:, 2:] == -1).all()
 
 
+def test_ties_come_back_by_id_at_every_k() -> None:
+    """Copies of one file score the same: their order must not change with k (a second page reshuffled them)."""
+    copies = np.repeat(unit(1), 6, axis=0)
+    index = built("flat", np.arange(10, 16), copies)
+    query = unit(1)
+    for k in (2, 4, 6):
+        _, ids = merge_topk([index.search(query, k)], k)
+        assert ids[0].tolist() == list(range(10, 10 + k))
+    shuffled = (np.zeros((1, 3), np.float32), np.array([[7, 3, 5]]))
+    assert merge_topk([shuffled, (np.ones((1, 1), np.float32), np.array([[9]]))], 4)[1].tolist() == [[9, 3, 5, 7]]
+
+
 def test_merge_topk_keeps_the_nearest_for_l2() -> None:
     near, far = VectorIndex(2, "flat", metric="l2"), VectorIndex(2, "flat", metric="l2")
     near.add(np.array([1, 2]), np.array([[1.0, 0.0], [5.0, 5.0]], dtype=np.float32))

@@ -121,3 +121,23 @@ def test_a_search_under_folders_keeps_its_own_exact_indexes_between_searches(fol
     assert len(built) == 5  # nothing built again
     col.search(text="waves", k=5, under=[media / "s2"])  # other folders: the older ones give way
     assert [folders for _, _, folders in col._subsets] == [(str(media / "s2"),)] * 5
+
+
+def test_one_path_alone_is_one_path_and_a_link_matches_what_it_points_to(folders, tmp_path):
+    """`under="/x"` once filtered by each of its characters ("/": everything); a folder or query file given
+    through a symlink found nothing under it, and the query file came back as its own best hit."""
+    media, col = folders
+    s1 = media / "s1"
+    assert col.search(text="waves", k=20, under=str(s1)) == col.search(text="waves", k=20, under=[s1])
+    photo = s1 / "photo.png"
+    assert col.search(files=str(photo), k=3) == col.search(files=[photo], k=3)
+    with pytest.raises(TypeError, match=r"pass \['a dog'\]"):
+        col.search_texts("a dog")
+
+    link = tmp_path / "link"
+    link.symlink_to(media)
+    by_link = col.search(text="waves", k=20, under=link / "s1")
+    assert by_link == col.search(text="waves", k=20, under=s1) and by_link
+    hits = col.search(files=[link / "s1" / "photo.png"], modality="image", k=3)
+    assert str(photo) not in {h.path for h in hits}
+    assert hits == col.search(files=[photo], modality="image", k=3)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bindsearch.media.modalities import MODALITIES, canonical_modality
+from bindsearch.modalities import MODALITIES, canonical_modality
 from bindsearch.models import EmbeddingModel, load_model
 
 from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_texts_cached

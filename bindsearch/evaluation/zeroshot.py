@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from bindsearch.media.modalities import MODALITIES, canonical_modality
+from bindsearch.modalities import MODALITIES, canonical_modality
 
 from .metrics import Array, ranks_from_embeddings, recall_at_k
 

@@ -25,10 +25,10 @@ import torch
 from bindsearch.media.audio import load_audio
 from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
-from bindsearch.media.modalities import _REGISTERED, Preprocess, canonical_modality
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.video import load_video
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
+from bindsearch.modalities import Preprocess, add_modality, canonical_modality
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
            "format_window", "guess_modality", "load", "parse_clock", "read_text", "register_modality",
@@ -62,7 +62,7 @@ def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = (
     if name in _BUILTIN:
         raise ValueError(f"{name} is a built-in modality")
     _LOADERS[name] = loader
-    _REGISTERED.add(name)
+    add_modality(name)
     for ext in extensions:
         EXTENSIONS[ext.lower()] = name
 

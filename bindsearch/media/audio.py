@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
-from bindsearch.media.modalities import Preprocess
 from bindsearch.media.windows import Window
+from bindsearch.modalities import Preprocess
 
 __all__ = ["audio_duration", "crop_or_tile", "fbank", "load_audio", "read_audio", "resample"]
 

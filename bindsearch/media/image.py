@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
-from bindsearch.media.modalities import Preprocess
+from bindsearch.modalities import Preprocess
 
 __all__ = ["load_depth", "load_image", "load_infrared", "read_depth", "to_model_input"]
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.media.errors import MediaError
-from bindsearch.media.modalities import Preprocess
 from bindsearch.media.windows import Window
+from bindsearch.modalities import Preprocess
 
 __all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from bindsearch.media.modalities import CLIP_MEAN, CLIP_STD, MODALITIES, Preprocess, canonical_modality
+from bindsearch.modalities import CLIP_MEAN, CLIP_STD, MODALITIES, Preprocess, canonical_modality
 
 __all__ = [
     "MODALITIES",

@@ -9,15 +9,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "MODALITIES", "Preprocess", "canonical_modality"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "MODALITIES", "Preprocess", "add_modality", "canonical_modality"]
 
 MODALITIES = ("image", "video", "audio", "depth", "infrared")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _ALIASES = {"thermal": "infrared", "ir": "infrared", "rgb": "image", "sound": "audio"}
-# Modalities of one's own, added by `bindsearch.media.register_modality`.
-_REGISTERED: set[str] = set()
+_REGISTERED: set[str] = set()  # modalities of one's own
+
+
+def add_modality(name: str) -> None:
+    """Make `name` a modality `canonical_modality` accepts (`bindsearch.media.register_modality` calls it)."""
+    _REGISTERED.add(name)
 
 
 def canonical_modality(name: str) -> str:
