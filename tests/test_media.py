@@ -164,11 +164,30 @@ def test_a_npy_depth_map_is_never_unpickled_and_says_what_it_must_be(tmp_path):
     junk.write_bytes(b"\x00garbage" * 100)
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"depth": 1.0}, None], dtype=object))
-    rule = "depth .npy must be a 2-D float array in metres (numpy.save)"
-    for path, cause in [(junk, "not a NumPy array file"), (objects, "holds Python objects, not numbers")]:
+    flags = tmp_path / "flags.npy"
+    np.save(flags, np.ones((4, 4), bool))
+    rule = "depth .npy must be a 2-D array: float in metres, or integer in millimetres (numpy.save)"
+    for path, cause in [(junk, "not a NumPy array file"), (objects, "holds Python objects, not numbers"),
+                        (flags, "holds bool values, not depths")]:
         with pytest.raises(MediaError) as info:
             media.load("depth", path)
         assert str(info.value) == f"{path}: {cause}; {rule}"
+
+
+def test_an_integer_npy_depth_map_counts_millimetres_and_a_forged_header_allocates_nothing(tmp_path):
+    """np.save of a depth PNG's array holds millimetres: read as metres, every pixel saturated at max_depth."""
+    metres = np.random.default_rng(0).uniform(0.5, 5.0, (40, 40)).astype(np.float32)
+    np.save(tmp_path / "m.npy", metres)
+    np.save(tmp_path / "mm.npy", np.round(metres * 1000).astype(np.uint16))
+    np.testing.assert_allclose(media.load("depth", tmp_path / "mm.npy"), media.load("depth", tmp_path / "m.npy"),
+                               atol=2e-3)
+    forged = tmp_path / "forged.npy"
+    with forged.open("wb") as handle:  # a header claiming 40 GB before 64 bytes of data
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (100_000, 100_000)})
+        handle.write(bytes(64))
+    with pytest.raises(MediaError, match="more than the file holds"):
+        media.load("depth", forged)
 
 
 def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
@@ -261,6 +280,23 @@ def test_an_exif_rotated_photo_is_embedded_upright(tmp_path):
     prep = Preprocess(image_size=32)
     x, want = media.load("image", tmp_path / "phone.jpg", prep), media.load("image", tmp_path / "upright.jpg", prep)
     assert (x - want).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize(("rotation", "band_side"), [(0, "top"), (90, "left"), (-90, "right"), (180, "bottom")])
+def test_a_portrait_phone_video_is_turned_as_players_turn_it(tmp_path, rotation, band_side):
+    """A red band along the top of the stored frames lands where the display matrix turns it (counter-clockwise
+    degrees, FFmpeg's rule): phones store portrait video sideways and say so there. decord refuses 90 degrees,
+    so those frames come through PyAV, whole files and windows alike."""
+    from bindsearch.media.video import read_frames
+
+    frames = np.zeros((12, 48, 64, 3), np.uint8)
+    frames[:, :8] = (255, 0, 0)
+    path = write_video(tmp_path / "phone.mp4", frames, fps=4, rotation=rotation)
+    for got in (read_frames(path, 2), read_frames(path, 2, window=(1.0, 2.0))):
+        assert got.shape[1:3] == ((64, 48) if rotation in (90, -90) else (48, 64))
+        red = got[0, :, :, 0] > 128
+        sides = {"top": red[0], "bottom": red[-1], "left": red[:, 0], "right": red[:, -1]}
+        assert {side for side, line in sides.items() if line.all()} == {band_side}
 
 
 def test_a_very_long_strip_is_cut_to_its_centre_before_resizing(tmp_path):

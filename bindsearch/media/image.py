@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -118,7 +119,10 @@ def _stretched(values: np.ndarray, path: Path) -> np.ndarray:
 load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
 
 
-_NPY_RULE = "depth .npy must be a 2-D float array in metres (numpy.save)"
+_NPY_RULE = "depth .npy must be a 2-D array: float in metres, or integer in millimetres (numpy.save)"
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -128,19 +132,30 @@ def _read_npy(path: Path) -> np.ndarray:
             raise MediaError(path, f"not a NumPy array file; {_NPY_RULE}")
         f.seek(0)
         try:
+            # A header may claim any shape: allocating it before reading would fail (or swap) on a forged file.
+            read_header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
+            if read_header is not None:
+                shape, _, dtype = read_header(f)
+                if math.prod(shape) * dtype.itemsize > path.stat().st_size:
+                    raise MediaError(path, f"its header says {shape} {dtype} values, more than the file holds "
+                                           "(cut short?)")
+            f.seek(0)
             depth = np.load(f, allow_pickle=False)
         except ValueError as exc:
             if "allow_pickle" in str(exc):  # an object array, which only unpickling could read
                 raise MediaError(path, f"holds Python objects, not numbers; {_NPY_RULE}") from None
             raise MediaError(path, f"not a readable .npy depth map ({exc})") from None
-    if depth.dtype.kind not in "buif":
-        raise MediaError(path, f"holds {depth.dtype} values, not numbers; {_NPY_RULE}")
+    if depth.dtype.kind not in "uif":
+        raise MediaError(path, f"holds {depth.dtype} values, not depths; {_NPY_RULE}")
     return depth
 
 
 def _depth_metres(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        depth = _read_npy(path).astype(np.float32)
+        stored = _read_npy(path)
+        depth = stored.astype(np.float32)
+        if stored.dtype.kind in "ui":  # integers count millimetres, as in 16-bit depth PNGs (np.save of one)
+            depth /= 1000.0
         while depth.ndim > 2 and 1 in depth.shape:  # (1, h, w) or (h, w, 1), as some tools save one channel
             depth = np.squeeze(depth, axis=depth.shape.index(1))
     else:
@@ -163,12 +178,14 @@ def _depth_metres(path: Path) -> np.ndarray:
 
 
 def read_depth(path: str | Path) -> np.ndarray:
-    """A depth map as (h, w) float32 metres, from a 16-bit PNG in millimetres, a float TIFF or a .npy in metres."""
+    """A depth map as (h, w) float32 metres, from a 16-bit PNG in millimetres, a float TIFF, or a .npy in metres
+    (float) or millimetres (integer)."""
     return _depth_metres(Path(path))
 
 
 def load_depth(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor:
-    """16-bit PNG (mm), float TIFF or .npy (m) -> metres clipped to [0.01, max_depth] / max_depth, as 3 channels."""
+    """16-bit PNG (mm), float TIFF or .npy (float m, integer mm) -> metres clipped to [0.01, max_depth] / max_depth,
+    as 3 channels."""
     prep = prep or Preprocess()
     depth = np.clip(_depth_metres(Path(path)), 0.01, prep.max_depth) / prep.max_depth
     pixels = torch.from_numpy(depth).unsqueeze(0).expand(3, -1, -1)

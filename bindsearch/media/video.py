@@ -1,8 +1,8 @@
 """Video decoding: file -> (3, frames, size, size) float32, the reference's 8 uniformly spaced frames.
 
 decord reads the frames (batched seeks); PyAV is the fallback where decord is missing or refuses a file.
-Frames are resized short side -> `image_size` (bilinear, as the reference's ShortSideScale), centre-cropped
-and normalised; never flipped.
+Frames are turned upright by the file's display matrix (portrait phone video), resized short side -> `image_size`
+(bilinear, as the reference's ShortSideScale), centre-cropped and normalised; never flipped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
 __all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
-
 
 
 def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:
@@ -96,7 +95,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
         with av.open(str(path)) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in set(wanted.tolist()):
-                    keep[i] = frame.to_ndarray(format="rgb24")
+                    keep[i] = _upright(frame)
                 if i >= wanted[-1]:
                     break
     except MediaError:
@@ -107,6 +106,14 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
         raise MediaError(path, "no frame could be decoded")
     last = keep[max(keep)]
     return np.stack([keep.get(int(i), last) for i in wanted])
+
+
+def _upright(frame) -> np.ndarray:
+    """(h, w, 3) uint8 RGB as a player shows the frame: turned by its display matrix, which phones write for
+    portrait video (decord turns 180 degrees itself, and refuses 90, which then comes here)."""
+    pixels = frame.to_ndarray(format="rgb24")
+    quarters = round(getattr(frame, "rotation", 0) / 90) % 4  # counter-clockwise, as FFmpeg's players turn it
+    return np.ascontiguousarray(np.rot90(pixels, quarters)) if quarters else pixels
 
 
 def _header_seconds(container, stream) -> float:
@@ -128,7 +135,7 @@ def _read_av_window(path: Path, container, stream, total: int, count: int, windo
             raise MediaError(path, "video frames carry no timestamps, so it cannot be cut into windows")
         i = round((frame.time - origin) * fps)
         if wanted[0] - 1 <= i <= wanted[-1] or not shown:  # the frame on screen when the window starts, too
-            shown[i] = frame.to_ndarray(format="rgb24")
+            shown[i] = _upright(frame)
         if i >= wanted[-1]:
             break
     if not shown:

@@ -46,9 +46,10 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
 
 
 def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: int = 8,
-                codec: str = "libx264") -> Path:
+                codec: str = "libx264", rotation: int = 0) -> Path:
     """Write `(t, h, w, 3)` uint8 RGB frames (or `(h, w, 3)` frames one by one, for long videos) as an H.264 mp4
-    (even width and height required)."""
+    (even width and height required); `rotation` (degrees, counter-clockwise) is recorded in the display matrix
+    for players to turn the frames by, as phones record portrait video."""
     import av
 
     frames = iter(frames)
@@ -63,6 +64,8 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # Constant quality and no B-frame reordering keep small synthetic clips faithful.
         stream.options = {"crf": "18", "bf": "0"} if codec == "libx264" else {}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in itertools.chain([first], frames):
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
             for packet in stream.encode(picture):
