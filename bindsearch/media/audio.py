@@ -249,9 +249,7 @@ def crop_or_tile(mel: torch.Tensor, target: int) -> torch.Tensor:
     start), shorter ones are tiled to length and repeated three times."""
     total = mel.shape[0]
     if total > target:
-        thirds = np.array_split(np.arange(total - target + 1), 3)
-        starts = [int(part[0]) if len(part) else 0 for part in thirds]
-        return torch.stack([mel[s:s + target] for s in starts])
+        return torch.stack([mel[s:s + target] for s in _crop_starts(total, target)])
     if total < target:
         mel = mel.repeat(target // total + 1, 1)[:target]
     return mel.unsqueeze(0).expand(3, -1, -1)
@@ -261,12 +259,67 @@ def load_audio(path: str | Path, prep: Preprocess | None = None, window: Window 
     """Audio file (or its `window`, in seconds) -> (3, num_mel_bins, target_length) float32, normalised as
     LanguageBind was trained."""
     prep = prep or Preprocess()
-    wave, rate = read_audio(path, window)
-    wave = resample(wave, rate, prep.sample_rate)
-    wave = wave - wave.mean()
-    if wave.shape[-1] < int(prep.sample_rate * FRAME_SECONDS):
-        raise MediaError(path, f"audio is {wave.shape[-1] / prep.sample_rate:.3f} s long, shorter than one "
-                               f"{FRAME_SECONDS * 1000:g} ms analysis frame; nothing to embed")
-    mel = fbank(wave[0], prep.sample_rate, prep.num_mel_bins)
-    spec = crop_or_tile(mel, prep.target_length).transpose(1, 2)
-    return (spec - prep.audio_mean) / (prep.audio_std * 2)
+    crops = _long_file_crops(Path(path), prep) if window is None else None
+    if crops is None:
+        wave, rate = read_audio(path, window)
+        wave = resample(wave, rate, prep.sample_rate)
+        wave = wave - wave.mean()
+        if wave.shape[-1] < int(prep.sample_rate * FRAME_SECONDS):
+            raise MediaError(path, f"audio is {wave.shape[-1] / prep.sample_rate:.3f} s long, shorter than one "
+                                   f"{FRAME_SECONDS * 1000:g} ms analysis frame; nothing to embed")
+        crops = crop_or_tile(fbank(wave[0], prep.sample_rate, prep.num_mel_bins), prep.target_length)
+    return (crops.transpose(1, 2) - prep.audio_mean) / (prep.audio_std * 2)
+
+
+LONG_FILE_CROPS = 4
+"""A file whose fbank is longer than this many crops is read crop by crop: a two-hour recording whole is gigabytes
+of samples, three crops of 10 s are a few megabytes."""
+_MARGIN_SECONDS = 0.1  # read around each crop, so that the resampler's edges fall outside it
+
+
+def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
+    """(3, target_length, num_mel_bins) fbank crops of a long file, reading only the samples each crop covers (the
+    same crops `crop_or_tile` cuts from the whole file, to float rounding: fbank removes each frame's mean, so the
+    file's own mean drops out); None where the file is short or its length is not in its header."""
+    import soundfile
+
+    if path.suffix.lower() == ".wav":
+        _check_wav_length(path)
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError):
+        return None  # PyAV's formats: read whole
+    rate, new_rate = int(info.samplerate), prep.sample_rate
+    size, shift = int(new_rate * FRAME_SECONDS), int(new_rate * SHIFT_SECONDS)
+    resampled = math.ceil(new_rate * info.frames / rate) if info.frames > 0 else 0
+    total = 1 + (resampled - size) // shift if resampled >= size else 0
+    if total <= LONG_FILE_CROPS * prep.target_length:
+        return None
+    g = math.gcd(rate, new_rate)
+    orig, new = rate // g, new_rate // g
+    margin = round(_MARGIN_SECONDS * new_rate)
+    crops = []
+    for start in _crop_starts(total, prep.target_length):
+        first, end = start * shift, start * shift + (prep.target_length - 1) * shift + size  # 16 kHz samples
+        lo = max(0, first - margin) // new * new  # on the grid where input and output samples coincide
+        hi = min(resampled, end + margin)
+        begin, stop = lo // new * orig, min(info.frames, math.ceil(hi * orig / new) + orig)
+        try:
+            data, _ = soundfile.read(str(path), dtype="float32", always_2d=True, start=begin, stop=stop)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise MediaError(path, f"audio could not be decoded ({exc})") from None
+        samples = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+        if not torch.isfinite(samples).all():
+            raise MediaError(path, "audio holds NaN or infinite samples; re-export it")
+        wave = resample(samples, rate, new_rate)[first - lo:end - lo]
+        if wave.shape[-1] < end - first:  # the header promised more than the file holds
+            return None
+        crops.append(fbank(wave, new_rate, prep.num_mel_bins))
+    return torch.stack(crops)
+
+
+def _crop_starts(total: int, target: int) -> list[int]:
+    """Where `crop_or_tile` cuts its three crops of `target` frames from `total` > `target`: each third's first
+    start."""
+    thirds = np.array_split(np.arange(total - target + 1), 3)
+    return [int(part[0]) if len(part) else 0 for part in thirds]
