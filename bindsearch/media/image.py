@@ -23,17 +23,22 @@ def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     torchvision (seconds of start-up for every command).
     """
     size = prep.image_size
-    pixels = _centre_band(pixels)
-    _, h, w = pixels.shape
-    new_h, new_w = (int(size * h / w), size) if w <= h else (size, int(size * w / h))
-    if (new_h, new_w) != (h, w):
-        pixels = F.interpolate(pixels[None], size=(new_h, new_w), mode="bicubic", align_corners=False,
-                               antialias=True)[0]
+    pixels = _short_side(_centre_band(pixels), size)
+    new_h, new_w = pixels.shape[1:]
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     pixels = pixels[:, top:top + size, left:left + size]
     mean = torch.tensor(prep.mean).view(3, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1)
     return ((pixels - mean) / std).contiguous()
+
+
+def _short_side(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """(c, h, w) float or uint8 -> short side `size` (bicubic, antialiased; torchvision's Resize(size) on tensors)."""
+    _, h, w = pixels.shape
+    new_h, new_w = (int(size * h / w), size) if w <= h else (size, int(size * w / h))
+    if (new_h, new_w) == (h, w):
+        return pixels
+    return F.interpolate(pixels[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)[0]
 
 
 _MAX_ASPECT = 8
@@ -57,7 +62,9 @@ def _centre_band(pixels: torch.Tensor) -> torch.Tensor:
     return pixels[:, start:start + keep] if h > w else pixels[:, :, start:start + keep]
 
 
-def _open(path: Path):
+def _open(path: Path, fit: int | None = None):
+    """The decoded image; a JPEG at least `fit` pixels on its short side is decoded at a reduced scale (1/2 to 1/8,
+    in the DCT) where that still leaves `fit`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -66,6 +73,8 @@ def _open(path: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
+            if fit is not None and image.format == "JPEG":
+                image.draft(image.mode, (fit, fit))
             image.load()  # decode now, so a truncated file fails here and not later
     except UnidentifiedImageError:
         raise MediaError(path, "not a readable image") from None
@@ -86,8 +95,9 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
     stretched between their own 1st and 99th percentiles, as a thermal camera's automatic gain does for display."""
     from PIL import ImageOps
 
-    path = Path(path)
-    image = _open(path)
+    path, prep = Path(path), prep or Preprocess()
+    fit = PREFILTER * prep.image_size
+    image = _open(path, fit)
     try:
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError):  # a broken EXIF block: the pixels are still good
@@ -96,9 +106,18 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
         gray = _stretched(np.asarray(image, dtype=np.float32), path)
         pixels = torch.from_numpy(gray).unsqueeze(0).expand(3, -1, -1)
     else:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        pixels = torch.from_numpy(rgb).permute(2, 0, 1)
-    return to_model_input(pixels, prep or Preprocess())
+        rgb = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+        if min(rgb.shape[1:]) >= 2 * fit:  # resized in uint8: a float copy of 24 megapixels is 290 MB
+            rgb = _short_side(_centre_band(rgb), prep.image_size)
+        pixels = rgb.to(torch.float32) / 255.0
+    return to_model_input(pixels, prep)
+
+
+PREFILTER = 4
+"""Photos are decoded and resized cheaply down to this many times the tower's input: a JPEG larger than that is
+decoded at a reduced scale (1/2 to 1/8, in its DCT), and an image still twice that large is resized in uint8, not
+in float32. A 24-megapixel photo took 0.7-1.1 s and an index of a photo library was bound by it. The tower's input
+moves by a fraction of an 8-bit step on average (`benchmarks/image_decode.py`)."""
 
 
 def _stretched(values: np.ndarray, path: Path) -> np.ndarray:
