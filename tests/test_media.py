@@ -321,6 +321,26 @@ def test_a_portrait_phone_video_is_turned_as_players_turn_it(tmp_path, rotation,
         assert {side for side, line in sides.items() if line.all()} == {band_side}
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_large_photo_is_decoded_cheaply_to_nearly_the_same_input(tmp_path, monkeypatch, suffix):
+    """A JPEG decoded at a reduced DCT scale, an image still twice 4x the input resized in uint8: the tower's
+    input moves by a fraction of an 8-bit step (0.015 in normalised units), not more."""
+    from PIL import Image
+
+    from bindsearch.media import image
+
+    y, x = np.mgrid[0:1800, 0:2400] / 300.0
+    pixels = np.stack([np.sin(x + c) * np.cos(y - c) for c in range(3)], -1) * 100 + 128
+    pixels[600:900, 700:1500] = (250, 20, 40)  # a hard edge
+    Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / f"big{suffix}", quality=92)
+    fast = media.load("image", tmp_path / f"big{suffix}")
+    monkeypatch.setattr(image, "PREFILTER", 10**9)
+    exact = media.load("image", tmp_path / f"big{suffix}")
+    apart = (fast - exact).abs()
+    assert fast.shape == exact.shape == (3, 224, 224)
+    assert float(apart.mean()) < 0.01 and float(apart.max()) < 0.1
+
+
 def test_a_very_long_strip_is_cut_to_its_centre_before_resizing(tmp_path):
     import resource
 

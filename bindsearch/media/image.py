@@ -106,7 +106,7 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
         gray = _stretched(np.asarray(image, dtype=np.float32), path)
         pixels = torch.from_numpy(gray).unsqueeze(0).expand(3, -1, -1)
     else:
-        rgb = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)
+        rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)  # a copy: Pillow's is read-only
         if min(rgb.shape[1:]) >= 2 * fit:  # resized in uint8: a float copy of 24 megapixels is 290 MB
             rgb = _short_side(_centre_band(rgb), prep.image_size)
         pixels = rgb.to(torch.float32) / 255.0
