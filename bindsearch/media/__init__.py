@@ -2,8 +2,9 @@
 
 | modality | output | from |
 |---|---|---|
-| image, infrared | (3, s, s) | any Pillow image; grayscale and RGBA converted to RGB |
-| depth | (3, s, s) | 16-bit PNG in millimetres, or .npy in metres |
+| image, infrared | (3, s, s) | any Pillow image, HEIC/HEIF (pillow-heif) and AVIF; upright by EXIF; grayscale and
+|  |  | RGBA converted to RGB; 16-bit and float single-channel files stretched between their 1st and 99th percentiles |
+| depth | (3, s, s) | 16-bit PNG in millimetres, float TIFF in metres, or .npy (float metres, integer mm) |
 | audio | (3, mel, frames) | wav/flac/ogg/mp3 (soundfile), anything else PyAV reads |
 | video | (3, t, s, s) | anything decord or PyAV reads |
 
@@ -46,7 +47,8 @@ _LOADERS: dict[str, Loader] = {
 _BUILTIN = frozenset({*_LOADERS, "text"})
 
 EXTENSIONS: dict[str, str] = {
-    **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"), "image"),
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"),
+                    "image"),
     **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"), "video"),
     **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif"), "audio"),
     ".npy": "depth",

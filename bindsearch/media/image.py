@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import warnings
 from pathlib import Path
@@ -67,6 +69,8 @@ def _open(path: Path, fit: int | None = None):
     in the DCT) where that still leaves `fit`."""
     from PIL import Image, UnidentifiedImageError
 
+    if path.suffix.lower() in (".heic", ".heif"):
+        _heif_opener()
     try:
         # Pillow warns (several lines on stderr) from MAX_IMAGE_PIXELS and refuses from twice that: every image
         # is downsized to the tower's input anyway, so only the refusal, a MediaError below, is worth saying.
@@ -77,12 +81,24 @@ def _open(path: Path, fit: int | None = None):
                 image.draft(image.mode, (fit, fit))
             image.load()  # decode now, so a truncated file fails here and not later
     except UnidentifiedImageError:
-        raise MediaError(path, "not a readable image") from None
+        hint = "; HEIC photos need pillow-heif (pip install pillow-heif)" if path.suffix.lower() in (
+            ".heic", ".heif") and importlib.util.find_spec("pillow_heif") is None else ""
+        raise MediaError(path, f"not a readable image{hint}") from None
     except Image.DecompressionBombError as exc:
         raise MediaError(path, f"too large to decode safely ({exc}); downscale it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(path, f"image could not be decoded ({exc})") from None
     return image
+
+
+@functools.cache
+def _heif_opener() -> None:
+    """Teach Pillow HEIC/HEIF (phones' photos), once, when the first one is opened: pillow-heif loads libheif."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # an install without it: the file is then "not a readable image", with the fix named
+        return
+    register_heif_opener()
 
 
 _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
