@@ -49,6 +49,36 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.failed
 
+    def to_json(self, collection: str) -> dict:
+        """What `index --json` prints: the counts, every failed and skipped file, and what was guessed."""
+        return {"collection": collection, "new": self.new, "changed": self.changed, "unchanged": self.unchanged,
+                "removed": self.removed, "failed": [{"path": str(e.path), "error": e.cause} for e in self.failed],
+                "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped], "guessed": self._guessed(),
+                "truncated": [str(p) for p in self.truncated], "warnings": self.warnings, "split": self.split,
+                "windows": self.windows, "seconds": round(self.seconds, 3)}
+
+    def messages(self, encoder: str) -> list[str]:
+        """The run's lines for a person (stderr), `error:` and `warning:` lines among them; `encoder` names the
+        collection's model."""
+        lines = [f"{g['files']} {g['modality']} file(s) by {g['rule']}" for g in self._guessed()]
+        lines += [f"warning: skipped {len(files)} {kind} file(s): model {encoder} has no {kind} encoder (index them "
+                  "into a collection whose model has one)" for kind, files in sorted(self.unencodable.items())]
+        if other := self.not_media:
+            kinds = Counter(path.suffix.lower() or "(no extension)" for path, _ in other)
+            counts = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
+            more = f" and {len(kinds) - 5} more kinds" if len(kinds) > 5 else ""
+            lines.append(f"skipped {len(other)} file(s) that are not media: {counts}{more} (e.g. {other[0][0]}: "
+                         f"{other[0][1]})")
+        if self.truncated:
+            lines.append(f"{len(self.truncated)} text file(s) longer than the text encoder reads were embedded from "
+                         f"their start (e.g. {self.truncated[0]})")
+        lines += [f"error: {e}; skipped" for e in self.failed]
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        return lines
+
+    def _guessed(self) -> list[dict]:
+        return [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(self.guessed.items())]
+
     def summary(self) -> str:
         parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged",
                  f"{self.removed} removed", f"{len(self.failed)} failed"]

@@ -94,30 +94,11 @@ def index(
         raise typer.Exit(130) from None
     if bar is not None:
         bar.close()
-    guessed = [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(report.guessed.items())]
     if as_json:
-        _echo_json({"collection": col.name, "new": report.new, "changed": report.changed,
-                    "unchanged": report.unchanged, "removed": report.removed,
-                    "failed": [{"path": str(e.path), "error": e.cause} for e in report.failed],
-                    "skipped": [{"path": str(p), "reason": r} for p, r in report.skipped],
-                    "guessed": guessed, "truncated": [str(p) for p in report.truncated], "warnings": report.warnings,
-                    "split": report.split, "windows": report.windows, "seconds": round(report.seconds, 3)})
+        _echo_json(report.to_json(col.name))
     else:
-        for g in guessed:
-            typer.echo(f"{g['files']} {g['modality']} file(s) by {g['rule']}", err=True)
-        for kind, files in sorted(report.unencodable.items()):
-            typer.echo(f"warning: skipped {len(files)} {kind} file(s): model {col.catalog.encoder.name} has no {kind} "
-                       "encoder (index them into a collection whose model has one)", err=True)
-        other = report.not_media
-        if other:
-            typer.echo(f"skipped {len(other)} file(s) that are not media (e.g. {other[0][0]}: {other[0][1]})", err=True)
-        if report.truncated:
-            typer.echo(f"{len(report.truncated)} text file(s) longer than the text encoder reads were embedded from "
-                       f"their start (e.g. {report.truncated[0]})", err=True)
-        for e in report.failed:
-            typer.echo(f"error: {e}; skipped", err=True)
-        for warning in report.warnings:
-            typer.echo(f"warning: {warning}", err=True)
+        for line in report.messages(col.catalog.encoder.name):
+            typer.echo(line, err=True)
         if not (report.new or report.changed or report.unchanged or report.removed or report.failed):
             typer.echo(f"nothing to index in {', '.join(map(str, paths))}: no image, video, audio, depth, infrared "
                        "or .txt files", err=True)

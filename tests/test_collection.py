@@ -629,3 +629,18 @@ def test_a_checkpoint_folder_is_recorded_by_its_absolute_path(tmp_path, monkeypa
     assert Collection.open(tmp_path / "old").catalog.encoder.name == str(tmp_path / "runs" / "m")
     (media_files["image"].parent / "bindsearch-mini").mkdir()  # a folder named like a model does not shadow it
     assert load_model("bindsearch-mini", device="cpu").spec == "bindsearch-mini"
+
+
+def test_files_that_are_not_media_are_counted_by_kind():
+    """An iPhone export's sidecars (.AAE) must not be the only example beside photos that were skipped too."""
+    from bindsearch.report import IngestReport
+
+    report = IngestReport(skipped=[(Path("a/IMG_1.AAE"), "unknown extension .AAE"),
+                                   (Path("a/IMG_2.aae"), "unknown extension .aae"),
+                                   (Path("a/notes.xmp"), "unknown extension .xmp"),
+                                   (Path("a/clip.wav"), "no audio tower")],
+                          unencodable={"audio": [Path("a/clip.wav")]})
+    lines = report.messages("random:tiny")
+    assert "skipped 3 file(s) that are not media: 2 .aae, 1 .xmp (e.g. a/IMG_1.AAE: unknown extension .AAE)" in lines
+    assert any(line.startswith("warning: skipped 1 audio file(s): model random:tiny has no audio") for line in lines)
+    assert report.to_json("c")["skipped"][3] == {"path": "a/clip.wav", "reason": "no audio tower"}
