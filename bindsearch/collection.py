@@ -293,6 +293,8 @@ class Collection:
                 raise CollectionError(f"{path} is a folder; a query is one file (to search a folder's files, "
                                       "index them and search the collection)")
             kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
+            if kind == "video" and not file_modality and media.sound_only(path):
+                kind = "audio"
             if kind is None:
                 raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
                                       "pass --file-modality")

@@ -92,6 +92,8 @@ class Ingest:
                 continue
             kind, why = (forced, "--modality") if forced else media.guess_modality(f)
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
+            if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
+                kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
             if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
                 kind, why = indexed_as[0], "its earlier --modality"
             if kind is None:

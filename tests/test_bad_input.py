@@ -315,3 +315,24 @@ def test_a_folder_given_as_a_query_file_is_said_to_be_a_folder(tmp_path, run_cli
     code, _, err = run_cli("classify", tmp_path / "pics", "--labels", "a,b", "--model", "random:tiny")
     assert code == 1
     one_line_error(err, "a folder, not a file; give the files in it")
+
+
+def test_a_voice_memo_in_an_mp4_is_indexed_as_sound_every_run(tmp_path, run_cli):
+    """Before: one error line a run ("no video stream; index it as audio"), and after following it with
+    --modality audio, the same error on every later run."""
+    from test_media import write_voice_memo
+
+    pictures(tmp_path / "m", 1)
+    memo = write_voice_memo(tmp_path / "m" / "memo.mp4")
+    for run in range(2):
+        code, out, err = run_cli("index", tmp_path / "m", "-c", "memo", "--model", "random:tiny", "--json")
+        report = json.loads(out)
+        assert code == 0 and not report["failed"], err
+        assert (report["new"], report["unchanged"]) == ((2, 0) if run == 0 else (0, 2))
+    rows = {i.path: i.modality for i in Collection.open("memo").catalog.items()}
+    assert rows[str(memo)] == "audio"
+    code, out, err = run_cli("search", "-c", "memo", "--file", memo, "--json")
+    assert code == 0 and [h["path"] for h in json.loads(out)["hits"]] == [str(tmp_path / "m" / "p0.png")], err
+    outside = write_voice_memo(tmp_path / "elsewhere.mp4")  # not indexed: encoded as sound, not refused as video
+    code, out, err = run_cli("search", "-c", "memo", "--file", outside, "--modality", "audio", "--json")
+    assert code == 0 and [h["path"] for h in json.loads(out)["hits"]] == [str(memo)], err

@@ -212,20 +212,27 @@ def test_an_integer_npy_depth_map_counts_millimetres_and_a_forged_header_allocat
         media.load("depth", forged)
 
 
-def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
+def write_voice_memo(path):
+    """An .mp4 holding one second of AAC sound and no picture, as phones save voice memos."""
     import av
 
-    path = tmp_path / "voice.mp4"
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("aac", rate=16000)
-        silence = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
-        silence.sample_rate = 16000
-        for packet in [*stream.encode(silence), *stream.encode()]:
+        t = np.arange(16000, dtype=np.float32) / 16000
+        tone = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t))[None], format="fltp", layout="mono")
+        tone.sample_rate = 16000
+        for packet in [*stream.encode(tone), *stream.encode()]:
             container.mux(packet)
+    return path
+
+
+def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
+    path = write_voice_memo(tmp_path / "voice.mp4")
     with pytest.raises(MediaError) as info:
         media.load("video", path)
-    assert str(info.value) == f"{path}: no video stream; index it as audio (--modality audio)"
+    assert str(info.value) == f"{path}: no video stream; it holds sound only: read it as audio"
     assert media.load("audio", path).shape == (3, 112, 1036)  # the hint is right
+    assert media.sound_only(path) and not media.sound_only(tmp_path / "missing.mp4")
     assert capfd.readouterr().err == ""
 
 

@@ -27,13 +27,13 @@ from bindsearch.media.audio import load_audio
 from bindsearch.media.errors import MediaError
 from bindsearch.media.image import load_depth, load_image, load_infrared
 from bindsearch.media.text import read_text as _read_text
-from bindsearch.media.video import load_video
+from bindsearch.media.video import load_video, sound_only
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
 from bindsearch.modalities import Preprocess, add_modality, canonical_modality
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
            "format_window", "guess_modality", "load", "parse_clock", "read_text", "register_modality",
-           "registered_modalities"]
+           "registered_modalities", "sound_only"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
 
