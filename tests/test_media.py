@@ -367,6 +367,34 @@ def test_phone_photos_in_heic_and_avif_are_images(tmp_path, suffix):
     assert float((media.load("image", other) - media.load("image", png)).abs().mean()) < 0.05
 
 
+def test_windows_of_a_variable_rate_video_are_cut_by_the_frames_timestamps(tmp_path):
+    """30 s of red at 10 fps, then 10 s of blue at 1 fps (a screen recording): the average rate, 7.9 fps, put six
+    red frames into the window 0:30-0:40 on decord's path."""
+    from fractions import Fraction
+
+    import av
+
+    from bindsearch.media.video import read_frames
+
+    path = tmp_path / "screen.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.time_base, stream.options = Fraction(1, 1000), {"bf": "0"}
+        pts = 0
+        for colour, step in [((255, 0, 0), 100)] * 300 + [((0, 0, 255), 1000)] * 10:
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), colour, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            pts += step
+        for packet in stream.encode():
+            container.mux(packet)
+    for window, colour in [((30.0, 40.0), "blue"), ((20.0, 30.0), "red")]:
+        frames = read_frames(path, 8, window)
+        assert {"red" if f[..., 0].mean() > 128 else "blue" for f in frames} == {colour}
+
+
 def test_a_very_long_strip_is_cut_to_its_centre_before_resizing(tmp_path):
     import resource
 

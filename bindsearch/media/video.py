@@ -41,6 +41,16 @@ def window_span(path: Path, total: int, fps: float, window: Window | None) -> tu
     return lo, hi
 
 
+def stamped_span(starts: np.ndarray, window: Window) -> tuple[int, int]:
+    """Frames [lo, hi) shown during `window` (seconds), at least one, from each frame's start time (sorted, from 0):
+    the first frame starting at or after the window's start up to the first starting at or after its end, as
+    `window_span` counts them at a constant rate."""
+    total = len(starts)
+    lo = min(total - 1, int(np.searchsorted(starts, window[0] - 1e-6)))
+    hi = min(total, max(lo + 1, int(np.searchsorted(starts, window[1] - 1e-6))))
+    return lo, hi
+
+
 @contextmanager
 def _native_stderr_silenced():
     """File descriptor 2 to /dev/null for a moment: decord's C++ logs an unreadable file on stderr itself, beside
@@ -67,7 +77,11 @@ def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
         total = len(reader)
         if total == 0:
             raise MediaError(path, "video has no frames")
-        span = window_span(path, total, reader.get_avg_fps(), window)
+        if window is None:
+            span = None
+        else:  # by the frames' own timestamps: the average rate puts a variable-rate file's windows elsewhere
+            starts = reader.get_frame_timestamp(np.arange(total))[:, 0]
+            span = stamped_span(starts - starts[0], window)
         return reader.get_batch(frame_indices(total, count, span).tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
         raise MediaError(path, f"not a readable video ({str(exc).splitlines()[0][:200]})") from None
