@@ -90,7 +90,7 @@ class Ingest:
             except OSError as exc:  # in a folder that can be listed but not entered
                 report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
                 continue
-            kind, why = (forced, "--modality") if forced else media.guess_modality(f)
+            kind, why = (forced, "--modality") if forced else media.guess_modality(f, _given_folder(f, found.roots))
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
             if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
@@ -294,6 +294,12 @@ class Ingest:
         if gone:
             self.catalog.delete(i.id for i in gone)
         return files_of(gone)
+
+
+def _given_folder(path: Path, roots: Sequence[Path]) -> Path | None:
+    """The innermost folder given to `index` that holds `path`, None for a file given itself."""
+    holding = [r for r in roots if str(path).startswith(below(r))]
+    return max(holding, key=lambda r: len(str(r))) if holding else None
 
 
 @dataclass

@@ -336,3 +336,13 @@ def test_a_voice_memo_in_an_mp4_is_indexed_as_sound_every_run(tmp_path, run_cli)
     outside = write_voice_memo(tmp_path / "elsewhere.mp4")  # not indexed: encoded as sound, not refused as video
     code, out, err = run_cli("search", "-c", "memo", "--file", outside, "--modality", "audio", "--json")
     assert code == 0 and [h["path"] for h in json.loads(out)["hits"]] == [str(memo)], err
+
+
+def test_a_folder_named_depth_above_the_one_indexed_does_not_make_photos_depth(tmp_path, run_cli):
+    """`cd ~/depth/holiday && bindsearch index .` failed every photo as "RGB image is not a depth map"."""
+    holiday = tmp_path / "depth" / "holiday"
+    pictures(holiday, 1)
+    pictures(holiday / "depth", 1)  # below the folder given: still a hint
+    code, out, err = run_cli("index", holiday, "-c", "trip", "--model", "random:tiny", "--json")
+    guessed = {g["modality"]: g["files"] for g in json.loads(out)["guessed"]}
+    assert code == 1 and guessed == {"image": 1, "depth": 1}  # the RGB png in depth/ fails, as a depth map should

@@ -242,6 +242,11 @@ def test_guess_modality_uses_extension_and_folder(tmp_path):
     assert media.guess_modality(tmp_path / "Thermal" / "1.jpg")[0] == "infrared"
     assert media.guess_modality(tmp_path / "notes.txt")[0] == "text"
     assert media.guess_modality(tmp_path / "notes.docx")[0] is None
+    # Only the folders from the one given to `index` down count: `index .` in ~/depth/holiday holds photos.
+    holiday = tmp_path / "depth" / "holiday"
+    assert media.guess_modality(holiday / "beach.jpg", within=holiday)[0] == "image"
+    assert media.guess_modality(holiday / "ir" / "1.png", within=holiday)[0] == "infrared"
+    assert media.guess_modality(holiday / "1.png", within=tmp_path / "depth")[0] == "depth"  # its own name counts
 
 
 def test_nan_audio_is_one_media_error_and_never_reaches_an_index(tmp_path):

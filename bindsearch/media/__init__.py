@@ -120,14 +120,18 @@ def _guarded(name: str, path: Path, read: Callable[[Path], object]):
         raise MediaError(path, f"could not decode as {name} ({type(exc).__name__}: {exc})") from None
 
 
-def guess_modality(path: str | Path) -> tuple[str | None, str]:
-    """(modality or None, why): from the extension, with folder names deciding depth/infrared images."""
+def guess_modality(path: str | Path, within: str | Path | None = None) -> tuple[str | None, str]:
+    """(modality or None, why): from the extension, with folder names deciding depth/infrared images: those of the
+    folders from `within` (a folder given to `index`, its own name included) down to the file, or all of them."""
     path = Path(path)
     modality = EXTENSIONS.get(path.suffix.lower())
     if modality is None:
         return None, f"unknown extension {path.suffix or '(none)'}"
     if modality == "image":
-        for part in reversed(path.parent.parts):
+        parts = path.parent.parts
+        if within is not None and path.is_relative_to(within):  # `index .` inside ~/depth/holiday: photos
+            parts = parts[max(len(Path(within).parts) - 1, 0):]
+        for part in reversed(parts):
             hint = FOLDER_HINTS.get(part.lower())
             if hint:
                 return hint, f"image inside a '{part}' folder"

@@ -68,7 +68,8 @@ def _check_wav_length(path: Path) -> None:
                 # 0 and 0xFFFFFFFF mark streams written without knowing their length.
                 if declared not in (0, 0xFFFFFFFF) and present < declared:
                     raise MediaError(path, f"truncated WAV: header declares {declared} bytes of audio, "
-                                           f"file holds {present}")
+                                           f"file holds {present} (cut off in a copy or a recording?); copy it "
+                                           "again, or save what it holds as a new file")
                 return
             f.seek(declared + (declared & 1), 1)
 
