@@ -108,8 +108,9 @@ class _Tower(nn.Module):
 class EmbeddingModel(nn.Module):
     """A set of towers mapping text and media into one space of unit vectors.
 
-    Subclasses implement `encode_batch(modality, batch) -> (n, d)` unnormalised features, `tokenize(texts)`,
-    and set `towers_preprocess` (modality -> Preprocess) and `identity`.
+    Subclasses implement `encode_batch`, `tokenize`, `overflowing`, `dim` and `logit_scale`, and fill
+    `preprocess` (modality -> Preprocess, one per tower: `modalities` is read from it), `spec` and `checkpoint`
+    (from which `identity` is made). The base class batches, normalises, places and casts.
     """
 
     batch_size: dict[str, int] = {"text": 256, "image": 32, "infrared": 32, "depth": 32, "audio": 16, "video": 4}
@@ -126,9 +127,12 @@ class EmbeddingModel(nn.Module):
 
     # -- what subclasses provide ------------------------------------------------------------
     def encode_batch(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
+        """A batch in the tower's input layout ("text": (n, tokens) int64 ids; media: `media.load`'s layout with
+        a leading n) -> (n, d) features, not yet normalised, in the model's dtype."""
         raise NotImplementedError
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n,) texts -> (n, tokens) int64 ids, padded as the text tower expects."""
         raise NotImplementedError
 
     def overflowing(self, texts: Sequence[str]) -> list[bool]:
@@ -137,6 +141,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def dim(self) -> int:
+        """d, the width of the shared space."""
         raise NotImplementedError
 
     def logit_scale(self, modality: str) -> float:

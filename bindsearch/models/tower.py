@@ -175,6 +175,7 @@ class TextTower(nn.Module):
         self.final_layer_norm = nn.LayerNorm(cfg.encoder.width, eps=cfg.encoder.layer_norm_eps)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """(b, 77) int64 token ids -> (b, width) features at each text's end-of-text token, before projection."""
         # The end-of-text id is the largest in CLIP's vocabulary, and its row is the one pooled. With the causal
         # mask nothing after it reaches that row, so the batch stops after its longest text: a five-word query
         # runs 7 positions of the 77 it is padded to.
@@ -238,6 +239,8 @@ class VisionTower(nn.Module):
         return torch.cat([cls.to(patches.dtype), patches], dim=1) + emb.position_embedding.weight, t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, h, w), or (b, 3, t, h, w) for video -> (b, width) pooled class token (video: mean over frames),
+        before projection."""
         tokens, t = self.tokens(x)
         pooled = self.post_layernorm(self.encoder(self.pre_layrnorm(tokens), rows=0))
         return pooled.view(-1, t, pooled.shape[-1]).mean(dim=1)
