@@ -558,3 +558,13 @@ def test_llvip_retrieval_on_every_pair_says_the_paper_sampled_ten_percent(tmp_pa
     result = invoke("emergent", "--root", str(tmp_path / "LLVIP"), "--model", "random:tiny", "--a-dir",
                     "visible/test", "--b-dir", "infrared/test", "--b", "infrared")
     assert any("random 10 % of the test pairs (--sample 0.1)" in n for n in result["notes"])
+
+
+def test_the_bench_cache_lives_in_bindsearch_home_else_the_xdg_cache(tmp_path, monkeypatch):
+    from bindsearch.evaluation import cache_dir
+
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / "cache"
+    monkeypatch.delenv("BINDSEARCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "bindsearch" / "cache"

@@ -33,10 +33,12 @@ _QUERY_CHUNK = 500  # keys per SELECT: SQLite caps the number of bound parameter
 
 
 def cache_dir() -> Path:
-    """`$BINDSEARCH_HOME/cache`, or `~/.cache/bindsearch/cache` when BINDSEARCH_HOME is unset."""
+    """`$BINDSEARCH_HOME/cache`; without BINDSEARCH_HOME, `$XDG_CACHE_HOME/bindsearch/cache` (~/.cache): vectors
+    that can be made again belong with caches, while collections go with data (`bindsearch.home`)."""
     home = os.environ.get("BINDSEARCH_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".cache" / "bindsearch"
-    return base / "cache"
+    if home:
+        return Path(home).expanduser() / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bindsearch" / "cache"
 
 
 class EmbeddingCache:
