@@ -25,11 +25,9 @@ _EXPORTS = {
     "GemmSearch": "indexes.gemm",
     "CollectionLock": "indexes.lock",
     "LockTimeout": "indexes.lock",
-    **dict.fromkeys(
-        ("COMPACT_RATIO", "EXACT_BELOW", "IndexFileError", "IndexMeta", "VectorIndex", "choose_kind",
-         "gpu_available", "merge_topk", "read_meta", "suggested_nlist"),
-        "indexes.vector_index",
-    ),
+    **dict.fromkeys(("EXACT_BELOW", "choose_kind", "gpu_available", "suggested_nlist"), "indexes.kinds"),
+    **dict.fromkeys(("COMPACT_RATIO", "IndexFileError", "IndexMeta", "VectorIndex", "merge_topk", "read_meta"),
+                    "indexes.vector_index"),
 }
 
 __all__ = sorted(_EXPORTS)

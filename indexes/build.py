@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vector_index import EF_SEARCH, IndexFileError, VectorIndex, choose_kind, gpu_available, read_meta
+from indexes.kinds import choose_kind, gpu_available
+from indexes.vector_index import EF_SEARCH, IndexFileError, VectorIndex, read_meta
 
 __all__ = ["RESCORE_FACTOR", "build_index", "index_path", "open_index", "search_exact", "subset_index"]
 

@@ -11,7 +11,6 @@ without them once tombstones pass `COMPACT_RATIO` of the stored vectors.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,27 +20,32 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 
+from indexes.kinds import (
+    METRICS,
+    can_remove,
+    choose_kind,
+    default_nprobe,
+    find_hnsw,
+    gpu_available,
+    new_faiss_index,
+    pq_needs_float16_tables,
+    resolve_device,
+    stored_ids,
+)
+
 if TYPE_CHECKING:
     from indexes.gemm import GemmSearch
 
 __all__ = [
     "COMPACT_RATIO",
-    "EF_CONSTRUCTION",
     "EF_SEARCH",
-    "EXACT_BELOW",
     "GEMM_BATCH",
     "IndexFileError",
     "IndexMeta",
     "VectorIndex",
-    "choose_kind",
-    "gpu_available",
     "merge_topk",
     "read_meta",
-    "suggested_nlist",
 ]
-
-EXACT_BELOW = 50_000
-"""`choose_kind` searches exactly below this many vectors: one query scans 50k x 768 in ~30 ms on one core."""
 
 GEMM_BATCH = 32
 """Batched exact searches with `precision="bf16"` use `GemmSearch` from this many queries on."""
@@ -55,14 +59,8 @@ EF_SEARCH = 256
 queries reach recall@10 0.74 at 128 and 0.89 at 256 with `EF_CONSTRUCTION` (`benchmarks/README.md`, "HNSW
 defaults")."""
 
-EF_CONSTRUCTION = 80
-"""Candidates per insertion while an HNSW graph is built (FAISS's default is 40): about 1.3x the build time, and on
-near-duplicate windows recall@10 0.46 -> 0.74 at efSearch 128."""
-
 _FORMAT = 1
-_HNSW_LINK_BYTES = 2 * 32 * 4 + 16  # HNSW32: 64 int32 neighbours on the base level, plus the upper levels
 _GPU_MAX_K = 2048  # FAISS GPU kernels select at most 2048 neighbours; larger k searches the CPU master.
-_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 _LOSSY_CODES = ("PQ", "SQ", "LSH", "RaBitQ")  # in FAISS factory strings: encodings that do not keep the vectors
 
 
@@ -83,24 +81,6 @@ class IndexMeta:
     ef_search: int
 
 
-def choose_kind(n: int, dim: int, memory_budget: int | None = None, gpu: bool = False) -> str:
-    """The FAISS factory string `kind="auto"` uses for n vectors of dimension dim.
-
-    Rule: exact "Flat" below `EXACT_BELOW` vectors, and on a GPU while the vectors fit `memory_budget` bytes
-    (default: half the machine's RAM): brute force there beats any index. Above, on CPU, "HNSW32" while its
-    vectors and graph fit the budget, else "IVF{nlist},PQ{dim/8}" (8 dims a byte, 32x smaller). HNSW rather
-    than IVF-Flat: on the clustered benchmark (benchmarks/README.md) it reaches a higher recall at the same
-    speed, and answers one query in ~2 ms where a flat scan of 1M vectors takes ~0.5 s. It builds slowly
-    (minutes per 100k vectors on two cores), but `open_index` catches up on changes instead of rebuilding.
-    """
-    budget = _default_memory_budget() if memory_budget is None else memory_budget
-    if n < EXACT_BELOW or (gpu and n * dim * 4 <= budget):
-        return "Flat"
-    if n * (dim * 4 + _HNSW_LINK_BYTES) <= budget:
-        return "HNSW32"
-    return f"IVF{suggested_nlist(n)},PQ{_pq_bytes(dim)}"
-
-
 def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str = "ip"
                ) -> tuple[np.ndarray, np.ndarray]:
     """Best k of several (scores (n, k_i) float32, ids (n, k_i) int64) results over the same n queries: the
@@ -110,8 +90,8 @@ def merge_topk(results: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str
     order, so copies of one file would come back in another order at another k (a second page reshuffled)."""
     if not results:
         raise ValueError("merge_topk needs at least one result")
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     scores = np.concatenate([s for s, _ in results], axis=1)
     ids = np.concatenate([i for _, i in results], axis=1)
     if scores.shape[1] < k:
@@ -155,17 +135,17 @@ class VectorIndex:
         """
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
-        if metric not in _METRICS:
-            raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
         if kind == "auto":
             if expected_size is None:
                 raise ValueError("kind='auto' chooses by collection size: pass expected_size")
             kind = choose_kind(expected_size, dim, memory_budget, gpu=gpu_available(device))
         elif kind == "flat":
             kind = "Flat"
-        cpu = _new_faiss_index(dim, kind, metric)
+        cpu = new_faiss_index(dim, kind, metric)
         ivf = faiss.try_extract_index_ivf(cpu)
-        self._setup(cpu, kind, metric, device, nprobe or _default_nprobe(ivf), ef_search)
+        self._setup(cpu, kind, metric, device, nprobe or default_nprobe(ivf), ef_search)
         self.precision = precision
         self._live = np.empty(0, np.int64)  # sorted ids that searches can return
         self._dead = np.empty(0, np.int64)  # sorted internal positions of tombstoned vectors
@@ -176,13 +156,13 @@ class VectorIndex:
         self.metric = metric
         self.fingerprint = ""
         self._cpu = cpu
-        self._removable = _can_remove(cpu)
+        self._removable = can_remove(cpu)
         self._gpu: faiss.Index | None = None
         self._gpu_resources = None
         self._gpu_stale = True
         self._selector: tuple[faiss.IDSelector, faiss.IDSelector] | None = None
         self._asked_device = device
-        self.device = _resolve_device(device, kind, gpu_capable=self._removable)
+        self.device = resolve_device(device, kind, gpu_capable=self._removable)
         self._gemm: GemmSearch | None = None
         self.nprobe = nprobe
         self.ef_search = ef_search
@@ -209,7 +189,7 @@ class VectorIndex:
     @ef_search.setter
     def ef_search(self, value: int) -> None:
         self._ef_search = int(value)
-        hnsw = _find_hnsw(self._cpu)
+        hnsw = find_hnsw(self._cpu)
         if hnsw is not None:
             hnsw.hnsw.efSearch = self._ef_search
 
@@ -320,7 +300,7 @@ class VectorIndex:
         keep[self._dead] = False
         keep_ids = self._id_map()[keep]
         vectors = inner.reconstruct_n(0, inner.ntotal)[keep]
-        fresh = _new_faiss_index(self.dim, self.kind, self.metric)
+        fresh = new_faiss_index(self.dim, self.kind, self.metric)
         if not fresh.is_trained and len(vectors):
             fresh.train(vectors)
         if len(vectors):
@@ -342,7 +322,7 @@ class VectorIndex:
         if self._use_gemm(len(queries)):
             scores, positions = self._gemm_search().search(queries, k)
             ids = np.where(positions >= 0, self._id_map()[np.maximum(positions, 0)], -1)
-        elif len(self._dead) or (k > self.ef_search and _find_hnsw(self._cpu) is not None):
+        elif len(self._dead) or (k > self.ef_search and find_hnsw(self._cpu) is not None):
             scores, positions = self._inner().search(queries, k, params=self._filtered_params(k))
             ids = np.where(positions >= 0, self._id_map()[np.maximum(positions, 0)], -1)
         else:
@@ -404,7 +384,7 @@ class VectorIndex:
         self.fingerprint = meta["fingerprint"]
         self.precision = precision
         self._dead = np.asarray(meta["tombstones"], np.int64)
-        stored = _stored_ids(cpu)
+        stored = stored_ids(cpu)
         if len(self._dead):
             stored = np.delete(stored, self._dead)
         self._live = np.sort(stored)
@@ -434,7 +414,7 @@ class VectorIndex:
             selector = self._selector[1]
         if faiss.try_extract_index_ivf(self._inner()) is not None:
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
-        if _find_hnsw(self._inner()) is not None:
+        if find_hnsw(self._inner()) is not None:
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
         return faiss.SearchParameters(sel=selector)
 
@@ -477,7 +457,7 @@ class VectorIndex:
             if self._gpu_resources is None:
                 self._gpu_resources = faiss.StandardGpuResources()
             options = faiss.GpuClonerOptions()
-            options.useFloat16 = _pq_needs_float16_tables(self._cpu)
+            options.useFloat16 = pq_needs_float16_tables(self._cpu)
             self._gpu = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._cpu, options)  # copies nprobe
         except (RuntimeError, AttributeError) as error:
             if self._asked_device == "cuda":
@@ -485,120 +465,6 @@ class VectorIndex:
             warnings.warn(f"{self.kind!r} stays on the CPU: FAISS cannot place it on the GPU ({error})", stacklevel=3)
             self.device, self._gpu = "cpu", None
         self._gpu_stale = False
-
-
-def _new_faiss_index(dim: int, kind: str, metric: str) -> faiss.Index:
-    try:
-        index = faiss.index_factory(dim, kind, _METRICS[metric])
-    except RuntimeError as error:
-        detail = str(error).strip().splitlines()[-1]
-        raise ValueError(
-            f"unknown index kind {kind!r} ({detail}); use 'flat', 'auto' or a FAISS factory string "
-            "such as 'IVF1024,Flat', 'HNSW32' or 'IVF4096,PQ64'"
-        ) from None
-    _skip_polysemous_training(index)
-    hnsw = _find_hnsw(index)
-    if hnsw is not None:
-        hnsw.hnsw.efConstruction = EF_CONSTRUCTION
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return index
-    # IVF kinds store ids in their inverted lists; everything else gets an id map.
-    if faiss.try_extract_index_ivf(index) is not None and isinstance(index, faiss.IndexIVF | faiss.IndexPreTransform):
-        return index
-    return faiss.IndexIDMap2(index)
-
-
-def _skip_polysemous_training(index: faiss.Index) -> None:
-    """The factory turns on polysemous training for PQ kinds: minutes of annealing that only Hamming search uses."""
-    while index is not None:
-        index = faiss.downcast_index(index)
-        if hasattr(index, "do_polysemous_training"):
-            index.do_polysemous_training = False
-        index = getattr(index, "index", None)
-
-
-def _can_remove(index: faiss.Index) -> bool:
-    try:
-        index.remove_ids(faiss.IDSelectorBatch(np.empty(0, np.int64)))
-    except RuntimeError:  # FAISS raises "remove_ids not implemented for this type of index"
-        return False
-    return True
-
-
-def _stored_ids(index: faiss.Index) -> np.ndarray:
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = faiss.extract_index_ivf(index)
-    lists = ivf.invlists
-    chunks = [np.empty(0, np.int64)]
-    for list_no in range(ivf.nlist):
-        size = lists.list_size(list_no)
-        if size:
-            chunks.append(faiss.rev_swig_ptr(lists.get_ids(list_no), size).copy())
-    return np.concatenate(chunks).astype(np.int64)
-
-
-def _find_hnsw(index: faiss.Index) -> faiss.IndexHNSW | None:
-    while True:
-        index = faiss.downcast_index(index)
-        if isinstance(index, faiss.IndexHNSW):
-            return index
-        if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2 | faiss.IndexPreTransform):
-            index = index.index
-        else:
-            return None
-
-
-def gpu_available(device: str = "auto") -> bool:
-    """Whether an index asked to run on device ("auto", "cpu", "cuda") may be placed on a GPU."""
-    return device in ("auto", "cuda") and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-
-
-def _resolve_device(device: str, kind: str, gpu_capable: bool) -> str:
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if device == "cuda" and gpus == 0:
-        raise RuntimeError(
-            "device='cuda' but FAISS sees no GPU (faiss-cpu is installed, or no CUDA device is visible); "
-            "use device='auto' or 'cpu', or install the gpu extra on a CUDA machine"
-        )
-    if device == "cpu" or gpus == 0:
-        return "cpu"
-    if not gpu_capable:
-        if device == "cuda":
-            raise ValueError(f"FAISS has no GPU version of {kind!r}; use an IVF or Flat kind, or device='cpu'")
-        return "cpu"
-    return "cuda"
-
-
-def _pq_needs_float16_tables(index: faiss.Index) -> bool:
-    ivf = faiss.try_extract_index_ivf(index)
-    pq = getattr(faiss.downcast_index(ivf), "pq", None) if ivf is not None else None
-    return pq is not None and pq.M > 48  # GPU IVFPQ keeps lookup tables in shared memory: float16 above 48 bytes
-
-
-def _default_nprobe(ivf: faiss.IndexIVF | None) -> int:
-    """1/16 of the lists: recall ~0.95+ on clustered embeddings at 1/16 of a flat scan (IVF-Flat; PQ codes rank
-    coarser, and `search_exact` rescores their candidates)."""
-    return max(1, ivf.nlist // 16) if ivf is not None else 1
-
-
-def suggested_nlist(n: int) -> int:
-    """IVF lists for n vectors: the power of two nearest 4*sqrt(n), with at least 39 training vectors per list."""
-    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
-    while nlist > 1 and 39 * nlist > n:
-        nlist //= 2
-    return min(nlist, 65536)
-
-
-def _pq_bytes(dim: int) -> int:
-    target = max(1, dim // 8)
-    return max(m for m in range(1, target + 1) if dim % m == 0)
-
-
-def _default_memory_budget() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
 def _check_ids(ids: np.ndarray) -> np.ndarray:
