@@ -103,7 +103,7 @@ class Ingest:
                 report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
                 report.unencodable.setdefault(kind, []).append(f)
                 continue
-            report.guessed[(kind, why if not forced else "--modality")] += 1
+            report.guessed[(kind, why)] += 1
             # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
             # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
             for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
@@ -128,7 +128,7 @@ class Ingest:
                 todo.setdefault(as_kind, []).append((f, previous))
         self.catalog.touch(retimed)
         report.removed = self._remove_vanished(found.roots, set(map(str, files)),
-                                               [folder for folder, _ in found.unreadable], report)
+                                               [folder for folder, _ in found.unreadable])
         if dead:
             self.catalog.delete(i.id for i in dead)
             report.removed += files_of(dead)
@@ -154,23 +154,24 @@ class Ingest:
             for batch in encode_files(model, kind, [f for f, _ in entries], batch_size, workers, describe_file,
                                       windows=self.plan, progressive=progressive, stored=stored):
                 pending.append(batch)
-                report.failed.extend(self._failed_again(batch.failures, rows, report))
+                report.failed.extend(self._failed_again(batch.failures, rows))
                 report.truncated.extend(batch.truncated)
                 if time.perf_counter() - last_commit >= commit_seconds:
-                    self._commit(kind, pending, rows, report)
+                    self._commit(kind, pending, rows)
                     pending, last_commit = [], time.perf_counter()
                 done += batch.files
                 if progress:
                     progress(done, total)
-            self._commit(kind, pending, rows, report)
+            self._commit(kind, pending, rows)
 
-    def _commit(self, kind: str, batches: Sequence[EncodedBatch], state: _Rows, report: IngestReport) -> None:
+    def _commit(self, kind: str, batches: Sequence[EncodedBatch], state: _Rows) -> None:
         """The encoded batches in one catalog commit: what a kill can lose is what has not been committed.
 
         A re-embedded file keeps its ids, window by window; rows of windows it no longer has are deleted in the
         same commit. Windows of a long file not finished yet are kept as partial rows (their hash marked, see
         `_partial`), and take their place among its rows when it is.
         """
+        report = self.report
         rows = [row for b in batches for row in zip(b.paths, b.windows, b.vectors.numpy(), b.described, strict=True)]
         by_file: dict[str, list] = {}
         for path, window, vector, described in rows:
@@ -189,7 +190,7 @@ class Ingest:
                 # Changed after its kept windows were checked: they embed other bytes than the rest.
                 from bindsearch.pipeline import changed_while_indexed
 
-                report.failed.extend(self._failed_again([changed_while_indexed(path)], state, report))
+                report.failed.extend(self._failed_again([changed_while_indexed(path)], state))
                 continue
             if path in state.written or partial(old):  # finished: its partial rows become its rows, window by window
                 ids = {(i.start, i.end): i.id for i in old} | state.written.pop(path, {})
@@ -241,7 +242,7 @@ class Ingest:
         vectors = self.catalog.get_vectors([i.id for i in rows])
         return {(i.start, i.end): torch.from_numpy(v.copy()) for i, v in zip(rows, vectors, strict=True)}
 
-    def _failed_again(self, failures: Sequence[MediaError], state: _Rows, report: IngestReport) -> list[MediaError]:
+    def _failed_again(self, failures: Sequence[MediaError], state: _Rows) -> list[MediaError]:
         """Failures of this run's batch; a changed file that no longer decodes loses the rows of its earlier
         bytes, which a search would otherwise keep finding (counted as removed, and said in its error). A long
         file that fails loses the windows kept of it, by this run or an interrupted one."""
@@ -256,13 +257,12 @@ class Ingest:
             state.previous[path] = []
             self.catalog.delete(i.id for i in old)
             if old and not partial(old):
-                report.removed += files_of(old)
+                self.report.removed += files_of(old)
                 error = MediaError(error.path, f"{error.cause}; the vector of its earlier content was removed")
             out.append(error)
         return out
 
-    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = (),
-                         report: IngestReport | None = None) -> int:
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = ()) -> int:
         """Delete catalogued files under the given folders that are no longer there; returns how many files.
 
         Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
@@ -285,10 +285,9 @@ class Ingest:
         emptied = {folder: items for folder, items in emptied.items()
                    if folder in roots or files_of(items) >= _MANY_GONE}
         for folder, items in emptied.items():
-            if report is not None:
-                report.warnings.append(
-                    f"{folder} is empty now, but {files_of(items)} indexed file(s) were in it (an unmounted drive?); "
-                    f"they were kept: if they are gone, run: bindsearch remove {folder} -c {self.directory}")
+            self.report.warnings.append(
+                f"{folder} is empty now, but {files_of(items)} indexed file(s) were in it (an unmounted drive?); "
+                f"they were kept: if they are gone, run: bindsearch remove {folder} -c {self.directory}")
         spared = {i.id for items in emptied.values() for i in items}
         gone = [i for i in gone if i.id not in spared]
         if gone:

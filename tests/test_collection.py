@@ -644,3 +644,15 @@ def test_files_that_are_not_media_are_counted_by_kind():
     assert "skipped 3 file(s) that are not media: 2 .aae, 1 .xmp (e.g. a/IMG_1.AAE: unknown extension .AAE)" in lines
     assert any(line.startswith("warning: skipped 1 audio file(s): model random:tiny has no audio") for line in lines)
     assert report.to_json("c")["skipped"][3] == {"path": "a/clip.wav", "reason": "no audio tower"}
+
+
+def test_delete_removes_the_whole_collection(tmp_path, home, tiny_model):
+    from bindsearch.home import list_collections
+
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    col = Collection.open("gone", model=tiny_model)
+    assert col.add([picture], workers=0).new == 1 and list_collections() == ["gone"]
+    col.delete()
+    assert list_collections() == [] and not col.directory.exists() and picture.exists()
+    with pytest.raises(CollectionError, match="no collection 'gone'"):
+        Collection.open("gone")
