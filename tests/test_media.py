@@ -236,6 +236,19 @@ def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_a_cut_mp3_decodes_without_libmpg123_printing_beside_it(tmp_path, capfd):
+    """libmpg123 printed "Warning: Xing stream size off by more than 1%" twice, naming no file, at the top of
+    `index`'s output, about a file that decodes."""
+    import soundfile
+
+    t = np.arange(3 * 16000) / 16000
+    soundfile.write(tmp_path / "full.mp3", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    data = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) * 2 // 3])
+    assert media.load("audio", tmp_path / "cut.mp3").shape == (3, 112, 1036)
+    assert capfd.readouterr().err == ""
+
+
 def test_guess_modality_uses_extension_and_folder(tmp_path):
     assert media.guess_modality(tmp_path / "a.MP4")[0] == "video"
     assert media.guess_modality(tmp_path / "x" / "depth" / "1.png")[0] == "depth"

@@ -6,6 +6,7 @@ file -> channel 0 at 16 kHz -> Kaldi fbank (112 mel bins, 25 ms / 10 ms) -> thre
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bindsearch.media.errors import MediaError
+from bindsearch.media.errors import MediaError, native_stderr_silenced
 from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
@@ -33,12 +34,13 @@ def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Te
     if path.suffix.lower() == ".wav":
         _check_wav_length(path)
     try:
-        if window is None:
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        else:
-            rate = soundfile.info(str(path)).samplerate
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True, start=round(window[0] * rate),
-                                        stop=round(window[1] * rate))
+        with _quiet(path):
+            if window is None:
+                data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            else:
+                rate = soundfile.info(str(path)).samplerate
+                data, rate = soundfile.read(str(path), dtype="float32", always_2d=True,
+                                            start=round(window[0] * rate), stop=round(window[1] * rate))
         samples = torch.from_numpy(np.ascontiguousarray(data.T))
     except soundfile.LibsndfileError:
         samples, rate = _read_with_av(path, window)
@@ -49,6 +51,12 @@ def read_audio(path: str | Path, window: Window | None = None) -> tuple[torch.Te
     if not torch.isfinite(samples).all():
         raise MediaError(path, "audio holds NaN or infinite samples; re-export it")
     return samples, int(rate)
+
+
+def _quiet(path: Path):
+    """libmpg123 prints warnings about MP3 headers ("Xing stream size off") to stderr itself, naming no file, about
+    files that decode fine: silenced while an MP3 is read."""
+    return native_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
 
 
 def _check_wav_length(path: Path) -> None:
@@ -287,7 +295,8 @@ def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
     if path.suffix.lower() == ".wav":
         _check_wav_length(path)
     try:
-        info = soundfile.info(str(path))
+        with _quiet(path):
+            info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError):
         return None  # PyAV's formats: read whole
     rate, new_rate = int(info.samplerate), prep.sample_rate
@@ -306,7 +315,8 @@ def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
         hi = min(resampled, end + margin)
         begin, stop = lo // new * orig, min(info.frames, math.ceil(hi * orig / new) + orig)
         try:
-            data, _ = soundfile.read(str(path), dtype="float32", always_2d=True, start=begin, stop=stop)
+            with _quiet(path):
+                data, _ = soundfile.read(str(path), dtype="float32", always_2d=True, start=begin, stop=stop)
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             raise MediaError(path, f"audio could not be decoded ({exc})") from None
         samples = torch.from_numpy(np.ascontiguousarray(data[:, 0]))

@@ -8,15 +8,13 @@ Frames are turned upright by the file's display matrix (portrait phone video), r
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bindsearch.media.errors import MediaError
+from bindsearch.media.errors import MediaError, native_stderr_silenced
 from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
@@ -51,28 +49,12 @@ def stamped_span(starts: np.ndarray, window: Window) -> tuple[int, int]:
     return lo, hi
 
 
-@contextmanager
-def _native_stderr_silenced():
-    """File descriptor 2 to /dev/null for a moment: decord's C++ logs an unreadable file on stderr itself, beside
-    the MediaError that already names it in one line (FFmpeg's own messages are silenced by its log level)."""
-    import decord
-
-    decord.logging.set_level(decord.logging.QUIET)
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)
     try:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():  # decord's C++ logs an unreadable file itself
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         total = len(reader)
         if total == 0:
