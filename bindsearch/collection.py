@@ -204,12 +204,16 @@ class Collection:
         return cls(directory, Catalog.open(directory, encoder), model, device, dtype, compile_towers)
 
     # -- writing --------------------------------------------------------------------------------
-    def add(self, paths: Iterable[str | Path], modality: str | None = None, batch_size: int | None = None,
+    def add(self, paths: PathsArg, modality: str | None = None, batch_size: int | None = None,
             workers: int | None = None, wait: float = 0.0,
             progress: Callable[[int, int], None] | None = None,
-            commit_seconds: float = COMMIT_SECONDS, window: float = WINDOW_SECONDS) -> IngestReport:
+            commit_seconds: float = COMMIT_SECONDS, window: float = WINDOW_SECONDS,
+            rehash: bool = False) -> IngestReport:
         """Index files and folders (recursively): new files embedded, changed ones re-embedded, unchanged
         skipped, and files gone from the given folders removed. `modality=None` guesses per file.
+
+        A file whose size and mtime are those it was embedded with is unchanged, as rsync and make judge; with
+        `rehash` every file's bytes are hashed and compared (for files changed under a kept mtime).
 
         What is encoded is committed at most every `commit_seconds` (0: after every batch) and at the end.
         Video and audio longer than three `window`s are embedded as windows of about `window` seconds (0: every
@@ -220,14 +224,14 @@ class Collection:
 
         start = time.perf_counter()
         plan = media.WindowPlan(window)
-        paths = list(paths)
-        check_paths(given_paths(paths, "index"))
+        paths = given_paths(paths, "index")
+        check_paths(paths)
         encodes = self.encoder_modalities()
         forced = canonical_modality(modality) if modality else None
         if forced and forced not in encodes:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
-            ingest = Ingest(self.catalog, self.directory, self.encoder, encodes, forced, plan)
+            ingest = Ingest(self.catalog, self.directory, self.encoder, encodes, forced, plan, rehash)
             report = ingest.run(paths, batch_size, workers, progress, commit_seconds)
             # Leave fresh FAISS caches behind so the next search starts at once (held here for this one's).
             snapshot = self.catalog.pinned()
@@ -236,7 +240,7 @@ class Collection:
         report.seconds = time.perf_counter() - start
         return report
 
-    def remove(self, paths: Iterable[str | Path], wait: float = 0.0) -> int:
+    def remove(self, paths: PathsArg, wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
         targets = {str(absolute(p)) for p in given_paths(paths, "remove")}

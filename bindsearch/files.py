@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable
@@ -125,7 +126,10 @@ def below(folder: str | Path) -> str:
 
 
 def unreadable_cause(path: Path, error: OSError) -> str:
-    """Why a file the walk found cannot be read now: a dangling link, or gone (or unreadable) since."""
+    """Why a file the walk found cannot be read now: a dangling link, a loop of links, or gone (or unreadable)
+    since."""
+    if error.errno == errno.ELOOP:
+        return "a link in a loop of links, which leads to no file: point it at a file or delete it"
     if os.path.islink(path) and not path.exists():
         return f"a link to {os.readlink(path)}, which does not exist: restore its target or delete the link"
     return f"gone or unreadable while indexing ({error.strerror})"

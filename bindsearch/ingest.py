@@ -42,27 +42,49 @@ class Ingest:
 
     `encoder(modalities)` gives a model with at least those towers (loaded only if something changed), `encodes`
     what the collection's encoder can embed, `forced` the modality given by `--modality` (None: guessed per file),
-    `plan` the windows long files are cut into.
+    `plan` the windows long files are cut into; `rehash` hashes every file rather than trust its size and mtime.
     """
 
     def __init__(self, catalog: Catalog, directory: Path, encoder: Callable[[Iterable[str]], EmbeddingModel],
-                 encodes: Sequence[str], forced: str | None, plan: WindowPlan):
+                 encodes: Sequence[str], forced: str | None, plan: WindowPlan, rehash: bool = False):
         self.catalog = catalog
         self.directory = directory
         self.encoder = encoder
         self.encodes = tuple(encodes)
         self.forced = forced
         self.plan = plan
+        self.rehash = rehash
         self.report = IngestReport()
 
     def run(self, paths: Sequence[str | Path], batch_size: int | None, workers: int | None,
             progress: Callable[[int, int], None] | None, commit_seconds: float) -> IngestReport:
         """Index files and folders (recursively): see `Collection.add`."""
+        paths = self._as_indexed(paths)
         todo = self._changes(walk(paths))  # walked under the lock: a run waited for (--wait) may have changed them
         self._embed(todo, batch_size, workers, progress, commit_seconds)
         if self.catalog.fragments() > COMPACT_FRAGMENTS:
             self.catalog.compact()
         return self.report
+
+    def _as_indexed(self, paths: Sequence[str | Path]) -> list[Path]:
+        """Each path as the catalog already spells it: a folder indexed as /mnt/disk/media and given now through
+        the link ~/media (or the other way round) is that folder, not a second copy of each of its files. The
+        catalog keeps links as given, so that hits read as the user's paths."""
+        out, aliases = [], None
+        for path in map(absolute, paths):
+            real = Path(os.path.realpath(path))
+            if self.catalog.count(None, [str(path)]):  # indexed under this spelling: as it is
+                out.append(path)
+                continue
+            if aliases is None:  # real folder -> its spelling in the catalog, for the folders it holds rows under
+                aliases = {os.path.realpath(folder): folder for folder in sorted(self.catalog.folders(), reverse=True)}
+            if (folder := aliases.get(str(real))) is not None:
+                out.append(Path(folder))
+            elif path.is_file() and (folder := aliases.get(os.path.realpath(path.parent))) is not None:
+                out.append(Path(folder) / path.name)  # the file's own name: it may be a link to another
+            else:
+                out.append(path)
+        return out
 
     def _changes(self, found: Walk) -> dict[str, list[tuple[Path, list[Item]]]]:
         """modality -> [(file, its rows before this run)] of the files to embed: new, changed, or resumed (their
@@ -81,11 +103,13 @@ class Ingest:
         dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
         outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
         retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
+        folders: set[str] = set()  # links to folders: no file (any more) under that name
         known = self.catalog.lookup_paths(str(f) for f in files)
         for f in files:
             try:
                 if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
                     report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                    folders.add(str(f))
                     continue
             except OSError as exc:  # in a folder that can be listed but not entered
                 report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
@@ -115,7 +139,7 @@ class Ingest:
                         outdated += [i for i in previous if i not in usable]
                         todo.setdefault(as_kind, []).append((f, usable))
                         continue
-                    if previous and unchanged(f, previous[0], stat):
+                    if previous and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
                         report.unchanged += 1
                         if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
                             retimed.update((i.id, stat.st_mtime) for i in previous)
@@ -127,7 +151,7 @@ class Ingest:
                     break
                 todo.setdefault(as_kind, []).append((f, previous))
         self.catalog.touch(retimed)
-        report.removed = self._remove_vanished(found.roots, set(map(str, files)),
+        report.removed = self._remove_vanished(found.roots, set(map(str, files)) - folders,
                                                [folder for folder, _ in found.unreadable])
         if dead:
             self.catalog.delete(i.id for i in dead)
@@ -277,7 +301,7 @@ class Ingest:
         # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept them)
         # is gone too: its file is indexed under the one spelling now.
         gone = [i for i in rows if spelled(i.path) != i.path
-                or (i.path not in present and not os.path.exists(i.path))]
+                or (i.path not in present and not os.path.isfile(i.path))]  # gone, or a folder by that name now
         emptied: dict[Path, list[Item]] = {}
         for item in gone:
             if spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
@@ -350,9 +374,10 @@ def spelled(stored: str) -> str:
     return stored if "/." not in stored else str(absolute(stored))
 
 
-def unchanged(path: Path, item: Item, stat: os.stat_result | None = None) -> bool:
-    """Whether a file holds the bytes its row was embedded from: the same size and mtime, or the same hash."""
+def unchanged(path: Path, item: Item, stat: os.stat_result | None = None, trust_mtime: bool = True) -> bool:
+    """Whether a file holds the bytes its row was embedded from: the same size and mtime (unless not
+    `trust_mtime`), or the same hash."""
     stat = stat or path.stat()
-    if stat.st_size == item.size and stat.st_mtime == item.mtime:
+    if trust_mtime and stat.st_size == item.size and stat.st_mtime == item.mtime:
         return True
     return stat.st_size == item.size and content_hash(path) == item.content_hash

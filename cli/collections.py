@@ -67,6 +67,10 @@ def index(
         "--window", min=0, help="Video and audio longer than three windows are indexed as windows of about this "
                                 "many seconds, so that a search finds the moment (0: every file whole). Applies "
                                 "to the files this run embeds.")] = 10.0,
+    rehash: Annotated[bool, typer.Option(
+        "--rehash", help="Hash every file, not only those whose size or mtime changed: finds files whose bytes "
+                         "changed under a kept mtime (restored from an archive, tools that keep it). Reads every "
+                         "byte.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Embed files into a collection; re-running indexes only what changed and drops what vanished.
@@ -87,7 +91,8 @@ def index(
     update, bar = (None, None) if as_json else _progress()
     try:
         report = col.add(paths, modality=None if modality == "auto" else modality, batch_size=batch_size,
-                         workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window)
+                         workers=workers, wait=wait, progress=update, commit_seconds=commit_every, window=window,
+                         rehash=rehash)
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted: what was committed is kept (all but the last {commit_every:g} s at most); "
                    "run the same index command again to finish", err=True)

@@ -307,6 +307,16 @@ class Catalog:
         table = self._query(_where(_modality_filter(modality), _under_filter(under)), ["id", "vector"])
         return table["id"].to_numpy(), _vectors(table["vector"], self.dim)
 
+    def folders(self) -> set[str]:
+        """Every folder that holds an indexed file, and the folders above them."""
+        out: set[str] = set()
+        for path in pc.unique(self._query(None, ["path"])["path"]).to_pylist():
+            folder = os.path.dirname(path)
+            while folder not in out:
+                out.add(folder)
+                folder = os.path.dirname(folder)
+        return out
+
     def paths_with_hash(self, prefix: str) -> list[tuple[str, str]]:
         """(path, modality) of the files some row of which has a content hash starting with `prefix`, sorted."""
         table = self._query(f"starts_with(content_hash, {_sql_string(prefix)})", ["path", "modality"])

@@ -346,3 +346,60 @@ def test_a_folder_named_depth_above_the_one_indexed_does_not_make_photos_depth(t
     code, out, err = run_cli("index", holiday, "-c", "trip", "--model", "random:tiny", "--json")
     guessed = {g["modality"]: g["files"] for g in json.loads(out)["guessed"]}
     assert code == 1 and guessed == {"image": 1, "depth": 1}  # the RGB png in depth/ fails, as a depth map should
+
+
+def test_a_folder_given_through_a_link_is_the_folder_already_indexed(tmp_path, run_cli):
+    """Indexed as /disk/media, then as ~/media -> /disk/media (or the other way round): every file was stored a
+    second time, and every search hit came back twice."""
+    media_dir = tmp_path / "disk" / "media"
+    pictures(media_dir, 2)
+    link = tmp_path / "home-media"
+    link.symlink_to(media_dir)
+    for given, collection in [((media_dir, link), "real-first"), ((link, media_dir), "link-first")]:
+        run_cli("index", given[0], "-c", collection, "--model", "random:tiny")
+        code, out, err = run_cli("index", given[1], "-c", collection, "--json")
+        assert code == 0 and (json.loads(out)["new"], json.loads(out)["unchanged"]) == (0, 2), err
+        code, out, err = run_cli("index", given[1] / "p0.png", "-c", collection, "--json")  # one file, too
+        assert (json.loads(out)["new"], json.loads(out)["unchanged"]) == (0, 1)
+        paths = {i.path for i in Collection.open(collection).catalog.items()}
+        assert paths == {str(given[0] / "p0.png"), str(given[0] / "p1.png")}  # as first given
+
+
+def test_a_file_replaced_by_a_folder_or_a_link_to_one_is_removed(tmp_path, run_cli):
+    pictures(tmp_path / "m", 3)
+    run_cli("index", tmp_path / "m", "-c", "swap", "--model", "random:tiny")
+    (tmp_path / "m" / "p0.png").unlink()
+    (tmp_path / "m" / "p0.png").mkdir()
+    (tmp_path / "m" / "p1.png").unlink()
+    (tmp_path / "m" / "p1.png").symlink_to(tmp_path / "m" / "p0.png")
+    code, out, err = run_cli("index", tmp_path / "m", "-c", "swap", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 2, err
+    assert {i.path for i in Collection.open("swap").catalog.items()} == {str(tmp_path / "m" / "p2.png")}
+
+
+def test_rehash_finds_bytes_changed_under_a_kept_size_and_mtime(tmp_path, run_cli):
+    """Two files of one size and mtime swapped by name: by size and mtime nothing changed (as rsync judges);
+    --rehash reads the bytes."""
+    a, b = pictures(tmp_path / "m", 2)
+    for path in (a, b):
+        os.utime(path, (1e9, 1e9))
+    run_cli("index", tmp_path / "m", "-c", "same", "--model", "random:tiny")
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    assert len(data_a) == len(data_b)
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    for path in (a, b):
+        os.utime(path, (1e9, 1e9))
+    code, out, _ = run_cli("index", tmp_path / "m", "-c", "same", "--json")
+    assert json.loads(out)["changed"] == 0  # the documented rule
+    code, out, _ = run_cli("index", tmp_path / "m", "-c", "same", "--rehash", "--json")
+    assert code == 0 and json.loads(out)["changed"] == 2
+
+
+def test_a_loop_of_links_is_named_as_a_loop(tmp_path, run_cli):
+    pictures(tmp_path / "m", 1)
+    (tmp_path / "m" / "a.png").symlink_to(tmp_path / "m" / "b.png")
+    (tmp_path / "m" / "b.png").symlink_to(tmp_path / "m" / "a.png")
+    code, out, err = run_cli("index", tmp_path / "m", "-c", "loop", "--model", "random:tiny", "--json")
+    errors = [f["error"] for f in json.loads(out)["failed"]]
+    assert code == 1 and len(errors) == 2 and all("a link in a loop of links" in e for e in errors)
