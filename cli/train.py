@@ -67,8 +67,8 @@ def tower(
 
     Example: bindsearch train tower pairs.csv --modality depth --out runs/depth --steps 600
     """
-    from bindsearch.models.config import Preprocess, canonical_modality
-    from bindsearch.training.trainer import default_tower, read_modality_config, train_pairs
+    from bindsearch.models.config import canonical_modality
+    from bindsearch.training.trainer import SMALL_INPUT, default_tower, read_modality_config, train_pairs
 
     if lora_rank and not init:  # adapters on a random, frozen tower learn next to nothing
         raise typer.BadParameter("LoRA adapts a trained tower: give --init (e.g. bindsearch-mini) with --lora-rank")
@@ -78,7 +78,7 @@ def tower(
             modality = canonical_modality(modality)
         except ValueError as exc:
             raise ValueError(f"{exc}; or describe a new one with --modality-config") from None
-    prep = prep or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
+    prep = prep or SMALL_INPUT
     if input_config is not None and input_config.name != modality:
         raise ValueError(f"--modality {modality} but {modality_config} describes {input_config.name}")
     result = train_pairs(pairs, modality, out, val_csv=val, preprocess=prep, input_config=input_config,

@@ -22,16 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bindsearch.models.config import Preprocess
 from bindsearch.models.mini import MiniModel
 from bindsearch.training.data import Pairs, PairSet
-from bindsearch.training.trainer import TrainConfig, tower_config, train
+from bindsearch.training.trainer import SMALL_INPUT, TrainConfig, tower_config, train
 from bindsearch.world import ATTRIBUTES, SENSES, WorldConfig, make_world, read_scenes
 from bindsearch.world.captions import describe, distinct_captions
 
 __all__ = ["DEFAULTS", "TOWERS", "recipe", "train_mini", "world_pairs"]
 
-IMAGE = Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
 _PIXELS = tower_config(width=128, layers=4, input_size=(48, 48), patch=8)
 # The same small ViT for every modality; video adds 4 frames with temporal attention, audio reads a
 # 32-bin, 192-frame (~2 s) log-mel "image" in 8x8 patches.
@@ -79,7 +77,8 @@ ORDER = ("depth", "audio", "image", "infrared", "video")
 
 def recipe(modality: str, **overrides: Any) -> TrainConfig:
     """The mini recipe's config for `modality`: `DEFAULTS`, then `SPECIFIC[modality]`, then `overrides`."""
-    return TrainConfig(modality, TOWERS[modality], IMAGE, **{**DEFAULTS, **SPECIFIC.get(modality, {}), **overrides})
+    settings = {**DEFAULTS, **SPECIFIC.get(modality, {}), **overrides}
+    return TrainConfig(modality, TOWERS[modality], SMALL_INPUT, **settings)
 
 
 def world_pairs(directory: str | Path, modality: str, split: str, limit: int | None = None,

@@ -32,10 +32,15 @@ from bindsearch.models.tower import Attention, VisionTower
 from bindsearch.training.data import PairSet
 from indexes.cpu import cpu_runs_bf16
 
-__all__ = ["LoRALinear", "TrainConfig", "TrainResult", "add_lora", "contrastive_loss", "evaluate", "train"]
+__all__ = ["SMALL_INPUT", "LoRALinear", "TrainConfig", "TrainResult", "add_lora", "contrastive_loss", "evaluate",
+           "train"]
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
+
+SMALL_INPUT = Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
+"""What a tower trained here reads unless told otherwise: 48 px frames, 4 of them, 32 mel bins x 192 frames; the
+size of bindsearch-mini's towers, which train in minutes on a CPU."""
 
 
 @dataclass(frozen=True)
@@ -465,7 +470,7 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
     """
     from bindsearch.training.data import read_pairs
 
-    preprocess = preprocess or Preprocess(image_size=48, num_frames=4, num_mel_bins=32, target_length=192)
+    preprocess = preprocess or SMALL_INPUT
     tower = tower or default_tower(modality, preprocess)
     config = TrainConfig(modality, tower, preprocess, input_config, **settings)
     if config.batch_size // config.accumulate < 2:
