@@ -378,19 +378,28 @@ class Collection:
                 return [[] for _ in queries]
             fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
-        while True:
-            scores, ids = merge_topk([search_exact(snapshot, index, queries, fetch) for index in indexes], fetch,
-                                     indexes[0].metric)
-            found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
-            out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
-                   for row_scores, row_ids in zip(scores, ids, strict=True)]
-            if fetch >= stored or all(len(hits) >= target for hits in out):
-                return out
-            if target == k and not every_window:  # counted once, on the first shortfall
-                target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
-                if all(len(hits) >= target for hits in out):
+        probes = {index: index.nprobe for index in indexes if index.nlist > 1}
+        try:
+            while True:
+                scores, ids = merge_topk([search_exact(snapshot, index, queries, fetch) for index in indexes],
+                                         fetch, indexes[0].metric)
+                found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
+                out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
+                       for row_scores, row_ids in zip(scores, ids, strict=True)]
+                if fetch >= stored or all(len(hits) >= target for hits in out):
                     return out
-            fetch = min(4 * fetch, stored)
+                if target == k and not every_window:  # counted once, on the first shortfall
+                    target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
+                    if all(len(hits) >= target for hits in out):
+                        return out
+                fetch = min(4 * fetch, stored)
+                # An IVF search returns only what its probed lists hold: asked for more rows (the windows of one
+                # file crowd the top), it must visit more lists, or the windows collapse into fewer than k files.
+                for index in probes:
+                    index.nprobe = min(index.nlist, 4 * index.nprobe)
+        finally:
+            for index, nprobe in probes.items():
+                index.nprobe = nprobe
 
     def _findable(self, snapshot: Catalog, modalities: Sequence[str], exclude: set[str],
                   exclude_ids: set[int], folders: tuple[str, ...] = ()) -> int:

@@ -141,3 +141,33 @@ def test_one_path_alone_is_one_path_and_a_link_matches_what_it_points_to(folders
     hits = col.search(files=[link / "s1" / "photo.png"], modality="image", k=3)
     assert str(photo) not in {h.path for h in hits}
     assert hits == col.search(files=[photo], modality="image", k=3)
+
+
+def test_an_ivf_index_probes_more_lists_until_k_files_are_found(tmp_path, tiny_model, monkeypatch):
+    """IVF returns only what its probed lists hold: with 40 windows a file crowding the top, a search collapsed to
+    files found 1-5 of 10 (recall 0.3), and under one file's windows often none."""
+    import indexes.kinds
+    from indexes import Item
+
+    monkeypatch.setattr(indexes.kinds, "EXACT_BELOW", 500)
+    monkeypatch.setattr(indexes.kinds, "_default_memory_budget", lambda: 10_000)  # IVF-PQ, as at millions of rows
+    col = Collection.open("ivf", model=tiny_model)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((50, tiny_model.dim)).astype(np.float32)
+    vectors = centres.repeat(40, axis=0) + 0.15 * rng.standard_normal((2000, tiny_model.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [Item(path=str(tmp_path / f"v{f:02d}.mp4"), modality="video", size=1, mtime=0.0, content_hash=f"{f}",
+                  start=10.0 * w, end=10.0 * w + 10) for f in range(50) for w in range(40)]
+    col.catalog.add(items, vectors)
+    queries = rng.standard_normal((20, tiny_model.dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    index = col._index(col.catalog.pinned(), "video")
+    assert index.nlist > 1 and index.lossy  # the kind the shortfall came from
+    nprobe = index.nprobe
+    hits = col.search_vectors(queries, "video", k=10)
+    assert [len(h) for h in hits] == [10] * 20
+    best = {str(tmp_path / f"v{f:02d}.mp4") for f in np.argsort(-(queries[0] @ vectors.T).reshape(50, 40).max(1))[:10]}
+    assert len({h.path for h in hits[0]} & best) >= 8
+    assert index.nprobe == nprobe  # widened for that search alone
+    one_file = col.search_vectors(queries, "video", k=3, under=[tmp_path / "v07.mp4"], every_window=True)
+    assert [len(h) for h in one_file] == [3] * 20
