@@ -30,6 +30,7 @@ import numpy as np
 
 from bindsearch.errors import CollectionError
 from bindsearch.files import (
+    StoredSpellings,
     absolute,
     below,
     check_paths,
@@ -213,7 +214,8 @@ class Collection:
         skipped, and files gone from the given folders removed. `modality=None` guesses per file.
 
         A file whose size and mtime are those it was embedded with is unchanged, as rsync and make judge; with
-        `rehash` every file's bytes are hashed and compared (for files changed under a kept mtime).
+        `rehash` every file is hashed and compared (for files changed under a kept mtime): files up to 64 MiB whole,
+        larger ones by their size and 4 MiB at the start, middle and end (`files.content_hash`).
 
         What is encoded is committed at most every `commit_seconds` (0: after every batch) and at the end.
         Video and audio longer than three `window`s are embedded as windows of about `window` seconds (0: every
@@ -243,9 +245,9 @@ class Collection:
     def remove(self, paths: PathsArg, wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
-        targets = {str(absolute(p)) for p in given_paths(paths, "remove")}
-        prefixes = tuple(below(t) for t in targets)
         with CollectionLock(self.directory).acquire(timeout=wait):
+            targets = {str(p) for p in self.spellings(given_paths(paths, "remove"))}
+            prefixes = tuple(below(t) for t in targets)
             gone = [i for i in self.catalog.items()
                     if spelled(i.path) in targets or spelled(i.path).startswith(prefixes)]
             self.catalog.delete(i.id for i in gone)
@@ -275,10 +277,11 @@ class Collection:
         if any(not t.strip() for t in texts):
             raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
-        known = self.catalog.lookup_paths(str(p) for f in files for p in spellings(f))
+        spelt = {f: self.spellings([f]) for f in files}
+        known = self.catalog.lookup_paths(str(p) for f in files for p in spelt[f])
         for f in files:
             path = absolute(f)
-            stored = next((known[str(p)] for p in spellings(f) if str(p) in known), [])
+            stored = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
             stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
@@ -296,12 +299,10 @@ class Collection:
             if path.is_dir():
                 raise CollectionError(f"{path} is a folder; a query is one file (to search a folder's files, "
                                       "index them and search the collection)")
-            kind = file_modality or (stored[0].modality if stored else media.guess_modality(path)[0])
-            if kind == "video" and not file_modality and media.sound_only(path):
-                kind = "audio"
+            kind, why = (file_modality, "") if file_modality else (
+                (stored[0].modality, "") if stored else media.modality_of(path))
             if kind is None:
-                raise CollectionError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); "
-                                      "pass --file-modality")
+                raise CollectionError(f"{path}: cannot tell its modality ({why}); pass --file-modality")
             to_encode.append((kind, path, None if at is None else window_from(path, kind, at, WINDOW_SECONDS)))
         if texts or to_encode:  # the towers this query needs, and no others
             model = self.encoder({kind for kind, _, _ in to_encode})
@@ -328,7 +329,7 @@ class Collection:
         `under` keeps only files at or below these folders (or files).
         """
         query, used = self._query(text, files, file_modality, at)
-        exclude = {str(p) for f in given_paths(files, "file") for p in spellings(f)} if at is None else set()
+        exclude = {str(p) for p in self.spellings(given_paths(files, "file"))} if at is None else set()
         return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used, under=under)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
@@ -361,7 +362,7 @@ class Collection:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
-        folders = tuple(sorted({str(s) for p in given_paths(under, "under") for s in spellings(p)}))
+        folders = tuple(sorted(str(p) for p in self.spellings(given_paths(under, "under"), snapshot)))
         misnamed = [f for f in folders if printable(f) != f]
         if misnamed:  # `walk` leaves out what lies under such a name: no row can be there
             raise ValueError(f"under {printable(misnamed[0])}: not UTF-8, so nothing can be indexed under it")
@@ -411,6 +412,22 @@ class Collection:
         out |= {(i.path, i.modality) for i in snapshot.get(exclude_ids).values() if i.start is None}
         inside = inside_test(folders) if folders else None
         return files - sum(m in modalities and (inside is None or inside(p)) for p, m in out)
+
+    def spellings(self, paths: Iterable[str | Path], snapshot: Catalog | None = None) -> list[Path]:
+        """Every spelling under which the catalog may hold each path: as given, its target with links resolved, and
+        the spelling of what was indexed through another (a link to the folder, or the folder a link points to)."""
+        paths = list(paths)
+        if not paths:  # nothing to spell: no scan of the catalog's paths
+            return []
+        snapshot = snapshot or self.catalog
+        aliases = self._of_version(snapshot, "spellings", lambda: StoredSpellings(snapshot.folders()))
+        out: dict[Path, None] = {}
+        for path in paths:
+            for spelling in spellings(path):
+                out[spelling] = None
+                if (alias := aliases.of(spelling)) is not None:
+                    out[alias] = None
+        return list(out)
 
     def _of_version(self, snapshot: Catalog, key: object, read: Callable[[], object]):
         """`read()`, once per catalog version: the modalities present, files per modality (each scans a column)."""

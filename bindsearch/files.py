@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "file_in_the_way",
-           "given_paths", "printable", "spellings", "unreadable_cause", "walk"]
+           "StoredSpellings", "given_paths", "printable", "spellings", "unreadable_cause", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -54,6 +54,32 @@ def spellings(path: str | Path) -> list[Path]:
     kept = absolute(path)
     resolved = Path(os.path.realpath(kept))
     return [kept] if resolved == kept else [kept, resolved]
+
+
+class StoredSpellings:
+    """The spelling the catalog keeps of a path given through another: a folder indexed as /mnt/disk/media and
+    given as ~/media, a link to it (or the other way round), is found under the spelling it was indexed by.
+
+    Built from the folders that hold indexed files and the folders above them (`Catalog.folders`), one `realpath`
+    each; a file is matched by its folder, keeping its own name (it may be a link to another file)."""
+
+    def __init__(self, folders: Iterable[str]):
+        self._by_real = {os.path.realpath(folder): folder for folder in sorted(folders, reverse=True)}
+        self._real: dict[str, str] = {}
+
+    def of(self, path: str | Path) -> Path | None:
+        """The catalog's spelling of `path` where it is another, else None."""
+        path = absolute(path)
+        folder = self._by_real.get(self._realpath(str(path)))
+        if folder is not None:
+            return Path(folder) if folder != str(path) else None
+        folder = self._by_real.get(self._realpath(str(path.parent)))
+        return Path(folder) / path.name if folder is not None and folder != str(path.parent) else None
+
+    def _realpath(self, path: str) -> str:
+        if path not in self._real:
+            self._real[path] = os.path.realpath(path)
+        return self._real[path]
 
 
 def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: str) -> list[Path]:

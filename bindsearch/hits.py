@@ -50,14 +50,14 @@ def search_result(collection: str, text: str | None, files: Sequence[str | Path]
                   at: float | None = None, under: Sequence[str | Path] = ()) -> dict:
     """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
     one was asked for; `under`: the folders searched, when restricted) and its ranked hits (a text hit with its
-    words, a window of a long file with its start and end in seconds)."""
+    words, a window of a long file with its start and end in seconds, and as a player shows them: "1:15.5-1:25.5")."""
     rows = []
     for rank, h in enumerate(hits, 1):
         row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
         if h.modality == "text":
             row["text"] = h.words()
         if h.start is not None:
-            row["start"], row["end"] = h.start, h.end
+            row["start"], row["end"], row["moment"] = h.start, h.end, h.moment()
         rows.append(row)
     query = {"text": text, "files": [str(f) for f in files], **({"at": at} if at is not None else {}),
              **({"under": [str(u) for u in under]} if under else {})}

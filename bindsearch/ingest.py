@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.files import Walk, absolute, below, content_hash, describe_file, printable, unreadable_cause, walk
+from bindsearch.files import (
+    StoredSpellings,
+    Walk,
+    absolute,
+    below,
+    content_hash,
+    describe_file,
+    printable,
+    unreadable_cause,
+    walk,
+)
 from bindsearch.report import IngestReport
 from indexes import Catalog, Item
 
@@ -59,32 +69,23 @@ class Ingest:
     def run(self, paths: Sequence[str | Path], batch_size: int | None, workers: int | None,
             progress: Callable[[int, int], None] | None, commit_seconds: float) -> IngestReport:
         """Index files and folders (recursively): see `Collection.add`."""
-        paths = self._as_indexed(paths)
         todo = self._changes(walk(paths))  # walked under the lock: a run waited for (--wait) may have changed them
         self._embed(todo, batch_size, workers, progress, commit_seconds)
         if self.catalog.fragments() > COMPACT_FRAGMENTS:
             self.catalog.compact()
         return self.report
 
-    def _as_indexed(self, paths: Sequence[str | Path]) -> list[Path]:
-        """Each path as the catalog already spells it: a folder indexed as /mnt/disk/media and given now through
-        the link ~/media (or the other way round) is that folder, not a second copy of each of its files. The
-        catalog keeps links as given, so that hits read as the user's paths."""
-        out, aliases = [], None
-        for path in map(absolute, paths):
-            real = Path(os.path.realpath(path))
-            if self.catalog.count(None, [str(path)]):  # indexed under this spelling: as it is
-                out.append(path)
-                continue
-            if aliases is None:  # real folder -> its spelling in the catalog, for the folders it holds rows under
-                aliases = {os.path.realpath(folder): folder for folder in sorted(self.catalog.folders(), reverse=True)}
-            if (folder := aliases.get(str(real))) is not None:
-                out.append(Path(folder))
-            elif path.is_file() and (folder := aliases.get(os.path.realpath(path.parent))) is not None:
-                out.append(Path(folder) / path.name)  # the file's own name: it may be a link to another
-            else:
-                out.append(path)
-        return out
+    def _as_indexed(self, files: list[Path], known: dict[str, list[Item]]) -> list[Path]:
+        """`files` with those the catalog holds under another spelling (given through a link to what was indexed,
+        or the other way round) spelt as it holds them, and their rows added to `known`: one file, not two."""
+        unknown = [f for f in files if str(f) not in known]
+        if not unknown:
+            return files
+        aliases = StoredSpellings(self.catalog.folders())
+        renamed = {f: alias for f in unknown if (alias := aliases.of(f)) is not None}
+        found = self.catalog.lookup_paths(str(alias) for alias in renamed.values()) if renamed else {}
+        known.update(found)
+        return [renamed[f] if f in renamed and str(renamed[f]) in found else f for f in files]
 
     def _changes(self, found: Walk) -> dict[str, list[tuple[Path, list[Item]]]]:
         """modality -> [(file, its rows before this run)] of the files to embed: new, changed, or resumed (their
@@ -105,6 +106,8 @@ class Ingest:
         retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
         folders: set[str] = set()  # links to folders: no file (any more) under that name
         known = self.catalog.lookup_paths(str(f) for f in files)
+        files = self._as_indexed(files, known)
+        roots = {str(root) for root in found.roots}
         for f in files:
             try:
                 if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
@@ -114,7 +117,7 @@ class Ingest:
             except OSError as exc:  # in a folder that can be listed but not entered
                 report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
                 continue
-            kind, why = (forced, "--modality") if forced else media.guess_modality(f, _given_folder(f, found.roots))
+            kind, why = (forced, "--modality") if forced else media.guess_modality(f, _given_folder(f, roots))
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
             if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
@@ -319,10 +322,9 @@ class Ingest:
         return files_of(gone)
 
 
-def _given_folder(path: Path, roots: Sequence[Path]) -> Path | None:
-    """The innermost folder given to `index` that holds `path`, None for a file given itself."""
-    holding = [r for r in roots if str(path).startswith(below(r))]
-    return max(holding, key=lambda r: len(str(r))) if holding else None
+def _given_folder(path: Path, roots: set[str]) -> Path:
+    """The innermost folder given to `index` that holds `path`; for a file given itself, its own folder."""
+    return next((parent for parent in path.parents if str(parent) in roots), path.parent)
 
 
 @dataclass

@@ -36,9 +36,9 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     path = Path(file)
     if path.is_dir():
         raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
-    kind = modality or media.guess_modality(path)[0]
+    kind, why = (modality, "") if modality else media.modality_of(path)
     if kind is None:
-        raise ValueError(f"{path}: cannot tell its modality ({media.guess_modality(path)[1]}); pass --file-modality")
+        raise ValueError(f"{path}: cannot tell its modality ({why}); pass --file-modality")
     for result in classify_files(model, [path], labels, kind, workers=0, templates=templates):
         if isinstance(result, MediaError):
             raise result
@@ -69,7 +69,7 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
         if path.is_dir():
             yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
             continue
-        kind, why = (modality, "") if modality else media.guess_modality(path)
+        kind, why = (modality, "") if modality else media.modality_of(path)
         if kind is None:
             yield MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")
             continue

@@ -273,9 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
         relative = [p for p in paths if not Path(p).is_absolute()]
         if relative:
             raise RequestError(f"{relative[0]}: give the absolute path the collection holds")
-        known = self.server.collection.catalog.lookup_paths(str(absolute(p)) for p in paths)
+        col = self.server.collection
+        known = col.catalog.lookup_paths(str(s) for s in col.spellings(paths))
         for p in paths:
-            if str(absolute(p)) not in known:
+            if not any(str(s) in known for s in col.spellings([p])):
                 raise RequestError(f"{p} is not in the collection; upload the file instead "
                                    "(POST /search?name=FILE with its bytes)")
 

@@ -69,8 +69,9 @@ def index(
                                 "to the files this run embeds.")] = 10.0,
     rehash: Annotated[bool, typer.Option(
         "--rehash", help="Hash every file, not only those whose size or mtime changed: finds files whose bytes "
-                         "changed under a kept mtime (restored from an archive, tools that keep it). Reads every "
-                         "byte.")] = False,
+                         "changed under a kept mtime (restored from an archive, tools that keep it). Reads files "
+                         "up to 64 MiB whole; of larger ones their size and 4 MiB at the start, middle and "
+                         "end.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Embed files into a collection; re-running indexes only what changed and drops what vanished.

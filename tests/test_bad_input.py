@@ -403,3 +403,34 @@ def test_a_loop_of_links_is_named_as_a_loop(tmp_path, run_cli):
     code, out, err = run_cli("index", tmp_path / "m", "-c", "loop", "--model", "random:tiny", "--json")
     errors = [f["error"] for f in json.loads(out)["failed"]]
     assert code == 1 and len(errors) == 2 and all("a link in a loop of links" in e for e in errors)
+
+
+def test_every_command_takes_either_spelling_of_a_folder_indexed_through_a_link(tmp_path, run_cli):
+    """Indexed as L (a link to disk/media): search --under, a query file, remove and the parent of the link's
+    target all take the target's spelling too, and the other way round."""
+    media_dir = tmp_path / "disk" / "media"
+    pictures(media_dir / "a", 2)
+    pictures(media_dir / "b", 1, seed=5)
+    link = tmp_path / "L"
+    link.symlink_to(media_dir)
+    run_cli("index", link, "-c", "spelt", "--model", "random:tiny")
+    col = Collection.open("spelt")
+    stored = {i.path for i in col.catalog.items()}
+    assert all(p.startswith(str(link)) for p in stored) and len(stored) == 3
+    assert len(col.search("x", under=media_dir / "a", k=10)) == 2  # the target's spelling of the folder
+    hits = col.search(files=[media_dir / "a" / "p0.png"], k=10)
+    assert str(link / "a" / "p0.png") not in {h.path for h in hits} and len(hits) == 2  # the query left out
+    code, out, err = run_cli("index", tmp_path / "disk", "-c", "spelt", "--json")  # the target's parent
+    assert code == 0 and (json.loads(out)["new"], json.loads(out)["unchanged"]) == (0, 3), err
+    assert {i.path for i in Collection.open("spelt").catalog.items()} == stored  # no second copy
+    assert Collection.open("spelt").remove([media_dir / "b"]) == 1
+    assert {i.path for i in Collection.open("spelt").catalog.items()} == stored - {str(link / "b" / "p0.png")}
+
+
+def test_a_photo_given_by_itself_in_a_folder_below_one_named_depth_is_a_photo(tmp_path, run_cli, tiny_model):
+    holiday = tmp_path / "depth" / "holiday"
+    (photo,) = pictures(holiday, 1)
+    code, out, err = run_cli("index", photo, "-c", "one", "--model", "random:tiny", "--json")
+    assert code == 0 and json.loads(out)["guessed"][0]["modality"] == "image", err
+    outside = pictures(tmp_path / "depth" / "trip", 1, seed=3)[0]
+    assert Collection.open("one").search(files=[outside], k=1)[0].path == str(photo)  # queried as an image

@@ -544,8 +544,10 @@ def test_dataset_names_are_matched_or_refused_and_a_limit_says_the_paper_is_over
 
     assert [dataset_named(n) for n in ("NYUD", "nyu", "Kinetics-400", "ESC-50", "LLVIP")] == [
         "nyud", "nyud", "k400", "esc50", "llvip"]
-    with pytest.raises(ValueError, match="unknown --dataset 'imagenet'"):
-        dataset_named("imagenet")
+    assert dataset_named("NYU_Depth_V2") == "nyud" and dataset_named("kinetics 400") == "k400"
+    for other in ("imagenet", "Kinetics-600", "kinetics700", "k4000"):
+        with pytest.raises(ValueError, match=f"unknown --dataset '{other}'"):
+            dataset_named(other)
     make_class_folders(tmp_path / "scenes", "depth", classes=("bedroom", "kitchen", "study"))
     result = invoke("zeroshot", "--root", str(tmp_path / "scenes"), "--modality", "depth", "--dataset", "NYUD",
                     "--model", "random:tiny", "--limit", "4")

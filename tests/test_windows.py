@@ -310,6 +310,9 @@ def test_the_cli_shows_moments_and_json_carries_them(reels, run_cli):
     hits = json.loads(out)["hits"]
     assert {h["modality"] for h in hits} == {"video", "audio"} and len(hits) == 2
     assert all(h["end"] - h["start"] == pytest.approx(2.0) for h in hits)
+    from bindsearch.media import format_window
+
+    assert all(h["moment"] == format_window((h["start"], h["end"])) for h in hits)  # what the web page shows
     code, out, _ = run_cli("info", "-c", "cli-moments")
     assert "24 of them windows of long files" in out
     code, out, _ = run_cli("search", "-c", "cli-moments", "--file", reel.video, "--at", "0:07", "--json",

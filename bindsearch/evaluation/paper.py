@@ -7,6 +7,7 @@ with; a random or custom model gets none. Directions are written as in our resul
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bindsearch.models.specs import ALIASES
@@ -53,6 +54,9 @@ DATASET_MODALITY = {"k400": "video", "esc50": "audio", "nyud": "depth", "llvip":
 # Words in a dataset folder's name that identify it (checked on the folder and its parent).
 _NAME_HINTS = {"nyu": "nyud", "llvip": "llvip", "esc-50": "esc50", "esc50": "esc50", "kinetics": "k400",
                "k400": "k400"}
+# How users write the datasets' names, with spaces, "-" and "_" taken out: exactly these (Kinetics-600 is not K400).
+_NAMES = {"k400": "k400", "kinetics": "k400", "kinetics400": "k400", "esc50": "esc50", "nyud": "nyud", "nyu": "nyud",
+          "nyuv2": "nyud", "nyudepthv2": "nyud", "nyudepth": "nyud", "llvip": "llvip"}
 # Modality of each published checkpoint (the alias's tower).
 _CHECKPOINT_MODALITY = {"video": "video", "audio": "audio", "depth": "depth", "thermal": "infrared",
                         "infrared": "infrared", "image": "image"}
@@ -62,12 +66,9 @@ def dataset_named(name: str) -> str:
     """The dataset a user named (`NYUD`, `nyu`, `Kinetics-400`, `ESC-50`) as its key: k400, esc50, nyud or llvip;
     a name that is none of them is a ValueError, since the paper's numbers, NYU-D's classes and LLVIP's prompts
     hang on it."""
-    key = name.strip().lower()
-    if key in DATASET_MODALITY:
-        return key
-    for hint, dataset in _NAME_HINTS.items():
-        if key.startswith(hint):
-            return dataset
+    key = re.sub(r"[\s_-]", "", name.lower())
+    if key in _NAMES:
+        return _NAMES[key]
     raise ValueError(f"unknown --dataset {name!r}; expected one of {', '.join(DATASET_MODALITY)} (or leave it out "
                      "to tell it from the folder's name)")
 

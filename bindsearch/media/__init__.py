@@ -32,7 +32,7 @@ from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, for
 from bindsearch.modalities import Preprocess, add_modality, canonical_modality
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
-           "format_window", "guess_modality", "load", "parse_clock", "read_text", "register_modality",
+           "format_window", "guess_modality", "load", "modality_of", "parse_clock", "read_text", "register_modality",
            "registered_modalities", "sound_only"]
 
 Loader = Callable[[Path, Preprocess], torch.Tensor]
@@ -121,18 +121,26 @@ def _guarded(name: str, path: Path, read: Callable[[Path], object]):
 
 
 def guess_modality(path: str | Path, within: str | Path | None = None) -> tuple[str | None, str]:
-    """(modality or None, why): from the extension, with folder names deciding depth/infrared images: those of the
-    folders from `within` (a folder given to `index`, its own name included) down to the file, or all of them."""
+    """(modality or None, why): from the extension, with folder names deciding depth/infrared images: the names
+    of the folders from `within` (a folder given to `index`, its own name included) down to the file, or without
+    it the name of the file's own folder (`index .` inside ~/depth/holiday holds photos)."""
     path = Path(path)
     modality = EXTENSIONS.get(path.suffix.lower())
     if modality is None:
         return None, f"unknown extension {path.suffix or '(none)'}"
     if modality == "image":
-        parts = path.parent.parts
-        if within is not None and path.is_relative_to(within):  # `index .` inside ~/depth/holiday: photos
-            parts = parts[max(len(Path(within).parts) - 1, 0):]
-        for part in reversed(parts):
+        top = Path(within) if within is not None and path.is_relative_to(within) else path.parent
+        for part in reversed(path.parent.relative_to(top.parent).parts):
             hint = FOLDER_HINTS.get(part.lower())
             if hint:
                 return hint, f"image inside a '{part}' folder"
     return modality, f"extension {path.suffix.lower()}"
+
+
+def modality_of(path: str | Path) -> tuple[str | None, str]:
+    """`guess_modality` of a file given by itself, a video file that holds sound alone (a voice memo as .mp4)
+    being audio: one container open for each video file."""
+    kind, why = guess_modality(path)
+    if kind == "video" and sound_only(path):
+        return "audio", "sound alone in a video container"
+    return kind, why

@@ -87,7 +87,8 @@ def audio_duration(path: str | Path) -> float | None:
     import soundfile
 
     try:
-        return soundfile.info(str(path)).duration
+        with _quiet(Path(path)):
+            return soundfile.info(str(path)).duration
     except soundfile.LibsndfileError:
         import av
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,15 +23,28 @@ class MediaError(Exception):
         return (MediaError, (self.path, self.cause))
 
 
+_SILENCE = threading.Lock()
+_silenced = [0, -1]  # threads inside `native_stderr_silenced`, and the saved descriptor of the real stderr
+
+
 @contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """File descriptor 2 to /dev/null for a moment: C libraries (decord, libmpg123) print to it themselves, in lines
-    that name no file, beside the MediaError that already names it (or about a file that decodes fine)."""
-    saved = os.dup(2)
+    that name no file, beside the MediaError that already names it (or about a file that decodes fine).
+
+    The descriptor belongs to the process: threads decoding at once share one silence, and the first to enter
+    saves the real stderr, the last to leave restores it."""
+    with _SILENCE:
+        if _silenced[0] == 0:
+            _silenced[1] = os.dup(2)
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        _silenced[0] += 1
     try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _SILENCE:
+            _silenced[0] -= 1
+            if _silenced[0] == 0:
+                os.dup2(_silenced[1], 2)
+                os.close(_silenced[1])

@@ -77,7 +77,7 @@ def _open(path: Path, fit: int | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
-            if fit is not None and image.format == "JPEG":
+            if fit is not None and image.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
                 image.draft(image.mode, (fit, fit))
             image.load()  # decode now, so a truncated file fails here and not later
     except UnidentifiedImageError:
@@ -171,7 +171,7 @@ def _read_npy(path: Path) -> np.ndarray:
             read_header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
             if read_header is not None:
                 shape, _, dtype = read_header(f)
-                if math.prod(shape) * dtype.itemsize > path.stat().st_size:
+                if not dtype.hasobject and math.prod(shape) * dtype.itemsize > path.stat().st_size:
                     raise MediaError(path, f"its header says {shape} {dtype} values, more than the file holds "
                                            "(cut short?)")
             f.seek(0)
