@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.errors import CollectionError
+from bindsearch.errors import CollectionError, UnsupportedModalityError
 from bindsearch.files import (
     StoredSpellings,
     absolute,
@@ -222,7 +222,6 @@ class Collection:
         file whole); the length applies to the files this run embeds.
         """
         from bindsearch import media
-        from bindsearch.models.base import UnsupportedModalityError
 
         start = time.perf_counter()
         plan = media.WindowPlan(window)

@@ -1,14 +1,39 @@
-"""The errors a collection raises, in a module of their own so that every part of it can raise them."""
+"""The errors a collection raises, in a module of their own so that every part of it can raise them (and a command
+that only reads a catalog need not import torch to name them)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["CollectionError", "catalog_advice", "is_catalog_error"]
+__all__ = ["CollectionError", "UnsupportedModalityError", "catalog_advice", "is_catalog_error"]
 
 
 class CollectionError(ValueError):
     """A collection cannot be opened, written or searched as asked."""
+
+
+class UnsupportedModalityError(ValueError):
+    """The model has no tower for the requested modality."""
+
+    @classmethod
+    def of(cls, spec: str, name: str, modalities: Sequence[str]) -> UnsupportedModalityError:
+        return cls(f"model {spec} has no {name} encoder (it encodes: {', '.join(modalities)}); "
+                   f"load a checkpoint for {name} too, e.g. --model {spec},{_companion(spec, name)}")
+
+
+def _companion(spec: str, modality: str) -> str:
+    """A spec that adds a `modality` tower to `spec` in the same space: LanguageBind's for CLIP-anchored models,
+    the shipped mini one's (or one trained with `bindsearch train tower`) for MiniLM-anchored ones."""
+    from bindsearch.models.loading import mini_directory
+    from bindsearch.models.specs import MINI
+
+    parts = [s.strip() for s in spec.split(",")]
+    if not any(mini_directory(s) for s in parts):
+        return f"languagebind:{modality}"
+    if all(s.lower() != MINI for s in parts):
+        return MINI
+    return f"PATH (bindsearch train tower pairs.csv --modality {modality})"
 
 
 def is_catalog_error(error: Exception) -> bool:

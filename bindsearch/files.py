@@ -64,7 +64,9 @@ class StoredSpellings:
     each; a file is matched by its folder, keeping its own name (it may be a link to another file)."""
 
     def __init__(self, folders: Iterable[str]):
-        self._by_real = {os.path.realpath(folder): folder for folder in sorted(folders, reverse=True)}
+        # Spellings an older version kept (`a/../b`) are not matched: `index` rewrites them to the one spelling.
+        self._by_real = {os.path.realpath(folder): folder for folder in sorted(folders, reverse=True)
+                         if str(absolute(folder)) == folder}
         self._real: dict[str, str] = {}
 
     def of(self, path: str | Path) -> Path | None:

@@ -165,6 +165,8 @@ class Ingest:
     def _embed(self, todo: dict[str, list[tuple[Path, list[Item]]]], batch_size: int | None, workers: int | None,
                progress: Callable[[int, int], None] | None, commit_seconds: float) -> None:
         """Embed the files of `_changes`, committing at most every `commit_seconds` and at the end."""
+        if not todo:  # nothing changed: no torch, no model
+            return
         from bindsearch.pipeline import encode_files
 
         report = self.report

@@ -53,7 +53,8 @@ def index(
         "--batch-size", min=1, help="Items per encoder batch. Default: the model's own per modality (16 if none).")
     ] = None,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=0, help="Decoding processes (0: in this process). Default: min(4, cores - 1).")] = None,
+        "--workers", min=0, help="Decoding processes (0: in this process). Default: min(4, cores - 2), so none on "
+                                "two cores.")] = None,
     dtype: DtypeOption = "float32",
     compile_towers: Annotated[bool, typer.Option(
         "--compile", help="Compile the towers (torch.compile; Inductor freezing on the CPU) before encoding: tens "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -45,7 +47,7 @@ app.add_typer(world.app, name="world")
 # usage error (2). Named by module, so that a quick command (--help, list) imports no heavy module to name them: an
 # exception from a module that was never imported cannot have been raised.
 _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.loading", "ModelLoadError"),
-                 ("bindsearch.models.base", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
+                 ("bindsearch.errors", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
                  ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"),
                  ("bindsearch.server", "ServeError"))
 
@@ -62,8 +64,28 @@ def exit_status(error: Exception) -> int | None:
 
 
 def main() -> None:
-    """Console entry point: run the app, turning known library errors into `error: ...` and exit 1/2."""
+    """Run the app in this process, turning known library errors into `error: ...` and exit 1/2."""
     run_reporting_errors(app)
+
+
+def console() -> None:
+    """The `bindsearch` executable: `main`, then straight out of the process. Unloading torch and LanceDB at exit
+    took 0.7 s of every command, where a `search` in a warm process answers in 0.03 s. Nothing is left to write by
+    then: catalog commits and saved indexes are written (and synced) before a command returns."""
+    try:
+        main()
+        status = 0
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, int | None):
+            print(stop.code, file=sys.stderr)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (`| head`): the reader took what it wanted
+        pass
+    logging.shutdown()
+    os._exit(status)
 
 
 def run_reporting_errors(command: Callable[[], object]) -> None:

@@ -24,3 +24,21 @@ def test_every_help_page_shows_an_example():
     for path, _ in pages[1:]:
         shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
         assert shown.exit_code == 0 and re.search(r"Examples?: bindsearch ", shown.output), (path, shown.output)
+
+
+def test_the_executable_exits_at_once_with_its_output_and_status(tmp_path):
+    """`console` leaves by os._exit (unloading torch and LanceDB took 0.7 s a command): what was printed must
+    still arrive, and the status be the command's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-c", "import sys; from cli.main import console; sys.argv[0] = 'bindsearch'; console()"]
+    env = {**os.environ, "BINDSEARCH_HOME": str(tmp_path)}
+    listed = subprocess.run([*run, "list", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and json.loads(listed.stdout)["collections"] == [], listed.stderr
+    missing = subprocess.run([*run, "info", "-c", "nope"], env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no collection 'nope'")
+    usage = subprocess.run([*run, "search"], env=env, capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2

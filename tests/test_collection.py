@@ -656,3 +656,18 @@ def test_delete_removes_the_whole_collection(tmp_path, home, tiny_model):
     assert list_collections() == [] and not col.directory.exists() and picture.exists()
     with pytest.raises(CollectionError, match="no collection 'gone'"):
         Collection.open("gone")
+
+
+def test_index_with_nothing_changed_imports_no_torch(tmp_path, home, cli):
+    """A cron job re-running `index` over a library: torch (1.5 s to import) and the model only when something
+    changed. bindsearch-mini's towers are read from its config."""
+    for i in range(3):
+        write_image(tmp_path / "pics" / f"{i}.png", np.full((32, 32, 3), 40 * i, np.uint8))
+    assert cli.json("index", tmp_path / "pics", "-c", "cron", "--model", "bindsearch-mini")["new"] == 3
+    check = ("import sys\nfrom cli.main import main\n"
+             f"sys.argv = ['bindsearch', 'index', {str(tmp_path / 'pics')!r}, '-c', 'cron', '--json']\n"
+             "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code\n"
+             "assert 'torch' not in sys.modules, 'index imported torch'\n")
+    run = subprocess.run([sys.executable, "-c", check], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and '"unchanged": 3' in run.stdout, run.stderr[-2000:]

@@ -17,32 +17,34 @@ files are indexed as moments (`bindsearch.media.windows`).
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from bindsearch.media.audio import load_audio
 from bindsearch.media.errors import MediaError
-from bindsearch.media.image import load_depth, load_image, load_infrared
 from bindsearch.media.text import read_text as _read_text
-from bindsearch.media.video import load_video, sound_only
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
 from bindsearch.modalities import Preprocess, add_modality, canonical_modality
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
            "format_window", "guess_modality", "load", "modality_of", "parse_clock", "read_text", "register_modality",
            "registered_modalities", "sound_only"]
 
-Loader = Callable[[Path, Preprocess], torch.Tensor]
+Loader = Callable[[Path, Preprocess], "torch.Tensor"]
 
-_LOADERS: dict[str, Loader] = {
-    "image": load_image,
-    "infrared": load_infrared,
-    "depth": load_depth,
-    "audio": load_audio,
-    "video": load_video,
+# The decoders are imported when a file is first decoded: telling what changed in a folder (`index` with nothing
+# to embed) needs the names here and none of torch, which takes a second and a half to import.
+_LOADERS: dict[str, Loader | tuple[str, str]] = {
+    "image": ("bindsearch.media.image", "load_image"),
+    "infrared": ("bindsearch.media.image", "load_infrared"),
+    "depth": ("bindsearch.media.image", "load_depth"),
+    "audio": ("bindsearch.media.audio", "load_audio"),
+    "video": ("bindsearch.media.video", "load_video"),
 }
 _BUILTIN = frozenset({*_LOADERS, "text"})
 
@@ -84,17 +86,38 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
     if name not in _LOADERS:
         raise ValueError(f"no decoder for modality {modality!r}")
     prep = preprocess or Preprocess()
+    loader = _loader(name)
     if window is None:
-        return _guarded(name, Path(path), lambda p: _LOADERS[name](p, prep))
+        return _guarded(name, Path(path), lambda p: loader(p, prep))
     if name not in WINDOWED:
         raise ValueError(f"{name} has no time axis to take a window of")
     start, end = window
     if not 0 <= start < end:
         raise ValueError(f"a window runs from a start >= 0 to a later end, got {window}")
     try:
-        return _guarded(name, Path(path), lambda p: _LOADERS[name](p, prep, window))
+        return _guarded(name, Path(path), lambda p: loader(p, prep, window))
     except MediaError as exc:
         raise MediaError(exc.path, f"at {format_window(window)}: {exc.cause}") from None
+
+
+def _loader(name: str) -> Loader:
+    loader = _LOADERS[name]
+    if isinstance(loader, tuple):
+        module, function = loader
+        loader = _LOADERS[name] = getattr(importlib.import_module(module), function)
+    return loader
+
+
+def sound_only(path: str | Path) -> bool:
+    """Whether a video file (by its extension) holds sound and no picture: a voice memo or podcast as .mp4. False
+    where the file cannot be opened: its decoder then says why."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return not container.streams.video and bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError):
+        return False
 
 
 def read_text(path: str | Path) -> str:

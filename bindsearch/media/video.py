@@ -18,7 +18,7 @@ from bindsearch.media.errors import MediaError, native_stderr_silenced
 from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
-__all__ = ["frame_indices", "load_video", "read_frames", "sound_only", "video_duration"]
+__all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
 
 
 def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:
@@ -157,18 +157,6 @@ def read_frames(path: str | Path, count: int, window: Window | None = None) -> n
     except MediaError:
         # PyAV reads some files decord refuses, and its error names the cause more plainly.
         return _read_av(path, count, window)
-
-
-def sound_only(path: str | Path) -> bool:
-    """Whether a video file (by its extension) holds sound and no picture: a voice memo or podcast as .mp4. False
-    where the file cannot be opened: its decoder then says why."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return not container.streams.video and bool(container.streams.audio)
-    except (av.FFmpegError, OSError, ValueError):
-        return False
 
 
 def video_duration(path: str | Path) -> float | None:

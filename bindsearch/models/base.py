@@ -13,34 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bindsearch.errors import UnsupportedModalityError
 from bindsearch.models.config import Preprocess, canonical_modality
 from indexes.cpu import cpu_runs_bf16, no_bf16_units
 
 __all__ = ["EmbeddingModel", "EncoderIdentity", "UnsupportedModalityError", "resolve_device", "resolve_dtype",
            "shortest_first"]
-
-
-class UnsupportedModalityError(ValueError):
-    """The model has no tower for the requested modality."""
-
-    @classmethod
-    def of(cls, spec: str, name: str, modalities: Sequence[str]) -> UnsupportedModalityError:
-        return cls(f"model {spec} has no {name} encoder (it encodes: {', '.join(modalities)}); "
-                   f"load a checkpoint for {name} too, e.g. --model {spec},{_companion(spec, name)}")
-
-
-def _companion(spec: str, modality: str) -> str:
-    """A spec that adds a `modality` tower to `spec` in the same space: LanguageBind's for CLIP-anchored models,
-    the shipped mini one's (or one trained with `bindsearch train tower`) for MiniLM-anchored ones."""
-    from bindsearch.models.loading import mini_directory
-    from bindsearch.models.specs import MINI
-
-    parts = [s.strip() for s in spec.split(",")]
-    if not any(mini_directory(s) for s in parts):
-        return f"languagebind:{modality}"
-    if all(s.lower() != MINI for s in parts):
-        return MINI
-    return f"PATH (bindsearch train tower pairs.csv --modality {modality})"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import EncoderConfig, ModelConfig, Preprocess, TextConfig, TowerConfig
 from bindsearch.models.languagebind import LanguageBindModel
-from bindsearch.models.specs import MINI, MINI_DIR, default_model
+from bindsearch.models.specs import MINI, MINI_DIR, default_model, is_builtin
 
 __all__ = ["build_builtin", "default_model", "is_builtin", "random_model", "tiny_configs", "vit_l14_configs"]
 
@@ -71,11 +71,7 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
 
 
-_BUILTINS = {"random:tiny": tiny_configs}
-
-
-def is_builtin(spec: str) -> bool:
-    return spec.lower() in _BUILTINS or spec.lower() == MINI
+_BUILTINS = {"random:tiny": tiny_configs}  # the names `specs.RANDOM` lists
 
 
 def build_builtin(spec: str, seed: int = 0) -> EmbeddingModel:

@@ -9,13 +9,16 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from bindsearch.errors import UnsupportedModalityError
+from bindsearch.models.config import MODALITIES, ModelConfig, canonical_modality, from_languagebind_config
+from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache, is_builtin, is_mini_checkpoint
 
-from bindsearch.models.base import EmbeddingModel, UnsupportedModalityError, resolve_device, resolve_dtype
-from bindsearch.models.config import ModelConfig, canonical_modality, from_languagebind_config
-from bindsearch.models.languagebind import LanguageBindModel
-from bindsearch.models.specs import ALIASES, LANGUAGEBIND_ALL, hub_cache
+if TYPE_CHECKING:  # torch and the towers are imported where weights are read: `index` with nothing to embed
+    import torch  # needs neither (`spec_modalities`)
+
+    from bindsearch.models.base import EmbeddingModel
 
 __all__ = ["ALIASES", "ModelLoadError", "absolute_spec", "load_model", "merge_lora", "read_state_dict",
            "resolve_checkpoint", "spec_modalities"]
@@ -72,6 +75,8 @@ def _load_file(path: Path, keep: Callable[[str], bool] | None = None) -> dict[st
 
             with safe_open(str(path), framework="pt") as f:
                 return {k: f.get_tensor(k) for k in f.keys() if keep is None or keep(k)}
+        import torch
+
         # weights_only: a checkpoint is data, never code to run. Mapped, so that the tensors `keep` leaves out
         # are never read from disk.
         try:
@@ -227,8 +232,6 @@ def absolute_spec(spec: str) -> str:
 def _absolute(spec: str) -> str:
     """One spec, a local folder spelled as its absolute path; a model's name stays a name, even where a folder in
     the cwd bears it (a folder called `bindsearch-mini` is not the shipped model)."""
-    from bindsearch.models.builtin import is_builtin
-
     if is_builtin(spec) or spec.lower() in ALIASES or spec.lower() == "languagebind" or \
             spec.startswith(("hf-hub:", "languagebind:")):
         return spec
@@ -239,20 +242,29 @@ def _absolute(spec: str) -> str:
 
 
 def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
-    """What a spec of LanguageBind checkpoints encodes ("text" first), read from their configs alone; None for a
-    built-in or mini model, whose modalities come with the (small) model itself."""
-    from bindsearch.models.builtin import is_builtin
-    from bindsearch.models.mini import is_mini_checkpoint
-
+    """What a spec encodes ("text" first), read from its checkpoints' configs alone: `index` with nothing to embed
+    loads no weights. None for `random:*` models, and for mini checkpoints of a modality of one's own, whose
+    decoder (which tells its files) comes with the model itself."""
     specs = _split_specs(spec)
-    if any(is_builtin(s) or is_mini_checkpoint(s) for s in specs):
+    if any(mini_directory(s) for s in specs):
+        towers: list[str] = []
+        for s in specs:
+            directory = mini_directory(s)
+            try:
+                listed = json.loads((directory / "config.json").read_text())["towers"] if directory else None
+            except (OSError, ValueError, KeyError, TypeError):
+                listed = None
+            if not isinstance(listed, dict | list) or any(m not in MODALITIES for m in listed):
+                return None  # mixed with another family (refused by the loader, with why), or a modality of its own
+            towers += [m for m in listed if m not in towers]
+        return ("text", *towers)
+    if any(s.lower().startswith("random:") for s in specs):  # built in: its modalities come with the model
         return None
     return ("text", *(_read_config(resolve_checkpoint(s))[0].modality for s in specs))
 
 
 def mini_directory(spec: str) -> Path | None:
     """The directory of a MiniLM-anchored checkpoint (`bindsearch-mini`, or what `bindsearch train` writes)."""
-    from bindsearch.models.mini import is_mini_checkpoint
     from bindsearch.models.specs import MINI, MINI_DIR
 
     if spec.lower() == MINI:
@@ -302,8 +314,12 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'. The model's
     spec and checkpoint stay those of the whole spec, so it still opens that collection.
     """
-    from bindsearch.models.builtin import build_builtin, is_builtin
-    from bindsearch.models.mini import MiniModel, is_mini_checkpoint
+    import torch
+
+    from bindsearch.models.base import resolve_device, resolve_dtype
+    from bindsearch.models.builtin import build_builtin
+    from bindsearch.models.languagebind import LanguageBindModel
+    from bindsearch.models.mini import MiniModel
 
     specs = _split_specs(spec)
     if not specs:
@@ -372,6 +388,8 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
 
 def _check_same_text(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], first: str,
                      other: str) -> None:
+    import torch
+
     # The text tower is the frozen anchor: every LanguageBind checkpoint should carry the same one.
     for key, value in state.items():
         if key.startswith(_TEXT_KEYS):

@@ -24,7 +24,7 @@ from torch import nn
 from bindsearch.models.base import EmbeddingModel, shortest_first
 from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
 from bindsearch.models.minilm import MiniLM, WordPiece
-from bindsearch.models.specs import MINI_DIR
+from bindsearch.models.specs import MINI_DIR, MODEL_TYPE, is_mini_checkpoint
 
 __all__ = [
     "MINI_DIR",
@@ -37,7 +37,6 @@ __all__ = [
     "register_input",
 ]
 
-MODEL_TYPE = "bindsearch-mini"
 TEXT_NAME = "all-MiniLM-L6-v2"
 TEXT_DIM = 384
 TEXT_MAX_TOKENS = 128
@@ -164,17 +163,6 @@ def _tower_from_dict(data: Mapping[str, Any]) -> TowerConfig:
 def _preprocess_from_dict(data: Mapping[str, Any]) -> Preprocess:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return Preprocess(**fields)
-
-
-def is_mini_checkpoint(spec: str | Path) -> bool:
-    """True for a directory whose config.json says `"model_type": "bindsearch-mini"`."""
-    config = Path(spec).expanduser() / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
-    except (json.JSONDecodeError, AttributeError):
-        return False
 
 
 class MiniModel(EmbeddingModel):

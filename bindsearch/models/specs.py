@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-__all__ = ["ALIASES", "LANGUAGEBIND_ALL", "MINI", "MINI_DIR", "default_model", "hub_cache"]
+__all__ = ["ALIASES", "LANGUAGEBIND_ALL", "MINI", "MINI_DIR", "MODEL_TYPE", "default_model", "hub_cache",
+           "is_builtin", "is_mini_checkpoint"]
 
 ALIASES = {
     "languagebind:video": "LanguageBind/LanguageBind_Video",
@@ -28,6 +30,24 @@ LANGUAGEBIND_ALL = ("languagebind:video_ft", "languagebind:audio_ft", "languageb
 
 MINI = "bindsearch-mini"
 MINI_DIR = Path(__file__).resolve().parent / "weights" / "bindsearch-mini"
+MODEL_TYPE = "bindsearch-mini"  # config.json's model_type in a MiniLM-anchored checkpoint
+RANDOM = ("random:tiny",)  # seeded random weights (`models.builtin`), for tests and demos
+
+
+def is_builtin(spec: str) -> bool:
+    """A model that ships with bindsearch: a `random:` one, or `bindsearch-mini`."""
+    return spec.lower() in RANDOM or spec.lower() == MINI
+
+
+def is_mini_checkpoint(spec: str | Path) -> bool:
+    """True for a directory whose config.json says `"model_type": "bindsearch-mini"`."""
+    config = Path(spec).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
+    except (json.JSONDecodeError, AttributeError):
+        return False
 
 
 def hub_cache() -> Path:
