@@ -118,6 +118,30 @@ def test_shipped_weights_are_small_fp16_and_load_offline(monkeypatch):
 
 
 @shipped
+def test_only_the_towers_a_search_needs_are_loaded(tmp_path, monkeypatch):
+    """A text query of a bindsearch-mini collection built five towers it never ran (0.8 s a cold search)."""
+    from bindsearch import Collection
+    from bindsearch.media.writers import write_image
+
+    whole = load_model("bindsearch-mini", device="cpu")
+    text_only = load_model("bindsearch-mini", device="cpu", modalities=["text"])
+    image = load_model("bindsearch-mini", device="cpu", modalities=["image"])
+    assert len(text_only.modalities) == 2 and image.modalities == ("text", "image")  # text's temperature: a tower
+    assert text_only.checkpoint == image.checkpoint == whole.checkpoint
+    assert torch.equal(text_only.encode("text", ["a red ball"]), whole.encode("text", ["a red ball"]))
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((48, 48, 3), 200, np.uint8))
+    assert torch.equal(image.encode("image", [picture]), whole.encode("image", [picture]))
+    monkeypatch.setenv("BINDSEARCH_HOME", str(tmp_path / "home"))
+    Collection.open("mini", model="bindsearch-mini").add([picture], workers=0)
+    col = Collection.open("mini")
+    assert col.search("a bright picture", k=1)[0].path == str(picture)
+    assert len(col.encoder(()).modalities) == 2  # the text search loaded one tower, not five
+    assert col.search(files=[picture], k=1) == []  # indexed: its stored vector is the query, no tower needed
+    outside = write_image(tmp_path / "b.png", np.full((48, 48, 3), 190, np.uint8))
+    assert col.search(files=[outside], k=1)[0].path == str(picture)
+    assert "image" in col.encoder(()).modalities  # loaded when a file of its kind needed encoding
+
+
 def test_shipped_model_finds_the_described_image(tmp_path):
     make_world(tmp_path, 12, seed=77, splits={"train": 0.0, "val": 0.0, "test": 1.0}, config=WorldConfig(),
                workers=1)

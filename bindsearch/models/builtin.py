@@ -6,6 +6,8 @@ Random weights make the code paths real and the vectors meaningless: tests and s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from bindsearch.models.base import EmbeddingModel
@@ -74,11 +76,11 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 _BUILTINS = {"random:tiny": tiny_configs}  # the names `specs.RANDOM` lists
 
 
-def build_builtin(spec: str, seed: int = 0) -> EmbeddingModel:
+def build_builtin(spec: str, seed: int = 0, modalities: Sequence[str] | None = None) -> EmbeddingModel:
     """`random:tiny` -> a LanguageBind-shaped model with seeded random weights; `bindsearch-mini` -> the
-    shipped mini weights."""
+    shipped mini weights (only the towers of `modalities`, when given)."""
     if spec.lower() == MINI:
         from bindsearch.models.mini import MiniModel
 
-        return MiniModel.load(MINI_DIR, spec=MINI)
+        return MiniModel.load(MINI_DIR, spec=MINI, modalities=modalities)
     return random_model(_BUILTINS[spec.lower()](), seed, spec.lower())

@@ -310,8 +310,8 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     `random:tiny` (seeded random weights, for tests and demos), `bindsearch-mini` (shipped small towers)
     or a mini checkpoint directory (what `bindsearch train` writes).
 
-    `modalities` loads only those towers of several LanguageBind checkpoints, and the text tower always: a text
-    search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'. The model's
+    `modalities` loads only those towers (of LanguageBind checkpoints or a mini checkpoint), and the text tower
+    always: a text search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'. The model's
     spec and checkpoint stay those of the whole spec, so it still opens that collection.
     """
     import torch
@@ -326,11 +326,13 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         raise ModelLoadError("no model spec given")
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
+    towers = None if modalities is None else [canonical_modality(m) for m in modalities]
     if len(specs) == 1 and is_builtin(specs[0]):
-        model = build_builtin(specs[0])
+        model = build_builtin(specs[0], modalities=towers)
         return model.to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
-        return MiniModel.load(specs[0], spec=specs[0]).to(device_, dtype_).eval().requires_grad_(False)
+        model = MiniModel.load(specs[0], spec=specs[0], modalities=towers)
+        return model.to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(mini_directory(s) is not None for s in specs):
         return _load_minis(specs).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(is_builtin(s) for s in specs):

@@ -165,6 +165,9 @@ def _preprocess_from_dict(data: Mapping[str, Any]) -> Preprocess:
     return Preprocess(**fields)
 
 
+_TOWER_KEYS = ("vision_models.", "visual_projections.", "logit_scales.")  # state keys named by their modality
+
+
 class MiniModel(EmbeddingModel):
     """Frozen MiniLM text + per modality a `VisionTower`, a projection to 384-d and a learnable temperature."""
 
@@ -258,16 +261,25 @@ class MiniModel(EmbeddingModel):
         return cls(towers, prep, inputs)
 
     @classmethod
-    def load(cls, directory: str | Path, spec: str | None = None) -> MiniModel:
-        """Read a mini checkpoint directory -> float32 model in eval mode; checkpoint = weights hash."""
+    def load(cls, directory: str | Path, spec: str | None = None,
+             modalities: Sequence[str] | None = None) -> MiniModel:
+        """Read a mini checkpoint directory -> float32 model in eval mode; checkpoint = weights hash. With
+        `modalities`, only their towers (at least one: text's temperature is the first tower's): a text query
+        needs no vision tower."""
         from safetensors.torch import load_file
 
         directory = Path(directory).expanduser()
         weights = directory / "model.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing; train with `bindsearch train` or reinstall bindsearch")
-        model = cls.from_config(json.loads((directory / "config.json").read_text()))
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        config = json.loads((directory / "config.json").read_text())
+        if modalities is not None:
+            towers = config["towers"]
+            keep = [m for m in towers if m in modalities] or list(towers)[:1]
+            config = {**config, "towers": {m: towers[m] for m in keep}}
+        model = cls.from_config(config)
+        state = {k: v.float() for k, v in load_file(str(weights)).items()
+                 if not k.startswith(_TOWER_KEYS) or k.split(".")[1] in model.tower_configs}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"{weights} does not match its config.json: missing {missing[:5]}, "
