@@ -108,6 +108,7 @@ class Ingest:
         known = self.catalog.lookup_paths(str(f) for f in files)
         files = self._as_indexed(files, known)
         roots = {str(root) for root in found.roots}
+        given: dict[Path, Path] = {}  # a folder -> the folder given to `index` that holds it (`_given_folder`)
         for f in files:
             try:
                 if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
@@ -117,7 +118,12 @@ class Ingest:
             except OSError as exc:  # in a folder that can be listed but not entered
                 report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
                 continue
-            kind, why = (forced, "--modality") if forced else media.guess_modality(f, _given_folder(f, roots))
+            if forced:
+                kind, why = forced, "--modality"
+            else:
+                if f.parent not in given:
+                    given[f.parent] = _given_folder(f, roots)
+                kind, why = media.guess_modality(f, given[f.parent])
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
             if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4

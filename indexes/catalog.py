@@ -260,10 +260,18 @@ class Catalog:
         of a long file, in order), keyed by path."""
         paths = sorted(set(paths))
         found: dict[str, list[Item]] = {}
-        for start in range(0, len(paths), _IN_CHUNK):
-            rows = self._query(_in("path", paths[start : start + _IN_CHUNK]), self._item_columns).to_pylist()
-            for row in sorted(rows, key=lambda r: (r["modality"], r.get("start") or 0.0)):
-                found.setdefault(row["path"], []).append(Item(**row))
+        if len(paths) > _IN_CHUNK and 4 * len(paths) >= len(self):
+            # Most of the catalog asked for (`index` over a whole library): one scan beats a query per chunk,
+            # 0.17 s against 0.7 s at 18,000 files.
+            wanted = set(paths)
+            rows = [row for table in self._scan(None, self._item_columns, 10_000) for row in table.to_pylist()
+                    if row["path"] in wanted]
+        else:
+            rows = [row for start in range(0, len(paths), _IN_CHUNK)
+                    for row in self._query(_in("path", paths[start : start + _IN_CHUNK]), self._item_columns)
+                    .to_pylist()]
+        for row in sorted(rows, key=lambda r: (r["path"], r["modality"], r.get("start") or 0.0)):
+            found.setdefault(row["path"], []).append(Item(**row))
         return found
 
     def items(self, modality: str | None = None, batch_size: int = 10_000) -> Iterator[Item]:

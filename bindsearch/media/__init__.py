@@ -147,7 +147,7 @@ def guess_modality(path: str | Path, within: str | Path | None = None) -> tuple[
     """(modality or None, why): from the extension, with folder names deciding depth/infrared images: the names
     of the folders from `within` (a folder given to `index`, its own name included) down to the file, or without
     it the name of the file's own folder (`index .` inside ~/depth/holiday holds photos)."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # called once a file on every `index`
     modality = EXTENSIONS.get(path.suffix.lower())
     if modality is None:
         return None, f"unknown extension {path.suffix or '(none)'}"

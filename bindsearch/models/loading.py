@@ -311,8 +311,8 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     or a mini checkpoint directory (what `bindsearch train` writes).
 
     `modalities` loads only those towers (of LanguageBind checkpoints or a mini checkpoint), and the text tower
-    always: a text search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'. The model's
-    spec and checkpoint stay those of the whole spec, so it still opens that collection.
+    always: a text search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'.
+    The model's spec and checkpoint stay those of the whole spec, so it still opens that collection.
     """
     import torch
 
