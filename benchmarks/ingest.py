@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the towers' arithmetic (auto: bf16 where the CPU has bf16 matrix units)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--files", type=int, default=None, help="images for `memory` (10,000), `commits` (1,500)")
-    parser.add_argument("--workers", type=int, default=None, help="decoder processes (default: pipeline.default_workers(), none on two cores)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoder processes (default: none on two cores; see pipeline.default_workers)")
     parser.add_argument("--batch-size", type=int, default=16, help="encoder batch for `commits`")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
