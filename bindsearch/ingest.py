@@ -77,8 +77,11 @@ class Ingest:
 
     def _as_indexed(self, files: list[Path], known: dict[str, list[Item]]) -> list[Path]:
         """`files` with those the catalog holds under another spelling (given through a link to what was indexed,
-        or the other way round) spelt as it holds them, and their rows added to `known`: one file, not two."""
-        unknown = [f for f in files if str(f) not in known]
+        or the other way round) spelt as it holds them, and their rows added to `known`: one file, not two. Files
+        no modality claims (a photo library's sidecars) are left out: each new one would cost a scan of the paths."""
+        from bindsearch.media import EXTENSIONS
+
+        unknown = [f for f in files if str(f) not in known and f.suffix.lower() in EXTENSIONS]
         if not unknown:
             return files
         aliases = StoredSpellings(self.catalog.folders())
