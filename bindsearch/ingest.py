@@ -65,30 +65,48 @@ class Ingest:
         self.plan = plan
         self.rehash = rehash
         self.report = IngestReport()
+        self._stored_spellings: StoredSpellings | None = None  # read from the catalog when first needed
 
     def run(self, paths: Sequence[str | Path], batch_size: int | None, workers: int | None,
             progress: Callable[[int, int], None] | None, commit_seconds: float) -> IngestReport:
         """Index files and folders (recursively): see `Collection.add`."""
-        todo = self._changes(walk(paths))  # walked under the lock: a run waited for (--wait) may have changed them
+        # Walked under the lock: a run waited for (--wait) may have changed them.
+        todo = self._changes(walk(self._spelled_roots(paths)))
         self._embed(todo, batch_size, workers, progress, commit_seconds)
         if self.catalog.fragments() > COMPACT_FRAGMENTS:
             self.catalog.compact()
         return self.report
 
-    def _as_indexed(self, files: list[Path], known: dict[str, list[Item]]) -> list[Path]:
-        """`files` with those the catalog holds under another spelling (given through a link to what was indexed,
-        or the other way round) spelt as it holds them, and their rows added to `known`: one file, not two. Files
-        no modality claims (a photo library's sidecars) are left out: each new one would cost a scan of the paths."""
+    def _aliases(self) -> StoredSpellings:
+        if self._stored_spellings is None:
+            self._stored_spellings = StoredSpellings(self.catalog.folders())
+        return self._stored_spellings
+
+    def _spelled_roots(self, paths: Sequence[str | Path]) -> list[Path]:
+        """The folders given, each as the catalog spells it where it holds its files under another spelling (given
+        through a link to what was indexed, or the other way round): walked, pruned and guessed under that one."""
+        out = []
+        for path in map(absolute, paths):
+            alias = None
+            if path.is_dir() and not self.catalog.count(None, [str(path)]):
+                alias = self._aliases().of(path)
+            out.append(alias or path)
+        return out
+
+    def _as_indexed(self, files: list[Path], known: dict[str, list[Item]]) -> tuple[list[Path], dict[Path, Path]]:
+        """`files`, those in a folder the catalog holds under another spelling spelt as it holds them (the parent
+        of a link's target indexed through the link), their rows added to `known`; and alias -> path as walked.
+        Files no modality claims (a photo library's sidecars) are left out: they would cost a scan of the paths."""
         from bindsearch.media import EXTENSIONS
 
         unknown = [f for f in files if str(f) not in known and f.suffix.lower() in EXTENSIONS]
         if not unknown:
-            return files
-        aliases = StoredSpellings(self.catalog.folders())
-        renamed = {f: alias for f in unknown if (alias := aliases.of(f)) is not None}
-        found = self.catalog.lookup_paths(str(alias) for alias in renamed.values()) if renamed else {}
-        known.update(found)
-        return [renamed[f] if f in renamed and str(renamed[f]) in found else f for f in files]
+            return files, {}
+        renamed = {f: alias for f in unknown if (alias := self._aliases().of(f)) is not None}
+        if not renamed:
+            return files, {}
+        known.update(self.catalog.lookup_paths(str(alias) for alias in renamed.values()))
+        return [renamed.get(f, f) for f in files], {alias: f for f, alias in renamed.items()}
 
     def _changes(self, found: Walk) -> dict[str, list[tuple[Path, list[Item]]]]:
         """modality -> [(file, its rows before this run)] of the files to embed: new, changed, or resumed (their
@@ -109,7 +127,7 @@ class Ingest:
         retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
         folders: set[str] = set()  # links to folders: no file (any more) under that name
         known = self.catalog.lookup_paths(str(f) for f in files)
-        files = self._as_indexed(files, known)
+        files, walked = self._as_indexed(files, known)
         roots = {str(root) for root in found.roots}
         given: dict[Path, Path] = {}  # a folder -> the folder given to `index` that holds it (`_given_folder`)
         for f in files:
@@ -124,9 +142,10 @@ class Ingest:
             if forced:
                 kind, why = forced, "--modality"
             else:
-                if f.parent not in given:
-                    given[f.parent] = _given_folder(f, roots)
-                kind, why = media.guess_modality(f, given[f.parent])
+                as_walked = walked.get(f, f)
+                if as_walked.parent not in given:
+                    given[as_walked.parent] = _given_folder(as_walked, roots)
+                kind, why = media.guess_modality(as_walked, given[as_walked.parent])
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
             if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
@@ -163,7 +182,9 @@ class Ingest:
                     break
                 todo.setdefault(as_kind, []).append((f, previous))
         self.catalog.touch(retimed)
-        report.removed = self._remove_vanished(found.roots, set(map(str, files)) - folders,
+        # A folder walked under another spelling is walked whole: what is gone from it is gone.
+        spelt_as = sorted({alias.parent for alias in walked})
+        report.removed = self._remove_vanished([*found.roots, *spelt_as], set(map(str, files)) - folders,
                                                [folder for folder, _ in found.unreadable])
         if dead:
             self.catalog.delete(i.id for i in dead)

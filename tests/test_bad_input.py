@@ -434,3 +434,36 @@ def test_a_photo_given_by_itself_in_a_folder_below_one_named_depth_is_a_photo(tm
     assert code == 0 and json.loads(out)["guessed"][0]["modality"] == "image", err
     outside = pictures(tmp_path / "depth" / "trip", 1, seed=3)[0]
     assert Collection.open("one").search(files=[outside], k=1)[0].path == str(photo)  # queried as an image
+
+
+def test_indexing_through_a_link_keeps_one_spelling_for_new_deleted_and_depth_files(tmp_path, run_cli):
+    """The first version of the link rule renamed only files already indexed: a file added and indexed through
+    the link was stored twice, a file deleted was kept, and a depth map under the link came back as an image."""
+    from bindsearch.media.writers import write_depth_png
+
+    lib = tmp_path / "lib" / "depth"
+    write_depth_png(lib / "scans" / "a.png", 500 + 30 * np.arange(24 * 32).reshape(24, 32))
+    pictures(lib / "scans", 2, seed=7)  # RGB pngs in a depth folder: they fail, as depth maps should
+    run_cli("index", lib, "-c", "linked", "--model", "random:tiny")
+    link = tmp_path / "d"
+    link.symlink_to(lib)
+    write_depth_png(lib / "scans" / "b.png", 900 + 10 * np.arange(24 * 32).reshape(24, 32))  # added
+    (lib / "scans" / "p0.png").unlink()  # deleted
+    code, out, err = run_cli("index", link, "-c", "linked", "--json")
+    report = json.loads(out)
+    assert (report["new"], report["unchanged"]) == (1, 1) and report["guessed"][0]["modality"] == "depth", err
+    code, out, err = run_cli("index", lib, "-c", "linked", "--json")
+    assert (json.loads(out)["new"], json.loads(out)["unchanged"]) == (0, 2), err
+    rows = {(i.path, i.modality) for i in Collection.open("linked").catalog.items()}
+    assert rows == {(str(lib / "scans" / "a.png"), "depth"), (str(lib / "scans" / "b.png"), "depth")}
+
+    parent = tmp_path / "lib"  # the parent of the link's target: its files are the ones indexed through the link
+    link2 = tmp_path / "L"
+    link2.symlink_to(lib / "scans")
+    run_cli("index", link2, "-c", "parent", "--model", "random:tiny", "--modality", "depth")
+    write_depth_png(lib / "scans" / "c.png", 300 + 20 * np.arange(24 * 32).reshape(24, 32))
+    (lib / "scans" / "a.png").unlink()
+    code, out, err = run_cli("index", parent, "-c", "parent", "--modality", "depth", "--json")
+    report = json.loads(out)
+    assert (report["new"], report["unchanged"], report["removed"]) == (1, 1, 1), err
+    assert {i.path for i in Collection.open("parent").catalog.items()} == {str(link2 / "b.png"), str(link2 / "c.png")}

@@ -42,3 +42,14 @@ def test_the_executable_exits_at_once_with_its_output_and_status(tmp_path):
     assert missing.returncode == 1 and missing.stderr.startswith("error: no collection 'nope'")
     usage = subprocess.run([*run, "search"], env=env, capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2
+    # Started with its output closed (a daemon's `1>&-`): still status 0, no traceback (sys.stdout is None).
+    import shlex
+
+    closed = subprocess.run(["bash", "-c", " ".join(map(shlex.quote, [*run, "list"])) + " 1>&-"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
+    # Exit functions still run: a temporary folder still open (serve's uploads, stopped by Ctrl-C) is removed.
+    script = ("import sys, tempfile\nfrom cli.main import console\nheld = tempfile.TemporaryDirectory()\n"
+              "print(held.name)\nsys.argv = ['bindsearch', 'list']\nconsole()\n")
+    left = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert left.returncode == 0 and not os.path.exists(left.stdout.splitlines()[0]), left.stderr

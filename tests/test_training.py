@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,32 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
     code, out, err = run_cli("bench", "zeroshot", "--root", tmp_path / "classes", "--modality", "tactile",
                              "--model", tmp_path / "tactile-model", "--json", "--no-cache")
     assert code == 0, err
+    # One checkpoint with the shipped towers and this one: in a process that has not built it yet, a text search
+    # builds only the towers it needs, yet the collection's own modality must stay one it knows (it comes with
+    # its tower, which is then built too).
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file, save_file
+
+    from bindsearch.models.specs import MINI_DIR
+
+    six = tmp_path / "six"
+    six.mkdir()
+    configs = [json.loads((d / "config.json").read_text()) for d in (MINI_DIR, tmp_path / "tactile-model")]
+    (six / "config.json").write_text(json.dumps({**configs[0], "towers": {**configs[0]["towers"],
+                                                                          **configs[1]["towers"]}}))
+    save_file({**load_file(MINI_DIR / "model.safetensors"), **load_file(tmp_path / "tactile-model" /
+                                                                         "model.safetensors")},
+              str(six / "model.safetensors"))
+    touch = Collection.open(tmp_path / "six-touch", model=str(six))
+    assert touch.add([tmp_path / "maps"], modality="tactile", workers=0).new == 48
+    script = ("import sys\nfrom cli.main import main\n"
+              "sys.argv = ['bindsearch', 'search', 'pressure on the left', '-c', sys.argv[1], '--json']\nmain()\n")
+    found = subprocess.run([sys.executable, "-c", script, str(tmp_path / "six-touch")], capture_output=True,
+                           text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert found.returncode == 0 and '"modality": "tactile"' in found.stdout, found.stderr[-2000:]
     assert json.loads(out)["directions"]["tactile->class"]["top1"] >= 50  # four sides: chance is 25
 
 

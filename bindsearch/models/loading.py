@@ -297,6 +297,15 @@ def _load_minis(specs: Sequence[str]) -> EmbeddingModel:
     return model
 
 
+def _named(modality: str) -> str:
+    """`canonical_modality`, but a name it does not know yet passes: a mini checkpoint's own modality is known
+    once its model is built."""
+    try:
+        return canonical_modality(modality)
+    except ValueError:
+        return modality.lower()
+
+
 def _mini_name(specs: Sequence[str], directories: Sequence[Path | None]) -> str:
     return next(s for s, d in zip(specs, directories, strict=True) if d is not None)
 
@@ -326,7 +335,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         raise ModelLoadError("no model spec given")
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
-    towers = None if modalities is None else [canonical_modality(m) for m in modalities]
+    towers = None if modalities is None else [_named(m) for m in modalities]
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0], modalities=towers)
         return model.to(device_, dtype_).eval().requires_grad_(False)

@@ -273,8 +273,11 @@ class MiniModel(EmbeddingModel):
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing; train with `bindsearch train` or reinstall bindsearch")
         config = json.loads((directory / "config.json").read_text())
-        if modalities is not None:
-            towers = config["towers"]
+        towers = config["towers"]
+        # Every tower when one asked for is not there (the error then names them all) or when a tower reads a
+        # modality of its own (building it teaches `media` that modality, which its collection's rows name).
+        if modalities is not None and all(m in towers or m == "text" for m in modalities) and \
+                not any(entry.get("input") for entry in towers.values()):
             keep = [m for m in towers if m in modalities] or list(towers)[:1]
             config = {**config, "towers": {m: towers[m] for m in keep}}
         model = cls.from_config(config)
