@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -72,7 +73,12 @@ def console() -> None:
     """The `bindsearch` executable: `main`, then straight out of the process. Unloading torch and LanceDB at exit
     took 0.7 s of every command, where a `search` in a warm process answers in 0.03 s. Nothing is left to write by
     then: catalog commits and saved indexes are written (and synced) before a command returns, and the exit
-    functions (temporary folders, logging) run first; what is skipped is the unloading of modules."""
+    functions (temporary folders, logging) run first; what is skipped is the unloading of modules.
+
+    SIGTERM (`kill`, systemd, a container's stop) leaves as Ctrl-C does: `index` stops its decoder processes and
+    says what was kept, `serve` closes its socket. By default it killed the process on the spot, and a decoder
+    process outlived it."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
         status = 0
@@ -88,6 +94,10 @@ def console() -> None:
             pass
     atexit._run_exitfuncs()  # 6 ms: temporary folders (serve's uploads), logging; what os._exit would skip
     os._exit(status)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_reporting_errors(command: Callable[[], object]) -> None:

@@ -671,3 +671,21 @@ def test_index_with_nothing_changed_imports_no_torch(tmp_path, home, cli):
     run = subprocess.run([sys.executable, "-c", check], env={**os.environ, "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and '"unchanged": 3' in run.stdout, run.stderr[-2000:]
+
+
+def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path, home, tiny_model):
+    """`kill` (systemd, a container's stop) killed the process on the spot: no socket closed, and an `index`'s
+    decoder process outlived it. It now leaves as Ctrl-C does."""
+    import signal
+
+    picture = write_image(tmp_path / "pics" / "a.png", np.full((32, 32, 3), 90, np.uint8))
+    Collection.open("term", model=tiny_model).add([picture], workers=0)
+    run = [sys.executable, "-c", "import sys; from cli.main import console; sys.argv[0] = 'bindsearch'; console()"]
+    server = subprocess.Popen([*run, "serve", "-c", "term", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert server.stderr.readline().startswith("serving term")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0  # closed as after Ctrl-C (by default: -15, killed)
+    finally:
+        server.kill()
