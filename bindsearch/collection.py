@@ -265,8 +265,9 @@ class Collection:
         return self._query(text, files, file_modality, at)[0]
 
     def _query(self, text: str | Sequence[str] | None, files: PathsArg, file_modality: str | None,
-               at: float | None) -> tuple[np.ndarray, set[int]]:
-        """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out)."""
+               at: float | None) -> tuple[np.ndarray, set[int], set[str]]:
+        """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out,
+        every spelling of its files: what a search leaves out otherwise)."""
         from bindsearch import media
 
         files = given_paths(files, "file")
@@ -314,7 +315,8 @@ class Collection:
                     parts.append(model.encode(kind, [media.read_text(path) if kind == "text" else path]).numpy())
         if not parts:
             raise CollectionError("nothing to search with: give a text, a file, or both")
-        return _unit(np.concatenate(parts).astype(np.float32).mean(axis=0)), used
+        query = _unit(np.concatenate(parts).astype(np.float32).mean(axis=0))
+        return query, used, {str(p) for spelt_as in spelt.values() for p in spelt_as}
 
     def search(self, text: str | Sequence[str] | None = None, files: PathsArg = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
@@ -327,8 +329,8 @@ class Collection:
         file (see `query_vector`), and only that moment is left out: other moments of the file may come back.
         `under` keeps only files at or below these folders (or files).
         """
-        query, used = self._query(text, files, file_modality, at)
-        exclude = {str(p) for p in self.spellings(given_paths(files, "file"))} if at is None else set()
+        query, used, spelt = self._query(text, files, file_modality, at)
+        exclude = spelt if at is None else set()
         return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used, under=under)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,

@@ -144,6 +144,7 @@ def test_zeroshot_cli_on_class_folders_and_on_esc50(tmp_path):
     result = invoke("zeroshot", "--root", str(tmp_path / "ESC-50-master"), "--model", "random:tiny", "--fold", "1")
     assert result["dataset"] == "esc50" and result["modalities"] == ["audio"] and result["n_items"] == 3
     assert result["classes"] == ["dog", "chirping_birds", "vacuum_cleaner"]  # ordered by ESC-50's target column
+    assert set(result["directions"]["audio->class"]) == {"top1", "n_items"}  # top-5 only with more than 5 classes
 
 
 def test_kinetics_flat_layout_labels_clips_by_youtube_id(tmp_path):
