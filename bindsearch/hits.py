@@ -47,15 +47,17 @@ class Hit:
 
 
 def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],
-                  at: float | None = None, under: Sequence[str | Path] = ()) -> dict:
+                  at: float | None = None, under: Sequence[str | Path] = (),
+                  words: Callable[[Hit], str | None] = Hit.words) -> dict:
     """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
     one was asked for; `under`: the folders searched, when restricted) and its ranked hits (a text hit with its
-    words, a window of a long file with its start and end in seconds, and as a player shows them: "1:15.5-1:25.5")."""
+    `words`, a window of a long file with its start and end in seconds, and as a player shows them:
+    "1:15.5-1:25.5")."""
     rows = []
     for rank, h in enumerate(hits, 1):
         row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
         if h.modality == "text":
-            row["text"] = h.words()
+            row["text"] = words(h)
         if h.start is not None:
             row["start"], row["end"], row["moment"] = h.start, h.end, h.moment()
         rows.append(row)

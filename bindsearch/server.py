@@ -26,9 +26,11 @@ indexes. Searches run one at a time; the rest wait their turn.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import mimetypes
+import os
 import re
 import socket
 import sys
@@ -40,13 +42,15 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from stat import S_ISREG
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from bindsearch.collection import Collection, absolute, search_result
 from bindsearch.errors import catalog_advice, is_catalog_error
-from bindsearch.media import MediaError
+from bindsearch.hits import Hit
+from bindsearch.media import MediaError, read_text
 
 __all__ = ["DEFAULT_PORT", "SearchServer", "ServeError", "serve"]
 
@@ -60,9 +64,10 @@ class ServeError(RuntimeError):
 class RequestError(ValueError):
     """What the client asked for cannot be answered: status 400 (or the given one) and one line."""
 
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST, headers: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 class SearchServer(ThreadingHTTPServer):
@@ -114,13 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._answer(self._post)
 
+    def do_HEAD(self) -> None:  # noqa: N802 - uptime monitors and `curl -I`: GET's status and headers, no body
+        self._answer(self._get)
+
     def _refuse(self) -> None:
         def route(path: str, _: dict) -> dict:
             raise RequestError(f"{self.command} is not served; GET or POST {path}", HTTPStatus.METHOD_NOT_ALLOWED)
 
         self._answer(route)
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (a method it has no handler for, a malformed request line, a URI too long)
@@ -159,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/":
             return _Raw(_PAGE.read_bytes(), "text/html; charset=utf-8")
         if route in ("/file", "/preview"):
+            _known(params, route, ("id",))
             return self._file(params, preview=route == "/preview")
         if route == "/health":
             problem = self.server.unavailable()
@@ -169,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/info":
             return col.stats()
         if route == "/search":
+            _known(params, "GET /search", ("q", "modality", "k", "every_window", "under", "at"))
             if "at" in params:  # a text has no moments: say so rather than search without it
                 raise RequestError("at picks a moment of one query file: POST the file's bytes (or one path in "
                                    "JSON) with at=")
@@ -184,6 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"no route POST {route}; POST /search", HTTPStatus.NOT_FOUND)
         body = self._body()
         if self.headers.get_content_type() == "application/json":
+            if params:  # k=1 beside a JSON body would be searched without: say where it goes
+                raise RequestError(f"{next(iter(params))}= in the query string: a JSON body holds every field "
+                                   f"({', '.join(_JSON_FIELDS)})")
             try:
                 query = json.loads(body or b"{}")
             except (ValueError, RecursionError) as exc:  # malformed, not UTF-8, or nested past the recursion limit
@@ -197,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             paths = [paths] if isinstance(paths, str) else paths  # one path, as "under" takes one folder
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 raise RequestError("\"paths\" must be a list of paths in the collection")
+            if len(paths) > MAX_LIST:
+                raise RequestError(f"{len(paths)} paths: a query fuses at most {MAX_LIST}")
             self._check_indexed(paths)
             modality = query.get("modality")
             modality = [modality] if isinstance(modality, str) else modality
@@ -205,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._search(text, paths, None, modality, _k(query.get("k")),
                                 _every_window(query.get("every_window")), _at(query.get("at")),
                                 under=_under(query.get("under")))
+        _known(params, "POST /search with a file",
+               ("name", "q", "modality", "k", "file_modality", "every_window", "at", "under"))
         name = Path(_one(params, "name") or "").name
         if name in ("", ".", ".."):
             raise RequestError("POST /search with a file's bytes needs ?name=FILE (its extension tells its "
@@ -216,9 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
             upload = Path(tmp) / name
             try:
                 upload.write_bytes(body)
-            except OSError as exc:  # a name the file system refuses (too long, say)
-                raise RequestError(f"{name[:80]}: cannot be stored under that name ({exc.strerror}); "
-                                   "send a shorter ?name=") from None
+            except (OSError, ValueError) as exc:  # a name the file system refuses (too long, a NUL byte)
+                why = exc.strerror if isinstance(exc, OSError) else exc
+                raise RequestError(f"{name[:80]!r}: cannot be stored under that name ({why}); send another "
+                                   "?name=") from None
             try:
                 return self._search(text, [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")),
@@ -240,32 +258,67 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
                               every_window=every_window, at=at, under=under)
-        return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
+        return search_result(col.name, text, shown if shown is not None else files, hits, at, under, self._words)
+
+    def _words(self, hit: Hit) -> str | None:
+        """A text hit's words, read only while its file is the one indexed (never a link put in its place since)."""
+        try:
+            with self._indexed(hit.id) as (f, _):
+                return read_text(Path(f.name))
+        except (RequestError, MediaError):
+            return None
 
     def _file(self, params: dict[str, list[str]], preview: bool) -> _Raw:
         """An indexed file's bytes (or the range asked for), found by its catalog id: no other file is served."""
         value = _one(params, "id") or ""
         if not _digits(value):
             raise RequestError("/file needs ?id=N, a hit's id")
-        wanted = int(value)
+        raw = None
+        try:
+            with self._indexed(int(value)) as (f, item):
+                path = Path(item.path)
+                if preview and item.modality in ("image", "infrared", "depth"):
+                    png = _preview_png(path, item.modality)
+                    if png is not None:
+                        return _Raw(png, "image/png")
+                size = os.fstat(f.fileno()).st_size
+                ranged = _byte_range(self.headers.get("Range"), size)
+                first, last = ranged or (0, size - 1)
+                headers = {"Accept-Ranges": "bytes"}
+                if ranged is not None:
+                    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+                kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                raw = _Raw(b"", kind, HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK, headers,
+                           file=(os.dup(f.fileno()), first, last + 1 - first))
+        except BaseException:
+            if raw is not None:
+                os.close(raw.file[0])
+            raise
+        return raw
+
+    @contextlib.contextmanager
+    def _indexed(self, wanted: int):
+        """(open file, catalog item) of item `wanted`, while its file is the one indexed: the same size and mtime
+        as the catalog holds. A file changed since, or a link to another file put in its place (a shared folder),
+        is refused (409): the server reads nothing its collection did not index."""
         item = self.server.collection.catalog.pinned().get([wanted]).get(wanted) if wanted < 1 << 63 else None
         if item is None:
-            raise RequestError(f"no item {value} in the collection", HTTPStatus.NOT_FOUND)
-        path = Path(item.path)
-        if not path.is_file():
-            raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND)
-        if preview and item.modality == "depth":
-            return _Raw(_depth_png(path), "image/png")
-        size = path.stat().st_size
-        first, last = _byte_range(self.headers.get("Range"), size)
-        with open(path, "rb") as f:
-            f.seek(first)
-            body = f.read(last + 1 - first)
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if (first, last) == (0, size - 1) and not self.headers.get("Range"):
-            return _Raw(body, kind, headers={"Accept-Ranges": "bytes"})
-        return _Raw(body, kind, HTTPStatus.PARTIAL_CONTENT,
-                    {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{size}"})
+            raise RequestError(f"no item {wanted} in the collection", HTTPStatus.NOT_FOUND)
+        try:
+            f = open(item.path, "rb")  # noqa: SIM115 - closed below, after the answer is built
+        except OSError:
+            raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND) from None
+        with f:
+            stat = os.fstat(f.fileno())
+            if not S_ISREG(stat.st_mode):
+                raise RequestError(f"{item.path} is no longer a file", HTTPStatus.NOT_FOUND)
+            if (stat.st_size, stat.st_mtime) != (item.size, item.mtime):
+                raise RequestError(f"{item.path} changed since it was indexed; run bindsearch index again",
+                                   HTTPStatus.CONFLICT)
+            yield f, item
+            now = os.stat(item.path)  # what was read by its path (a decoder's) was this same file
+            if (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino):
+                raise RequestError(f"{item.path} changed while it was read; ask again", HTTPStatus.CONFLICT)
 
     def _check_indexed(self, paths: list[str]) -> None:
         for p in paths:
@@ -294,49 +347,78 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"the body is {int(length)} bytes, over this server's limit of "
                                f"{self.server.max_upload} (bindsearch serve --max-upload-mb)",
                                HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        return self.rfile.read(int(length))
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):  # the client stopped sending: a cut-off file would be searched as it is
+            raise RequestError(f"the body ended after {len(body)} of its {int(length)} bytes (Content-Length)")
+        return body
 
     def _answer(self, route) -> None:
         start = time.perf_counter()
         url = urlsplit(self.path)
         try:
-            status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", parse_qs(url.query))
+            try:
+                params = parse_qs(url.query, errors="strict")
+            except UnicodeDecodeError:
+                raise RequestError("the query string is not UTF-8 once %-decoded; send UTF-8") from None
+            status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", params)
             if isinstance(answer, _Raw):
                 status = answer.status
         except RequestError as exc:
-            status, answer = exc.status, {"error": str(exc)}
+            status, answer = exc.status, _Raw(json.dumps({"error": str(exc)}).encode(), "application/json",
+                                              exc.status, exc.headers)
         except Exception as exc:
             status, answer = self._failure(exc)
         raw = answer if isinstance(answer, _Raw) else _Raw(json.dumps(answer, default=str).encode(), "application/json")
+        try:
+            self._send(raw, status)
+        finally:
+            if raw.file is not None:
+                os.close(raw.file[0])
+        if self.server.log:
+            ms = (time.perf_counter() - start) * 1e3
+            print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)
+
+    def _send(self, raw: _Raw, status: HTTPStatus) -> None:
         data = raw.body
+        length = raw.file[2] if raw.file is not None else len(data)
         # After an error, or a GET that came with a body, unread bytes may be left: this connection cannot carry
         # another request.
         self.close_connection = (self.close_connection or status >= 400
                                  or (self.command == "GET" and self.headers.get("Content-Length", "0") != "0"))
         self.send_response(status)
         self.send_header("Content-Type", raw.content_type)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(length))
         for name, value in raw.headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
-            try:
+        if self.command == "HEAD":
+            return
+        try:
+            if raw.file is None:
                 self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client left before the answer: nothing to tell
-                self.close_connection = True
                 return
-        if self.server.log:
-            ms = (time.perf_counter() - start) * 1e3
-            print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)
+            fd, offset, left = raw.file
+            while left > 0:  # a file of any size, a chunk at a time
+                chunk = os.pread(fd, min(left, 1 << 20), offset)
+                if not chunk:  # cut short since: the client sees fewer bytes than promised, and the connection close
+                    self.close_connection = True
+                    return
+                self.wfile.write(chunk)
+                offset, left = offset + len(chunk), left - len(chunk)
+        except (BrokenPipeError, ConnectionResetError):  # the client left before the answer: nothing to tell
+            self.close_connection = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         """Quiet: `_answer` logs one line per request."""
 
 
 _PAGE = Path(__file__).parent / "web" / "index.html"
-_MAX_RANGE = 16 << 20  # bytes a single answer carries: players ask for the rest range by range
+
+MAX_LIST = 100
+"""Paths a JSON query fuses, and folders `under` takes, at most: each is looked up in the catalog while the one
+search lock is held, and thousands held every other client for seconds."""
 
 
 @dataclass
@@ -347,36 +429,61 @@ class _Raw:
     content_type: str
     status: HTTPStatus = HTTPStatus.OK
     headers: dict[str, str] = field(default_factory=dict)
+    file: tuple[int, int, int] | None = None
+    """(file descriptor, offset, length) sent after `body` in its place, a chunk at a time; closed once sent."""
 
 
-def _byte_range(header: str | None, size: int) -> tuple[int, int]:
-    """(first, last) byte of `Range: bytes=a-b` (or `a-`, `-n`) within a file of `size`, at most `_MAX_RANGE`."""
-    if not header:
-        first, last = 0, size - 1
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of `Range: bytes=a-b` (or `a-`, `-n`) within a file of `size`; None for the whole file:
+    no Range, or one this server ignores, as HTTP lets it (another unit than bytes, several ranges)."""
+    if not header or not header.strip().startswith("bytes=") or "," in header:
+        return None
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if match is None or match.groups() == ("", ""):
+        raise _unsatisfiable(f"Range {header!r} is not a byte range", size)
+    a, b = match.groups()
+    first, last = (int(a), int(b) if b else size - 1) if a else (max(0, size - int(b)), size - 1)
+    if first >= size or first > last:
+        raise _unsatisfiable(f"Range {header!r} is outside the file's {size} bytes", size)
+    return first, min(last, size - 1)
+
+
+def _unsatisfiable(message: str, size: int) -> RequestError:
+    return RequestError(message, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, {"Content-Range": f"bytes */{size}"})
+
+
+_SHOWN = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"}
+"""Image formats every browser shows, as they are, when 8 bits a channel."""
+
+
+def _preview_png(path: Path, modality: str) -> bytes | None:
+    """What a browser can show of an image, infrared frame or depth map, as an 8-bit PNG at most 1024 pixels on a
+    side; None for a picture shown as it is (an 8-bit JPEG, PNG, WebP...). A depth map is scaled to its own range,
+    near dark and far light (a 16-bit one in millimetres shows near black); a 16-bit or float frame (raw thermal)
+    is stretched as indexing reads it; a TIFF, HEIC or AVIF is converted."""
+    from PIL import Image, ImageOps
+
+    from bindsearch.media.image import image_for_display, read_depth
+
+    if modality == "depth":
+        depth = read_depth(path)
+        low, high = float(depth.min()), float(depth.max())
+        image = Image.fromarray(((depth - low) / max(high - low, 1e-6) * 255).round().astype(np.uint8), mode="L")
     else:
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-        if match is None or match.groups() == ("", ""):
-            raise RequestError(f"Range {header!r} is not one byte range", HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-        a, b = match.groups()
-        first, last = (int(a), int(b) if b else size - 1) if a else (max(0, size - int(b)), size - 1)
-        if first >= size or first > last:
-            raise RequestError(f"Range {header!r} is outside the file's {size} bytes",
-                               HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-    return first, min(last, size - 1, first + _MAX_RANGE - 1)
-
-
-def _depth_png(path: Path) -> bytes:
-    """A depth map as an 8-bit grayscale PNG, near dark and far light, scaled to its own range of depths."""
-    from PIL import Image
-
-    from bindsearch.media.image import read_depth
-
-    depth = read_depth(path)
-    low, high = float(depth.min()), float(depth.max())
-    pixels = ((depth - low) / max(high - low, 1e-6) * 255).round().astype(np.uint8)
+        image = image_for_display(path, 1024)
+        if image is None:
+            return None
+    image = ImageOps.contain(image, (1024, 1024)) if max(image.size) > 1024 else image
     out = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(out, format="PNG")
+    image.save(out, format="PNG")
     return out.getvalue()
+
+
+def _known(params: dict[str, list[str]], route: str, names: tuple[str, ...]) -> None:
+    """Refuse a parameter the route does not take: a misspelt `modalty=` or `undr=` would search without it."""
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise RequestError(f"{route} takes no {unknown[0]}=; it takes {', '.join(names)}")
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
@@ -442,6 +549,8 @@ def _under(value: object) -> list[Path]:
         return []
     if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
         raise RequestError("under must be a path or a list of paths")
+    if len(values) > MAX_LIST:
+        raise RequestError(f"{len(values)} folders in under: give at most {MAX_LIST} (their common folder, say)")
     for v in values:
         _unicode(v, "under")
     relative = [v for v in values if not Path(v).is_absolute()]

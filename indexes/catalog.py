@@ -169,6 +169,9 @@ class Catalog:
         its version numbers start again, and what was read of the old one (a FAISS index held in memory) must
         not be taken for the new one.
         """
+        if not (Path(self.directory) / f"{TABLE}.lance").is_dir():  # lancedb.connect would make the folder anew
+            raise CatalogError(f"the collection {self.directory} is gone (deleted or moved); put it back, or open "
+                               "another")
         table = lancedb.connect(self.directory).open_table(TABLE)
         table.checkout(self.version)
         if (table.schema.metadata or {}).get(_COLLECTION_KEY, b"").decode() != self.collection_id:

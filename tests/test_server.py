@@ -119,6 +119,14 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/file?id=%C2%B2", None, None, 400, "/file needs ?id=N"),  # '²' passes str.isdigit, not int()
     ("/search?q=x&k=%C2%B2", None, None, 400, "k must be a whole number"),
     ("/search", b"", None, 405, "PUT is not served"),
+    # A misspelt or misplaced parameter would search without it (a dropped under= shows excluded folders).
+    ("/search?q=x&modalty=video", None, None, 400, "GET /search takes no modalty=; it takes q, modality"),
+    ("/search?name=a.png&modalities=video", b"bytes", None, 400, "POST /search with a file takes no modalities="),
+    ("/search?k=1&modality=video", None, {"text": "x"}, 400, "k= in the query string: a JSON body holds every field"),
+    ("/file?id=1&range=0-9", None, None, 400, "/file takes no range=; it takes id"),
+    ("/search?q=%ff%fe", None, None, 400, "the query string is not UTF-8"),
+    ("/search", None, {"text": "x", "under": ["/a"] * 101}, 400, "101 folders in under: give at most 100"),
+    ("/search", None, {"paths": ["/a"] * 101}, 400, "101 paths: a query fuses at most 100"),
 ])
 def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
     got, answer = call(server, path, body, json_body, method="PUT" if status == 405 else None)
@@ -145,10 +153,14 @@ def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request
     connection.request("GET", "/health", body=b"hello", headers={"Content-Length": "5"})  # a GET with a body
     assert connection.getresponse().read() and connection.sock is None  # closed: its body is never read as a request
     connection = http.client.HTTPConnection(host, port, timeout=30)
-    connection.request("HEAD", "/search")
+    connection.request("HEAD", "/health")  # uptime monitors, curl -I: GET's status and length, no body
     response = connection.getresponse()
-    assert response.status == 405 and response.getheader("Content-Type") == "application/json" and not response.read()
-    assert call(server, "/search?name=" + "a" * 300 + ".png", body=b"x")[1]["error"].endswith("send a shorter ?name=")
+    assert response.status == 200 and int(response.getheader("Content-Length")) > 0 and not response.read()
+    connection.request("HEAD", "/search")  # the same connection: nothing was left unread
+    response = connection.getresponse()
+    assert response.status == 400 and response.getheader("Content-Type") == "application/json" and not response.read()
+    assert call(server, "/search?name=" + "a" * 300 + ".png", body=b"x")[1]["error"].endswith("send another ?name=")
+    assert call(server, "/search?name=a%00.png", body=b"x")[1]["error"].startswith("'a\\x00.png': cannot be stored")
     for method in ("OPTIONS", "TRACE", "BREW"):  # http.server's own refusals are JSON too
         connection = http.client.HTTPConnection(host, port, timeout=30)
         connection.request(method, "/search")
@@ -306,9 +318,10 @@ def test_a_collection_deleted_or_made_anew_under_the_server_is_a_503_in_one_line
         assert call(srv, "/search?q=dog")[0] == 200 and call(srv, "/health") == (200, {
             "ok": True, "collection": "copy", "items": len(col.catalog)})
         shutil.rmtree(copy)
-        for path in ("/health", "/search?q=dog", "/info", "/file?id=0"):
+        for path in ("/health", "/search?q=dog", "/info", "/file?id=0", "/preview?id=0"):
             status, answer = call(srv, path)
             assert status == 503 and "is gone (deleted or moved)" in answer["error"], (path, answer)
+        assert not copy.exists()  # asking made no empty folder in its place: moving it back still works
         status, answer = call(srv, "/search", json_body={"paths": [str(files["image"])]})
         assert status == 503 and "\n" not in answer["error"] and ".rs:" not in answer["error"]
         Collection.open(copy, model=col.model).add([files["image"]], workers=0)  # another collection, same place
@@ -318,6 +331,74 @@ def test_a_collection_deleted_or_made_anew_under_the_server_is_a_503_in_one_line
         status, answer = call(srv, "/search?name=query.png", body=files["image"].read_bytes())  # an upload too
         assert status == 503 and "deleted and created again" in answer["error"]
         assert call(srv, "/health")[1]["ok"] is False
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_browser(tmp_path):
+    """A file of any size comes whole with 200 when no range is asked (it came cut at 16 MiB, as a 206); a Range
+    this server does not take is ignored, as HTTP says; pictures a browser cannot show (16-bit infrared, TIFF) are
+    previewed as 8-bit PNGs; and an indexed file swapped for a link elsewhere is not read."""
+    import http.client
+    import io
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    media, secret = tmp_path / "media", tmp_path / "secret.txt"
+    (media / "infrared").mkdir(parents=True)
+    raw = (6825 + np.arange(48 * 64).reshape(48, 64) % 1096).astype(np.uint16)  # a raw thermal frame, 16 bits
+    Image.fromarray(raw).save(media / "infrared" / "raw.png")
+    Image.fromarray(np.full((40, 56, 3), 120, np.uint8)).save(media / "scan.tif")
+    Image.fromarray(np.full((40, 56, 3), 200, np.uint8)).save(media / "photo.jpg")
+    (media / "long.txt").write_text("words of a long transcript " * 700_000)  # 18.9 MB
+    (media / "note.txt").write_text("a note about a dog")
+    secret.write_text("the host's secret")
+    col = Collection.open(tmp_path / "collection", model="random:tiny", device="cpu")
+    assert col.add([media], workers=0).ok
+    srv = SearchServer(col, port=0, log=False)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ids = {Path(i.path).name: i.id for i in col.catalog.items()}
+        data = (media / "long.txt").read_bytes()
+        status, headers, body = fetch(srv, f"/file?id={ids['long.txt']}")
+        assert status == 200 and body == data and "Content-Range" not in headers
+        for ignored in ("items=0-5", "bytes=0-1,5-6"):
+            assert fetch(srv, f"/file?id={ids['long.txt']}", {"Range": ignored})[:3:2] == (200, data)
+        status, headers, _ = fetch(srv, f"/file?id={ids['long.txt']}", {"Range": f"bytes={len(data)}-"})
+        assert status == 416 and headers["Content-Range"] == f"bytes */{len(data)}"
+
+        status, headers, body = fetch(srv, f"/preview?id={ids['raw.png']}")
+        shown = np.asarray(Image.open(io.BytesIO(body)))
+        assert status == 200 and headers["Content-Type"] == "image/png" and shown.dtype == np.uint8
+        assert shown.min() == 0 and shown.max() == 255 and shown.shape == raw.shape  # stretched, not near black
+        status, headers, body = fetch(srv, f"/preview?id={ids['scan.tif']}")
+        assert (status, Image.open(io.BytesIO(body)).format) == (200, "PNG")
+        assert fetch(srv, f"/preview?id={ids['photo.jpg']}")[2] == (media / "photo.jpg").read_bytes()
+
+        hits = call(srv, "/search?q=dog&modality=text")[1]["hits"]
+        assert {h["text"] for h in hits} >= {"a note about a dog"}
+        (media / "note.txt").unlink()
+        (media / "note.txt").symlink_to(secret)  # someone with write access to an indexed folder
+        status, answer = call(srv, f"/file?id={ids['note.txt']}")
+        assert status == 409 and "changed since it was indexed; run bindsearch index again" in answer["error"]
+        hits = call(srv, "/search?q=dog&modality=text")[1]["hits"]
+        assert "secret" not in json.dumps(hits)
+        assert [h["text"] for h in hits if h["path"].endswith("note.txt")] == [None]
+
+        host, port = srv.server_address[:2]
+        with socket.create_connection((host, port), timeout=30) as sock:  # a client that stops mid-upload
+            sock.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n12345")
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.makefile("rb").read()
+        assert b" 400 " in answer.split(b"\r\n")[0] and b"the body ended after 5 of its 20 bytes" in answer
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("HEAD", f"/file?id={ids['long.txt']}")
+        response = connection.getresponse()
+        assert response.status == 200 and int(response.getheader("Content-Length")) == len(data) and not response.read()
     finally:
         srv.shutdown()
         srv.server_close()

@@ -7,6 +7,7 @@ import importlib.util
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,7 +16,10 @@ import torch.nn.functional as F
 from bindsearch.media.errors import MediaError
 from bindsearch.modalities import Preprocess
 
-__all__ = ["load_depth", "load_image", "load_infrared", "read_depth", "to_model_input"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["image_for_display", "load_depth", "load_image", "load_infrared", "read_depth", "to_model_input"]
 
 
 def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
@@ -152,6 +156,35 @@ def _stretched(values: np.ndarray, path: Path) -> np.ndarray:
 
 
 load_infrared = load_image  # LanguageBind's thermal tower takes infrared frames exactly as images
+
+
+_BROWSER_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
+_EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+
+
+def image_for_display(path: str | Path, fit: int) -> Image.Image | None:
+    """What a browser can show of an image file, as an 8-bit picture upright by its EXIF orientation (a JPEG
+    decoded at a reduced scale down to `fit`), or None where the file itself shows as it is: an 8-bit JPEG, PNG,
+    GIF, WebP or BMP. A 16-bit or float frame (raw thermal) is stretched as `load_image` reads it; a TIFF, HEIC or
+    AVIF is converted. Raises MediaError naming the file."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as probe:  # its header alone
+            if probe.format in _BROWSER_FORMATS and probe.mode in _EIGHT_BIT_MODES:
+                return None
+    except Exception:  # noqa: BLE001 - HEIC before its opener is registered, or broken: `_open` says which
+        pass
+    image = _open(path, fit)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError):
+        pass
+    if image.mode in _HIGH_DEPTH_MODES:
+        gray = _stretched(np.asarray(image, dtype=np.float32), path)
+        return Image.fromarray((gray * 255).round().astype(np.uint8), mode="L")
+    return image.convert("RGBA" if "A" in image.mode else "RGB")
 
 
 _NPY_RULE = "depth .npy must be a 2-D array: float in metres, or integer in millimetres (numpy.save)"
