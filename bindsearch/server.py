@@ -4,8 +4,10 @@ A search from the command line pays seconds to import torch and LanceDB and load
 milliseconds the search itself takes; a server pays them once. Routes (every answer is JSON):
 
 - `GET /`: a search page for people (text or a dropped file, hits with their images, players and words);
-- `GET /file?id=N`: the bytes of indexed file N (byte ranges too, so that players seek); `GET /preview?id=N` the
-  same, but a depth map as an 8-bit PNG scaled to its own range (a 16-bit one in millimetres shows near black);
+- `GET /file?id=N`: the bytes of indexed file N (byte ranges too, so that players seek), while it is the file
+  indexed (the same size and mtime; 409 once changed); `GET /preview?id=N` the same, but what a browser cannot
+  show as an 8-bit PNG: a depth map scaled to its own range (a 16-bit one in millimetres shows near black), a
+  16-bit infrared frame stretched, a TIFF, HEIC or AVIF converted;
 - `GET /health`: `{"ok": true, "collection", "items"}`; status 503 and `"ok": false` with an `error` while the
   collection cannot be read (its folder deleted, moved, or made anew since the server opened it);
 - `GET /info`: `Collection.stats()`, as `bindsearch info --json` prints it;
