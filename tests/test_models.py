@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -125,6 +126,77 @@ def test_checkpoints_of_different_spaces_are_refused(tmp_path):
     (other / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="cannot share a space"):
         load_model(f"{FIXTURES / 'image'},{other}", device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:the text tower of")  # the fixtures' random text weights differ too
+def test_text_towers_that_differ_are_refused_naming_the_field(tmp_path):
+    cfg = json.loads((FIXTURES / "depth" / "config.json").read_text())
+    cfg["text_config"]["hidden_act"] = "gelu" if cfg["text_config"].get("hidden_act") != "gelu" else "quick_gelu"
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURES / "depth", other)
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"text tower is not the image one's \(text\.[\w.]+: (quick_)?gelu, not "):
+        load_model(f"{FIXTURES / 'image'},{other}", device="cpu")
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("empty bin", r"pytorch_model.bin is empty \(a download cut short\?\); download it again"),
+    ("index not JSON", r"model.safetensors.index.json is not a shard index \(JSONDecodeError"),
+    ("index without weight_map", r"model.safetensors.index.json is not a shard index \(KeyError"),
+    ("config a list", r"config.json: a JSON object was expected, not list"),
+    ("config null", r"config.json: a JSON object was expected, not NoneType"),
+    ("shapes unlike config", r"does not match its config.json: size mismatch for text_projection.weight"),
+])
+def test_a_broken_checkpoint_is_one_line_naming_its_file(tmp_path, damage, says, run_cli):
+    """An interrupted download or a hand-edited config: one error line naming the file, never a traceback."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(FIXTURES / "depth", ckpt)
+    weights = next(p for p in ckpt.iterdir() if p.suffix in (".bin", ".safetensors"))
+    if damage == "empty bin":
+        weights.unlink()
+        (ckpt / "pytorch_model.bin").write_bytes(b"")
+    elif damage.startswith("index"):
+        shard = ckpt / "model-00001-of-00001.safetensors"
+        save_file({k: v.contiguous() for k, v in read_state_dict(ckpt).items()}, shard)
+        weights.unlink()
+        (ckpt / "model.safetensors.index.json").write_text("{weight_map: 1" if damage == "index not JSON" else "{}")
+    elif damage.startswith("config"):
+        (ckpt / "config.json").write_text("[1, 2]" if damage == "config a list" else "null")
+    else:
+        cfg = json.loads((ckpt / "config.json").read_text())
+        cfg["projection_dim"] = cfg["projection_dim"] // 2
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=says):
+        load_model(str(ckpt), device="cpu")
+    code, _, err = run_cli("encode", "text", "a dog", "--model", ckpt)
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_path_object_and_a_missing_relative_folder(tmp_path):
+    assert load_model(FIXTURES / "image", device="cpu").modalities == ("text", "image")
+    for spec in ("./nope", "../nope"):  # a folder, not a Hugging Face repo id
+        with pytest.raises(ModelLoadError, match=f"^{re.escape(spec)} is neither a checkpoint directory"):
+            load_model(spec)
+
+
+def test_embed_refuses_inputs_it_would_answer_wrongly(tiny_model):
+    size = tiny_model.preprocess["image"].image_size
+    x = torch.rand(2, 3, size, size)
+    assert tiny_model.embed("image", x[:0]).shape == (0, tiny_model.dim)
+    with pytest.raises(TypeError, match="takes a torch.Tensor, not numpy.ndarray"):
+        tiny_model.embed("image", x.numpy())
+    with pytest.raises(TypeError, match="takes preprocessed float pixels .* not torch.uint8"):
+        tiny_model.embed("image", (x * 255).to(torch.uint8))
+    x[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="item 1 of the batch holds NaN"):
+        tiny_model.embed("image", x)
+    ids = tiny_model.tokenize(["a dog"])
+    with pytest.raises(ValueError, match="token ids must lie in 0..49407"):
+        tiny_model.embed("text", ids + 50_000)
+    with pytest.raises(ValueError, match=r"token ids must be \(batch, at most 77\), got \(1, 100\)"):
+        tiny_model.embed("text", torch.zeros(1, 100, dtype=torch.long))
+    with pytest.raises(TypeError, match="takes token ids"):
+        tiny_model.embed("text", ids.float())
 
 
 def _fake_hub_cache(home: Path, repo: str, source: Path) -> None:

@@ -156,15 +156,48 @@ class EmbeddingModel(nn.Module):
     def embed(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed batch (token ids for 'text') -> (n, d) float32, L2-normalised, on the CPU."""
         modality = self.check_modality(modality)
+        self._check_batch(modality, batch)
+        if len(batch) == 0:
+            return torch.empty(0, self.dim)
         if modality == "text":
             batch = batch.to(self.device)
         else:
             batch = batch.to(self.device, self.dtype)
+            if not bool(torch.isfinite(batch).all()):  # on the device: a pass that costs next to nothing there
+                row = int((~torch.isfinite(batch.reshape(len(batch), -1))).any(1).nonzero()[0])
+                raise ValueError(f"embed({modality!r}, ...): item {row} of the batch holds NaN or infinite values")
         if modality in self._compiled:
             features = self._run_compiled(modality, batch).float()
         else:
             features = self.encode_batch(modality, batch).float()
         return torch.nn.functional.normalize(features, dim=-1).cpu()
+
+    def _check_batch(self, modality: str, batch: torch.Tensor) -> None:
+        """Refuse, in one line, inputs a tower would take and answer wrongly or with a shape error deep inside:
+        pixels not yet preprocessed (uint8), token ids outside the vocabulary or beyond the context (NaN is
+        refused once the batch is on the device)."""
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(f"embed takes a torch.Tensor, not {type(batch).__module__}.{type(batch).__name__} "
+                            "(torch.from_numpy turns an array into one)")
+        if modality == "text":
+            if batch.is_floating_point() or batch.is_complex():
+                raise TypeError(f"embed('text', ...) takes token ids (model.tokenize(texts)), not {batch.dtype}")
+            limits = self.token_limits()
+            if limits is not None and batch.numel():
+                vocabulary, context = limits
+                if batch.ndim != 2 or batch.shape[1] > context:
+                    raise ValueError(f"token ids must be (batch, at most {context}), got {tuple(batch.shape)}")
+                if int(batch.min()) < 0 or int(batch.max()) >= vocabulary:
+                    raise ValueError(f"token ids must lie in 0..{vocabulary - 1}, the vocabulary of {self.spec}; "
+                                     "model.tokenize(texts) gives them")
+            return
+        if not batch.is_floating_point():
+            raise TypeError(f"embed({modality!r}, ...) takes preprocessed float pixels (bindsearch.media.load), not "
+                            f"{batch.dtype}: raw values would be read unscaled and unnormalised")
+
+    def token_limits(self) -> tuple[int, int] | None:
+        """(vocabulary size, longest token sequence) of the text tower, where `embed` can check token ids."""
+        return None
 
     def compile_towers(self, modalities: Sequence[str] | None = None, batch_size: int | None = None,
                        freeze: bool | None = None) -> EmbeddingModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -40,11 +41,12 @@ class LanguageBindModel(EmbeddingModel):
         """
         first = anchor or configs[0]
         for cfg in configs:
-            if cfg.projection_dim != first.projection_dim or cfg.text != first.text:
-                raise ValueError(
-                    f"the {cfg.modality} checkpoint ({cfg.projection_dim}-d, text width {cfg.text.encoder.width}) "
-                    f"cannot share a space with the {first.modality} one ({first.projection_dim}-d, "
-                    f"text width {first.text.encoder.width})")
+            if cfg.projection_dim != first.projection_dim:
+                raise ValueError(f"the {cfg.modality} checkpoint ({cfg.projection_dim}-d) cannot share a space with "
+                                 f"the {first.modality} one ({first.projection_dim}-d)")
+            if cfg.text != first.text:
+                raise ValueError(f"the {cfg.modality} checkpoint's text tower is not the {first.modality} one's "
+                                 f"({_difference(cfg.text, first.text, 'text')}): they cannot share a space")
         model = cls(first.text, {c.modality: c.tower for c in configs}, first.projection_dim,
                     {c.modality: c.preprocess for c in configs})
         for c in configs:
@@ -74,6 +76,9 @@ class LanguageBindModel(EmbeddingModel):
             self._tokenizer = SimpleTokenizer(context_length=self.text_config.context_length)
         return self._tokenizer
 
+    def token_limits(self) -> tuple[int, int]:
+        return self.text_config.vocab_size, self.text_config.context_length
+
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """CLIP BPE (open_clip's vocabulary): strings -> (n, context_length) int64, zero-padded."""
         ids = self._bpe()(list(texts))
@@ -86,3 +91,13 @@ class LanguageBindModel(EmbeddingModel):
         """Whether each text's BPE tokens, with start and end of text, exceed the context (77 in CLIP)."""
         room = self.text_config.context_length - 2
         return [len(self._bpe().encode(t)) > room for t in texts]
+
+
+def _difference(a: object, b: object, name: str) -> str:
+    """The first field in which two (nested) config dataclasses differ: 'text.encoder.act: gelu, not quick_gelu'."""
+    if dataclasses.is_dataclass(a) and type(a) is type(b):
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if x != y:
+                return _difference(x, y, f"{name}.{f.name}")
+    return f"{name}: {a}, not {b}"

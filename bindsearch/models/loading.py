@@ -60,7 +60,7 @@ def resolve_checkpoint(spec: str) -> Path:
         repo = spec[len("hf-hub:"):]
     if repo is None and spec.startswith("languagebind:"):
         raise ModelLoadError(f"unknown model alias {spec!r}; known: {', '.join(sorted(ALIASES))}")
-    if repo is None and re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not path.exists():
+    if repo is None and re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", spec) and not path.exists():  # not ./x
         repo = spec
     if repo is None:
         raise ModelLoadError(f"{spec} is neither a checkpoint directory nor a known model name "
@@ -89,8 +89,11 @@ def _load_file(path: Path, keep: Callable[[str], bool] | None = None) -> dict[st
     except FileNotFoundError:
         raise ModelLoadError(f"{path} is missing; the checkpoint is incomplete, {_download_again(path)}") from None
     except Exception as exc:
-        raise ModelLoadError(f"{path} could not be read as weights ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200]})") from None
+        if path.stat().st_size == 0:
+            raise ModelLoadError(f"{path} is empty (a download cut short?); {_download_again(path)}") from None
+        why = (str(exc).splitlines() or [""])[0][:200]  # an EOFError has no message
+        raise ModelLoadError(f"{path} could not be read as weights ({type(exc).__name__}"
+                             f"{': ' + why if why else ''}); {_download_again(path)}") from None
 
 
 def read_state_dict(directory: Path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
@@ -102,7 +105,13 @@ def read_state_dict(directory: Path, keep: Callable[[str], bool] | None = None) 
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = directory / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+                if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+                    raise ValueError("weight_map is not an object of file names")
+            except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not a shard index
+                raise ModelLoadError(f"{index} is not a shard index ({type(exc).__name__}: {exc}); "
+                                     f"{_download_again(index)}") from None
             shards = sorted({f for k, f in weight_map.items() if keep is None or keep(k)})
             state: dict[str, torch.Tensor] = {}
             for shard in shards:
@@ -169,8 +178,11 @@ def _read_config(directory: Path) -> tuple[ModelConfig, dict]:
     if not config_path.is_file():
         raise ModelLoadError(f"{directory} has no config.json; is it a LanguageBind checkpoint?")
     try:
-        return from_languagebind_config(json.loads(config_path.read_text()))
-    except (ValueError, KeyError) as exc:
+        config = json.loads(config_path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError(f"a JSON object was expected, not {type(config).__name__}")
+        return from_languagebind_config(config)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelLoadError(f"{config_path}: {exc}") from None
 
 
@@ -217,6 +229,8 @@ def _weight_files(directory: Path) -> list[Path]:
 def _split_specs(spec: str | Sequence[str]) -> list[str]:
     """The specs of a comma-separated spec, `languagebind` expanded, and a local folder as its absolute path: a
     collection records the spec, and `runs/depth` would load from nowhere else than where it was indexed."""
+    if isinstance(spec, os.PathLike):  # a folder, given as a Path
+        spec = os.fspath(spec)
     specs = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
     expanded = []
     for s in specs:
@@ -387,7 +401,11 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
     merged = {k: v.contiguous() for k, v in merged.items()}
-    missing, unexpected = model.load_state_dict(merged, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(merged, strict=False, assign=True)
+    except RuntimeError as exc:  # "size mismatch for ...": weights of other shapes than config.json says
+        mismatch = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise ModelLoadError(f"checkpoint {', '.join(specs)} does not match its config.json: {mismatch}") from None
     if missing or unexpected:
         raise ModelLoadError(f"checkpoint {', '.join(specs)} does not match its config: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
