@@ -231,6 +231,9 @@ def test_the_default_model_and_loading_look_in_the_same_cache(tmp_path, monkeypa
         _fake_hub_cache(tmp_path / "huggingface", ALIASES[alias], FIXTURES / fixtures[alias])
     assert default_model() == "languagebind"
     assert load_model("languagebind:depth", device="cpu").modalities == ("text", "depth")
+    depth = tmp_path / "huggingface" / "hub" / "models--LanguageBind--LanguageBind_Depth"
+    (depth / "refs" / "main").unlink()  # a download pinned to a revision: loading offline cannot find it by main
+    assert default_model() == "bindsearch-mini"
 
 
 def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path, monkeypatch, run_cli):

@@ -64,8 +64,12 @@ def default_model() -> str:
     Hugging Face cache, else the shipped `bindsearch-mini`, else `random:tiny` (a source tree without weights)."""
 
     def cached(repo: str) -> bool:
-        snapshots = hub_cache() / f"models--{repo.replace('/', '--')}" / "snapshots"
-        return snapshots.is_dir() and any((s / "config.json").is_file() for s in snapshots.iterdir())
+        root = hub_cache() / f"models--{repo.replace('/', '--')}"
+        try:  # what loading reads offline: the snapshot refs/main names (a download pinned to a revision has none)
+            snapshot = root / "snapshots" / (root / "refs" / "main").read_text().strip()
+        except (OSError, ValueError):
+            return False
+        return (snapshot / "config.json").is_file()
 
     if all(cached(ALIASES[name]) for name in LANGUAGEBIND_ALL):
         return "languagebind"
