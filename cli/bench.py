@@ -31,7 +31,7 @@ WorkersOption = Annotated[int | None, typer.Option("--workers", min=0, help="Dec
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Encode everything again and store nothing ($BINDSEARCH_HOME/cache is used otherwise).")]
 DatasetOption = Annotated[str | None, typer.Option(
-    "--dataset", help="k400, esc50, nyud or llvip: picks the paper's number (detected from the folder name).")]
+    "--dataset", help="k400, esc50, nyud, llvip, or none: picks the paper's number (default: from the folder name).")]
 
 
 def _options(device: str, dtype: str, batch_size: int | None, workers: int | None, no_cache: bool, as_json: bool):
@@ -125,7 +125,7 @@ def emergent(root: RootOption,
              b_dir: Annotated[str | None, typer.Option("--b-dir", help="Folder of the second modality under ROOT.")
                               ] = None,
              dataset: Annotated[str | None, typer.Option(
-                 "--dataset", help="nyud or llvip: picks the paper's number (detected from the folder name).")
+                 "--dataset", help="nyud, llvip, or none: picks the paper's number (default: from the folder name).")
              ] = None,
              sample: Annotated[float | None, typer.Option(
                  "--sample", help="Keep a random fraction of the pairs (LLVIP's protocol: 0.1).")] = None,

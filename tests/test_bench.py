@@ -35,7 +35,7 @@ from cli.bench import app, main
 
 JSON_KEYS = {"benchmark", "dataset", "model", "checkpoint", "dataset_root", "layout", "modalities", "n_items",
              "n_queries", "directions", "paper", "paper_model", "baselines", "failed", "limit", "seconds", "cache",
-             "hardware", "classes", "notes"}
+             "hardware", "classes", "notes", "selection"}
 RETRIEVAL_KEYS = {"R@1", "R@5", "R@10", "MdR", "MnR", "n_queries"}
 IN_PROCESS = RunOptions(workers=0)
 
@@ -171,7 +171,25 @@ def test_kinetics_in_class_folders_beside_val_csv_and_a_stray_clip_reads_the_fol
     shutil.copy(tmp_path / "flat" / "val.csv", tmp_path / "k400" / "val.csv")
     shutil.copy(files[0][0], tmp_path / "k400" / "stray.mp4")
     data = read_classification(tmp_path / "k400", "video")
-    assert data.classnames == ["abseiling", "zumba"] and len(data.paths) == 4
+    assert len(data.paths) == 4  # every class of val.csv a candidate, not only those with a folder:
+    assert data.classnames == ["abseiling", "air drumming", "zumba"] and data.notes == []
+    assert [data.classnames[i] for i in data.labels] == ["abseiling"] * 2 + ["zumba"] * 2
+
+
+def test_kinetics_class_folders_named_by_youtube_id_count_the_missing_clips_and_refuse_unknown_classes(tmp_path):
+    make_k400(tmp_path / "flat", missing=1)
+    for clip in sorted((tmp_path / "flat" / "val").iterdir()):  # val/<class>/<youtube id>_...mp4, as downloaders
+        label = next(r.split(",")[0] for r in (tmp_path / "flat" / "val.csv").read_text().splitlines()
+                     if r.split(",")[1] == clip.name[:11])
+        (clip.parent / label.replace(" ", "_")).mkdir(exist_ok=True)
+        clip.rename(clip.parent / label.replace(" ", "_") / clip.name)
+    data = read_classification(tmp_path / "flat", "video")
+    assert data.name == "k400" and data.classnames == ["abseiling", "air drumming", "zumba"]
+    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'flat' / 'val'}; scored on the 5 "
+                          "present, against all 3 classes"]
+    (tmp_path / "flat" / "val" / "zumba").rename(tmp_path / "flat" / "val" / "salsa")
+    with pytest.raises(DatasetLayoutError, match="class folder 'salsa' in .* is not a label of .*val.csv"):
+        read_classification(tmp_path / "flat", "video")
 
 
 def test_one_class_folder_is_a_layout_error_not_a_perfect_score(tmp_path):
@@ -571,3 +589,57 @@ def test_the_bench_cache_lives_in_bindsearch_home_else_the_xdg_cache(tmp_path, m
     monkeypatch.delenv("BINDSEARCH_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "bindsearch" / "cache"
+
+
+def test_nyud_scene_classes_beside_the_split_are_read_and_modality_folders_are_never_classes(tmp_path):
+    """TUI-NICR keeps scene_class/ at the dataset's top, beside test/: read from there. Without it, test/'s rgb/ and
+    depth/ were scored as a two-class problem, 'depth' against 'rgb'."""
+    make_paired(tmp_path / "nyuv2" / "test", n_pairs=4, labels="scene_class", classes=("bedroom", "kitchen"))
+    (tmp_path / "nyuv2" / "test" / "scene_class").rename(tmp_path / "nyuv2" / "scene_class")
+    data = read_classification(tmp_path / "nyuv2" / "test", "depth")
+    assert data.classnames == ["bedroom", "kitchen"] and len(data.paths) == 4
+    emergent = invoke("emergent", "--root", str(tmp_path / "nyuv2" / "test"), "--model", "random:tiny")
+    assert emergent["classes"] is not None and len(emergent["classes"]) == 10
+    (tmp_path / "nyuv2" / "scene_class").rename(tmp_path / "elsewhere")
+    with pytest.raises(DatasetLayoutError, match=r"holds depth/, rgb/: modality folders, not classes; .*scene_class"):
+        read_classification(tmp_path / "nyuv2" / "test", "depth")
+
+
+def test_a_root_one_level_above_a_dataset_names_the_root_to_give(tmp_path):
+    make_esc50(tmp_path / "download" / "ESC-50-master", classes=("dog", "rain"), per_class=1)
+    with pytest.raises(DatasetLayoutError, match=r"holds one folder, a dataset: pass --root .*ESC-50-master$"):
+        read_classification(tmp_path / "download", "audio")
+
+
+def test_kinetics_600_is_not_k400_and_none_turns_detection_off(tmp_path):
+    from bindsearch.evaluation.paper import dataset_named, detect_dataset
+
+    for name, expected in [("kinetics600", None), ("Kinetics-700-2020", None), ("kinetics", "k400"),
+                           ("kinetics400_val", "k400"), ("kinetics-400", "k400"), ("my_k400", "k400"),
+                           ("ESC-50-master", "esc50"), ("nyuv2", "nyud")]:
+        (tmp_path / "data" / name).mkdir(parents=True)  # the parent's name counts too: not this test's own
+        assert detect_dataset(tmp_path / "data" / name) == expected, name
+    assert dataset_named("none") is None
+    make_class_folders(tmp_path / "data" / "nyu_my_shapes", "depth", classes=("circle", "square"))
+    result = invoke("zeroshot", "--root", str(tmp_path / "data" / "nyu_my_shapes"), "--modality", "depth",
+                    "--dataset", "none", "--model", "random:tiny")
+    assert result["dataset"] is None and result["classes"] == ["circle", "square"] and result["baselines"] == {}
+
+
+def test_a_fine_tune_saved_inside_a_published_checkpoints_folder_gets_no_paper_numbers():
+    assert published_checkpoint("/runs/LanguageBind_Video_FT/epoch3", "video") is None
+    assert published_checkpoint("/runs/LanguageBind_Video_FT/", "video") == "languagebind:video_ft"
+    assert published_checkpoint("/hf/models--LanguageBind--LanguageBind_Audio/snapshots/0123abc/sub", "audio") is None
+
+
+def test_emergent_records_its_sample_and_refuses_a_gallery_of_one_pair(tmp_path):
+    make_paired(tmp_path / "LLVIP", n_pairs=10, a_dir="visible/test", b_dir="infrared/test")
+    args = ["emergent", "--root", str(tmp_path / "LLVIP"), "--model", "random:tiny", "--b", "infrared",
+            "--a-dir", "visible/test", "--b-dir", "infrared/test"]
+    result = invoke(*args, "--sample", "0.3", "--seed", "7")
+    assert result["n_items"] == 3 and result["selection"] == {
+        "folders": [str(tmp_path / "LLVIP" / "visible" / "test"), str(tmp_path / "LLVIP" / "infrared" / "test")],
+        "sample": 0.3, "seed": 7}
+    with pytest.raises(ValueError, match=r"only one pair of .* was sampled; retrieval needs two or more \(raise"):
+        run_emergent("random:tiny", tmp_path / "LLVIP", a="image", b="infrared", a_dir="visible/test",
+                     b_dir="infrared/test", sample=0.1, seed=1)

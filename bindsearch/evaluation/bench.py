@@ -81,6 +81,8 @@ class BenchResult:
     hardware: dict[str, Any]
     classes: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
+    """How the items were chosen, where a run chose: `fold`; emergent's `folders`, `sample` and `seed`."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: every field above, under its own name."""
@@ -160,7 +162,8 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
     notes.extend(_failure_notes(encoded.failures, len(data.paths), "files"))
     return _result("zeroshot", dataset, encoder, data.root, data.layout, [data.modality], int(encoded.ok.sum()),
                    int(encoded.ok.sum()), {f"{data.modality}->class": accuracy}, encoded.failures, limit, start,
-                   _cache_counts(cache, encoded, text_hits, text_encoded), notes, classes=data.classnames)
+                   _cache_counts(cache, encoded, text_hits, text_encoded), notes, classes=data.classnames,
+                   selection={"fold": fold} if fold is not None else {})
 
 
 def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image", b: str = "depth",
@@ -188,6 +191,10 @@ def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image
     if not ok.any():
         raise ValueError(f"no pair of {data.folders[0]} and {data.folders[1]} decoded on both sides "
                          f"(first error: {(side_a.failures + side_b.failures)[0]}); nothing to evaluate")
+    if ok.sum() < 2:  # the one pair ranks first by construction: R@1 100 says nothing
+        raise ValueError(f"only one pair of {data.folders[0]} and {data.folders[1]} "
+                         f"{'was sampled' if ok.all() else 'decoded on both sides'}; retrieval needs two or more"
+                         f"{' (raise --sample)' if sample is not None else ''}")
     vectors_a, vectors_b = side_a.vectors[ok], side_b.vectors[ok]
     pairs = np.arange(int(ok.sum()))
     directions: dict[str, dict[str, float | int]] = {
@@ -215,8 +222,10 @@ def run_emergent(model: Model = None, root: str | Path = ".", *, a: str = "image
     counts = {"hits": side_a.hits + side_b.hits + text_hits, "encoded": side_a.encoded + side_b.encoded + text_encoded}
     if cache is not None:
         counts["path"] = str(cache.path)
+    selection = {"folders": [str(f) for f in data.folders],
+                 **({"sample": sample, "seed": seed} if sample is not None else {})}
     return _result("emergent", dataset, encoder, data.root, data.layout, [a, b], len(pairs), 2 * len(pairs),
-                   directions, failures, limit, start, counts, notes, classes=data.classnames)
+                   directions, failures, limit, start, counts, notes, classes=data.classnames, selection=selection)
 
 
 # -- shared steps ---------------------------------------------------------------------------------------------
@@ -351,18 +360,23 @@ def _failure_notes(failures: list, total: int, what: str, kept: int | None = Non
 def _result(benchmark: str, dataset: str | None, model: EmbeddingModel, root: Path, layout: str,
             modalities: list[str], n_items: int, n_queries: int, directions: dict[str, dict[str, float | int]],
             failures: list, limit: int | None, start: float, cache: dict[str, Any], notes: list[str],
-            classes: list[str] | None = None) -> BenchResult:
+            classes: list[str] | None = None, selection: dict[str, Any] | None = None) -> BenchResult:
     paper_model, paper, baselines = paper_numbers(benchmark, dataset, model.spec,
                                                   tuple(canonical_modality(m) for m in modalities))
+    selection = selection or {}
     if (paper or baselines) and limit is not None:
         notes = [*notes, f"limited to {limit} items: the published numbers beside it are over the whole set"]
+    sample = selection.get("sample")
+    if (paper or baselines) and sample is not None and not (dataset == "llvip" and abs(sample - 0.1) < 1e-9):
+        notes = [*notes, f"a seeded {sample:.0%} sample of the pairs (seed {selection['seed']}): the published "
+                         "numbers beside it are over the whole split"]
     return BenchResult(
         benchmark=benchmark, dataset=dataset, model=model.spec, checkpoint=model.checkpoint,
         dataset_root=str(root), layout=layout, modalities=modalities, n_items=n_items, n_queries=n_queries,
         directions=directions, paper=paper, paper_model=paper_model, baselines=baselines,
         failed=[{"path": str(f.path), "error": f.cause} for f in failures], limit=limit,
         seconds=round(time.perf_counter() - start, 3), cache=cache, hardware=_hardware(model), classes=classes,
-        notes=notes)
+        notes=notes, selection=selection)
 
 
 def _hardware(model: EmbeddingModel) -> dict[str, Any]:

@@ -234,13 +234,14 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
                                  f"expected {ESC50_LAYOUT}")
     elif index := _find_optional(root, K400_CSV, _K400_CSV_DIRS):
         data = _read_kinetics_layout(root, index, modality)
-    elif (root / "scene_class").is_dir() and (folder := _modality_folder(root, modality)) is not None:
+    elif (scenes := _scene_class_folder(root)) and (folder := _modality_folder(root, modality)) is not None:
         paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
-        names = _scene_classes(root / "scene_class", [p.stem for p in paths])
+        names = _scene_classes(scenes, [p.stem for p in paths])
         classnames = sorted(set(names))
         labels = np.asarray([classnames.index(n) for n in names], dtype=np.int64)
         data = LabelledSet(None, root, modality, paths, labels, classnames, SCENE_CLASS_LAYOUT)
     else:
+        _refuse_nested(root)
         data = _read_class_folders(root, modality)
     if limit is not None:
         keep = _round_robin(data.labels, limit)
@@ -405,10 +406,37 @@ def _read_kinetics_layout(root: Path, index: Path, modality: str) -> LabelledSet
                     raise
                 raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {tried} or ROOT, and the "
                                          f"folders in ROOT are no classes either ({error})") from None
-            data.name = "k400"
-            return data
+            return _as_kinetics(data, index)
     raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {root} ({tried} or ROOT itself); "
                              f"expected {K400_LAYOUT}, or class folders in ROOT/val/")
+
+
+def _as_kinetics(data: LabelledSet, index: Path) -> LabelledSet:
+    """K400 in class folders, scored as the flat layout is: every class `val.csv` names is a candidate (a missing
+    class folder does not make the task easier), and clips it lists that the folders lack are counted."""
+    if data.modality != "video":
+        raise DatasetLayoutError(f"{data.root} is laid out as Kinetics-400 ({index.name}), a video set, but the "
+                                 f"modality is {data.modality}; pass --modality video")
+    rows = _read_csv(index, ("label", "youtube_id"), "label,youtube_id,time_start,time_end,split,is_cc", K400_LAYOUT)
+    listed = {r["youtube_id"].strip() for r in rows}
+    classnames = sorted({r["label"].strip() for r in rows})
+
+    def key(name: str) -> str:  # folders often spell "air drumming" as air_drumming
+        return name.replace("_", " ").strip().lower()
+
+    by_key = {key(c): i for i, c in enumerate(classnames)}
+    unknown = [c for c in data.classnames if key(c) not in by_key]
+    if unknown:
+        raise DatasetLayoutError(f"class folder {unknown[0]!r} in {data.root} is not a label of {index}; the folders "
+                                 "must be named after its classes")
+    data.labels = np.asarray([by_key[key(data.classnames[i])] for i in data.labels], dtype=np.int64)
+    data.classnames, data.name = classnames, "k400"
+    found = {p.name[:11] for p in data.paths} & listed
+    if found and len(found) < len(listed):  # clips named by YouTube id (else which are missing cannot be told)
+        data.notes.append(f"{len(listed) - len(found)} of the {len(listed)} clips {index.name} lists are not in "
+                          f"{data.root}; scored on the {len(data.paths)} present, against all {len(classnames)} "
+                          "classes")
+    return data
 
 
 def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> LabelledSet:
@@ -537,6 +565,27 @@ def _stems(folder: Path, modality: str) -> dict[str, Path]:
     return by_stem
 
 
+def _scene_class_folder(root: Path) -> Path | None:
+    """`scene_class/` in ROOT, or beside it (TUI-NICR keeps one for both splits at the dataset's top: ROOT is then
+    its `test/`)."""
+    return next((d / "scene_class" for d in (root, root.parent) if (d / "scene_class").is_dir()), None)
+
+
+def _refuse_nested(root: Path) -> None:
+    """Say what ROOT is when it is no set of class folders but one level above a dataset (the GitHub zip's
+    `ESC-50-master/`, a K400 folder) or a split holding modality folders (`rgb/`, `depth/`) without classes."""
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(folders) == 1 and ((folders[0] / "meta" / "esc50.csv").is_file()
+                              or _find_optional(folders[0], K400_CSV, _K400_CSV_DIRS)):
+        raise DatasetLayoutError(f"{root} holds one folder, a dataset: pass --root {folders[0]}")
+    modality_names = {name for names in PAIRED_FOLDERS.values() for name in names}
+    if len(folders) > 1 and all(f.name.lower() in modality_names for f in folders):
+        names = ", ".join(sorted(f"{f.name}/" for f in folders))
+        raise DatasetLayoutError(f"{root} holds {names}: modality folders, not classes; zero-shot over them needs "
+                                 f"each file's class in scene_class/<stem>.txt, in {root} or {root.parent} "
+                                 f"({SCENE_CLASS_LAYOUT}), or one folder per class ({CLASS_FOLDERS_LAYOUT})")
+
+
 def _scene_classes(folder: Path, stems: Sequence[str]) -> list[str]:
     """The class of each stem from `folder/<stem>.txt` (first line; the TUI-NICR NYUv2 layout)."""
     names = []
@@ -563,8 +612,8 @@ def _pair_labels(root: Path, stems: Sequence[str]) -> tuple[np.ndarray | None, l
             raise DatasetLayoutError(f"{table} gives no label for {len(unlabelled)} pair(s), e.g. {unlabelled[0]!r}; "
                                      "expected one row stem,label per pair")
         names = [label_of[s] for s in stems]
-    elif (root / "scene_class").is_dir():
-        names = _scene_classes(root / "scene_class", stems)
+    elif scenes := _scene_class_folder(root):
+        names = _scene_classes(scenes, stems)
     else:
         return None, None
     classnames = sorted(set(names))

@@ -51,9 +51,10 @@ BASELINES: dict[tuple[str, str], dict[str, Numbers]] = {
 }
 
 DATASET_MODALITY = {"k400": "video", "esc50": "audio", "nyud": "depth", "llvip": "infrared"}
-# Words in a dataset folder's name that identify it (checked on the folder and its parent).
-_NAME_HINTS = {"nyu": "nyud", "llvip": "llvip", "esc-50": "esc50", "esc50": "esc50", "kinetics": "k400",
-               "k400": "k400"}
+# Words in a dataset folder's name that identify it (checked on the folder and its parent): Kinetics with no
+# number, or with 400, is K400; Kinetics-600 and -700 are not.
+_NAME_HINTS = {r"nyu": "nyud", r"llvip": "llvip", r"esc[-_ ]?50": "esc50", r"k400": "k400",
+               r"kinetics(?![-_ ]?\d)|kinetics[-_ ]?400(?!\d)": "k400"}
 # How users write the datasets' names, with spaces, "-" and "_" taken out: exactly these (Kinetics-600 is not K400).
 _NAMES = {"k400": "k400", "kinetics": "k400", "kinetics400": "k400", "esc50": "esc50", "nyud": "nyud", "nyu": "nyud",
           "nyuv2": "nyud", "nyudepthv2": "nyud", "nyudepth": "nyud", "llvip": "llvip"}
@@ -62,15 +63,17 @@ _CHECKPOINT_MODALITY = {"video": "video", "audio": "audio", "depth": "depth", "t
                         "infrared": "infrared", "image": "image"}
 
 
-def dataset_named(name: str) -> str:
+def dataset_named(name: str) -> str | None:
     """The dataset a user named (`NYUD`, `nyu`, `Kinetics-400`, `ESC-50`) as its key: k400, esc50, nyud or llvip;
-    a name that is none of them is a ValueError, since the paper's numbers, NYU-D's classes and LLVIP's prompts
-    hang on it."""
+    `none` for none of them (a folder whose name would say otherwise: no paper numbers, no dataset's rules). Any
+    other name is a ValueError, since the paper's numbers, NYU-D's classes and LLVIP's prompts hang on it."""
     key = re.sub(r"[\s_-]", "", name.lower())
+    if key == "none":
+        return None
     if key in _NAMES:
         return _NAMES[key]
-    raise ValueError(f"unknown --dataset {name!r}; expected one of {', '.join(DATASET_MODALITY)} (or leave it out "
-                     "to tell it from the folder's name)")
+    raise ValueError(f"unknown --dataset {name!r}; expected one of {', '.join(DATASET_MODALITY)}, or none for "
+                     "another dataset (or leave it out to tell it from the folder's name)")
 
 
 def detect_dataset(root: str | Path) -> str | None:
@@ -80,7 +83,7 @@ def detect_dataset(root: str | Path) -> str | None:
         return "esc50"
     for part in (root.name, root.parent.name):
         for hint, dataset in _NAME_HINTS.items():
-            if hint in part.lower():
+            if re.search(hint, part.lower()):
                 return dataset
     return None
 
@@ -89,7 +92,9 @@ def published_checkpoint(spec: str, modality: str) -> str | None:
     """The alias (e.g. 'languagebind:video_ft') of the published checkpoint serving `modality` in a model spec.
 
     Recognises aliases, Hugging Face repo ids (`LanguageBind/LanguageBind_Video_FT`, `hf-hub:...`) and local
-    folders named after the repo (`.../LanguageBind_Video_FT`, or the hub cache's `models--LanguageBind--...`).
+    folders named after the repo (`.../LanguageBind_Video_FT`, or a snapshot in the hub cache's
+    `models--LanguageBind--.../snapshots/<revision>`); a folder inside one (a fine-tune saved as
+    `LanguageBind_Video_FT/epoch3`) is not the published checkpoint.
     """
     by_repo = {repo.lower(): alias for alias, repo in ALIASES.items() if alias != "languagebind:infrared"}
     for part in spec.split(","):
@@ -129,10 +134,10 @@ def _alias_of(part: str, by_repo: dict[str, str]) -> str | None:
     lowered = lowered.removeprefix("hf-hub:")
     if lowered in by_repo:
         return by_repo[lowered]
-    for name in reversed(Path(lowered).parts):
-        for repo, alias in by_repo.items():
-            if name in (repo.split("/")[-1], "models--" + repo.replace("/", "--")):
-                return alias
+    parts = Path(lowered.rstrip("/")).parts
+    for repo, alias in by_repo.items():
+        if parts[-1:] == (repo.split("/")[-1],) or parts[-3:-1] == ("models--" + repo.replace("/", "--"), "snapshots"):
+            return alias
     return None
 
 
