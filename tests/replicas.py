@@ -184,3 +184,35 @@ def make_paired(root: Path, n_pairs: int = 4, a_dir: str = "rgb", b_dir: str = "
         for a, _, name in pairs:
             (root / "scene_class" / f"{a.stem}.txt").write_text(name + "\n")
     return pairs
+
+
+def make_llvip(root: Path, n_frames: int = 3, size: tuple[int, int] = (160, 128)) -> list[list[tuple[int, ...]]]:
+    """LLVIP's release: `Annotations/<stem>.xml` (VOC, `person` boxes, plus one `car` to be ignored) and
+    `infrared/test/<stem>.jpg` and `visible/test/<stem>.jpg`, stems from 190001 as in the test split; a person is a
+    warm (bright) rectangle in a cool frame. The last frame has no annotation.
+
+    Returns the person boxes (xmin, ymin, xmax, ymax) of each annotated frame.
+    """
+    width, height = size
+    boxes_of = []
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    for i in range(n_frames):
+        stem = f"{190001 + i}"
+        rng = np.random.default_rng(300 + i)
+        frame = rng.integers(20, 60, (height, width, 3), dtype=np.uint8)
+        boxes = [(10 + 20 * i, 12, 34 + 20 * i, 70), (100, 40 + 5 * i, 120, 90 + 5 * i), (50, 100, 54, 104)]
+        for x0, y0, x1, y1 in boxes:
+            frame[y0:y1, x0:x1] = 220
+        write_image(root / "infrared" / "test" / f"{stem}.jpg", frame)
+        write_image(root / "visible" / "test" / f"{stem}.jpg", frame[..., ::-1].copy())
+        if i == n_frames - 1:
+            break
+        objects = "".join(f"<object><name>person</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+                          f"<ymax>{y1}</ymax></bndbox></object>" for x0, y0, x1, y1 in boxes)
+        objects += "<object><name>car</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+        objects += "</object>"
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>{width}</width><height>{height}</height>"
+            f"</size>{objects}</annotation>")
+        boxes_of.append(boxes)
+    return boxes_of

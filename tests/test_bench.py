@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from replicas import make_class_folders, make_clotho, make_esc50, make_k400, make_msrvtt, make_paired
+from replicas import (
+    make_class_folders,
+    make_clotho,
+    make_esc50,
+    make_k400,
+    make_llvip,
+    make_msrvtt,
+    make_paired,
+)
 from typer.testing import CliRunner
 
 from bindsearch import media
@@ -643,3 +651,35 @@ def test_emergent_records_its_sample_and_refuses_a_gallery_of_one_pair(tmp_path)
     with pytest.raises(ValueError, match=r"only one pair of .* was sampled; retrieval needs two or more \(raise"):
         run_emergent("random:tiny", tmp_path / "LLVIP", a="image", b="infrared", a_dir="visible/test",
                      b_dir="infrared/test", sample=0.1, seed=1)
+
+
+def test_llvip_zero_shot_cuts_person_and_background_crops_from_the_release_once(tmp_path):
+    """The reference's crops were never released: ours are every person box, and a same-size crop of the same frame
+    that overlaps no box, seeded by the frame; cut once into the bench cache, the same on every run."""
+    from PIL import Image
+
+    from bindsearch.evaluation.llvip import llvip_crops
+
+    boxes = make_llvip(tmp_path / "data" / "LLVIP", n_frames=3)
+    root = tmp_path / "data" / "LLVIP"
+    crops = llvip_crops(root, "infrared", tmp_path / "cache")
+    assert (crops.frames, crops.persons, crops.small, crops.unannotated) == (2, 4, 2, 1)
+    assert crops.backgrounds == 4
+    frame = np.asarray(Image.open(root / "infrared" / "test" / "190001.jpg"))
+    for k, (x0, y0, x1, y1) in enumerate(boxes[0][:2]):
+        person = np.asarray(Image.open(crops.folder / "person" / f"190001_{k}.png"))
+        background = np.asarray(Image.open(crops.folder / "background" / f"190001_{k}.png"))
+        assert person.shape == background.shape == (y1 - y0, x1 - x0, 3)
+        assert np.array_equal(person, frame[y0:y1, x0:x1])
+        assert person.mean() > 150 and background.mean() < 100  # a warm body; the cool scene around it
+    before = {p.name: p.read_bytes() for p in crops.folder.rglob("*.png")}
+    again = llvip_crops(root, "infrared", tmp_path / "cache2")  # cut anew elsewhere: the same crops
+    assert {p.name: p.read_bytes() for p in again.folder.rglob("*.png")} == before
+
+    result = invoke("zeroshot", "--root", str(root), "--model", "random:tiny")
+    assert result["dataset"] == "llvip" and result["classes"] == ["background", "person"]
+    assert result["n_items"] == 8 and result["modalities"] == ["infrared"]
+    assert any(n.startswith("crops cut by bindsearch from 2 annotated test frames: 4 person boxes") for n in
+               result["notes"])
+    with pytest.raises(DatasetLayoutError, match=r"inside LLVIP's release: pass --root .*LLVIP, from whose"):
+        read_classification(root / "infrared" / "test", "infrared")

@@ -25,6 +25,8 @@ import numpy as np
 from bindsearch.media import EXTENSIONS
 from bindsearch.models.config import canonical_modality
 
+from .llvip import LLVIP_LAYOUT, MIN_SIDE, is_llvip, llvip_crops
+
 __all__ = [
     "CaptionedSet",
     "DatasetLayoutError",
@@ -219,10 +221,11 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
 
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
-                        limit: int | None = None) -> LabelledSet:
-    """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, K400's if `val.csv` does, else
-    `<modality>/` + `scene_class/`, else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N files,
-    taking the classes in turn.
+                        limit: int | None = None, cache: Path | None = None) -> LabelledSet:
+    """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, K400's if `val.csv` does, LLVIP's
+    release (its crops cut once into `cache`, default the bench cache) if `Annotations/` and `infrared/test/` do,
+    else `<modality>/` + `scene_class/`, else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N
+    files, taking the classes in turn.
     """
     _check_limit(limit)
     modality = canonical_modality(modality)
@@ -234,6 +237,8 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
                                  f"expected {ESC50_LAYOUT}")
     elif index := _find_optional(root, K400_CSV, _K400_CSV_DIRS):
         data = _read_kinetics_layout(root, index, modality)
+    elif is_llvip(root):
+        data = _read_llvip(root, modality, cache)
     elif (scenes := _scene_class_folder(root)) and (folder := _modality_folder(root, modality)) is not None:
         paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
         names = _scene_classes(scenes, [p.stem for p in paths])
@@ -571,9 +576,28 @@ def _scene_class_folder(root: Path) -> Path | None:
     return next((d / "scene_class" for d in (root, root.parent) if (d / "scene_class").is_dir()), None)
 
 
+def _read_llvip(root: Path, modality: str, cache: Path | None) -> LabelledSet:
+    """LLVIP's release as two classes of crops, `background` and `person`, cut once (`bindsearch.evaluation.llvip`)."""
+    crops = llvip_crops(root, modality, cache)
+    data = _read_class_folders(crops.folder, modality)
+    data.name, data.root, data.layout = "llvip", root, LLVIP_LAYOUT
+    data.notes.append(f"crops cut by bindsearch from {crops.frames} annotated test frames: {crops.persons} person "
+                      f"boxes ({crops.small} under {MIN_SIDE} px left out) and {crops.backgrounds} background crops of "
+                      "the same sizes overlapping no box; the reference never released its crops, so the paper's "
+                      f"number is over another set of them (kept in {crops.folder})")
+    if crops.unannotated:
+        data.notes.append(f"{crops.unannotated} test frame(s) without an annotation were left out")
+    return data
+
+
 def _refuse_nested(root: Path) -> None:
     """Say what ROOT is when it is no set of class folders but one level above a dataset (the GitHub zip's
-    `ESC-50-master/`, a K400 folder) or a split holding modality folders (`rgb/`, `depth/`) without classes."""
+    `ESC-50-master/`, a K400 folder), a folder inside LLVIP's release, or a split holding modality folders (`rgb/`,
+    `depth/`) without classes."""
+    for top in (root.parent, root.parent.parent):
+        if is_llvip(top):
+            raise DatasetLayoutError(f"{root} is inside LLVIP's release: pass --root {top}, from whose Annotations/ "
+                                     "the person and background crops are cut")
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if len(folders) == 1 and ((folders[0] / "meta" / "esc50.csv").is_file()
                               or _find_optional(folders[0], K400_CSV, _K400_CSV_DIRS)):

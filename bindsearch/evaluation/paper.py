@@ -12,6 +12,8 @@ from pathlib import Path
 
 from bindsearch.models.specs import ALIASES
 
+from .llvip import is_llvip
+
 __all__ = ["BASELINES", "DATASET_MODALITY", "PAPER", "dataset_named", "detect_dataset", "paper_numbers",
            "published_checkpoint"]
 
@@ -77,10 +79,13 @@ def dataset_named(name: str) -> str | None:
 
 
 def detect_dataset(root: str | Path) -> str | None:
-    """'k400', 'esc50', 'nyud' or 'llvip' from ESC-50's layout or words in the root's (or its parent's) name."""
+    """'k400', 'esc50', 'nyud' or 'llvip' from ESC-50's or LLVIP's layout or words in the root's (or its parent's)
+    name."""
     root = Path(root).expanduser().resolve()
     if (root / "meta" / "esc50.csv").is_file():
         return "esc50"
+    if is_llvip(root):
+        return "llvip"
     for part in (root.name, root.parent.name):
         for hint, dataset in _NAME_HINTS.items():
             if re.search(hint, part.lower()):
