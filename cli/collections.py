@@ -292,6 +292,10 @@ def classify(
     if not names:
         given = "--labels and --labels-file hold no label" if labels is not None or labels_file else "no labels"
         raise typer.BadParameter(f"{given}; give --labels 'dog,cat,rain' or --labels-file with one a line")
+    if file_modality is not None:
+        from bindsearch.modalities import canonical_modality
+
+        canonical_modality(file_modality)  # an unknown name is a usage error (2), before the model loads
     failed = 0
     for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates,
                                  window=window or None):
@@ -334,7 +338,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def list_(as_json: JsonOption = False) -> None:
-    """List collections under $BINDSEARCH_HOME.
+    """List collections in $BINDSEARCH_HOME/collections (default ~/.local/share/bindsearch/collections).
 
     Example: bindsearch list --json
     """

@@ -25,8 +25,10 @@ def serve(
 ) -> None:
     """Answer searches over HTTP with the model loaded once: tens of milliseconds a query instead of seconds.
 
-    Routes: GET /health, GET /info, GET /search?q=TEXT&modality=video&k=10, POST /search with JSON
-    {"text", "paths", "modality", "k"}, POST /search?name=bark.wav&modality=video with the file's bytes.
+    Routes: GET / (a search page for a browser); GET /search?q=TEXT&modality=video&k=10; POST
+    /search?name=bark.wav&modality=video with the file's bytes; POST /search with Content-Type: application/json
+    and {"text", "paths", "modality", "k"}; GET /file?id=N and /preview?id=N (a hit's file); GET /health, /info.
+    Every search also takes every_window, under=/abs/folder, and with one file at=12:30.
 
     Example: bindsearch serve -c home --port 8765, then curl 'localhost:8765/search?q=a+dog+barking'
     """

@@ -245,6 +245,13 @@ def test_missing_repo_offline_fails_with_one_actionable_line(tmp_path, monkeypat
     assert len(lines) == 1
     assert "LanguageBind/LanguageBind_Thermal" in lines[0]
     assert "hf download LanguageBind/LanguageBind_Thermal" in lines[0]
+    _fake_hub_cache(tmp_path, "LanguageBind/LanguageBind_Depth", FIXTURES / "depth")
+    code, _, err = run_cli("encode", "text", "hi", "--model", "languagebind")  # five repos, one of them cached
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "4 checkpoints are not in the Hugging Face cache" in err and "hf download LanguageBind/LanguageBind_Depth" \
+        not in err
+    for repo in ("Video_FT", "Audio_FT", "Thermal", "Image"):  # every download named at once, not one at a time
+        assert f"hf download LanguageBind/LanguageBind_{repo}" in err
 
 
 def test_an_old_format_bin_loads_even_when_only_its_text_tower_is_read(tmp_path):

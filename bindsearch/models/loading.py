@@ -28,15 +28,25 @@ class ModelLoadError(RuntimeError):
     """A model spec could not be resolved or its checkpoint could not be read."""
 
 
+class _NotCached(ModelLoadError):
+    """A Hugging Face repo neither in the cache nor downloadable now."""
+
+    def __init__(self, repo: str, why: str):
+        super().__init__(f"{repo} is not in the Hugging Face cache and the hub could not be reached ({why}); "
+                         f"download it with: hf download {repo} (or, if it is a folder named relative to where a "
+                         "collection was indexed, give --model with its path from here)")
+        self.repo, self.why = repo, why
+
+
 # The frozen anchor's tensors in a LanguageBind checkpoint: every checkpoint carries a copy.
 _TEXT_KEYS = ("text_model.", "text_projection.")
 
 
-def _hub_download(repo_id: str) -> Path:
+def _hub_download(repo_id: str, offline: bool = False) -> Path:
     from huggingface_hub import snapshot_download
 
     patterns = ["*.json", "*.safetensors", "*.bin"]
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    offline = offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     cache = str(hub_cache())  # the same place `default_model` looks, whatever huggingface_hub read at its import
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline, cache_dir=cache))
@@ -44,14 +54,33 @@ def _hub_download(repo_id: str) -> Path:
         try:
             return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True, cache_dir=cache))
         except Exception:
-            raise ModelLoadError(
-                f"{repo_id} is not in the Hugging Face cache and the hub could not be reached "
-                f"({type(first).__name__}); download it with: hf download {repo_id} (or, if it is a folder named "
-                "relative to where a collection was indexed, give --model with its path from here)") from None
+            raise _NotCached(repo_id, type(first).__name__) from None
 
 
-def resolve_checkpoint(spec: str) -> Path:
-    """A spec (directory, alias, `hf-hub:org/name` or `org/name`) -> local checkpoint directory."""
+def resolve_checkpoints(specs: Sequence[str]) -> list[Path]:
+    """`resolve_checkpoint` of each spec; the Hugging Face repos missing are named together (`languagebind` needs
+    five: the advice to download one would only lead to the next), and once the hub cannot be reached the rest
+    are looked for in the cache alone."""
+    found, missing, offline = [], [], False
+    for s in specs:
+        try:
+            found.append(resolve_checkpoint(s, offline=offline))
+        except _NotCached as exc:
+            missing.append(exc)
+            offline = True
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        repos = [m.repo for m in missing]
+        raise ModelLoadError(f"{len(repos)} checkpoints are not in the Hugging Face cache and the hub could not be "
+                             f"reached ({missing[0].why}): {', '.join(repos)}; download them with: "
+                             + "; ".join(f"hf download {r}" for r in repos))
+    return found
+
+
+def resolve_checkpoint(spec: str, offline: bool = False) -> Path:
+    """A spec (directory, alias, `hf-hub:org/name` or `org/name`) -> local checkpoint directory (`offline`: from
+    the Hugging Face cache alone)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -65,7 +94,7 @@ def resolve_checkpoint(spec: str) -> Path:
     if repo is None:
         raise ModelLoadError(f"{spec} is neither a checkpoint directory nor a known model name "
                              f"(try languagebind:video_ft or a folder with config.json)")
-    return _hub_download(repo)
+    return _hub_download(repo, offline)
 
 
 def _load_file(path: Path, keep: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
@@ -274,7 +303,7 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
         return ("text", *towers)
     if any(s.lower().startswith("random:") for s in specs):  # built in: its modalities come with the model
         return None
-    return ("text", *(_read_config(resolve_checkpoint(s))[0].modality for s in specs))
+    return ("text", *(_read_config(directory)[0].modality for directory in resolve_checkpoints(specs)))
 
 
 def mini_directory(spec: str) -> Path | None:
@@ -367,8 +396,7 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     configs: list[ModelConfig] = []
     merged: dict[str, torch.Tensor] = {}
     fingerprints, by_sizes, seen = [], [], []
-    for s in specs:
-        directory = resolve_checkpoint(s)
+    for s, directory in zip(specs, resolve_checkpoints(specs), strict=True):
         cfg, lora = _read_config(directory)
         if cfg.modality in seen:
             raise ModelLoadError(f"two checkpoints for {cfg.modality} ({s}); give one per modality")
