@@ -178,6 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
                             "application/json", HTTPStatus.SERVICE_UNAVAILABLE)
             return {"ok": True, "collection": col.name, "items": len(col.catalog)}
         if route == "/info":
+            problem = self.server.unavailable()  # deleted and made anew: its figures are not what is served
+            if problem is not None:
+                raise RequestError(problem, HTTPStatus.SERVICE_UNAVAILABLE)
             return col.stats()
         if route == "/search":
             _known(params, "GET /search", ("q", "modality", "k", "every_window", "under", "at"))

@@ -10,6 +10,7 @@ without them once tombstones pass `COMPACT_RATIO` of the stored vectors.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import warnings
@@ -339,6 +340,7 @@ class VectorIndex:
         index_tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         meta_path = _sidecar_path(path)
         meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        _sweep_leftovers(path.parent, [path.name, meta_path.name])
         try:
             faiss.write_index(self._cpu, str(index_tmp))
             _fsync(index_tmp)
@@ -477,6 +479,26 @@ def _check_ids(ids: np.ndarray) -> np.ndarray:
     if len(ids) and ids.min() < 0:
         raise ValueError("ids must be >= 0 (-1 marks padding in search results)")
     return ids
+
+
+def _sweep_leftovers(folder: Path, names: list[str]) -> None:
+    """Delete the temporary files of saves (`.NAME.PID.tmp`) whose process is gone: killed mid-save (SIGKILL skips
+    `finally`), it left a file as large as the index."""
+    for name in names:
+        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            pid = leftover.name[len(name) + 2:-len(".tmp")]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _sidecar_path(path: Path) -> Path:

@@ -234,6 +234,25 @@ def test_an_interrupted_save_is_detected(tmp_path) -> None:
         VectorIndex.load(tmp_path / "missing.faiss")
 
 
+def test_a_save_sweeps_what_a_killed_save_left_and_spares_a_live_ones(tmp_path) -> None:
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that was a process and is one no more
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        left = [tmp_path / f".a.faiss.{dead.pid}.tmp", tmp_path / f".a.faiss.json.{dead.pid}.tmp"]
+        kept = [tmp_path / f".a.faiss.{live.pid}.tmp", tmp_path / f".b.faiss.{dead.pid}.tmp"]  # saving; another
+        for f in left + kept:
+            f.write_bytes(b"x" * 100)
+        built("flat", np.arange(10), unit(10)).save(tmp_path / "a.faiss", "v1")
+        assert not any(f.exists() for f in left) and all(f.exists() for f in kept)
+        assert VectorIndex.load(tmp_path / "a.faiss").fingerprint == "v1"
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_too_few_vectors_to_train_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"cannot train 'IVF1024,Flat' on 100 vectors .*1024"):
         VectorIndex(DIM, "IVF1024,Flat").add(np.arange(100), unit(100))
