@@ -381,18 +381,32 @@ class Collection:
             fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         probes = {index: index.nprobe for index in indexes if index.nlist > 1}
+        metric = indexes[0].metric
+
+        def settled(hits: list[Hit], row_scores: np.ndarray, row_ids: np.ndarray) -> bool:
+            """Whether more rows cannot change these hits: enough of them, and no row left unfetched that ties the
+            k-th (equal scores go by id, so one with a lower id than the k-th would take its place)."""
+            if len(hits) < target:
+                return False
+            if len(hits) < k or row_ids[-1] < 0:
+                return True
+            last, kth = row_scores[-1], hits[k - 1].score
+            return bool(last < kth if metric == "ip" else last > kth)
+
         try:
             while True:
                 scores, ids = merge_topk([search_exact(snapshot, index, queries, fetch) for index in indexes],
-                                         fetch, indexes[0].metric)
+                                         fetch, metric)
                 found = snapshot.get(int(i) for i in ids.ravel() if i >= 0)
                 out = [ranked(row_scores, row_ids, found, exclude, exclude_ids, every_window, inside)[:k]
                        for row_scores, row_ids in zip(scores, ids, strict=True)]
-                if fetch >= stored or all(len(hits) >= target for hits in out):
+                # An IVF index at fewer probes than lists holds back rows even when asked for every one.
+                exhausted = fetch >= stored and all(index.nprobe >= index.nlist for index in probes)
+                if exhausted or all(settled(*row) for row in zip(out, scores, ids, strict=True)):
                     return out
                 if target == k and not every_window:  # counted once, on the first shortfall
                     target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
-                    if all(len(hits) >= target for hits in out):
+                    if all(settled(*row) for row in zip(out, scores, ids, strict=True)):
                         return out
                 fetch = min(4 * fetch, stored)
                 # An IVF search returns only what its probed lists hold: asked for more rows (the windows of one

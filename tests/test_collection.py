@@ -689,3 +689,21 @@ def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path, home, tiny_model):
         assert server.wait(timeout=60) == 0  # closed as after Ctrl-C (by default: -15, killed)
     finally:
         server.kill()
+
+
+def test_ties_at_the_kth_hit_come_back_by_id_at_every_k(tmp_path):
+    """Copies of two photos, interleaved: the index's heap chose which of the tied copies of the second filled the
+    last place (id 3 at k=5, where id 1 is due), so the first page changed with k. More rows are fetched until none
+    left unfetched ties the k-th."""
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(2))
+    for i in range(7):
+        write_image(tmp_path / "photos" / f"{i}.png", a if i % 2 == 0 else b)
+    col = Collection.open(tmp_path / "col", model="random:tiny", device="cpu")
+    assert col.add([tmp_path / "photos"], workers=0).new == 7
+    by_name = {Path(i.path).name: i.id for i in col.catalog.items()}
+    query = col.catalog.get_vectors([by_name["0.png"]])
+    pages = {k: [h.id for h in col.search_vectors(query, "image", k=k)[0]] for k in range(1, 8)}
+    order = [by_name[f"{i}.png"] for i in (0, 2, 4, 6, 1, 3, 5)]  # a's copies, then b's, each by id
+    for k, ids in pages.items():
+        assert ids == order[:k], k

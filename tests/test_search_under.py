@@ -171,3 +171,7 @@ def test_an_ivf_index_probes_more_lists_until_k_files_are_found(tmp_path, tiny_m
     assert index.nprobe == nprobe  # widened for that search alone
     one_file = col.search_vectors(queries, "video", k=3, under=[tmp_path / "v07.mp4"], every_window=True)
     assert [len(h) for h in one_file] == [3] * 20
+    # Asked for every row at once, the index still holds back the lists it did not probe: it probes them all.
+    everything = col.search_vectors(queries[:2], "video", k=2000, every_window=True)
+    assert [len(h) for h in everything] == [2000, 2000] and index.nprobe == nprobe
+    assert [len(h) for h in col.search_vectors(queries[:2], "video", k=60)] == [50, 50]  # each file once
