@@ -359,15 +359,18 @@ def test_a_portrait_phone_video_is_turned_as_players_turn_it(tmp_path, rotation,
         assert {side for side, line in sides.items() if line.all()} == {band_side}
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".png"])
-def test_a_large_photo_is_decoded_cheaply_to_nearly_the_same_input(tmp_path, monkeypatch, suffix):
+@pytest.mark.parametrize("suffix, size, edge", [(".jpg", (1800, 2400), 0.1), (".png", (1800, 2400), 0.1),
+                                                (".jpg", (1793, 1802), 0.2)])
+def test_a_large_photo_is_decoded_cheaply_to_nearly_the_same_input(tmp_path, monkeypatch, suffix, size, edge):
     """A JPEG decoded at a reduced DCT scale, an image still twice 4x the input resized in uint8: the tower's
-    input moves by a fraction of an 8-bit step (0.015 in normalised units), not more."""
+    input moves by a fraction of an 8-bit step (0.015 in normalised units) on average, and at most `edge` at the
+    hard edge. A side the DCT scale does not divide (1793 rows at half scale: 897, the last a part-pixel) loses
+    that part: kept, it resized the picture to other proportions, a column off (mean 0.0097, at most 1.24)."""
     from PIL import Image
 
     from bindsearch.media import image
 
-    y, x = np.mgrid[0:1800, 0:2400] / 300.0
+    y, x = np.mgrid[0:size[0], 0:size[1]] / 300.0
     pixels = np.stack([np.sin(x + c) * np.cos(y - c) for c in range(3)], -1) * 100 + 128
     pixels[600:900, 700:1500] = (250, 20, 40)  # a hard edge
     Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / f"big{suffix}", quality=92)
@@ -376,7 +379,7 @@ def test_a_large_photo_is_decoded_cheaply_to_nearly_the_same_input(tmp_path, mon
     exact = media.load("image", tmp_path / f"big{suffix}")
     apart = (fast - exact).abs()
     assert fast.shape == exact.shape == (3, 224, 224)
-    assert float(apart.mean()) < 0.01 and float(apart.max()) < 0.1
+    assert float(apart.mean()) < 0.004 and float(apart.max()) < edge
 
 
 @pytest.mark.parametrize("suffix", [".HEIC", ".heif", ".avif"])

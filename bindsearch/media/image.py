@@ -22,14 +22,15 @@ if TYPE_CHECKING:
 __all__ = ["image_for_display", "load_depth", "load_image", "load_infrared", "read_depth", "to_model_input"]
 
 
-def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
+def to_model_input(pixels: torch.Tensor, prep: Preprocess, full: tuple[int, int] | None = None) -> torch.Tensor:
     """(c, h, w) float in [0, 1] -> short side resized (bicubic, antialiased), centre-cropped, normalised.
 
     The same arithmetic as torchvision's Resize(size) + CenterCrop + Normalize on tensors, without importing
-    torchvision (seconds of start-up for every command).
+    torchvision (seconds of start-up for every command). `full`: (h, w) of the image these pixels were decoded
+    from at a reduced scale, whose proportions set the resized size (see `_short_side`).
     """
     size = prep.image_size
-    pixels = _short_side(_centre_band(pixels), size)
+    pixels = _short_side(_centre_band(pixels), size, full)
     new_h, new_w = pixels.shape[1:]
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     pixels = pixels[:, top:top + size, left:left + size]
@@ -38,11 +39,18 @@ def to_model_input(pixels: torch.Tensor, prep: Preprocess) -> torch.Tensor:
     return ((pixels - mean) / std).contiguous()
 
 
-def _short_side(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """(c, h, w) float or uint8 -> short side `size` (bicubic, antialiased; torchvision's Resize(size) on tensors)."""
+def _short_side(pixels: torch.Tensor, size: int, full: tuple[int, int] | None = None) -> torch.Tensor:
+    """(c, h, w) float or uint8 -> short side `size` (bicubic, antialiased; torchvision's Resize(size) on tensors).
+
+    `full`: the (h, w) of the image these pixels are a reduced decode of. Its proportions set the size, as they
+    set the full image's: a JPEG decoded at half scale rounds an odd side up (2309 -> 1155), and the resized
+    size rounded on (a 3464 x 2309 photo got 335 columns at 224 rows, not 336), shifting the crop by a column.
+    """
     _, h, w = pixels.shape
+    if full is not None and max(full) <= _MAX_ASPECT * min(full):  # else `_centre_band` cut it: its own shape
+        h, w = full
     new_h, new_w = (int(size * h / w), size) if w <= h else (size, int(size * w / h))
-    if (new_h, new_w) == (h, w):
+    if (new_h, new_w) == tuple(pixels.shape[1:]):
         return pixels
     return F.interpolate(pixels[None], size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)[0]
 
@@ -68,9 +76,9 @@ def _centre_band(pixels: torch.Tensor) -> torch.Tensor:
     return pixels[:, start:start + keep] if h > w else pixels[:, :, start:start + keep]
 
 
-def _open(path: Path, fit: int | None = None):
+def _open(path: Path, fit: int | None = None, full_size: bool = False):
     """The decoded image; a JPEG at least `fit` pixels on its short side is decoded at a reduced scale (1/2 to 1/8,
-    in the DCT) where that still leaves `fit`."""
+    in the DCT) where that still leaves `fit`. With `full_size`: (image, (w, h) of the file's full image)."""
     from PIL import Image, UnidentifiedImageError
 
     if path.suffix.lower() in (".heic", ".heif"):
@@ -81,6 +89,7 @@ def _open(path: Path, fit: int | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
+            size = image.size
             if fit is not None and image.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
                 image.draft(image.mode, (fit, fit))
             image.load()  # decode now, so a truncated file fails here and not later
@@ -92,7 +101,7 @@ def _open(path: Path, fit: int | None = None):
         raise MediaError(path, f"too large to decode safely ({exc}); downscale it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(path, f"image could not be decoded ({exc})") from None
-    return image
+    return (image, size) if full_size else image
 
 
 @functools.cache
@@ -117,20 +126,24 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
 
     path, prep = Path(path), prep or Preprocess()
     fit = PREFILTER * prep.image_size
-    image = _open(path, fit)
+    image, full = _open(path, fit, full_size=True)
+    drafted = image.size != full
     try:
-        image = ImageOps.exif_transpose(image)
+        turned = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError):  # a broken EXIF block: the pixels are still good
-        pass
+        turned = image
+    if turned.size != image.size:  # turned a quarter: so are the full image's sides
+        full = full[::-1]
+    image, full_hw = turned, (full[1], full[0]) if drafted else None
     if image.mode in _HIGH_DEPTH_MODES:
         gray = _stretched(np.asarray(image, dtype=np.float32), path)
         pixels = torch.from_numpy(gray).unsqueeze(0).expand(3, -1, -1)
     else:
         rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)  # a copy: Pillow's is read-only
         if min(rgb.shape[1:]) >= 2 * fit:  # resized in uint8: a float copy of 24 megapixels is 290 MB
-            rgb = _short_side(_centre_band(rgb), prep.image_size)
+            rgb = _short_side(_centre_band(rgb), prep.image_size, full_hw)
         pixels = rgb.to(torch.float32) / 255.0
-    return to_model_input(pixels, prep)
+    return to_model_input(pixels, prep, full_hw)
 
 
 PREFILTER = 4
