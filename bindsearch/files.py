@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,9 +114,10 @@ class Walk:
 
 
 def walk(paths: Iterable[str | Path]) -> Walk:
-    """The files under `paths`, recursively: hidden files are left out (files inside hidden folders are not), links
-    to folders are listed but not followed, as find and fd do not follow them, and dangling links are kept, so
-    that they are reported rather than passed over."""
+    """The files under `paths`, recursively: hidden files and folders below them (`.git`, `.Trash-1000`,
+    `.thumbnails`) are left out, as fd leaves them out (a hidden folder given itself is walked); links to folders
+    are listed but not followed, as find and fd do not follow them, and dangling links are kept, so that they are
+    reported rather than passed over."""
     paths = [absolute(p) for p in given_paths(paths, "index")]
     check_paths(paths)
     found, out = set(), Walk()
@@ -129,11 +131,27 @@ def walk(paths: Iterable[str | Path]) -> Walk:
             out.unreadable.append((Path(error.filename), error.strerror or str(error)))
 
         for folder, dirs, names in os.walk(p, onerror=unreadable):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # a trash, a cache, a repository: not the user's
             links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # reported as skipped by `add`
             found.update(Path(folder, name) for name in [*names, *links] if not name.startswith("."))
     for f in sorted(found):
         (out.files if printable(f) == str(f) else out.misnamed).append(f)
     return out
+
+
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def displayed(text: str) -> str:
+    """`text` as one line a terminal shows as written: control characters (a newline or an escape sequence in a
+    file's name) and bidirectional overrides (which show a name reversed) written as escapes, `\\n`, `\\x1b`,
+    `\\u202e`."""
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+            f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+    return _UNSHOWN.sub(escape, text)
 
 
 def printable(path: str | Path) -> str:

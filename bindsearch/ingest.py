@@ -9,11 +9,13 @@ a kill goes on from the next window.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from stat import S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -132,12 +134,19 @@ class Ingest:
         given: dict[Path, Path] = {}  # a folder -> the folder given to `index` that holds it (`_given_folder`)
         for f in files:
             try:
-                if f.is_dir():  # a link to a folder: not followed, as find and fd do not follow them
-                    report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
-                    folders.add(str(f))
-                    continue
-            except OSError as exc:  # in a folder that can be listed but not entered
+                mode = f.stat().st_mode
+            except OSError as exc:  # a dangling link, or in a folder that can be listed but not entered
                 report.failed.append(media.MediaError(f, unreadable_cause(f, exc)))
+                if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):  # no file by that name any more
+                    dead += known.get(str(f), [])
+                continue
+            if S_ISDIR(mode):  # a link to a folder: not followed, as find and fd do not follow them
+                report.skipped.append((f, "a link to a folder, not followed; index the folder it points to"))
+                report.links.append(f)
+                folders.add(str(f))
+                continue
+            if not S_ISREG(mode):  # opened to be hashed or probed, a named pipe would wait for a writer forever
+                report.skipped.append((f, f"{_SPECIAL.get(S_IFMT(mode), 'a special file')}, not a regular file"))
                 continue
             if forced:
                 kind, why = forced, "--modality"
@@ -158,7 +167,6 @@ class Ingest:
                 report.skipped.append((f, f"{kind}: model {self.catalog.encoder.name} has no {kind} encoder"))
                 report.unencodable.setdefault(kind, []).append(f)
                 continue
-            report.guessed[(kind, why)] += 1
             # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
             # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
             for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
@@ -169,6 +177,8 @@ class Ingest:
                         usable = self._resumable(f, as_kind, previous, stat)
                         outdated += [i for i in previous if i not in usable]
                         todo.setdefault(as_kind, []).append((f, usable))
+                        if as_kind == kind:
+                            report.guessed[(kind, why)] += 1
                         continue
                     if previous and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
                         report.unchanged += 1
@@ -181,6 +191,8 @@ class Ingest:
                         dead += known.get(str(f), [])
                     break
                 todo.setdefault(as_kind, []).append((f, previous))
+                if as_kind == kind:  # said of what this run embeds, not of every file again on every re-run
+                    report.guessed[(kind, why)] += 1
         self.catalog.touch(retimed)
         # A folder walked under another spelling is walked whole: what is gone from it is gone.
         spelt_as = sorted({alias.parent for alias in walked})
@@ -352,6 +364,10 @@ class Ingest:
         if gone:
             self.catalog.delete(i.id for i in gone)
         return files_of(gone)
+
+
+_SPECIAL = {S_IFIFO: "a named pipe (FIFO)", S_IFSOCK: "a socket"}
+"""What a path that is no regular file is, by its type (a device otherwise: 'a special file')."""
 
 
 def _given_folder(path: Path, roots: set[str]) -> Path:

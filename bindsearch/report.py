@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bindsearch.files import displayed
+
 if TYPE_CHECKING:
     from bindsearch.media import MediaError
 
@@ -18,7 +20,8 @@ class IngestReport:
     """What one `add` did: counts per outcome, the files that failed (one line each) and what was guessed.
 
     `skipped`: files not indexed, with why; `unencodable` names those of them that are media of a modality the
-    encoder has no tower for (modality -> their paths); `not_media`, the rest.
+    encoder has no tower for (modality -> their paths); `links`, those that are links to folders (not followed);
+    `not_media`, the rest. `guessed`: how the modality of each file this run embeds was told, counted by rule.
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
     `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
@@ -32,6 +35,7 @@ class IngestReport:
     failed: list[MediaError] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     unencodable: dict[str, list[Path]] = field(default_factory=dict)
+    links: list[Path] = field(default_factory=list)
     guessed: Counter = field(default_factory=Counter)
     truncated: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -42,7 +46,7 @@ class IngestReport:
     @property
     def not_media(self) -> list[tuple[Path, str]]:
         """The skipped files that are not media the encoder could read in another collection: (path, why)."""
-        media = {p for paths in self.unencodable.values() for p in paths}
+        media = {p for paths in self.unencodable.values() for p in paths} | set(self.links)
         return [(p, why) for p, why in self.skipped if p not in media]
 
     @property
@@ -63,6 +67,11 @@ class IngestReport:
         lines = [f"{g['files']} {g['modality']} file(s) by {g['rule']}" for g in self._guessed()]
         lines += [f"warning: skipped {len(files)} {kind} file(s): model {encoder} has no {kind} encoder (index them "
                   "into a collection whose model has one)" for kind, files in sorted(self.unencodable.items())]
+        if self.links:
+            shown = ", ".join(str(p) for p in self.links[:3]) + (f" and {len(self.links) - 3} more"
+                                                                 if len(self.links) > 3 else "")
+            lines.append(f"warning: {len(self.links)} link(s) to a folder not followed ({shown}): what they hold is "
+                         "not indexed; index the folders they point to")
         if other := self.not_media:
             kinds = Counter(path.suffix.lower() or "(no extension)" for path, _ in other)
             counts = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
@@ -74,7 +83,7 @@ class IngestReport:
                          f"their start (e.g. {self.truncated[0]})")
         lines += [f"error: {e}; skipped" for e in self.failed]
         lines += [f"warning: {warning}" for warning in self.warnings]
-        return lines
+        return [displayed(line) for line in lines]  # a newline or escape sequence in a file's name: one line
 
     def _guessed(self) -> list[dict]:
         return [{"modality": m, "rule": why, "files": n} for (m, why), n in sorted(self.guessed.items())]

@@ -239,11 +239,13 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
         # Absolute, as the hits' paths and `under` are: the query as the collection saw it, not as it was typed.
         _echo_json(search_result(name, text, [absolute(f) for f in files], hits, at, under))
         return
+    from bindsearch.files import displayed
+
     if header:
-        typer.echo(f"# {text}")
+        typer.echo(f"# {displayed(text or '')}")
     for rank, h in enumerate(hits, 1):
         moment = f"  @ {h.moment()}" if h.start is not None else ""
-        path = h.path.replace("\n", "\\n").replace("\r", "\\r")  # one line a hit, whatever a file is called
+        path = displayed(h.path)  # one line a hit, shown as written, whatever a file is called
         typer.echo(f"{rank:>3}  {h.score:+.4f}  {h.modality:<8}  {path}{moment}{_snippet(h)}")
     if not hits and under:
         typer.echo(f"no hits: nothing of that modality is indexed under {', '.join(map(str, under))}", err=True)

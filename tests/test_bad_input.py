@@ -467,3 +467,38 @@ def test_indexing_through_a_link_keeps_one_spelling_for_new_deleted_and_depth_fi
     report = json.loads(out)
     assert (report["new"], report["unchanged"], report["removed"]) == (1, 1, 1), err
     assert {i.path for i in Collection.open("parent").catalog.items()} == {str(link2 / "b.png"), str(link2 / "c.png")}
+
+
+def test_pipes_links_to_folders_hidden_folders_and_odd_names_in_a_real_drive(tmp_path, run_cli):
+    """A named pipe hung index for good (opened to be hashed, it waits for a writer); a linked photo folder was
+    counted among 'not media' with the sidecars; a trash, a thumbnail cache and a repository were indexed and came
+    back in searches; a newline or escape sequence in a name broke its error line in two or cleared the screen."""
+    drive = tmp_path / "drive"
+    kept = pictures(drive / "DCIM", 2)
+    linked = pictures(tmp_path / "elsewhere", 2, seed=5)
+    (drive / "Photos").symlink_to(tmp_path / "elsewhere")
+    os.mkfifo(drive / "DCIM" / "x.wav")
+    for junk in (".Trash-1000/files", ".thumbnails/normal", ".git/objects/ab"):
+        pictures(drive / junk, 1, seed=9)
+    (drive / "DCIM" / "bad\nname.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (drive / "DCIM" / "esc\x1b[2Jred.png").write_bytes(b"")
+    code, out, err = run_cli("index", drive, "-c", "drive", "--model", "random:tiny")
+    assert code == 1 and "2 new" in out  # nothing from the hidden folders or behind the link
+    lines = err.splitlines()
+    assert any(line.startswith("warning: 1 link(s) to a folder not followed (") and str(drive / "Photos") in line
+               for line in lines)
+    assert not any("not media" in line and "Photos" in line for line in lines)
+    assert any(line.startswith("error: ") and "bad\\nname.jpg: image could not be decoded" in line for line in lines)
+    assert any("esc\\x1b[2Jred.png: file is empty" in line for line in lines) and "\x1b" not in err
+    assert "image file(s) by extension .png" in err
+    col = Collection.open("drive")
+    assert {Path(i.path).name for i in col.catalog.items()} == {p.name for p in kept}
+    assert linked[0].name not in err  # what the link holds is not walked at all
+    # A re-run tries again what failed, and says how it told their modality, not every unchanged file's.
+    code, out, err = run_cli("index", drive, "-c", "drive", "--json")
+    report = json.loads(out)
+    assert report["unchanged"] == len(kept) and len(report["failed"]) == 2
+    assert {(g["rule"], g["files"]) for g in report["guessed"]} == {("extension .jpg", 1), ("extension .png", 1)}
+    skipped = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert skipped["x.wav"] == "a named pipe (FIFO), not a regular file"
+    assert skipped["Photos"].startswith("a link to a folder, not followed")
