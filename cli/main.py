@@ -50,7 +50,7 @@ app.add_typer(world.app, name="world")
 _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.loading", "ModelLoadError"),
                  ("bindsearch.errors", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
                  ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"),
-                 ("bindsearch.server", "ServeError"))
+                 ("bindsearch.server", "ServeError"), ("bindsearch.training.trainer", "TrainingDiverged"))
 
 
 def exit_status(error: Exception) -> int | None:

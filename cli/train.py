@@ -32,7 +32,9 @@ def tower(
     modality: Annotated[str, typer.Option("--modality", help="image, video, audio, depth, infrared, or the "
                                                               "name in --modality-config.")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint folder (load it with --model OUT).")],
-    val: Annotated[Path | None, typer.Option("--val", help="Validation CSV (default: hold out 10%).")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Validation CSV (default: hold out 10% of 20 files or "
+                                                           "more; fewer are validated on the pairs they train on).")
+                   ] = None,
     modality_config: Annotated[Path | None, typer.Option(
         "--modality-config", help="JSON for a new modality: name, adapter (array|image), extensions, "
                                   "value_range, preprocess.")] = None,
@@ -78,6 +80,9 @@ def tower(
             modality = canonical_modality(modality)
         except ValueError as exc:
             raise ValueError(f"{exc}; or describe a new one with --modality-config") from None
+        if modality == "text":  # the anchor: frozen, never trained
+            raise typer.BadParameter("text is the frozen anchor the towers are trained to meet; train a media "
+                                     "modality (image, video, audio, depth, infrared)", param_hint="--modality")
     prep = prep or SMALL_INPUT
     if input_config is not None and input_config.name != modality:
         raise ValueError(f"--modality {modality} but {modality_config} describes {input_config.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bindsearch.media.writers import write_depth_png
 from bindsearch.models import load_model
 from bindsearch.models.config import Preprocess
 from bindsearch.models.mini import MiniModel
@@ -425,3 +427,49 @@ def test_lora_without_a_tower_to_adapt_is_refused_before_any_work(tmp_path, run_
     assert code == 2 and not (tmp_path / "r").exists()  # before: ZeroDivisionError after decoding everything
     with pytest.raises(ValueError, match=r"patch 7 does not divide the input \(48 x 48\)"):
         tower_config(32, 1, (48, 48), 7)  # before: the last 6 rows and columns were never seen
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_loss_and_keeps_its_last_good_checkpoint(tmp_path, depth_pairs):
+    """At --lr 1e30 the loss went NaN at step 2 and training went on, saving NaN into every tensor of the checkpoint;
+    the error came later, from the search, blaming the embeddings."""
+    from bindsearch.training.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"became nan at step \d+: lower --lr \(now 1e\+30\) or raise --warmup"):
+        train(_config(steps=20, lr=1e30, warmup=0, save_every=1), depth_pairs, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_training_refuses_a_folder_it_would_overwrite_a_text_tower_and_a_single_file(tmp_path, run_cli):
+    from bindsearch.models.specs import MINI_DIR
+
+    shutil.copytree(MINI_DIR, tmp_path / "shipped-copy")
+    pairs = tmp_path / "pairs.csv"
+    for i in range(2):
+        write_depth_png(tmp_path / f"d{i}.png", 500 + 40 * i + np.arange(32 * 32).reshape(32, 32))
+    pairs.write_text("\ufeffpath,caption\nd0.png,a near wall\n")  # Excel's CSV UTF-8: a byte-order mark first
+    code, _, err = run_cli("train", "tower", pairs, "--modality", "depth", "--out", tmp_path / "shipped-copy",
+                           "--steps", "2", "--batch-size", "2")
+    assert code == 2 and "shipped-copy holds config.json and no training run (train_state.pt)" in err
+    kept = (tmp_path / "shipped-copy" / "model.safetensors").read_bytes()
+    assert kept == (MINI_DIR / "model.safetensors").read_bytes()
+    code, _, err = run_cli("train", "tower", pairs, "--modality", "depth", "--out", tmp_path / "one", "--steps", "2",
+                           "--batch-size", "2")
+    assert code == 2 and "pairs.csv holds 1 file(s) to train on; contrastive training needs two" in err
+    code, _, err = run_cli("train", "tower", pairs, "--modality", "text", "--out", tmp_path / "t", "--steps", "2")
+    assert code == 2 and "text is the frozen anchor" in err and "Traceback" not in err
+    pairs.write_text("\ufeffpath,caption\nd0.png,a near wall\nd1.png,a far wall\n")
+    code, out, err = run_cli("train", "tower", pairs, "--modality", "depth", "--out", tmp_path / "two", "--steps", "2",
+                             "--batch-size", "2", "--json")
+    assert code == 0 and json.loads(out)["step"] == 2, err
+
+
+def test_the_mini_recipe_refuses_a_work_folder_holding_another_world(tmp_path):
+    from bindsearch.training.mini import _ensure_world
+
+    make_world(tmp_path / "world", 6, seed=0, splits={"train": 1.0, "val": 0.0, "test": 0.0},
+               config=WorldConfig(size=32), workers=1)
+    _ensure_world(tmp_path / "world", 6, 0, workers=1)  # the same world: used as it is
+    for n, seed in ((200, 0), (6, 1)):  # it trained on the old world and recorded the new n and seed
+        with pytest.raises(ValueError, match=r"holds a BindWorld of 6 scenes \(seed 0\), not"):
+            _ensure_world(tmp_path / "world", n, seed, workers=1)

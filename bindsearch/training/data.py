@@ -69,7 +69,7 @@ def read_pairs(path: str | Path) -> Pairs:
 
 
 def _read_pairs(path: Path) -> Pairs:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
         if not {"path", "caption"} <= columns:

@@ -27,6 +27,7 @@ from bindsearch.training.data import Pairs, PairSet
 from bindsearch.training.trainer import SMALL_INPUT, TrainConfig, tower_config, train
 from bindsearch.world import ATTRIBUTES, SENSES, WorldConfig, make_world, read_scenes
 from bindsearch.world.captions import describe, distinct_captions
+from bindsearch.world.generate import read_manifest
 
 __all__ = ["DEFAULTS", "TOWERS", "recipe", "train_mini", "world_pairs"]
 
@@ -133,6 +134,10 @@ def world_pairs(directory: str | Path, modality: str, split: str, limit: int | N
 
 def _ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
     if (directory / "scenes.csv").exists():
+        made = read_manifest(directory)
+        if (made.get("n"), made.get("seed")) != (n, seed):  # trained and recorded as another world otherwise
+            raise ValueError(f"{directory} holds a BindWorld of {made.get('n')} scenes (seed {made.get('seed')}), not "
+                             f"{n} (seed {seed}); give another --work, or the same --n and --seed")
         return
     print(f"generating BindWorld: {n} scenes (seed {seed}) into {directory}", file=sys.stderr)
     info = make_world(directory, n, seed, {"train": 0.9, "val": 0.1, "test": 0.0}, WorldConfig(), workers=workers)
@@ -252,9 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=2, help="towers trained at once")
     args = parser.parse_args(argv)
     overrides = {"steps": args.steps} if args.steps else {}
-    summary = train_mini(args.out, args.work, args.n, args.seed, tuple(args.modalities.split(",")), args.workers,
-                         args.parallel, **overrides)
-    print(json.dumps(summary, indent=2))
+    from cli.main import run_reporting_errors  # one error line, as `bindsearch train mini` gives
+
+    run_reporting_errors(lambda: print(json.dumps(train_mini(
+        args.out, args.work, args.n, args.seed, tuple(args.modalities.split(",")), args.workers, args.parallel,
+        **overrides), indent=2)))
 
 
 if __name__ == "__main__":

@@ -346,6 +346,7 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
     `stop_after` ends the run after that many optimizer steps in total (to simulate an interruption).
     """
     out = Path(out)
+    _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.bf16 is None:  # the arithmetic this CPU chose, as the run's config records it
         config = replace(config, bf16=bool(cpu_runs_bf16()))
@@ -367,10 +368,10 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
             changed = ", ".join(f"{k} {saved.get(k)!r} -> {asked.get(k)!r}" for k in sorted(set(saved) | set(asked))
                                 if saved.get(k) != asked.get(k))
             raise ValueError(f"{state_file} was written by a different training config ({changed}); "
-                             "use another --out or pass --no-resume to start over")
+                             f"train into another folder than {out}, or delete {state_file} to start over")
         if state.get("data", trained_on) != trained_on:  # states from before the data was recorded: not checked
             raise ValueError(f"{state_file} was trained on other pairs (another CSV, or its files changed since); "
-                             "use another --out or pass --no-resume to start over")
+                             f"train into another folder than {out}, or delete {state_file} to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -397,7 +398,9 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
                                     batch.negatives)
             (loss / config.accumulate).backward()
             total += float(loss.detach()) / config.accumulate
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+        if not (math.isfinite(total) and math.isfinite(norm)):  # a step now would make every weight NaN
+            _diverged(out, config, step + 1, ("loss", total) if not math.isfinite(total) else ("gradient norm", norm))
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
@@ -420,6 +423,31 @@ def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | No
         validation = evaluate(model, config.modality, val, config.bf16)
     return TrainResult(out, step, loss_value, validation, seconds,
                        (step - start_step) / seconds if seconds > 0 else 0.0, model)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient stopped being finite: nothing more to learn at this learning rate."""
+
+
+def _diverged(out: Path, config: TrainConfig, step: int, what: tuple[str, float]) -> None:
+    saved = "holds the last good checkpoint" if (out / STATE_FILE).is_file() else "was not written yet"
+    raise TrainingDiverged(f"the {what[0]} became {what[1]} at step {step}: lower --lr (now {config.lr:g}) or raise "
+                           f"--warmup (now {config.warmup}); {out / STATE_FILE} {saved}")
+
+
+_STARTED = {LOG_FILE, "train_config.json", "cache"}
+"""What a run writes into its folder before its first checkpoint (`STATE_FILE`)."""
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to train into a folder that holds something else than a run of ours: a checkpoint without a
+    training state (a copy of the shipped bindsearch-mini) would be replaced by one tower, a user's files mixed in."""
+    if not out.is_dir():
+        return
+    held = {p.name for p in out.iterdir()}
+    if STATE_FILE not in held and held - _STARTED:
+        raise ValueError(f"{out} holds {sorted(held - _STARTED)[0]} and no training run ({STATE_FILE}); train into a "
+                         "new or empty folder (--out)")
 
 
 def default_tower(modality: str, preprocess: Preprocess, width: int = 128, layers: int = 4, patch: int = 8
@@ -476,6 +504,7 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
     if config.batch_size // config.accumulate < 2:
         raise ValueError(f"--batch-size {config.batch_size} over --accumulate {config.accumulate} micro-batches "
                          "leaves fewer than 2 pairs in each: InfoNCE needs another pair to contrast with")
+    _check_out(Path(out))  # before the pairs are decoded into its cache
     cache = Path(cache) if cache is not None else Path(out) / "cache"
     pairs = read_pairs(pairs_csv)
     if val_csv is not None:
@@ -484,8 +513,11 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
         order = np.random.default_rng([config.seed, 7]).permutation(len(pairs))
         held = min(500, len(pairs) // 10)
         val_pairs, pairs = pairs.subset(order[:held].tolist()), pairs.subset(sorted(order[held:].tolist()))
-    else:
+    else:  # too few to hold any out: validated on what it trains on, said in the result
         val_pairs = pairs
+    if len(pairs) < 2:
+        raise ValueError(f"{pairs_csv} holds {len(pairs)} file(s) to train on; contrastive training needs two or "
+                         "more (each batch's other pairs are its negatives)")
     data = PairSet.build(modality, pairs, preprocess, cache, workers)
     val = PairSet.build(modality, val_pairs, preprocess, cache, workers)
     return train(config, data, out, val=val, resume=resume, log=log)
