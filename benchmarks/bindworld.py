@@ -189,4 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        from cli.main import run_reporting_errors  # a missing model or folder: one error line
+    except ImportError:  # only the library importable (the reference's environment)
+        main()
+    else:
+        run_reporting_errors(main)

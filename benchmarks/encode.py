@@ -46,7 +46,10 @@ def _reference(stub_media: bool = False):
         if stub_media:
             install_media_stubs()
         import languagebind
-    except ImportError:
+    except ImportError as exc:  # said, not passed over: the table then has our columns alone
+        print(f"the reference (the languagebind package) cannot be imported here ({exc}): our figures alone; run "
+              "with the reference's environment, and --stub-reference-media where decord or pytorchvideo is the "
+              "module missing", file=sys.stderr)
         return None
     return languagebind
 
@@ -356,4 +359,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        from cli.main import run_reporting_errors  # a missing model or folder: one error line
+    except ImportError:  # only the library importable (the reference's environment)
+        main()
+    else:
+        run_reporting_errors(main)

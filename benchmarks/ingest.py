@@ -17,7 +17,7 @@ The ratio end-to-end / encoder-only is the share of the encoder's rate that inge
 With `--long SECONDS` the files last that long and are indexed as 10 s windows (`WINDOW_SECONDS`); rates are then
 windows per second, and the encoder alone gets the same windows decoded beforehand.
 
-`memory` indexes `--files` generated 256 x 256 PNGs (and, with `--modality video`, short clips) with
+`memory` indexes `--files` generated 256 x 256 PNGs with
 `bindsearch-mini`, sampling the resident memory of this process and its decoder workers every 20 ms.
 Peak minus the resident memory after loading the model is what ingest itself costs (target <= 2 GB,
 whatever the collection size).

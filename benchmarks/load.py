@@ -40,7 +40,9 @@ print(json.dumps({{"load_s": loaded, "seconds": time.perf_counter() - start, "mo
 
 def load_once(spec: str, modalities: list[str] | None) -> dict:
     code = _CHILD.format(root=str(ROOT), spec=spec, modalities=modalities)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if run.returncode:  # the child's own last words (a ModelLoadError's line), not its source code
+        raise SystemExit(f"error: loading {spec} failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--checkpoints", type=Path, required=True, help="one published-format folder per modality")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
+    if not args.checkpoints.is_dir():
+        raise SystemExit(f"error: {args.checkpoints} is not a folder; give one holding a checkpoint per modality")
     folders = sorted(p for p in args.checkpoints.iterdir() if (p / "config.json").is_file())
     if len(folders) < 2:
         raise SystemExit(f"{args.checkpoints}: needs at least two checkpoint folders (config.json in each)")
