@@ -178,4 +178,6 @@ def unreadable_cause(path: Path, error: OSError) -> str:
         return "a link in a loop of links, which leads to no file: point it at a file or delete it"
     if os.path.islink(path) and not path.exists():
         return f"a link to {os.readlink(path)}, which does not exist: restore its target or delete the link"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot be read ({error.strerror}): make it readable and run index again"
     return f"gone or unreadable while indexing ({error.strerror})"

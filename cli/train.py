@@ -86,12 +86,19 @@ def tower(
     prep = prep or SMALL_INPUT
     if input_config is not None and input_config.name != modality:
         raise ValueError(f"--modality {modality} but {modality_config} describes {input_config.name}")
-    result = train_pairs(pairs, modality, out, val_csv=val, preprocess=prep, input_config=input_config,
-                         tower=default_tower(modality, prep, width, layers, patch), threads=threads,
-                         resume=resume, log=_progress, steps=steps, batch_size=batch_size, accumulate=accumulate,
-                         lr=lr, warmup=warmup, lora_rank=lora_rank, mask_ratio=mask_ratio, init=init,
-                         init_modality=init_modality, val_every=val_every, save_every=save_every, bf16=bf16,
-                         seed=seed)
+    try:
+        result = train_pairs(pairs, modality, out, val_csv=val, preprocess=prep, input_config=input_config,
+                             tower=default_tower(modality, prep, width, layers, patch), threads=threads,
+                             resume=resume, log=_progress, steps=steps, batch_size=batch_size, accumulate=accumulate,
+                             lr=lr, warmup=warmup, lora_rank=lora_rank, mask_ratio=mask_ratio, init=init,
+                             init_modality=init_modality, val_every=val_every, save_every=save_every, bf16=bf16,
+                             seed=seed)
+    except KeyboardInterrupt:
+        state = out / "train_state.pt"
+        saved = "" if not state.is_file() else " from its last checkpoint"
+        typer.echo(f"\ninterrupted: run the same command again to go on{saved} (checkpoints every {save_every} "
+                   "steps)", err=True)
+        raise typer.Exit(130) from None
     loss = None if math.isnan(result.loss) else round(result.loss, 4)  # NaN: no step run (it was finished)
     summary = {"checkpoint": str(result.directory), "step": result.step, "loss": loss,
                "validation": result.validation, "seconds": round(result.seconds, 1),

@@ -232,7 +232,8 @@ def test_a_file_in_a_folder_that_cannot_be_entered_is_named_not_a_traceback(tmp_
         code, out, err = run_cli("index", media, "-c", "x", "--json")
     report = json.loads(out)
     assert code == 1 and report["removed"] == 0 and report["unchanged"] == 1
-    assert report["failed"] == [{"path": str(shut), "error": "gone or unreadable while indexing (Permission denied)"}]
+    assert report["failed"] == [{"path": str(shut), "error": "cannot be read (Permission denied): make it readable "
+                                                             "and run index again"}]
     assert Collection.open("x").stats()["files"] == 2
 
 
