@@ -93,6 +93,12 @@ PathsArg = str | Path | Sequence[str | Path]
 """One path, or several: `files=` and `under=` take either."""
 
 
+_TIED_ROWS = 1024
+"""Rows a search fetches at most to bring in every row tied with its k-th hit (copies of one photo, identical
+black windows), in one second search: beyond, which tied copies fill the last places is the index's choice. A query
+among 1,500 copies of one photo takes 65 ms where it took 41 ms without ties (130-200 ms fetching 4x at a time)."""
+
+
 class Collection:
     """A named, persistent, searchable set of embedded files; see `open`, `add`, `search`, `remove`, `stats`."""
 
@@ -382,13 +388,15 @@ class Collection:
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         probes = {index: index.nprobe for index in indexes if index.nlist > 1}
         metric = indexes[0].metric
+        ties_until = max(_TIED_ROWS, 16 * fetch)
 
         def settled(hits: list[Hit], row_scores: np.ndarray, row_ids: np.ndarray) -> bool:
             """Whether more rows cannot change these hits: enough of them, and no row left unfetched that ties the
-            k-th (equal scores go by id, so one with a lower id than the k-th would take its place)."""
+            k-th (equal scores go by id, so one with a lower id than the k-th would take its place), short of
+            fetching more than `ties_until` rows for ties alone."""
             if len(hits) < target:
                 return False
-            if len(hits) < k or row_ids[-1] < 0:
+            if len(hits) < k or row_ids[-1] < 0 or fetch >= ties_until:
                 return True
             last, kth = row_scores[-1], hits[k - 1].score
             return bool(last < kth if metric == "ip" else last > kth)
@@ -408,7 +416,9 @@ class Collection:
                     target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
                     if all(settled(*row) for row in zip(out, scores, ids, strict=True)):
                         return out
-                fetch = min(4 * fetch, stored)
+                short = any(len(hits) < target for hits in out)
+                # Short of hits: four times the rows. Only ties at the k-th left: all the rows ties may take, once.
+                fetch = min(4 * fetch if short else max(4 * fetch, ties_until), stored)
                 # An IVF search returns only what its probed lists hold: asked for more rows (the windows of one
                 # file crowd the top), it must visit more lists, or the windows collapse into fewer than k files.
                 for index in probes:

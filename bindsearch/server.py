@@ -53,6 +53,7 @@ from bindsearch.collection import Collection, absolute, search_result
 from bindsearch.errors import catalog_advice, is_catalog_error
 from bindsearch.hits import Hit
 from bindsearch.media import MediaError, read_text
+from indexes import Item
 
 __all__ = ["DEFAULT_PORT", "SearchServer", "ServeError", "serve"]
 
@@ -263,15 +264,18 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
                               every_window=every_window, at=at, under=under)
-        return search_result(col.name, text, shown if shown is not None else files, hits, at, under, self._words)
+            texts = [h.id for h in hits if h.modality == "text"]
+            items = col.catalog.pinned().get(texts) if texts else {}  # one lookup, not one a hit
 
-    def _words(self, hit: Hit) -> str | None:
-        """A text hit's words, read only while its file is the one indexed (never a link put in its place since)."""
-        try:
-            with self._indexed(hit.id) as (f, _):
-                return read_text(Path(f.name))
-        except (RequestError, MediaError):
-            return None
+        def words(hit: Hit) -> str | None:
+            """A text hit's words, read only while its file is the one indexed (never a link put in its place)."""
+            try:
+                with _indexed_file(items[hit.id]):
+                    return read_text(Path(items[hit.id].path))
+            except (KeyError, RequestError, MediaError):
+                return None
+
+        return search_result(col.name, text, shown if shown is not None else files, hits, at, under, words)
 
     def _file(self, params: dict[str, list[str]], preview: bool) -> _Raw:
         """An indexed file's bytes (or the range asked for), found by its catalog id: no other file is served."""
@@ -280,7 +284,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError("/file needs ?id=N, a hit's id")
         raw = None
         try:
-            with self._indexed(int(value)) as (f, item):
+            wanted = int(value)
+            item = self.server.collection.catalog.pinned().get([wanted]).get(wanted) if wanted < 1 << 63 else None
+            if item is None:
+                raise RequestError(f"no item {value} in the collection", HTTPStatus.NOT_FOUND)
+            with _indexed_file(item) as f:
                 path = Path(item.path)
                 if preview and item.modality in ("image", "infrared", "depth"):
                     png = _preview_png(path, item.modality)
@@ -300,30 +308,6 @@ class _Handler(BaseHTTPRequestHandler):
                 os.close(raw.file[0])
             raise
         return raw
-
-    @contextlib.contextmanager
-    def _indexed(self, wanted: int):
-        """(open file, catalog item) of item `wanted`, while its file is the one indexed: the same size and mtime
-        as the catalog holds. A file changed since, or a link to another file put in its place (a shared folder),
-        is refused (409): the server reads nothing its collection did not index."""
-        item = self.server.collection.catalog.pinned().get([wanted]).get(wanted) if wanted < 1 << 63 else None
-        if item is None:
-            raise RequestError(f"no item {wanted} in the collection", HTTPStatus.NOT_FOUND)
-        try:
-            f = open(item.path, "rb")  # noqa: SIM115 - closed below, after the answer is built
-        except OSError:
-            raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND) from None
-        with f:
-            stat = os.fstat(f.fileno())
-            if not S_ISREG(stat.st_mode):
-                raise RequestError(f"{item.path} is no longer a file", HTTPStatus.NOT_FOUND)
-            if (stat.st_size, stat.st_mtime) != (item.size, item.mtime):
-                raise RequestError(f"{item.path} changed since it was indexed; run bindsearch index again",
-                                   HTTPStatus.CONFLICT)
-            yield f, item
-            now = os.stat(item.path)  # what was read by its path (a decoder's) was this same file
-            if (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino):
-                raise RequestError(f"{item.path} changed while it was read; ask again", HTTPStatus.CONFLICT)
 
     def _check_indexed(self, paths: list[str]) -> None:
         for p in paths:
@@ -436,6 +420,29 @@ class _Raw:
     headers: dict[str, str] = field(default_factory=dict)
     file: tuple[int, int, int] | None = None
     """(file descriptor, offset, length) sent after `body` in its place, a chunk at a time; closed once sent."""
+
+
+@contextlib.contextmanager
+def _indexed_file(item: Item):
+    """The open file of a catalog item, while it is the one indexed: the same size and mtime as the catalog holds.
+    A file changed since, or a link to another file put in its place (a shared folder), is refused (409): the
+    server reads nothing its collection did not index. Opened without blocking, so that a named pipe put in its
+    place cannot hold a request thread for ever."""
+    try:
+        fd = os.open(item.path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND) from None
+    with open(fd, "rb", closefd=True) as f:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise RequestError(f"{item.path} is no longer a file", HTTPStatus.NOT_FOUND)
+        if (stat.st_size, stat.st_mtime) != (item.size, item.mtime):
+            raise RequestError(f"{item.path} changed since it was indexed; run bindsearch index again",
+                               HTTPStatus.CONFLICT)
+        yield f
+        now = os.stat(item.path)  # what was read by its path (a decoder's) was this same file
+        if (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino):
+            raise RequestError(f"{item.path} changed while it was read; ask again", HTTPStatus.CONFLICT)
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

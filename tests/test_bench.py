@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -683,3 +684,6 @@ def test_llvip_zero_shot_cuts_person_and_background_crops_from_the_release_once(
                result["notes"])
     with pytest.raises(DatasetLayoutError, match=r"inside LLVIP's release: pass --root .*LLVIP, from whose"):
         read_classification(root / "infrared" / "test", "infrared")
+    for name in ("background", "person"):  # crops of one's own, kept inside the release, are class folders
+        shutil.copytree(crops.folder / name, root / "my_crops" / name)
+    assert read_classification(root / "my_crops", "infrared").classnames == ["background", "person"]

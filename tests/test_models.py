@@ -179,7 +179,7 @@ def test_a_path_object_and_a_missing_relative_folder(tmp_path):
             load_model(spec)
 
 
-def test_embed_refuses_inputs_it_would_answer_wrongly(tiny_model):
+def test_embed_refuses_inputs_it_would_answer_wrongly(tiny_model):  # and lets NaN through, row by row
     size = tiny_model.preprocess["image"].image_size
     x = torch.rand(2, 3, size, size)
     assert tiny_model.embed("image", x[:0]).shape == (0, tiny_model.dim)
@@ -187,9 +187,9 @@ def test_embed_refuses_inputs_it_would_answer_wrongly(tiny_model):
         tiny_model.embed("image", x.numpy())
     with pytest.raises(TypeError, match="takes preprocessed float pixels .* not torch.uint8"):
         tiny_model.embed("image", (x * 255).to(torch.uint8))
-    x[1, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="item 1 of the batch holds NaN"):
-        tiny_model.embed("image", x)
+    x[1, 0, 0, 0] = float("nan")  # that row alone is not finite: the pipeline fails its file, not the batch
+    rows = tiny_model.embed("image", x)
+    assert torch.isfinite(rows[0]).all() and not torch.isfinite(rows[1]).all()
     ids = tiny_model.tokenize(["a dog"])
     with pytest.raises(ValueError, match="token ids must lie in 0..49407"):
         tiny_model.embed("text", ids + 50_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -388,6 +389,11 @@ def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_brow
         hits = call(srv, "/search?q=dog&modality=text")[1]["hits"]
         assert "secret" not in json.dumps(hits)
         assert [h["text"] for h in hits if h["path"].endswith("note.txt")] == [None]
+
+        (media / "scan.tif").unlink()
+        os.mkfifo(media / "scan.tif")  # opened as the file it replaced, a pipe would hold the thread for a writer
+        status, answer = call(srv, f"/file?id={ids['scan.tif']}")
+        assert status == 404 and "is no longer a file" in answer["error"]
 
         host, port = srv.server_address[:2]
         with socket.create_connection((host, port), timeout=30) as sock:  # a client that stops mid-upload

@@ -442,6 +442,7 @@ def test_a_diverging_run_stops_at_its_first_non_finite_loss_and_keeps_its_last_g
 
 def test_training_refuses_a_folder_it_would_overwrite_a_text_tower_and_a_single_file(tmp_path, run_cli):
     from bindsearch.models.specs import MINI_DIR
+    from bindsearch.training.trainer import _check_out
 
     shutil.copytree(MINI_DIR, tmp_path / "shipped-copy")
     pairs = tmp_path / "pairs.csv"
@@ -456,6 +457,11 @@ def test_training_refuses_a_folder_it_would_overwrite_a_text_tower_and_a_single_
     code, _, err = run_cli("train", "tower", pairs, "--modality", "depth", "--out", tmp_path / "one", "--steps", "2",
                            "--batch-size", "2")
     assert code == 2 and "pairs.csv holds 1 file(s) to train on; contrastive training needs two" in err
+    started = tmp_path / "started"  # interrupted while writing its first checkpoint: the same command goes on
+    started.mkdir()
+    for name in ("config.json", "model.safetensors", "train_config.json", "train_log.jsonl"):
+        (started / name).write_text("{}")
+    _check_out(started)
     code, _, err = run_cli("train", "tower", pairs, "--modality", "text", "--out", tmp_path / "t", "--steps", "2")
     assert code == 2 and "text is the frozen anchor" in err and "Traceback" not in err
     pairs.write_text("\ufeffpath,caption\nd0.png,a near wall\nd1.png,a far wall\n")

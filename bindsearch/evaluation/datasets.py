@@ -595,7 +595,7 @@ def _refuse_nested(root: Path) -> None:
     `ESC-50-master/`, a K400 folder), a folder inside LLVIP's release, or a split holding modality folders (`rgb/`,
     `depth/`) without classes."""
     for top in (root.parent, root.parent.parent):
-        if is_llvip(top):
+        if is_llvip(top) and root.relative_to(top).parts[0] in ("infrared", "visible", "Annotations"):
             raise DatasetLayoutError(f"{root} is inside LLVIP's release: pass --root {top}, from whose Annotations/ "
                                      "the person and background crops are cut")
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]

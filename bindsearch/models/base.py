@@ -163,9 +163,6 @@ class EmbeddingModel(nn.Module):
             batch = batch.to(self.device)
         else:
             batch = batch.to(self.device, self.dtype)
-            if not bool(torch.isfinite(batch).all()):  # on the device: a pass that costs next to nothing there
-                row = int((~torch.isfinite(batch.reshape(len(batch), -1))).any(1).nonzero()[0])
-                raise ValueError(f"embed({modality!r}, ...): item {row} of the batch holds NaN or infinite values")
         if modality in self._compiled:
             features = self._run_compiled(modality, batch).float()
         else:
@@ -174,8 +171,8 @@ class EmbeddingModel(nn.Module):
 
     def _check_batch(self, modality: str, batch: torch.Tensor) -> None:
         """Refuse, in one line, inputs a tower would take and answer wrongly or with a shape error deep inside:
-        pixels not yet preprocessed (uint8), token ids outside the vocabulary or beyond the context (NaN is
-        refused once the batch is on the device)."""
+        pixels not yet preprocessed (uint8), token ids outside the vocabulary or beyond the context. NaN goes
+        through: its row comes out NaN, and the pipeline fails that one file, not the batch."""
         if not isinstance(batch, torch.Tensor):
             raise TypeError(f"embed takes a torch.Tensor, not {type(batch).__module__}.{type(batch).__name__} "
                             "(torch.from_numpy turns an array into one)")

@@ -445,7 +445,7 @@ def _check_out(out: Path) -> None:
     if not out.is_dir():
         return
     held = {p.name for p in out.iterdir()}
-    if STATE_FILE not in held and held - _STARTED:
+    if STATE_FILE not in held and "train_config.json" not in held and held - _STARTED:  # no run of ours began
         raise ValueError(f"{out} holds {sorted(held - _STARTED)[0]} and no training run ({STATE_FILE}); train into a "
                          "new or empty folder (--out)")
 
