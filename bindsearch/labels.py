@@ -36,6 +36,8 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
     path = Path(file)
     if path.is_dir():
         raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
+    if modality is not None:
+        model.check_modality(modality)  # a name that is no modality, or one the model has no tower for
     kind, why = (modality, "") if modality else media.modality_of(path)
     if kind is None:
         raise ValueError(f"{path}: cannot tell its modality ({why}); pass --file-modality")
@@ -49,7 +51,7 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
 def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: Sequence[str],
                    modality: str | None = None, workers: int | None = None, templates: bool = True,
                    window: float | None = None) -> Iterator[Labelled | MediaError]:
-    """For each file, its ranking or the `MediaError` that says why it has none, as each batch is done.
+    """For each file, in the order given, its ranking or the `MediaError` that says why it has none.
 
     Files are grouped by modality (guessed from the extension unless `modality` is given); each group's label
     prompts are embedded once, and its files decoded in worker processes and encoded in batches, as
@@ -58,14 +60,36 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
 
     `window` (seconds): video and audio longer than one window are ranked window by window, in order: a timeline
     of what happens when. Without it, a file is ranked whole, as the model reads it (8 frames; three 10 s crops).
+    Labels are taken once each (a label given twice would split its probability in two); a blank one is a
+    ValueError.
     """
+    labels = _distinct(labels)
+    files = list(dict.fromkeys(Path(f) for f in files))
+    order = {path: i for i, path in enumerate(files)}
+    # Decoder processes finish a long file's windows in their own order, and groups go by modality: the results
+    # come back as the files were given, each file's windows in time, whatever the machine's core count.
+    results = sorted(_classified(model, files, labels, modality, workers, templates, window),
+                     key=lambda r: (order[Path(r.path)], (r.window or (0.0,))[0] if isinstance(r, Labelled) else -1))
+    yield from results
+
+
+def _distinct(labels: Sequence[str]) -> list[str]:
+    labels = list(dict.fromkeys(labels))
+    if not labels:
+        raise ValueError("give at least one label")
+    if any(not isinstance(label, str) or not label.strip() for label in labels):
+        raise ValueError(f"labels must be words, not {next(lab for lab in labels if not str(lab).strip())!r}")
+    return labels
+
+
+def _classified(model: EmbeddingModel, files: list[Path], labels: list[str], modality: str | None,
+                workers: int | None, templates: bool, window: float | None) -> Iterator[Labelled | MediaError]:
+    """`classify_files`' results as the batches are done: by modality, windows as the decoders finish them."""
     from bindsearch.evaluation import build_classifier
     from bindsearch.pipeline import encode_files
 
-    if not labels:
-        raise ValueError("give at least one label")
     groups: dict[str, list[Path]] = {}
-    for path in dict.fromkeys(Path(f) for f in files):
+    for path in files:
         if path.is_dir():
             yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
             continue

@@ -285,6 +285,7 @@ def classify(
     bindsearch classify street.wav --labels "siren,dog,rain,speech" --window 10 --top 1   (what happens when)
     """
     from bindsearch import load_model
+    from bindsearch.files import displayed
     from bindsearch.labels import classify_files
 
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
@@ -302,7 +303,7 @@ def classify(
     for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates,
                                  window=window or None):
         if isinstance(result, Exception):
-            typer.echo(f"error: {result}" + ("; skipped" if len(files) > 1 else ""), err=True)
+            typer.echo(f"error: {displayed(str(result))}" + ("; skipped" if len(files) > 1 else ""), err=True)
             failed += 1
             continue
         path, ranked, cut = result
@@ -315,9 +316,9 @@ def classify(
         if cut:
             from bindsearch.media import format_window
 
-            typer.echo(f"# {path} @ {format_window(cut)}")
+            typer.echo(f"# {displayed(str(path))} @ {format_window(cut)}")
         elif len(files) > 1:
-            typer.echo(f"# {path}")
+            typer.echo(f"# {displayed(str(path))}")
         for label, p in ranked:
             typer.echo(f"{p:7.2%}  {label}")
     if failed:
@@ -331,7 +332,7 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> typer.BadParameter:
 def _read_lines(path: Path) -> list[str]:
     """A UTF-8 text file's lines, or a one-line error naming the file."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Notepad's lists start with a BOM
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from None
     except OSError as exc:  # missing, a folder, unreadable: a clear error naming the file (exit 1), as for --file

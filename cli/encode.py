@@ -48,7 +48,8 @@ def encode(
             np.save(handle, vectors)
     if as_json:
         rows = [{"item": i, "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]
-        typer.echo(json.dumps({"model": encoder.spec, "modality": modality, "dim": encoder.dim, "items": rows}))
+        typer.echo(json.dumps({"model": encoder.spec, "modality": encoder.check_modality(modality), "dim": encoder.dim,
+                               "items": rows}))
         return
     for item, vector in zip(items, vectors, strict=True):
         head = " ".join(f"{x:+.3f}" for x in vector[:4])

@@ -503,3 +503,17 @@ def test_pipes_links_to_folders_hidden_folders_and_odd_names_in_a_real_drive(tmp
     skipped = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
     assert skipped["x.wav"] == "a named pipe (FIFO), not a regular file"
     assert skipped["Photos"].startswith("a link to a folder, not followed")
+
+
+def test_classify_reads_a_notepad_label_list_and_prints_odd_names_on_one_line(tmp_path, run_cli):
+    files = pictures(tmp_path / "m", 2)
+    odd = files[1].rename(tmp_path / "m" / "new\nline.png")
+    (tmp_path / "labels.txt").write_bytes("\ufeffwood\r\nmetal\r\n".encode())  # Notepad: a BOM, CRLF
+    code, out, err = run_cli("classify", files[0], odd, "--labels", "wood", "--labels-file", tmp_path / "labels.txt",
+                             "--model", "random:tiny")
+    assert code == 0, err
+    assert f"# {tmp_path / 'm' / 'new'}\\nline.png" in out.splitlines()
+    labels = [line.split()[-1] for line in out.splitlines() if not line.startswith("#")]
+    assert sorted(set(labels)) == ["metal", "wood"] and len(labels) == 4  # the BOM's wood is the same wood
+    code, out, _ = run_cli("encode", "thermal", files[0], "--model", "random:tiny", "--json")
+    assert code == 0 and json.loads(out)["modality"] == "infrared"

@@ -411,6 +411,37 @@ def test_classify_ranks_labels_window_by_window(reels, run_cli):
     assert code == 0 and out.splitlines()[0] == f"# {reel.video} @ 0:00-0:02" and len(out.splitlines()) == 24
 
 
+def test_classify_answers_in_the_order_given_whatever_the_decoders_and_modalities(reels, tmp_path, monkeypatch):
+    """Decoder processes finish a long file's windows in their own order, and files went by modality: a machine
+    with more cores printed another order (a, c, b for a.png b.wav c.png)."""
+    import bindsearch.pipeline
+    from bindsearch import load_model
+    from bindsearch.labels import classify, classify_files
+    from bindsearch.media.writers import write_image
+
+    _, reel = reels
+    model = load_model("bindsearch-mini", device="cpu")
+    pictures = [write_image(tmp_path / f"{name}.png", np.full((48, 48, 3), 40 * i, np.uint8))
+                for i, name in enumerate("ac")]
+    given = [pictures[0], reel.audio, pictures[1]]
+    real = bindsearch.pipeline.encode_files
+
+    def shuffled(*args, **kwargs):  # batches as several decoders may finish them: the last first
+        return reversed(list(real(*args, **kwargs)))
+
+    monkeypatch.setattr(bindsearch.pipeline, "encode_files", shuffled)
+    results = list(classify_files(model, given, ["wood", "metal"], window=2.0, workers=0))
+    assert [r.path for r in results] == [given[0], *[reel.audio] * len(reel.timeline), given[2]]
+    windows = [r.window for r in results if r.window is not None]
+    assert windows == sorted(windows)
+    ranked = classify(model, pictures[0], ["red", "red", "blue"])  # a label twice is one label, not two halves
+    assert sorted(label for label, _ in ranked) == ["blue", "red"] and abs(sum(p for _, p in ranked) - 1) < 1e-5
+    with pytest.raises(ValueError, match="labels must be words"):
+        classify(model, pictures[0], ["red", " "])
+    with pytest.raises(ValueError, match="unknown modality 'bogus'"):
+        classify(model, pictures[0], ["red"], modality="bogus")
+
+
 def test_a_catalog_from_before_windows_is_read_and_given_them_on_first_write(tmp_path):
     encoder = EncoderInfo("random:tiny", "abc", 4)
     legacy = _schema(4)
