@@ -482,3 +482,18 @@ def test_eight_bit_audio_through_pyav_is_centred_at_silence(tmp_path):
             container.mux(packet)
     samples, rate = read_audio(tmp_path / "u8.mkv")
     assert rate == 16000 and abs(float(samples.mean())) < 0.01 and abs(float(samples.max()) - 0.5) < 0.01
+
+
+def test_a_sound_whose_name_is_not_utf8_is_named_for_what_it_is(tmp_path):
+    """libsndfile, FFmpeg and decord take UTF-8 names: a Latin-1 one was 'could not decode as audio
+    (UnicodeEncodeError ...)', of a file that decodes."""
+    import shutil
+
+    import soundfile
+
+    good = tmp_path / "ok.wav"
+    soundfile.write(good, np.full(16000, 0.1, np.float32), 16000)
+    latin = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.wav")
+    shutil.copy(good, latin)
+    with pytest.raises(media.MediaError, match=r"caf\\xe9\.wav: its name is not UTF-8, which the audio decoders"):
+        media.load("audio", latin)
