@@ -388,7 +388,7 @@ class Collection:
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         probes = {index: index.nprobe for index in indexes if index.nlist > 1}
         metric = indexes[0].metric
-        ties_until = max(_TIED_ROWS, 16 * fetch)
+        ties_until, rounds = max(_TIED_ROWS, 16 * fetch), 0
 
         def settled(hits: list[Hit], row_scores: np.ndarray, row_ids: np.ndarray) -> bool:
             """Whether more rows cannot change these hits: enough of them, and no row left unfetched that ties the
@@ -416,9 +416,11 @@ class Collection:
                     target = min(k, self._findable(snapshot, searched, exclude, exclude_ids, folders))
                     if all(settled(*row) for row in zip(out, scores, ids, strict=True)):
                         return out
-                short = any(len(hits) < target for hits in out)
-                # Short of hits: four times the rows. Only ties at the k-th left: all the rows ties may take, once.
-                fetch = min(4 * fetch if short else max(4 * fetch, ties_until), stored)
+                # Short of hits, or the k-th hit the last row read (a row past it may tie it): four times the
+                # rows. Ties past that (copies of a photo): every row ties may take, in one more search.
+                tied = not any(len(hits) < target for hits in out) and rounds > 0
+                fetch = min(max(4 * fetch, ties_until) if tied else 4 * fetch, stored)
+                rounds += 1
                 # An IVF search returns only what its probed lists hold: asked for more rows (the windows of one
                 # file crowd the top), it must visit more lists, or the windows collapse into fewer than k files.
                 for index in probes:

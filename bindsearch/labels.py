@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 
 from bindsearch import media
+from bindsearch.files import printable
 from bindsearch.media import MediaError, Window, WindowPlan
 from bindsearch.models import EmbeddingModel
 
@@ -66,41 +67,54 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
     labels = _distinct(labels)
     files = list(dict.fromkeys(Path(f) for f in files))
     order = {path: i for i, path in enumerate(files)}
-    # Decoder processes finish a long file's windows in their own order, and groups go by modality: the results
-    # come back as the files were given, each file's windows in time, whatever the machine's core count.
-    results = sorted(_classified(model, files, labels, modality, workers, templates, window),
-                     key=lambda r: (order[Path(r.path)], (r.window or (0.0,))[0] if isinstance(r, Labelled) else -1))
-    yield from results
+    # Decoder processes finish long files in their own order, and groups go by modality: each file's answers are
+    # held until those of the files given before it are out, so that the order is the one given whatever the
+    # machine's core count, and a run over one modality still answers batch by batch.
+    shown = {printable(path): i for path, i in order.items()}  # how an error spells a non-UTF-8 name
+    held: dict[int, list[Labelled | MediaError]] = {}
+    following = 0
+    for path, answers in _classified(model, files, labels, modality, workers, templates, window):
+        place = order.get(Path(path), shown.get(str(path)))
+        if place is None:  # not a file given (cannot be): said at once rather than lost
+            yield from answers
+            continue
+        held[place] = answers
+        while following in held:
+            yield from held.pop(following)
+            following += 1
 
 
 def _distinct(labels: Sequence[str]) -> list[str]:
     labels = list(dict.fromkeys(labels))
     if not labels:
         raise ValueError("give at least one label")
-    if any(not isinstance(label, str) or not label.strip() for label in labels):
-        raise ValueError(f"labels must be words, not {next(lab for lab in labels if not str(lab).strip())!r}")
+    blank = [label for label in labels if not isinstance(label, str) or not label.strip()]
+    if blank:
+        raise ValueError(f"labels must be words, not {blank[0]!r}")
     return labels
 
 
 def _classified(model: EmbeddingModel, files: list[Path], labels: list[str], modality: str | None,
-                workers: int | None, templates: bool, window: float | None) -> Iterator[Labelled | MediaError]:
-    """`classify_files`' results as the batches are done: by modality, windows as the decoders finish them."""
+                workers: int | None, templates: bool, window: float | None
+                ) -> Iterator[tuple[Path, list[Labelled | MediaError]]]:
+    """Each file with its answers (a ranking, one per window in time, or the error), as its batch is done: by
+    modality, and long files as the decoders finish them (a file's windows come together, in one batch)."""
     from bindsearch.evaluation import build_classifier
     from bindsearch.pipeline import encode_files
 
     groups: dict[str, list[Path]] = {}
     for path in files:
         if path.is_dir():
-            yield MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
+            yield path, [MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")]
             continue
         kind, why = (modality, "") if modality else media.modality_of(path)
         if kind is None:
-            yield MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")
+            yield path, [MediaError(path, f"cannot tell its modality ({why}); pass --file-modality")]
             continue
         try:
             groups.setdefault(model.check_modality(kind), []).append(path)
         except ValueError as exc:  # a modality this model has no tower for: this file's error, not the run's
-            yield MediaError(path, str(exc))
+            yield path, [MediaError(path, str(exc))]
     for kind, paths in groups.items():
         # A text file is compared with the labels' own words: "a photo of a {}." would describe no text.
         as_written = not templates or kind == "text"
@@ -109,8 +123,12 @@ def _classified(model: EmbeddingModel, files: list[Path], labels: list[str], mod
                              templates=["{}"] if as_written else None))
         plan = WindowPlan(window, longer_than=window) if window else None
         for batch in encode_files(model, kind, paths, workers=workers, windows=plan):
-            yield from batch.failures
+            for failure in batch.failures:
+                yield failure.path, [failure]
             probabilities = model.probabilities(kind, batch.vectors, classifier)
+            answers: dict[Path, list[Labelled | MediaError]] = {}
             for path, cut, probs in zip(batch.paths, batch.windows, probabilities, strict=True):
                 ranking = [(labels[j], float(probs[j])) for j in torch.argsort(probs, descending=True).tolist()]
-                yield Labelled(path, ranking, cut)
+                answers.setdefault(path, []).append(Labelled(path, ranking, cut))
+            for path, found in answers.items():
+                yield path, sorted(found, key=lambda answer: answer.window or (0.0,))

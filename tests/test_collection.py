@@ -707,3 +707,31 @@ def test_ties_at_the_kth_hit_come_back_by_id_at_every_k(tmp_path):
     order = [by_name[f"{i}.png"] for i in (0, 2, 4, 6, 1, 3, 5)]  # a's copies, then b's, each by id
     for k, ids in pages.items():
         assert ids == order[:k], k
+
+
+def test_a_search_reads_many_rows_only_for_ties(tmp_path, monkeypatch):
+    """A row past the k-th hit may tie it: one search of 4k rows looks (as before ties were seen to); only copies
+    still tied then fetch up to `_TIED_ROWS` in one more search. Every plain search had paid 1,024 rows."""
+    import bindsearch.collection as collection_module
+    from indexes import Item
+
+    col = Collection.open(tmp_path / "rows", model="random:tiny", device="cpu")
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((600, col.model.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.vstack([vectors, np.repeat(vectors[:1], 300, 0)])  # 300 copies of the first
+    col.catalog.add([Item(path=f"/p/{i:04d}.png", modality="image", size=1, mtime=0.0, content_hash=str(i))
+                     for i in range(len(vectors))], vectors)
+    asked = []
+    search_exact = collection_module.search_exact
+
+    def counted(snapshot, index, queries, k):
+        asked.append(k)
+        return search_exact(snapshot, index, queries, k)
+
+    monkeypatch.setattr(collection_module, "search_exact", counted)
+    col.search_vectors(vectors[1:6], "image", k=10)
+    assert asked == [10, 40]
+    asked.clear()
+    hits = col.search_vectors(vectors[:1], "image", k=10)[0]
+    assert asked == [10, 40, 900] and [h.path for h in hits] == [f"/p/{i:04d}.png" for i in (0, *range(600, 609))]

@@ -434,6 +434,19 @@ def test_classify_answers_in_the_order_given_whatever_the_decoders_and_modalitie
     assert [r.path for r in results] == [given[0], *[reel.audio] * len(reel.timeline), given[2]]
     windows = [r.window for r in results if r.window is not None]
     assert windows == sorted(windows)
+    batches = []  # a run over one modality still answers as its batches are done, not all at the end
+
+    def counted(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            batches.append(batch)
+            yield batch
+
+    monkeypatch.setattr(bindsearch.pipeline, "encode_files", counted)
+    monkeypatch.setitem(model.batch_size, "image", 2)
+    many = [write_image(tmp_path / f"m{i}.png", np.full((48, 48, 3), 9 * i, np.uint8)) for i in range(6)]
+    answers = classify_files(model, many, ["red", "blue"], workers=0)
+    first = next(answers)
+    assert first.path == many[0] and len(batches) == 1 and len(list(answers)) == 5
     ranked = classify(model, pictures[0], ["red", "red", "blue"])  # a label twice is one label, not two halves
     assert sorted(label for label, _ in ranked) == ["blue", "red"] and abs(sum(p for _, p in ranked) - 1) < 1e-5
     with pytest.raises(ValueError, match="labels must be words"):
