@@ -464,10 +464,6 @@ def _unsatisfiable(message: str, size: int) -> RequestError:
     return RequestError(message, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, {"Content-Range": f"bytes */{size}"})
 
 
-_SHOWN = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP"}
-"""Image formats every browser shows, as they are, when 8 bits a channel."""
-
-
 def _preview_png(path: Path, modality: str) -> bytes | None:
     """What a browser can show of an image, infrared frame or depth map, as an 8-bit PNG at most 1024 pixels on a
     side; None for a picture shown as it is (an 8-bit JPEG, PNG, WebP...). A depth map is scaled to its own range,

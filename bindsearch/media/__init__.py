@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bindsearch.files import printable
 from bindsearch.media.errors import MediaError
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
@@ -133,10 +134,10 @@ def _guarded(name: str, path: Path, read: Callable[[Path], object]):
         raise MediaError(path, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:  # said once for every modality, not in each decoder's own words
         raise MediaError(path, "file is empty")
-    if name in WINDOWED and os.fsencode(path).decode("utf-8", "replace") != str(path):
+    if name in WINDOWED and printable(path) != str(path):
         # libsndfile, FFmpeg and decord take names as UTF-8 text: bytes of another encoding cannot reach them.
-        raise MediaError(os.fsencode(path).decode("utf-8", "backslashreplace"),
-                         f"its name is not UTF-8, which the {name} decoders cannot open: rename the file")
+        raise MediaError(printable(path), f"its name is not UTF-8, which the {name} decoders cannot open: rename "
+                                          "the file")
     try:
         return read(path)
     except MediaError:

@@ -104,6 +104,16 @@ def _open(path: Path, fit: int | None = None, full_size: bool = False):
     return (image, size) if full_size else image
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned by its EXIF orientation; as it is where the EXIF block is broken (the pixels are good)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError):
+        return image
+
+
 @functools.cache
 def _heif_opener() -> None:
     """Teach Pillow HEIC/HEIF (phones' photos), once, when the first one is opened: pillow-heif loads libheif."""
@@ -122,16 +132,11 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
     """RGB, grayscale, RGBA, palette or CMYK file -> (3, s, s), upright by its EXIF orientation; single-channel
     files are repeated to RGB. 16-bit and float single-channel files (raw thermal frames, scientific images) are
     stretched between their own 1st and 99th percentiles, as a thermal camera's automatic gain does for display."""
-    from PIL import ImageOps
-
     path, prep = Path(path), prep or Preprocess()
     fit = PREFILTER * prep.image_size
     image, full = _open(path, fit, full_size=True)
     drafted = image.size != full
-    try:
-        turned = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError):  # a broken EXIF block: the pixels are still good
-        turned = image
+    turned = _upright(image)
     if turned.size != image.size:  # turned a quarter: so are the full image's sides
         full = full[::-1]
     image, full_hw = turned, (full[1], full[0]) if drafted else None
@@ -180,7 +185,7 @@ def image_for_display(path: str | Path, fit: int) -> Image.Image | None:
     decoded at a reduced scale down to `fit`), or None where the file itself shows as it is: an 8-bit JPEG, PNG,
     GIF, WebP or BMP. A 16-bit or float frame (raw thermal) is stretched as `load_image` reads it; a TIFF, HEIC or
     AVIF is converted. Raises MediaError naming the file."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     path = Path(path)
     try:
@@ -189,11 +194,7 @@ def image_for_display(path: str | Path, fit: int) -> Image.Image | None:
                 return None
     except Exception:  # noqa: BLE001 - HEIC before its opener is registered, or broken: `_open` says which
         pass
-    image = _open(path, fit)
-    try:
-        image = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError):
-        pass
+    image = _upright(_open(path, fit))
     if image.mode in _HIGH_DEPTH_MODES:
         gray = _stretched(np.asarray(image, dtype=np.float32), path)
         return Image.fromarray((gray * 255).round().astype(np.uint8), mode="L")

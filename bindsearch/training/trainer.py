@@ -513,7 +513,7 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
         order = np.random.default_rng([config.seed, 7]).permutation(len(pairs))
         held = min(500, len(pairs) // 10)
         val_pairs, pairs = pairs.subset(order[:held].tolist()), pairs.subset(sorted(order[held:].tolist()))
-    else:  # too few to hold any out: validated on what it trains on, said in the result
+    else:  # too few to hold any out: validated on what it trains on (as --val's help says)
         val_pairs = pairs
     if len(pairs) < 2:
         raise ValueError(f"{pairs_csv} holds {len(pairs)} file(s) to train on; contrastive training needs two or "
