@@ -400,6 +400,17 @@ def test_layout_error_comes_before_loading_a_model(tmp_path):
         run_msrvtt("languagebind:video_ft", tmp_path / "empty")  # not downloadable here: must not be reached
 
 
+def test_layout_says_where_the_index_and_the_files_were_found(tmp_path):
+    root = tmp_path / "msrvtt"
+    make_msrvtt(root, n_videos=2, video_dir="MSRVTT/videos/all")
+    (root / "msrvtt_data").mkdir()
+    (root / "MSRVTT_JSFUSION_test.csv").rename(root / "msrvtt_data" / "MSRVTT_JSFUSION_test.csv")
+    assert read_msrvtt(root).layout == "ROOT/msrvtt_data/MSRVTT_JSFUSION_test.csv and videos in ROOT/MSRVTT/videos/all/"
+    make_clotho(tmp_path / "clotho", n_clips=2)
+    clotho = read_clotho(tmp_path / "clotho")
+    assert clotho.layout == "ROOT/clotho_captions_evaluation.csv and clips in ROOT/evaluation/"
+
+
 def test_limit_takes_the_first_items_and_their_captions(tmp_path, tiny_model):
     from bindsearch.evaluation.datasets import read_classification, read_msrvtt
 

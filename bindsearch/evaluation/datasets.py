@@ -182,7 +182,7 @@ def read_msrvtt(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
     names = [[f"{video_id}.mp4", f"{video_id}.webm"] for video_id in video_ids]
     items = _locate(root, names, _MSRVTT_VIDEO_DIRS, f"videos listed in {index.name}", MSRVTT_LAYOUT)
     return CaptionedSet("msrvtt", root, "video", items, captions, np.asarray(item_of_caption, dtype=np.int64),
-                        MSRVTT_LAYOUT)
+                        _read_as(root, index, items, "videos"))
 
 
 def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
@@ -217,7 +217,7 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
     names = [[name] for name in position]
     items = _locate(root, names, _CLOTHO_AUDIO_DIRS, f"clips listed in {index.name}", CLOTHO_LAYOUT)
     return CaptionedSet("clotho", root, "audio", items, captions, np.asarray(item_of_caption, dtype=np.int64),
-                        CLOTHO_LAYOUT, notes)
+                        _read_as(root, index, items, "clips"), notes)
 
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
@@ -334,6 +334,16 @@ def _read_csv(path: Path, required: Sequence[str], header: str, layout: str) -> 
     if not rows:
         raise DatasetLayoutError(f"{path} has a header but no rows; expected {layout}")
     return rows
+
+
+def _read_as(root: Path, index: Path, items: Sequence[Path], what: str) -> str:
+    """Where a set was found, in the words of its layout: 'ROOT/msrvtt_data/X.csv and videos in ROOT/videos/all/'."""
+    def spelt(path: Path, slash: str = "") -> str:
+        inside = path.relative_to(root).as_posix()
+        return "ROOT/" if inside == "." else f"ROOT/{inside}{slash}"
+
+    folders = sorted({spelt(p.parent, "/") for p in items})
+    return f"{spelt(index)} and {what} in {', '.join(folders)}"
 
 
 def _locate(root: Path, names: Sequence[Sequence[str]], subdirs: Sequence[str], what: str, layout: str) -> list[Path]:
@@ -471,8 +481,8 @@ def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> Labe
              f"scored on the {len(paths)} present"] if len(paths) < len(label_of) else []
     if unlisted:
         notes.append(f"{unlisted} video(s) in {folder} are not listed in {index.name} and were left out")
-    return LabelledSet("k400", root, "video", paths, np.asarray(labels, dtype=np.int64), classnames, K400_LAYOUT,
-                       notes)
+    return LabelledSet("k400", root, "video", paths, np.asarray(labels, dtype=np.int64), classnames,
+                       _read_as(root, index, paths, "clips"), notes)
 
 
 def _read_class_folders(root: Path, modality: str) -> LabelledSet:
