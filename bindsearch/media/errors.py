@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,19 +33,32 @@ def native_stderr_silenced() -> Iterator[None]:
     """File descriptor 2 to /dev/null for a moment: C libraries (decord, libmpg123) print to it themselves, in lines
     that name no file, beside the MediaError that already names it (or about a file that decodes fine).
 
-    The descriptor belongs to the process: threads decoding at once share one silence, and the first to enter
-    saves the real stderr, the last to leave restores it."""
+    The descriptor belongs to the process, so it is silenced only where nothing else can be writing to it: in a
+    decoder worker process, or in a process running no other Python thread (a command-line search). A script
+    decoding in one thread while others log, or `serve`'s request threads, keep their stderr whole and may see
+    those lines. Threads decoding at once in a worker share one silence: the first to enter saves the real
+    stderr, the last to leave restores it."""
     with _SILENCE:
-        if _silenced[0] == 0:
-            _silenced[1] = os.dup(2)
-            with open(os.devnull, "wb") as devnull:
-                os.dup2(devnull.fileno(), 2)
-        _silenced[0] += 1
+        silence = _silenced[0] > 0 or _stderr_is_ours()
+        if silence:
+            if _silenced[0] == 0:
+                _silenced[1] = os.dup(2)
+                with open(os.devnull, "wb") as devnull:
+                    os.dup2(devnull.fileno(), 2)
+            _silenced[0] += 1
     try:
         yield
     finally:
-        with _SILENCE:
-            _silenced[0] -= 1
-            if _silenced[0] == 0:
-                os.dup2(_silenced[1], 2)
-                os.close(_silenced[1])
+        if silence:
+            with _SILENCE:
+                _silenced[0] -= 1
+                if _silenced[0] == 0:
+                    os.dup2(_silenced[1], 2)
+                    os.close(_silenced[1])
+
+
+def _stderr_is_ours() -> bool:
+    if threading.active_count() == 1:
+        return True
+    data = sys.modules.get("torch.utils.data")  # a DataLoader worker: its other threads only feed its queue
+    return data is not None and data.get_worker_info() is not None
