@@ -9,10 +9,13 @@ from importlib import import_module
 __version__ = "0.3.1"
 
 _EXPORTS = {
+    "CatalogError": "indexes.catalog",
     "Collection": "bindsearch.collection",
     "CollectionError": "bindsearch.collection",
+    "EncoderMismatchError": "indexes.catalog",
     "Hit": "bindsearch.collection",
     "IngestReport": "bindsearch.collection",
+    "LockTimeout": "indexes.lock",
     "classify": "bindsearch.labels",
     "EmbeddingModel": "bindsearch.models",
     "MediaError": "bindsearch.media",

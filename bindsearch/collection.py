@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ from indexes import (
     EncoderInfo,
     LockTimeout,
     VectorIndex,
+    drop_stale_caches,
     merge_topk,
     open_index,
     search_exact,
@@ -114,6 +116,9 @@ class Collection:
         self._indexes: dict[str, VectorIndex] = {}  # per modality, held while the catalog does not change
         self._facts: tuple[str, dict] = ("", {})  # (fingerprint, what was read of that version): see `_of_version`
         self._subsets: OrderedDict[tuple, VectorIndex] = OrderedDict()  # folders searched alone, the latest last
+        # Searches from several threads take turns: the caches above change under them, an IVF search widens its
+        # index's probes for a moment, and each search already uses every core (torch and FAISS).
+        self._turn = threading.RLock()
 
     @property
     def name(self) -> str:
@@ -138,6 +143,10 @@ class Collection:
         Loaded on first use from the spec stored in the catalog, and only as far as asked: LanguageBind's towers
         are 300M parameters each, and a text query of a five-tower collection needs none of them.
         """
+        with self._turn:  # two threads' first queries load the towers once
+            return self._encoder(modalities)
+
+    def _encoder(self, modalities: Iterable[str] | None) -> EmbeddingModel:
         needed = None if modalities is None else {canonical_modality(m) for m in modalities} | {"text"}
         if self._model is not None and (self._every_tower or needed is not None
                                         and needed <= set(self._model.modalities)):
@@ -244,6 +253,7 @@ class Collection:
             snapshot = self.catalog.pinned()
             for kind in snapshot.modalities():
                 self._index(snapshot, kind)
+            drop_stale_caches(snapshot)
         report.seconds = time.perf_counter() - start
         return report
 
@@ -255,7 +265,9 @@ class Collection:
             prefixes = tuple(below(t) for t in targets)
             gone = [i for i in self.catalog.items()
                     if spelled(i.path) in targets or spelled(i.path).startswith(prefixes)]
-            self.catalog.delete(i.id for i in gone)
+            if gone:
+                self.catalog.delete(i.id for i in gone)
+                self.catalog.tidy()  # a large removal gives its disk back
         return files_of(gone)
 
     # -- reading --------------------------------------------------------------------------------
@@ -344,6 +356,11 @@ class Collection:
         """Top-k hits for each of many text queries: encoded in batches, searched together."""
         if isinstance(texts, str):
             raise TypeError(f"search_texts takes a list of texts, got one str: pass [{texts!r}], or use search")
+        texts = list(texts)
+        blank = next((i for i, t in enumerate(texts) if isinstance(t, str) and not t.strip()), None)
+        if blank is not None:  # as `search` refuses it: an empty query's hits would look like answers
+            raise CollectionError(f"text query {blank} of {len(texts)} is empty: give words to search for")
+        _check_k(k)
         if not texts:
             return []
         queries = self.encoder(()).encode("text", list(texts)).numpy()
@@ -353,7 +370,7 @@ class Collection:
                       exclude: set[str] = frozenset(), every_window: bool = False,
                       under: PathsArg = ()) -> list[Hit]:
         """Top-k hits for a (d,) unit query vector, from the last committed state of the catalog."""
-        return self.search_vectors(query[None], modality, k, exclude, every_window, under=under)[0]
+        return self.search_vectors(np.asarray(query)[None], modality, k, exclude, every_window, under=under)[0]
 
     def search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
                        exclude: set[str] = frozenset(), every_window: bool = False,
@@ -365,6 +382,31 @@ class Collection:
         With `under`, only files at or below those paths count: where they hold few rows (`SUBSET_ROWS`) just
         those are scored, else the index is searched and the rest passed over.
         """
+        queries = self._check_queries(queries)
+        _check_k(k)
+        with self._turn:
+            return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under)
+
+    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
+        """(n, d) float32 unit rows: a row of another length is a clear error, a row that is not unit is made one
+        (a score is a cosine only against a unit query)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        dim = self.catalog.dim
+        if queries.ndim != 2 or queries.shape[1] != dim:
+            raise CollectionError(f"query vectors must be (n, {dim}) for this collection's encoder, not "
+                                  f"{queries.shape}")
+        norms = np.linalg.norm(queries, axis=1)
+        if not np.isfinite(norms).all() or (norms == 0).any():
+            raise CollectionError("a query vector is zero or holds NaN or infinity: nothing to search with")
+        off = np.abs(norms - 1) > 1e-4  # rows already unit keep their bits: results equal the other front-ends'
+        if off.any():
+            queries = queries.copy()
+            queries[off] /= norms[off, None]
+        return queries
+
+    def _search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None, k: int,
+                        exclude: set[str], every_window: bool, exclude_ids: set[int], under: PathsArg
+                        ) -> list[list[Hit]]:
         snapshot = self.catalog.pinned()
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
@@ -458,12 +500,13 @@ class Collection:
 
     def _of_version(self, snapshot: Catalog, key: object, read: Callable[[], object]):
         """`read()`, once per catalog version: the modalities present, files per modality (each scans a column)."""
-        if self._facts[0] != snapshot.fingerprint():
-            self._facts = (snapshot.fingerprint(), {})
-        facts = self._facts[1]
-        if key not in facts:
-            facts[key] = read()
-        return facts[key]
+        with self._turn:
+            if self._facts[0] != snapshot.fingerprint():
+                self._facts = (snapshot.fingerprint(), {})
+            facts = self._facts[1]
+            if key not in facts:
+                facts[key] = read()
+            return facts[key]
 
     def _forget_subsets(self, snapshot: Catalog, keep: set[tuple]) -> None:
         """Drop the folder indexes of older catalog versions, then the least recently used, down to 2 x
@@ -484,6 +527,10 @@ class Collection:
         cache `open_index` keeps current. With `folders` holding at most `SUBSET_ROWS` of its rows: an exact
         index of those rows alone, held for the next searches under the same folders (the latest, up to twice
         `SUBSET_ROWS` rows in all)."""
+        with self._turn:
+            return self._held_index(snapshot, modality, folders)
+
+    def _held_index(self, snapshot: Catalog, modality: str, folders: tuple[str, ...]) -> VectorIndex:
         if folders and self._rows_under(snapshot, modality, folders) <= SUBSET_ROWS:
             key = (snapshot.fingerprint(), modality, folders)
             if key not in self._subsets:
@@ -512,6 +559,11 @@ class Collection:
         """Remove the whole collection from disk."""
         with CollectionLock(self.directory).acquire():
             shutil.rmtree(self.directory)
+
+
+def _check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise CollectionError(f"k must be a whole number of at least 1, not {k!r}")
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

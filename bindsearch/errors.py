@@ -10,7 +10,11 @@ __all__ = ["CollectionError", "UnsupportedModalityError", "catalog_advice", "is_
 
 
 class CollectionError(ValueError):
-    """A collection cannot be opened, written or searched as asked."""
+    """A collection cannot be opened, written or searched as asked.
+
+    The index layer's own errors reach the caller as they are (each exported by `bindsearch` too): `CatalogError`
+    (the collection was deleted or moved; `EncoderMismatchError`: opened with another encoder) and `LockTimeout`
+    (another process is writing it; `add` and `remove` wait up to `wait` seconds for it)."""
 
 
 class UnsupportedModalityError(ValueError):

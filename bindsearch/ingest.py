@@ -33,20 +33,19 @@ from bindsearch.files import (
 )
 from bindsearch.report import IngestReport
 from indexes import Catalog, Item
+from indexes.catalog import COMPACT_FRAGMENTS
 
 if TYPE_CHECKING:  # torch, the models and media decoding are imported where a model is loaded
     from bindsearch.media import MediaError, WindowPlan
     from bindsearch.models import EmbeddingModel
     from bindsearch.pipeline import EncodedBatch
 
-__all__ = ["COMMIT_SECONDS", "COMPACT_FRAGMENTS", "PARTIAL", "Ingest", "files_of", "partial", "spelled", "unchanged"]
+__all__ = ["COMMIT_SECONDS", "PARTIAL", "Ingest", "files_of", "partial", "spelled", "unchanged"]
 
 
 COMMIT_SECONDS = 5.0
 """Ingest commits at most this often. Each commit adds a data file that every later read visits (a commit per
 encoder batch made a GPU ingest commit-bound), and a kill loses at most the work since the last one."""
-COMPACT_FRAGMENTS = 32
-"""A catalog spread over more data files than this is compacted at the end of a run."""
 
 
 class Ingest:
@@ -73,10 +72,11 @@ class Ingest:
             progress: Callable[[int, int], None] | None, commit_seconds: float) -> IngestReport:
         """Index files and folders (recursively): see `Collection.add`."""
         # Walked under the lock: a run waited for (--wait) may have changed them.
+        version = self.catalog.version
         todo = self._changes(walk(self._spelled_roots(paths)))
         self._embed(todo, batch_size, workers, progress, commit_seconds)
-        if self.catalog.fragments() > COMPACT_FRAGMENTS:
-            self.catalog.compact()
+        if self.catalog.version != version or self.catalog.fragments() > COMPACT_FRAGMENTS:
+            self.catalog.tidy()
         return self.report
 
     def _aliases(self) -> StoredSpellings:

@@ -600,9 +600,9 @@ def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_P
     collection.encoder(preload)  # the first query does not pay for the model load...
     if present := collection.catalog.modalities():  # ...nor for opening the vector indexes
         collection.search_texts(["warm up"], present, k=1)
-    print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; open it in a browser, or "
-          f"ask {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
-    try:
+    try:  # from the line that says it serves: a SIGTERM sent on reading it stops the server as Ctrl-C does
+        print(f"serving {collection.name} ({len(collection.catalog)} items) at {server.url}; open it in a browser, "
+              f"or ask {server.url}/search?q=a+dog+barking", file=sys.stderr, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

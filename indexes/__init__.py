@@ -12,6 +12,7 @@ pick_openblas_core()  # before anything imports FAISS, whose OpenBLAS reads it o
 
 _EXPORTS = {
     "build_index": "indexes.build",
+    "drop_stale_caches": "indexes.build",
     "index_path": "indexes.build",
     "open_index": "indexes.build",
     "search_exact": "indexes.build",

@@ -19,7 +19,8 @@ from indexes.catalog import Catalog
 from indexes.kinds import choose_kind, gpu_available
 from indexes.vector_index import EF_SEARCH, IndexFileError, VectorIndex, read_meta
 
-__all__ = ["RESCORE_FACTOR", "build_index", "index_path", "open_index", "search_exact", "subset_index"]
+__all__ = ["RESCORE_FACTOR", "build_index", "drop_stale_caches", "index_path", "open_index", "search_exact",
+           "subset_index"]
 
 _METRIC_OF_ENCODER = {"cosine": "ip", "ip": "ip", "dot": "ip", "l2": "l2"}
 
@@ -84,6 +85,15 @@ def _metric(catalog: Catalog) -> str:
 def index_path(catalog: Catalog, modality: str | None = None) -> Path:
     """Where the cached index of one modality lives: <collection>/indexes/<modality or 'all'>.faiss."""
     return catalog.directory / "indexes" / f"{modality or 'all'}.faiss"
+
+
+def drop_stale_caches(catalog: Catalog) -> None:
+    """Delete the cached indexes of modalities the catalog no longer holds (as large as their vectors were)."""
+    held = {index_path(catalog, m) for m in catalog.modalities()} | {index_path(catalog)}
+    for path in (catalog.directory / "indexes").glob("*.faiss"):
+        if path not in held:
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".json").unlink(missing_ok=True)
 
 
 def open_index(

@@ -28,6 +28,12 @@ import pyarrow.compute as pc
 __all__ = ["Catalog", "CatalogError", "EncoderInfo", "EncoderMismatchError", "Item"]
 
 TABLE = "items"
+_CLOCK_MARGIN = timedelta(seconds=1)  # LanceDB reads its clock after `_superseded` does (after compacting, too)
+COMPACT_FRAGMENTS = 32
+"""A catalog spread over more data files than this is compacted by `tidy` (a path look-up scans every file)."""
+SUPERSEDED_GRACE = timedelta(minutes=10)
+"""How long the files of a superseded version are kept: a search that pinned it before the next commit (a served
+collection's) still reads them. `tidy` and `compact` delete the rest."""
 _ENCODER_KEY = b"bindsearch.encoder"
 _COLLECTION_KEY = b"bindsearch.collection_id"
 _IN_CHUNK = 1000  # ids or paths per SQL `IN (...)` list
@@ -352,10 +358,11 @@ class Catalog:
         them all (at 300, a path look-up takes 70 ms instead of 2), until `compact` merges them."""
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
 
-    def compact(self, keep_versions_for: timedelta = timedelta(days=7)) -> None:
-        """Merge the small files of many adds, bring the B-tree indexes on `id` and `path` up to date (made the
-        first time: a search's rows by id and an ingest's look-up by path then skip the scan), and drop versions
-        older than keep_versions_for. Rows added since are found by scanning them alone."""
+    def compact(self) -> None:
+        """Merge the small files of many adds, drop deleted rows from the data files, bring the B-tree indexes on
+        `id` and `path` up to date (made the first time: a search's rows by id and an ingest's look-up by path
+        then skip the scan), and delete the versions `tidy` deletes. Rows added since are found by scanning them
+        alone."""
         from lancedb.index import BTree
 
         if self.count():
@@ -363,7 +370,38 @@ class Catalog:
             for column in _LOOKUP_COLUMNS:
                 if (column,) not in indexed:
                     self.table.create_index(column, config=BTree())
-        self.table.optimize(cleanup_older_than=keep_versions_for)
+        self.table.optimize(cleanup_older_than=self._superseded())
+
+    def tidy(self) -> bool:
+        """`compact` where it pays, after a run wrote: the table is spread over more than `COMPACT_FRAGMENTS`
+        files, over a tenth of its stored rows are deleted ones (LanceDB only marks them), or a version it may
+        delete referenced more than twice the live data (what a large removal leaves). True where it compacted.
+
+        Compacting is what deletes superseded versions: LanceDB kept each for a week, so an hourly `index` held
+        a week of rewrites, 27 times the live rows."""
+        versions = self.table.list_versions()
+        latest = max(versions, key=lambda v: v["version"])["metadata"]
+        deleted = int(latest.get("total_deletion_file_rows", 0))
+        horizon = self._superseded(versions)
+        stale = 0 if horizon is None else max(
+            int(v["metadata"].get("total_files_size", 0)) for v in versions
+            if datetime.now(v["timestamp"].tzinfo) - v["timestamp"] > horizon)
+        if (self.fragments() > COMPACT_FRAGMENTS or deleted > 0.1 * int(latest.get("total_data_file_rows", 0))
+                or stale > 2 * int(latest.get("total_files_size", 0))):
+            self.compact()
+            return True
+        return False
+
+    def _superseded(self, versions: list[dict] | None = None) -> timedelta | None:
+        """The age past which every version was superseded at least `SUPERSEDED_GRACE` ago, as LanceDB's cleanup
+        takes it (versions created before then go); None where none was. LanceDB dates a version by its creation,
+        but a reader may have pinned it until the next one came: only then does the grace start."""
+        stamps = sorted((v["version"], v["timestamp"]) for v in versions or self.table.list_versions())
+        now = datetime.now(stamps[-1][1].tzinfo)
+        settled = [stamp for _, stamp in stamps[1:] if now - stamp >= SUPERSEDED_GRACE]
+        if not settled:
+            return None
+        return now - settled[-1] + _CLOCK_MARGIN
 
     def __len__(self) -> int:
         """Number of items."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,9 +338,10 @@ class VectorIndex:
         if fingerprint is not None:
             self.fingerprint = fingerprint
         path.parent.mkdir(parents=True, exist_ok=True)
-        index_tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        writer = f"{os.getpid()}-{threading.get_ident()}"  # two threads saving at once write apart
+        index_tmp = path.with_name(f".{path.name}.{writer}.tmp")
         meta_path = _sidecar_path(path)
-        meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        meta_tmp = meta_path.with_name(f".{meta_path.name}.{writer}.tmp")
         _sweep_leftovers(path.parent, [path.name, meta_path.name])
         try:
             faiss.write_index(self._cpu, str(index_tmp))
@@ -482,11 +484,11 @@ def _check_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def _sweep_leftovers(folder: Path, names: list[str]) -> None:
-    """Delete the temporary files of saves (`.NAME.PID.tmp`) whose process is gone: killed mid-save (SIGKILL skips
-    `finally`), it left a file as large as the index."""
+    """Delete the temporary files of saves (`.NAME.PID-THREAD.tmp`) whose process is gone: killed mid-save (SIGKILL
+    skips `finally`), it left a file as large as the index."""
     for name in names:
         for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
-            pid = leftover.name[len(name) + 2:-len(".tmp")]
+            pid = leftover.name[len(name) + 2:-len(".tmp")].partition("-")[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 leftover.unlink(missing_ok=True)
 

@@ -129,7 +129,7 @@ def test_killed_ingest_resumes_with_every_file_exactly_once(tmp_path, home):
 
 
 def test_ingest_commits_every_few_seconds_and_compacts_a_catalog_left_in_pieces(tmp_path, tiny_model):
-    from bindsearch.ingest import COMPACT_FRAGMENTS
+    from indexes.catalog import COMPACT_FRAGMENTS
 
     rng = np.random.default_rng(0)
     for i in range(COMPACT_FRAGMENTS + 8):
@@ -735,3 +735,58 @@ def test_a_search_reads_many_rows_only_for_ties(tmp_path, monkeypatch):
     asked.clear()
     hits = col.search_vectors(vectors[:1], "image", k=10)[0]
     assert asked == [10, 40, 900] and [h.path for h in hits] == [f"/p/{i:04d}.png" for i in (0, *range(600, 609))]
+
+
+def test_threads_searching_under_folders_while_another_adds_files(tmp_path, tiny_model):
+    """The caches of folder indexes changed under other threads' searches ('OrderedDict mutated during
+    iteration'), and threads saving one index's cache at once deleted each other's files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        for i in range(6):
+            write_image(tmp_path / folder / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    col = Collection.open("threads", model=tiny_model)
+    col.add([tmp_path / "a", tmp_path / "b"], workers=0)
+    query = col.query_vector(text="a red circle")
+
+    def search(i: int) -> list:
+        return col.search_vector(query, k=3, under=tmp_path / "ab"[i % 2])
+
+    with ThreadPoolExecutor(4) as pool:
+        searches = [pool.submit(lambda: [search(i) for i in range(30)]) for _ in range(4)]
+        for i in range(4):  # commits under the searches: each changes every cache key
+            write_image(tmp_path / "a" / f"new{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+            col.add([tmp_path / "a"], workers=0, commit_seconds=0)
+        for done in searches:
+            assert all(len(hits) == 3 for hits in done.result())
+    assert [h.id for h in search(0)] == [h.id for h in Collection.open("threads").search_vector(query, k=3,
+                                                                                               under=tmp_path / "a")]
+
+
+def test_vectors_and_k_given_from_python_are_checked_and_a_gone_modality_leaves_no_cache(tmp_path, tiny_model):
+    rng = np.random.default_rng(1)
+    write_image(tmp_path / "pics" / "a.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "n.txt").write_text("a note\n")
+    col = Collection.open("checked", model=tiny_model)
+    col.add([tmp_path], workers=0)
+    unit_query = col.query_vector(text="a picture")
+    hit = col.search_vector(unit_query, k=1)[0]
+    # A query that is not unit is made one: its score is the cosine, as documented.
+    assert col.search_vector(5 * unit_query, k=1)[0].score == pytest.approx(hit.score, abs=1e-6)
+    assert col.search_vector(list(unit_query), k=1)[0].id == hit.id
+    with pytest.raises(CollectionError, match="zero or holds NaN"):
+        col.search_vector(np.zeros_like(unit_query))
+    with pytest.raises(CollectionError, match=r"must be \(n, \d+\)"):
+        col.search_vector(unit_query[:-1])
+    for k in ("3", 0, 2.5, True):
+        with pytest.raises(CollectionError, match="k must be a whole number"):
+            col.search_vector(unit_query, k=k)
+    with pytest.raises(CollectionError, match="text query 1 of 2 is empty"):
+        col.search_texts(["a picture", "  "])
+    caches = col.directory / "indexes"
+    assert {p.name for p in caches.glob("*.faiss")} == {"image.faiss", "text.faiss"}
+    (tmp_path / "notes" / "n.txt").unlink()
+    col.add([tmp_path], workers=0)
+    assert {p.name for p in caches.glob("*.faiss")} == {"image.faiss"}

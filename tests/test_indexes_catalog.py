@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +158,43 @@ def test_compact_merges_commits_and_indexes_ids_and_paths_rows_added_after_inclu
                                                                                 unit(3, seed=3)[2:]]))
     catalog.compact()  # the indexes exist: brought up to date, not made again
     assert len(catalog.table.list_indices()) == 2 and catalog.get([13]) == {13: everything[13]}
+
+
+def _disk(directory: Path) -> tuple[int, int]:
+    """(bytes, files) of a catalog's folder."""
+    files = [f for f in directory.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files), len(files)
+
+
+def test_tidy_deletes_versions_superseded_past_the_grace_and_keeps_what_a_reader_may_hold(
+        tmp_path: Path, catalog: Catalog, monkeypatch) -> None:
+    import indexes.catalog
+
+    for start in range(0, 60, 3):  # an hourly `index` adding and rewriting a few files
+        catalog.add(items(3, start=start), unit(3, seed=start))
+        catalog.upsert([catalog.get([start])[start]], unit(1, seed=99))
+    reader = catalog.pinned()  # a served collection's search, under way while the next commit comes
+    catalog.add(items(1, start=60), unit(1, seed=60))
+    versions = len(catalog.table.list_versions())
+    assert catalog.tidy()  # in 40 pieces: compacted, but every version is younger than the grace, so all kept
+    assert len(list(reader.items())) == 60 and len(catalog.table.list_versions()) > versions > 40
+    assert not catalog.tidy()  # in one piece now, nothing to delete yet: left alone
+
+    monkeypatch.setattr(indexes.catalog, "SUPERSEDED_GRACE", timedelta(0))
+    monkeypatch.setattr(indexes.catalog, "_CLOCK_MARGIN", timedelta(0))
+    before = _disk(tmp_path / "collection")
+    catalog.compact()
+    after = _disk(tmp_path / "collection")
+    assert len(catalog.table.list_versions()) <= 3 and after[1] < before[1] / 4 and after[0] < before[0] / 4
+    assert len(catalog) == 61 and catalog.get_vectors([0]).tolist() == unit(1, seed=99).tolist()
+    # A large removal: the rows leave the data files at once, and the disk once the version is past the grace.
+    monkeypatch.setattr(indexes.catalog, "SUPERSEDED_GRACE", timedelta(seconds=0.5))
+    catalog.delete(range(50))
+    assert catalog.tidy() and _disk(tmp_path / "collection")[0] > after[0]  # the version before, kept a while
+    time.sleep(0.6)
+    assert catalog.tidy()  # a version past the grace held over twice the live data: deleted
+    assert len(catalog) == 11 and _disk(tmp_path / "collection")[0] < after[0] / 2
+    assert not catalog.tidy()
 
 
 def test_given_ids_and_times_are_kept_and_quotes_survive(catalog: Catalog) -> None:

@@ -241,8 +241,8 @@ def test_a_save_sweeps_what_a_killed_save_left_and_spares_a_live_ones(tmp_path) 
     dead.wait()  # a pid that was a process and is one no more
     live = subprocess.Popen(["sleep", "30"])
     try:
-        left = [tmp_path / f".a.faiss.{dead.pid}.tmp", tmp_path / f".a.faiss.json.{dead.pid}.tmp"]
-        kept = [tmp_path / f".a.faiss.{live.pid}.tmp", tmp_path / f".b.faiss.{dead.pid}.tmp"]  # saving; another
+        left = [tmp_path / f".a.faiss.{dead.pid}.tmp", tmp_path / f".a.faiss.json.{dead.pid}-7.tmp"]
+        kept = [tmp_path / f".a.faiss.{live.pid}-7.tmp", tmp_path / f".b.faiss.{dead.pid}.tmp"]  # saving; another
         for f in left + kept:
             f.write_bytes(b"x" * 100)
         built("flat", np.arange(10), unit(10)).save(tmp_path / "a.faiss", "v1")
@@ -251,6 +251,16 @@ def test_a_save_sweeps_what_a_killed_save_left_and_spares_a_live_ones(tmp_path) 
     finally:
         live.kill()
         live.wait()
+
+
+def test_threads_saving_one_index_at_once_each_write_their_own_temporary_file(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    index = built("flat", np.arange(2000), unit(2000))
+    with ThreadPoolExecutor(4) as pool:  # one shared name had them rename and delete each other's files
+        list(pool.map(lambda i: index.save(tmp_path / "a.faiss", f"v{i % 2}"), range(24)))
+    assert VectorIndex.load(tmp_path / "a.faiss").fingerprint in {"v0", "v1"}
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_too_few_vectors_to_train_is_a_clear_error() -> None:

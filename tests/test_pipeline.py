@@ -59,3 +59,10 @@ def test_encode_refuses_one_string_instead_of_iterating_its_characters(tiny_mode
         tiny_model.encode("text", "a dog barking")
     with pytest.raises(TypeError, match="list of paths, got one PosixPath"):
         tiny_model.encode("image", media_files["image"])
+    # Nor a text that is not one (None was embedded as the word "None"), nor a batch size below one (-1 gave an
+    # empty result).
+    with pytest.raises(TypeError, match=r"must be a str, not NoneType"):
+        tiny_model.encode("text", ["a dog", None])
+    for size in (0, -1, 2.0):
+        with pytest.raises(ValueError, match="batch_size must be a whole number"):
+            tiny_model.encode("text", ["a dog"], batch_size=size)

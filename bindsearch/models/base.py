@@ -250,6 +250,8 @@ class EmbeddingModel(nn.Module):
         if isinstance(items, str | bytes | os.PathLike):  # iterating would embed its characters, one by one
             raise TypeError(f"encode takes a list of {'texts' if modality == 'text' else 'paths'}, got one "
                             f"{type(items).__name__}: pass [{items!r}]")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a whole number of at least 1, or None, not {batch_size!r}")
         items = [_utf8_text(t) for t in items] if modality == "text" else list(items)
         size = batch_size or self.batch_size.get(modality, 16)
         # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding
@@ -280,7 +282,8 @@ class EmbeddingModel(nn.Module):
 def _utf8_text(text: object) -> str:
     """A text to embed, refused in one line if it is not Unicode a tokenizer can read: bytes that were not UTF-8
     (a shell argument or a file name) reach Python as lone surrogates."""
-    text = str(text)
+    if not isinstance(text, str):  # str() would embed None as the word "None"
+        raise TypeError(f"a text to embed must be a str, not {type(text).__name__} ({text!r})")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
