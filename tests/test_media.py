@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 
@@ -511,3 +512,85 @@ def test_a_sound_whose_name_is_not_utf8_is_named_for_what_it_is(tmp_path):
     shutil.copy(good, latin)
     with pytest.raises(media.MediaError, match=r"caf\\xe9\.wav: its name is not UTF-8, which the audio decoders"):
         media.load("audio", latin)
+
+
+def write_numbered_video(path, codec: str, frames: int, options: dict[str, str], container_format: str | None = None,
+                         noise: bool = False):
+    """`frames` 64x48 frames at 10 fps, frame i showing i in binary: twelve 16x16 squares, white for a one. `noise`
+    makes each frame a few kilobytes (MPEG-PS gives a timestamp to the first frame starting in each 2 KiB pack)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    bits = 1 << np.arange(12)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = options
+        if noise:
+            stream.bit_rate = 2_000_000
+        for i in range(frames):
+            squares = np.where(i & bits, 255, 0).reshape(3, 4).repeat(16, axis=0).repeat(16, axis=1)
+            pixels = np.repeat(squares[..., None], 3, axis=2)
+            if noise:
+                pixels = pixels + rng.integers(-40, 40, pixels.shape)
+            picture = av.VideoFrame.from_ndarray(np.clip(pixels, 0, 255).astype(np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    """The numbers `write_numbered_video` drew on (t, 48, 64, 3) frames."""
+    squares = frames.reshape(len(frames), 3, 16, 4, 16, 3)[:, :, 4:12, :, 4:12].mean(axis=(2, 4, 5)) > 128
+    return (squares.reshape(len(frames), 12) * (1 << np.arange(12))).sum(axis=1).tolist()
+
+
+@pytest.mark.parametrize(("name", "codec", "options", "container_format"), [
+    ("h264.avi", "libx264", {"g": "24"}, None),  # B-frames in AVI, which keeps no presentation times
+    ("xvid.avi", "mpeg4", {"bf": "2", "g": "24"}, None),
+    ("dvd.mpg", "mpeg2video", {"bf": "2", "g": "12"}, None),
+    ("camera.mts", "libx264", {"g": "24"}, "mpegts"),
+    ("broadcast.ts", "mpeg2video", {"bf": "2", "g": "12"}, "mpegts"),
+    ("divx.mp4", "mpeg4", {"bf": "2", "g": "24"}, None),
+    ("old.wmv", "wmv2", {"g": "24"}, "asf"),
+])
+@pytest.mark.parametrize("decord", ["decord", "no decord"])
+def test_the_frames_picked_are_the_ones_asked_for_in_every_container(tmp_path, monkeypatch, name, codec, options,
+                                                                     container_format, decord):
+    """decord's seeks land elsewhere in these (MPEG-TS: 0, 57, 114... came back as 128, 185, 242...; a B-frame
+    AVI's window as one early frame repeated); PyAV's windows started late where its seek landed late (MPEG-TS
+    and -PS), a frame early in an AVI with B-frames, and scrambled in an H.264 AVI."""
+    from bindsearch.media.video import read_frames, window_span
+
+    if decord == "no decord":  # PyAV reads everything, as where decord is not installed
+        monkeypatch.setitem(sys.modules, "decord", None)
+    path = write_numbered_video(tmp_path / name, codec, 120, options, container_format, noise=name.endswith(".mpg"))
+    assert frame_numbers(read_frames(path, 8)) == frame_indices(120, 8).tolist()
+    for window in [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)]:
+        want = frame_indices(120, 8, window_span(path, 120, 10, window)).tolist()
+        assert frame_numbers(read_frames(path, 8, window)) == want, window
+
+
+@pytest.mark.parametrize("missing", [slice(1, None, 3), slice(None)])
+def test_decord_timestamps_missing_hand_the_file_to_pyav(tmp_path, monkeypatch, missing):
+    """A frame decord finds no timestamp for reads -1e14 (MPEG-PS) or -9e17 (every frame of an AVI): subtracted
+    from the first and searched as if sorted, it cut every window after the first at one early frame."""
+    import decord
+
+    from bindsearch.media.video import read_frames, window_span
+
+    path = write_numbered_video(tmp_path / "clip.mp4", "libx264", 120, {"g": "24"})
+    stamps = decord.VideoReader.get_frame_timestamp
+
+    def unstamped(self, indices):
+        got = stamps(self, indices).copy()
+        got[missing] = -1.02e14
+        return got
+
+    monkeypatch.setattr(decord.VideoReader, "get_frame_timestamp", unstamped)
+    window = (4.0, 8.0)
+    assert frame_numbers(read_frames(path, 8, window)) == frame_indices(120, 8, window_span(path, 120, 10, window)
+                                                                        ).tolist()
+

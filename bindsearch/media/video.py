@@ -1,6 +1,8 @@
 """Video decoding: file -> (3, frames, size, size) float32, the reference's 8 uniformly spaced frames.
 
-decord reads the frames (batched seeks); PyAV is the fallback where decord is missing or refuses a file.
+decord reads the frames (batched seeks) of the files it numbers right: H.264, HEVC, VP8/9 and the like in MP4, MOV,
+Matroska/WebM and FLV. PyAV reads the rest (AVI, MPEG-PS and -TS, WMV, MPEG-2 and -4 Part 2 with B-frames anywhere:
+decord's seeks land on other frames there), and any file where decord is missing or refuses it.
 Frames are turned upright by the file's display matrix (portrait phone video), resized short side -> `image_size`
 (bilinear, as the reference's ShortSideScale), centre-cropped and normalised; never flipped.
 """
@@ -49,6 +51,27 @@ def stamped_span(starts: np.ndarray, window: Window) -> tuple[int, int]:
     return lo, hi
 
 
+# Where decord's batched seeks were checked to land on the frames asked for (a generated file whose frames show their
+# own number, B-frames included). Elsewhere they land frames or seconds away: AVI, MPEG-PS and -TS and ASF (WMV)
+# carry timestamps it misreads, and MPEG-2 and MPEG-4 Part 2 with B-frames are off by a few frames even in MP4.
+_DECORD_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "flv"})
+_DECORD_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "flv", "mjpeg"})  # FFmpeg's decoder names ("flv": Sorenson)
+
+
+def _decord_reads_it_right(path: Path) -> bool:
+    import av
+
+    try:
+        # The headers name the codec: skip_frame keeps the open from decoding a frame (1 ms, not 25 at 640x360).
+        with av.open(str(path), options={"skip_frame": "all"}) as container:
+            if not container.streams.video:
+                return False  # PyAV says what the file holds instead
+            codec = container.streams.video[0].codec_context.name
+            return container.format.name in _DECORD_FORMATS and codec in _DECORD_CODECS
+    except (av.FFmpegError, OSError, ValueError):
+        return True  # decord may still read it, and PyAV says why not after it
+
+
 def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
     import decord
 
@@ -63,6 +86,10 @@ def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
             span = None
         else:  # by the frames' own timestamps: the average rate puts a variable-rate file's windows elsewhere
             starts = reader.get_frame_timestamp(np.arange(total))[:, 0]
+            # A frame without a timestamp reads as FFmpeg's "none" in seconds (-1e14 in MPEG-PS, -9e17 for every
+            # frame of an AVI): the windows would all cut at the first frame, or the last.
+            if not (np.isfinite(starts).all() and starts.min() > -1e6 and (np.diff(starts) >= 0).all()):
+                raise MediaError(path, "decord's frame timestamps are missing or out of order")  # PyAV reads it
             span = stamped_span(starts - starts[0], window)
         return reader.get_batch(frame_indices(total, count, span).tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
@@ -121,23 +148,68 @@ def _header_seconds(container, stream) -> float:
 def _read_av_window(path: Path, container, stream, total: int, count: int, window: Window, fps: float
                     ) -> np.ndarray:
     """A window's frames by seeking to the key frame before it: a long file is not decoded from its start once
-    per window. Frame numbers come from timestamps; each wanted frame is the last one shown at or before it."""
-    wanted = frame_indices(total, count, window_span(path, total, fps, window))
-    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    container.seek(int((origin + wanted[0] / fps) / stream.time_base), stream=stream, backward=True)
-    shown: dict[int, np.ndarray] = {}
-    for frame in container.decode(stream):
+    per window. Frame numbers come from timestamps counted from the first frame's; each wanted frame is the last
+    one shown at or before it."""
+    first = next(container.decode(stream), None)
+    if first is None:
+        raise MediaError(path, "no frame could be decoded")
+    if first.time is None:
+        raise MediaError(path, "video frames carry no timestamps, so it cannot be cut into windows")
+    # Frame 0's time, not the stream's start: an AVI with B-frames starts at 0 and shows its first frame at 0.1 s.
+    origin = first.time
+    # AVI holds no timestamps, only one slot a frame: reordering B-frames gives each frame another's (0, 3, 2, 4,
+    # 1), so frames are counted on from the key frame a seek lands on.
+    counted = container.format.name == "avi"
+    # Only a count of frames is exact: a length is estimated (MPEG-PS: from its bit rate, seconds short), so a window
+    # runs to its end and the end of the file, where the decoder finds it, cuts it.
+    exact = bool(stream.frames)
+    total = total if exact else max(total, math.ceil(window[1] * fps - 1e-6))
+    back = 0.0
+    while True:
+        wanted = frame_indices(total, count, window_span(path, total, fps, window))
+        seconds = wanted[0] / fps - back
+        if seconds > 0:
+            container.seek(int((origin + seconds) / stream.time_base), stream=stream, backward=True)
+            frames = _shown(path, container.decode(stream), wanted, origin, fps, counted)
+        else:  # from the start, opened anew: AVI refuses a seek before its first frame, MPEG-TS lands seconds after
+            import av
+
+            with av.open(str(path)) as again:
+                frames = _shown(path, again.decode(again.streams.video[0]), wanted, origin, fps, counted)
+            if frames is None:
+                raise MediaError(path, "no frame could be decoded")
+        if frames is None:  # MPEG-PS and -TS seek by guessing a byte position, and can land after the window starts
+            back = max(1.0, 2 * back)
+            continue
+        picks, last = frames
+        if not exact and last < wanted[-1] and last + 1 < total:  # the file ended before its estimated length
+            total, exact = last + 1, True
+            continue
+        return np.stack(picks)
+
+
+def _shown(path: Path, frames, wanted: np.ndarray, origin: float, fps: float, counted: bool
+           ) -> tuple[list[np.ndarray], int] | None:
+    """(the frame on screen at each wanted frame number, the last number decoded), or None where the first frame
+    decoded comes after the first wanted. Only the picks are kept as pixels: a window of 1080p frames is gigabytes."""
+    picks: list = []
+    latest, number = None, -1
+    for frame in frames:
         if frame.time is None:
             raise MediaError(path, "video frames carry no timestamps, so it cannot be cut into windows")
-        i = round((frame.time - origin) * fps)
-        if wanted[0] - 1 <= i <= wanted[-1] or not shown:  # the frame on screen when the window starts, too
-            shown[i] = _upright(frame)
-        if i >= wanted[-1]:
+        number = number + 1 if counted and latest is not None else round((frame.time - origin) * fps)
+        if latest is None and number > wanted[0]:
+            return None
+        while len(picks) < len(wanted) and wanted[len(picks)] < number:
+            picks.append(latest)
+        latest = frame
+        if number >= wanted[-1]:
             break
-    if not shown:
-        raise MediaError(path, "no frame could be decoded")
-    numbers = np.array(sorted(shown))
-    return np.stack([shown[int(numbers[max(np.searchsorted(numbers, w, side="right") - 1, 0)])] for w in wanted])
+    if latest is None:
+        return None
+    picks += [latest] * (len(wanted) - len(picks))
+    pixels = {id(frame): _upright(frame) for frame in picks}
+    return [pixels[id(frame)] for frame in picks], number
 
 
 def read_frames(path: str | Path, count: int, window: Window | None = None) -> np.ndarray:
@@ -152,6 +224,8 @@ def read_frames(path: str | Path, count: int, window: Window | None = None) -> n
         import decord  # noqa: F401
     except ImportError:
         return _read_av(path, count, window)
+    if not _decord_reads_it_right(path):
+        return _read_av(path, count, window)
     try:
         return _read_decord(path, count, window)
     except MediaError:
@@ -160,17 +234,21 @@ def read_frames(path: str | Path, count: int, window: Window | None = None) -> n
 
 
 def video_duration(path: str | Path) -> float | None:
-    """Seconds from the container's headers (frames / frame rate); None where they do not say."""
+    """Seconds from the container's headers (the video stream's length, else the file's, else frames / frame
+    rate); None where they do not say."""
     import av
 
     with av.open(str(path)) as container:
         if not container.streams.video:
             return None
         stream = container.streams.video[0]
+        # Not frames / average rate first: a variable-rate file's average is of its frame intervals, not of its
+        # length (110 frames of a 40 s screen recording made 45.8 s, and windows were planned past its end).
+        seconds = _header_seconds(container, stream)
+        if seconds > 0:
+            return seconds
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if stream.frames and fps > 0:
-            return stream.frames / fps
-        return _header_seconds(container, stream) or None
+        return stream.frames / fps if stream.frames and fps > 0 else None
 
 
 def load_video(path: str | Path, prep: Preprocess | None = None, window: Window | None = None) -> torch.Tensor:
