@@ -594,3 +594,13 @@ def test_decord_timestamps_missing_hand_the_file_to_pyav(tmp_path, monkeypatch, 
     assert frame_numbers(read_frames(path, 8, window)) == frame_indices(120, 8, window_span(path, 120, 10, window)
                                                                         ).tolist()
 
+
+def test_new_video_extensions_and_mpeg_ts_told_from_typescript(tmp_path):
+    for name in ("clip.MTS", "clip.m2ts", "phone.3gp"):
+        assert media.guess_modality(tmp_path / name)[0] == "video"
+    broadcast = write_numbered_video(tmp_path / "broadcast.ts", "mpeg2video", 10, {}, "mpegts")
+    assert media.guess_modality(broadcast) == ("video", "MPEG-TS packets in a .ts file")
+    source = tmp_path / "app.ts"
+    source.write_text("export const answer: number = 42;\n" * 20)
+    assert media.guess_modality(source) == (None, "a .ts file that is not MPEG-TS video")
+    assert media.guess_modality(tmp_path / "missing.ts")[0] is None

@@ -52,7 +52,8 @@ _BUILTIN = frozenset({*_LOADERS, "text"})
 EXTENSIONS: dict[str, str] = {
     **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"),
                     "image"),
-    **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"), "video"),
+    **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".mts",
+                     ".m2ts", ".3gp"), "video"),
     **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif"), "audio"),
     ".npy": "depth",
     ".txt": "text",
@@ -154,6 +155,10 @@ def guess_modality(path: str | Path, within: str | Path | None = None) -> tuple[
     it the name of the file's own folder (`index .` inside ~/depth/holiday holds photos)."""
     path = path if isinstance(path, Path) else Path(path)  # called once a file on every `index`
     modality = EXTENSIONS.get(path.suffix.lower())
+    if modality is None and path.suffix.lower() == ".ts":  # a recorder's MPEG-TS, or (more often) TypeScript
+        if _mpeg_ts(path):
+            return "video", "MPEG-TS packets in a .ts file"
+        return None, "a .ts file that is not MPEG-TS video"
     if modality is None:
         return None, f"unknown extension {path.suffix or '(none)'}"
     if modality == "image":
@@ -163,6 +168,20 @@ def guess_modality(path: str | Path, within: str | Path | None = None) -> tuple[
             if hint:
                 return hint, f"image inside a '{part}' folder"
     return modality, f"extension {path.suffix.lower()}"
+
+
+def _mpeg_ts(path: Path) -> bool:
+    """Whether the file starts with MPEG-TS packets: the sync byte 0x47 every 188 bytes (192 in Blu-ray's M2TS,
+    which puts a 4-byte timestamp before each)."""
+    try:
+        if not path.is_file():  # a named pipe would wait for a writer for ever
+            return False
+        with path.open("rb") as f:
+            head = f.read(3 * 192)
+    except OSError:
+        return False
+    return any(len(head) >= start + 2 * size + 1 and head[start:start + 2 * size + 1:size] == b"GGG"
+               for start, size in ((0, 188), (4, 192)))
 
 
 def modality_of(path: str | Path) -> tuple[str | None, str]:
