@@ -220,7 +220,9 @@ def _batches(stream, batch: int):
     # One line at a time from a terminal, so that each answer comes as soon as its question is typed.
     size = 1 if stream.isatty() else batch
     lines: list[str] = []
-    for raw in stream:
+    for number, raw in enumerate(stream):
+        if number == 0:  # a file saved by Notepad starts with a byte-order mark, no part of the first query
+            raw = raw.removeprefix("\ufeff")
         if raw.strip():
             lines.append(raw.strip())
         if len(lines) == size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -491,6 +492,14 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
         assert [h["id"] for h in json.loads(line)["hits"]] == [h["id"] for h in alone["hits"]]
     listing = cli.ok("search", "-c", "cli", "--queries", tmp_path / "queries.txt", "-k", "1")
     assert listing.splitlines()[0] == "# a dog barking" and listing.count("# ") == 2
+    # Saved by Notepad, a byte-order mark first: no part of the first query, from a file or standard input.
+    (tmp_path / "bom.txt").write_text("a dog barking\nwarm light\n", encoding="utf-8-sig")
+    lines = cli.ok("search", "-c", "cli", "--queries", tmp_path / "bom.txt", "-k", "3", "--json").splitlines()
+    assert [json.loads(line)["query"]["text"] for line in lines] == ["a dog barking", "warm light"]
+    with pytest.MonkeyPatch.context() as env:
+        env.setattr("sys.stdin", io.StringIO("\ufeffa dog barking\n"))
+        line = cli.ok("search", "-c", "cli", "--queries", "-", "-k", "3", "--json")
+        assert json.loads(line)["query"]["text"] == "a dog barking"
     code, _, err = cli("search", "x", "-c", "cli", "--queries", tmp_path / "queries.txt")
     assert code == 2
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "missing.txt")
