@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO
 
-__all__ = ["Walk", "absolute", "below", "check_paths", "content_hash", "describe_file", "file_in_the_way",
-           "StoredSpellings", "given_paths", "printable", "spellings", "unreadable_cause", "walk"]
+__all__ = ["NotAsIndexed", "Walk", "absolute", "as_indexed", "below", "check_paths", "content_hash", "describe_file",
+           "file_in_the_way", "StoredSpellings", "given_paths", "printable", "spellings", "unreadable_cause", "walk"]
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
@@ -34,6 +37,41 @@ def describe_file(path: Path) -> tuple[int, float, str]:
     """(size, mtime, content hash): what tells a file changed since it was indexed."""
     stat = path.stat()
     return stat.st_size, stat.st_mtime, content_hash(path)
+
+
+class NotAsIndexed(Exception):
+    """A file is not the one indexed: gone or no longer a regular file (`gone`), or changed since it was indexed."""
+
+    def __init__(self, message: str, gone: bool = False):
+        super().__init__(message)
+        self.gone = gone
+
+
+@contextlib.contextmanager
+def as_indexed(path: str | Path, size: int, mtime: float) -> Iterator[BinaryIO]:
+    """The open file at `path` while it is the one indexed: a regular file of the `size` and `mtime` its catalog
+    row holds, so that what is read of it is what was embedded. A file changed since, or a link to another file put
+    in its place (a shared folder), raises NotAsIndexed. Opened without blocking, so that a named pipe put in its
+    place cannot hold the reader for ever; afterwards the path is checked to be that same file still, for what was
+    read by its path (a decoder opens it by name)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        why = "is gone from the disk" if isinstance(exc, FileNotFoundError) else f"cannot be opened ({exc.strerror})"
+        raise NotAsIndexed(f"{path} {why}", gone=True) from None
+    with open(fd, "rb", closefd=True) as f:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise NotAsIndexed(f"{path} is no longer a file", gone=True)
+        if (stat.st_size, stat.st_mtime) != (size, mtime):
+            raise NotAsIndexed(f"{path} changed since it was indexed; run bindsearch index again")
+        yield f
+        try:
+            now = os.stat(path)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino):
+            raise NotAsIndexed(f"{path} changed while it was read; ask again")
 
 
 def absolute(path: str | Path) -> Path:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bindsearch.files import below
+from bindsearch.files import NotAsIndexed, as_indexed, below
 from indexes import Item
 
 __all__ = ["Hit", "inside_test", "ranked", "search_result"]
@@ -17,7 +17,7 @@ __all__ = ["Hit", "inside_test", "ranked", "search_result"]
 @dataclass(frozen=True)
 class Hit:
     """One search result: catalog id, absolute path, modality and cosine score; for a window of a long file, its
-    `start` and `end` in seconds."""
+    `start` and `end` in seconds; `size` and `mtime`: the file's as it was indexed (what tells it changed since)."""
 
     id: int
     path: str
@@ -25,6 +25,8 @@ class Hit:
     score: float
     start: float | None = None
     end: float | None = None
+    size: int | None = field(default=None, repr=False, compare=False)
+    mtime: float | None = field(default=None, repr=False, compare=False)
 
     def moment(self) -> str | None:
         """'1:20-1:30' for a window of a long file, None for a whole file."""
@@ -35,29 +37,34 @@ class Hit:
         return format_window((self.start, self.end))
 
     def words(self) -> str | None:
-        """A text hit's words as its file reads now (None for media, and for a text file gone or unreadable)."""
+        """A text hit's words, the ones its score came from: read only while its file is as it was indexed (the
+        same size and mtime). None for media, and for a text file changed, gone or unreadable since. (A Hit made
+        without `size` and `mtime` reads its file as it is.)"""
         if self.modality != "text":
             return None
         from bindsearch.media import MediaError, read_text
 
+        path = Path(self.path)
         try:
-            return read_text(Path(self.path))
-        except MediaError:
+            if self.size is None or self.mtime is None:
+                return read_text(path)
+            with as_indexed(path, self.size, self.mtime):
+                return read_text(path)
+        except (MediaError, NotAsIndexed):
             return None
 
 
 def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],
-                  at: float | None = None, under: Sequence[str | Path] = (),
-                  words: Callable[[Hit], str | None] = Hit.words) -> dict:
+                  at: float | None = None, under: Sequence[str | Path] = ()) -> dict:
     """What `search --json` prints and `bindsearch serve` answers: the query (`at`: the moment of its file, when
     one was asked for; `under`: the folders searched, when restricted) and its ranked hits (a text hit with its
-    `words`, a window of a long file with its start and end in seconds, and as a player shows them:
-    "1:15.5-1:25.5")."""
+    `words`, null once its file changed since it was indexed; a window of a long file with its start and end in
+    seconds, and as a player shows them: "1:15.5-1:25.5")."""
     rows = []
     for rank, h in enumerate(hits, 1):
         row = {"rank": rank, "score": round(h.score, 6), "modality": h.modality, "path": h.path, "id": h.id}
         if h.modality == "text":
-            row["text"] = words(h)
+            row["text"] = h.words()
         if h.start is not None:
             row["start"], row["end"], row["moment"] = h.start, h.end, h.moment()
         rows.append(row)
@@ -79,7 +86,8 @@ def ranked(scores: np.ndarray, ids: np.ndarray, found: dict[int, Item], exclude:
                 or (not every_window and (item.path, item.modality) in seen)):
             continue
         seen.add((item.path, item.modality))
-        hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end))
+        hits.append(Hit(item.id, item.path, item.modality, float(score), item.start, item.end, item.size,
+                        item.mtime))
     return hits
 
 

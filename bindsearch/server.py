@@ -15,15 +15,19 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 - `POST /search` with a JSON body `{"text", "paths", "modality", "k"}`: text and indexed items fused into one
   query (a field it does not take is a 400: a misspelt one would search without it);
 - `POST /search?name=FILE&modality=M&k=K` with a file's bytes as the body: query by example with any file of a
-  modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text.
+  modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text. Indexed files
+  holding the upload's bytes (the same size and content hash) are left out of its hits, as a search by an indexed
+  path leaves that file out.
 
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
 moment of it. Every search takes `under` (`under=/abs/folder`, repeatable; a string or list in JSON) to keep only
-files in those folders. Searches answer in the schema of `bindsearch search --json`. A bad request gets status 400
-and `{"error": "one line"}`, naming the upload by its `name`; a collection that cannot be read, 503. `paths` must be
-in the collection (their stored vectors are used): the server reads no file of its host but those the collection
-indexes. Searches run one at a time; the rest wait their turn.
+files in those folders. Searches answer in the schema of `bindsearch search --json` (`query.files`: the `paths`
+absolute and normalised, as the CLI echoes its files; an upload by its `name`). A bad request gets status 400 and
+`{"error": "one line"}`, naming the upload by its `name`: a parameter given empty (`under=`) too, since searching
+without it would answer another question; so is `k` over `MAX_K`. A collection that cannot be read gets 503.
+`paths` must be in the collection (their stored vectors are used): the server reads no file of its host but those
+the collection indexes. Searches run one at a time; the rest wait their turn.
 """
 
 from __future__ import annotations
@@ -44,15 +48,14 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from stat import S_ISREG
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from bindsearch.collection import Collection, absolute, search_result
 from bindsearch.errors import catalog_advice, is_catalog_error
-from bindsearch.hits import Hit
-from bindsearch.media import MediaError, read_text
+from bindsearch.files import NotAsIndexed, as_indexed, content_hash
+from bindsearch.media import MediaError
 from indexes import Item
 
 __all__ = ["DEFAULT_PORT", "SearchServer", "ServeError", "serve"]
@@ -189,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError("at picks a moment of one query file: POST the file's bytes (or one path in "
                                    "JSON) with at=")
             text = _one(params, "q")
-            if not text or not text.strip():  # parse_qs drops q= itself; q=%20 is as empty
+            if not text or not text.strip():  # q= and q=%20 alike: `_known` leaves a blank q to this message
                 raise RequestError("GET /search needs ?q=TEXT; query by example with POST /search")
             return self._search(text, [], None, params.get("modality"), _k(_one(params, "k")),
                                 _every_window(_one(params, "every_window")), under=_under(params.get("under")))
@@ -223,9 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
             modality = [modality] if isinstance(modality, str) else modality
             if modality is not None and not (isinstance(modality, list) and all(isinstance(m, str) for m in modality)):
                 raise RequestError("\"modality\" must be a modality name or a list of them")
+            # Echoed as the CLI echoes its files: absolute, `..` and `//` resolved, as the collection saw them.
             return self._search(text, paths, None, modality, _k(query.get("k")),
                                 _every_window(query.get("every_window")), _at(query.get("at")),
-                                under=_under(query.get("under")))
+                                shown=[absolute(p) for p in paths], under=_under(query.get("under")))
         _known(params, "POST /search with a file",
                ("name", "q", "modality", "k", "file_modality", "every_window", "at", "under"))
         name = Path(_one(params, "name") or "").name
@@ -247,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._search(text, [upload], _one(params, "file_modality"),
                                     params.get("modality"), _k(_one(params, "k")),
                                     _every_window(_one(params, "every_window")), _at(_one(params, "at")),
-                                    shown=[name], under=_under(params.get("under")))
+                                    shown=[name], under=_under(params.get("under")), upload=True)
             except (ValueError, MediaError) as exc:  # name the upload as the client did, not by its temporary path
                 if self.server.unavailable() is not None:  # not the upload's fault: the collection is gone (503)
                     raise
@@ -259,23 +263,19 @@ class _Handler(BaseHTTPRequestHandler):
     # -- helpers --------------------------------------------------------------------------------
     def _search(self, text: str | None, files: list, file_modality: str | None, modality: list[str] | None,
                 k: int, every_window: bool = False, at: float | None = None, shown: list | None = None,
-                under: list[Path] = ()) -> dict:
+                under: list[Path] = (), upload: bool = False) -> dict:
+        """`files`: paths in the collection, or with `upload` the one uploaded file (its temporary copy)."""
         col = self.server.collection
         with self.server.lock:
-            hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None, k=k,
-                              every_window=every_window, at=at, under=under)
-            texts = [h.id for h in hits if h.modality == "text"]
-            items = col.catalog.pinned().get(texts) if texts else {}  # one lookup, not one a hit
-
-        def words(hit: Hit) -> str | None:
-            """A text hit's words, read only while its file is the one indexed (never a link put in its place)."""
-            try:
-                with _indexed_file(items[hit.id]):
-                    return read_text(Path(items[hit.id].path))
-            except (KeyError, RequestError, MediaError):
-                return None
-
-        return search_result(col.name, text, shown if shown is not None else files, hits, at, under, words)
+            if not upload:
+                hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None,
+                                  k=k, every_window=every_window, at=at, under=under)
+            else:
+                query = col.query_vector(text, files, file_modality, at)
+                paths, ids = _copies(col, files[0], at)
+                hits = col.search_vectors(query[None], modality or None, k, exclude=paths, every_window=every_window,
+                                          exclude_ids=ids, under=under)[0]
+        return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
 
     def _file(self, params: dict[str, list[str]], preview: bool) -> _Raw:
         """An indexed file's bytes (or the range asked for), found by its catalog id: no other file is served."""
@@ -346,7 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             try:
-                params = parse_qs(url.query, errors="strict")
+                # Blank values kept: `under=` dropped would search every folder, and a bare `every_window` none.
+                params = parse_qs(url.query, keep_blank_values=True, errors="strict")
             except UnicodeDecodeError:
                 raise RequestError("the query string is not UTF-8 once %-decoded; send UTF-8") from None
             status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", params)
@@ -424,25 +425,28 @@ class _Raw:
 
 @contextlib.contextmanager
 def _indexed_file(item: Item):
-    """The open file of a catalog item, while it is the one indexed: the same size and mtime as the catalog holds.
-    A file changed since, or a link to another file put in its place (a shared folder), is refused (409): the
-    server reads nothing its collection did not index. Opened without blocking, so that a named pipe put in its
-    place cannot hold a request thread for ever."""
+    """The open file of a catalog item, while it is the one indexed (`files.as_indexed`): one gone or no longer a
+    file is a 404, one changed since it was indexed (or while read) a 409. The server reads nothing its collection
+    did not index."""
     try:
-        fd = os.open(item.path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        raise RequestError(f"{item.path} is gone from the disk", HTTPStatus.NOT_FOUND) from None
-    with open(fd, "rb", closefd=True) as f:
-        stat = os.fstat(fd)
-        if not S_ISREG(stat.st_mode):
-            raise RequestError(f"{item.path} is no longer a file", HTTPStatus.NOT_FOUND)
-        if (stat.st_size, stat.st_mtime) != (item.size, item.mtime):
-            raise RequestError(f"{item.path} changed since it was indexed; run bindsearch index again",
-                               HTTPStatus.CONFLICT)
-        yield f
-        now = os.stat(item.path)  # what was read by its path (a decoder's) was this same file
-        if (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino):
-            raise RequestError(f"{item.path} changed while it was read; ask again", HTTPStatus.CONFLICT)
+        with as_indexed(item.path, item.size, item.mtime) as f:
+            yield f
+    except NotAsIndexed as exc:
+        raise RequestError(str(exc), HTTPStatus.NOT_FOUND if exc.gone else HTTPStatus.CONFLICT) from None
+
+
+def _copies(col: Collection, upload: Path, at: float | None) -> tuple[set[str], set[int]]:
+    """What an upload's hits leave out: the indexed files that hold its bytes (the same size and content hash), as
+    a search by an indexed path leaves that file out; with `at`, only their rows that hold that moment (a file
+    indexed whole, all of it), as a search for more moments of an indexed file leaves out only the one asked for.
+    (paths, ids): one look-up by hash (a B-tree index once the catalog is compacted), not a scan of every row."""
+    from bindsearch.ingest import PARTIAL
+
+    digest = content_hash(upload)
+    rows = col.catalog.with_content(upload.stat().st_size, [digest, PARTIAL + digest])
+    if at is None:
+        return {i.path for i in rows}, set()
+    return set(), {i.id for i in rows if i.start is None or i.start <= at < i.end}
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -488,10 +492,14 @@ def _preview_png(path: Path, modality: str) -> bytes | None:
 
 
 def _known(params: dict[str, list[str]], route: str, names: tuple[str, ...]) -> None:
-    """Refuse a parameter the route does not take: a misspelt `modalty=` or `undr=` would search without it."""
+    """Refuse a parameter the route does not take, and one given empty: a misspelt `modalty=` or an empty `under=`
+    would search without it. (An empty `q=`, `name=` or `id=` is left to the route, which says what it needs.)"""
     unknown = sorted(set(params) - set(names))
     if unknown:
         raise RequestError(f"{route} takes no {unknown[0]}=; it takes {', '.join(names)}")
+    blank = next((name for name in names if name not in ("q", "name", "id") and "" in params.get(name, ())), None)
+    if blank is not None:
+        raise RequestError(f"{blank}= is empty; give it a value, or leave {blank}= out")
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
@@ -530,14 +538,20 @@ _JSON_FIELDS = ("text", "paths", "modality", "k", "every_window", "at", "under")
 """What a JSON body of POST /search may hold."""
 
 
+MAX_K = 10_000
+"""Hits a search answers at most: the search and its answer hold the one search lock, and every other client waits.
+The CLI and Python take any k."""
+
+
 def _k(value: object) -> int:
     if value is None:
         return 10
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not _digits(str(value).strip()):
         raise RequestError(f"k must be a whole number, not {value!r}")
     k = int(value)
-    if not 1 <= k <= 10_000:
-        raise RequestError(f"k must be between 1 and 10000, not {k}")
+    if not 1 <= k <= MAX_K:
+        raise RequestError(f"k must be between 1 and {MAX_K} on this server, not {k} (bindsearch search -k and "
+                           "Collection.search take more)")
     return k
 
 
@@ -545,7 +559,7 @@ def _every_window(value: object) -> bool:
     """every_window=1/true/0/false (query string), or a JSON boolean (or 0/1); absent: each file once."""
     if value is None or isinstance(value, bool) or value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
         return value.lower() in ("1", "true", "yes")
     raise RequestError(f"every_window must be true or false, not {value!r}")
 

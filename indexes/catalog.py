@@ -283,6 +283,11 @@ class Catalog:
             found.setdefault(row["path"], []).append(Item(**row))
         return found
 
+    def with_content(self, size: int, hashes: Sequence[str]) -> list[Item]:
+        """The items of files of this size whose content hash is one of `hashes`: copies of one file's bytes."""
+        table = self._query(f"size = {int(size)} AND {_in('content_hash', list(hashes))}", self._item_columns)
+        return [Item(**row) for row in table.to_pylist()]
+
     def items(self, modality: str | None = None, batch_size: int = 10_000) -> Iterator[Item]:
         """Every item (of one modality), streamed without vectors."""
         for batch in self._scan(modality, self._item_columns, batch_size):
@@ -360,9 +365,9 @@ class Catalog:
 
     def compact(self) -> None:
         """Merge the small files of many adds, drop deleted rows from the data files, bring the B-tree indexes on
-        `id` and `path` up to date (made the first time: a search's rows by id and an ingest's look-up by path
-        then skip the scan), and delete the versions `tidy` deletes. Rows added since are found by scanning them
-        alone."""
+        `id`, `path` and `content_hash` up to date (made the first time: a search's rows by id, an ingest's look-up
+        by path and a served upload's by its hash then skip the scan), and delete the versions `tidy` deletes. Rows
+        added since are found by scanning them alone."""
         from lancedb.index import BTree
 
         if self.count():
@@ -488,7 +493,7 @@ class Catalog:
 
 _ITEM_COLUMNS = ["id", "path", "modality", "size", "mtime", "content_hash", "added_at"]
 _WINDOW_COLUMNS = ("start", "end")
-_LOOKUP_COLUMNS = ("id", "path")  # what rows are found by: B-tree indexes made by `compact`
+_LOOKUP_COLUMNS = ("id", "path", "content_hash")  # what rows are found by: B-tree indexes made by `compact`
 
 
 def _schema(dim: int) -> pa.Schema:

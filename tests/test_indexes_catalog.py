@@ -141,13 +141,13 @@ def test_touch_records_new_mtimes_and_nothing_else_in_one_commit(catalog: Catalo
     assert catalog.version == before + 1  # nothing to record: no commit
 
 
-def test_compact_merges_commits_and_indexes_ids_and_paths_rows_added_after_included(catalog: Catalog) -> None:
+def test_compact_merges_commits_and_indexes_ids_paths_and_hashes_rows_added_after_included(catalog: Catalog) -> None:
     for start in range(0, 12, 3):
         catalog.add(items(3, start=start), unit(3, seed=start))
     assert catalog.fragments() == 4
     catalog.compact()
     assert catalog.fragments() == 1
-    assert {tuple(i.columns) for i in catalog.table.list_indices()} == {("id",), ("path",)}
+    assert {tuple(i.columns) for i in catalog.table.list_indices()} == {("id",), ("path",), ("content_hash",)}
     catalog.add(items(2, start=12), unit(2, seed=12))  # after the index was made: found by a scan of its own
     everything = {i.id: i for i in catalog.items()}
     assert sorted(everything) == list(range(14))
@@ -156,8 +156,11 @@ def test_compact_merges_commits_and_indexes_ids_and_paths_rows_added_after_inclu
         == [13]
     np.testing.assert_array_equal(catalog.get_vectors([13, 5]), np.concatenate([unit(2, seed=12)[1:],
                                                                                 unit(3, seed=3)[2:]]))
+    # A served upload's copies, found by size and hash (one hash of a file of another size is no copy).
+    assert [i.id for i in catalog.with_content(105, ["h5", "partial:h5"])] == [5]
+    assert [i.id for i in catalog.with_content(113, ["h13"])] == [13] and catalog.with_content(106, ["h5"]) == []
     catalog.compact()  # the indexes exist: brought up to date, not made again
-    assert len(catalog.table.list_indices()) == 2 and catalog.get([13]) == {13: everything[13]}
+    assert len(catalog.table.list_indices()) == 3 and catalog.get([13]) == {13: everything[13]}
 
 
 def _disk(directory: Path) -> tuple[int, int]:

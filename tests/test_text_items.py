@@ -127,6 +127,26 @@ def test_text_files_are_incremental_and_long_ones_reported(tmp_path, run_cli):
     assert code == 0 and out.rstrip().endswith(f'{notes / "a.txt"}  "a cat asleep in the sun"')  # words shown
 
 
+def test_a_text_hit_has_its_words_only_while_its_file_is_as_indexed(tmp_path, run_cli):
+    """Its score came from the words indexed: once the file changed, Python, the CLI (JSON and human) and the
+    server give none (before: Python and the CLI printed the new words beside the old words' score)."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("a dog barking in the rain")
+    col = Collection.open("t", model="random:tiny", device="cpu")
+    assert col.add([notes], workers=0).ok
+    [hit] = col.search("a dog", modality="text", k=1)
+    assert hit.words() == "a dog barking in the rain"
+    (notes / "a.txt").write_text("a cat asleep in the sun")  # not indexed again
+    assert hit.words() is None and col.search("a dog", modality="text", k=1)[0].words() is None
+    code, out, _ = run_cli("search", "a dog", "-c", "t", "--modality", "text", "-k", "1", "--json")
+    assert code == 0 and json.loads(out)["hits"][0]["text"] is None
+    code, out, _ = run_cli("search", "a dog", "-c", "t", "--modality", "text", "-k", "1")
+    assert code == 0 and out.rstrip().endswith(str(notes / "a.txt"))  # the path alone, no words
+    col.add([notes], workers=0)
+    assert col.search("a dog", modality="text", k=1)[0].words() == "a cat asleep in the sun"
+
+
 def test_classify_ranks_labels_for_a_text_file(tmp_path):
     from bindsearch import load_model
     from bindsearch.labels import classify
