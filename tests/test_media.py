@@ -325,6 +325,28 @@ def test_a_sixteen_bit_or_float_image_is_stretched_not_clipped_white(tmp_path):
         assert x.std() > 0.5 and (x - eight).abs().mean() < 0.02, name  # the 8-bit export of the same frame
 
 
+def test_transparent_pixels_are_read_over_white_as_a_viewer_shows_them(tmp_path):
+    """The alpha was dropped: a black logo on a transparent background became a black square, and transparent
+    pixels showed the colour they happen to store."""
+    from PIL import Image, ImageDraw
+
+    logo = Image.new("RGBA", (64, 64), (255, 0, 255, 0))  # transparent, storing magenta
+    ImageDraw.Draw(logo).ellipse((16, 16, 47, 47), fill=(0, 0, 0, 255))
+    logo.save(tmp_path / "logo.png")
+    logo.convert("RGB").save(tmp_path / "flat.png")  # the same pixels with the alpha dropped
+    shown = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(shown).ellipse((16, 16, 47, 47), fill=(0, 0, 0))
+    shown.save(tmp_path / "shown.png")
+    palette = logo.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)  # a GIF-style palette, one entry clear
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    palette.save(tmp_path / "palette.png", transparency=palette.getpixel((0, 0)))
+    prep = Preprocess(image_size=32)
+    expected = media.load("image", tmp_path / "shown.png", prep)
+    for name in ("logo.png", "palette.png"):
+        assert (media.load("image", tmp_path / name, prep) - expected).abs().max() < 1e-6, name
+    assert (media.load("image", tmp_path / "flat.png", prep) - expected).abs().max() > 1  # what was read before
+
+
 def test_a_float_tiff_depth_map_is_in_metres(tmp_path):
     from PIL import Image
 

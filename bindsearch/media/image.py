@@ -144,11 +144,23 @@ def load_image(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
         gray = _stretched(np.asarray(image, dtype=np.float32), path)
         pixels = torch.from_numpy(gray).unsqueeze(0).expand(3, -1, -1)
     else:
-        rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)  # a copy: Pillow's is read-only
+        rgb = torch.from_numpy(np.array(_on_white(image))).permute(2, 0, 1)  # a copy: Pillow's is read-only
         if min(rgb.shape[1:]) >= 2 * fit:  # resized in uint8: a float copy of 24 megapixels is 290 MB
             rgb = _short_side(_centre_band(rgb), prep.image_size, full_hw)
         pixels = rgb.to(torch.float32) / 255.0
     return to_model_input(pixels, prep, full_hw)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGB as a viewer shows the image: transparent pixels over white, as Hugging Face's image processors lay them.
+    Dropping the alpha showed what the transparent pixels happen to store: a black logo on a transparent
+    background became a black square, a cut-out photo its hidden magenta."""
+    from PIL import Image
+
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
 
 
 PREFILTER = 4
