@@ -158,6 +158,11 @@ class Ingest:
             indexed_as = sorted({i.modality for i in known.get(str(f), [])} & set(encodes))
             if kind == "video" and not forced and "video" not in indexed_as and media.sound_only(f):
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
+            carried: list[Item] = []  # the rows of what the file was guessed as before, for its new guess
+            if kind == "video" and not forced and indexed_as in (["audio"], ["video"]):
+                kind, why, carried = self._guessed_again(f, known.get(str(f), []), why)
+                if carried:
+                    indexed_as = []
             if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
                 kind, why = indexed_as[0], "its earlier --modality"
             if kind is None:
@@ -170,7 +175,7 @@ class Ingest:
             # The file as this run reads it, and as any other modality it was indexed as (by --modality): a
             # changed file is embedded again as each of them, so that no row keeps its old bytes' vector.
             for as_kind in [kind, *(m for m in indexed_as if m != kind)]:
-                previous = [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row, or a row a window
+                previous = carried or [i for i in known.get(str(f), []) if i.modality == as_kind]  # a row a window
                 try:
                     stat = f.stat()
                     if previous and partial(previous):  # an interrupted run embedded some of its windows
@@ -203,6 +208,20 @@ class Ingest:
             report.removed += files_of(dead)
         self.catalog.delete(i.id for i in outdated)
         return todo
+
+    def _guessed_again(self, path: Path, rows: list[Item], why: str) -> tuple[str, str, list[Item]]:
+        """(modality, why, rows it replaces) for a video container indexed as one guess, audio or video: a changed
+        file is guessed again (a voice memo re-recorded as video, a clip exported as sound alone), and its rows
+        go to the new guess, as a fresh index reads it; it kept the old guess, embedded as both or failing."""
+        from bindsearch import media
+
+        was = rows[0].modality
+        try:
+            settled = partial(rows) or unchanged(path, rows[0], path.stat(), trust_mtime=not self.rehash)
+        except OSError:  # gone or unreadable since the walk: said where it is read
+            settled = True
+        now = was if settled else "audio" if media.sound_only(path) else "video"
+        return now, "sound alone in a video container" if now == "audio" else why, rows if now != was else []
 
     def _embed(self, todo: dict[str, list[tuple[Path, list[Item]]]], batch_size: int | None, workers: int | None,
                progress: Callable[[int, int], None] | None, commit_seconds: float) -> None:

@@ -799,3 +799,31 @@ def test_vectors_and_k_given_from_python_are_checked_and_a_gone_modality_leaves_
     (tmp_path / "notes" / "n.txt").unlink()
     col.add([tmp_path], workers=0)
     assert {p.name for p in caches.glob("*.faiss")} == {"image.faiss"}
+
+
+def test_a_video_container_that_changes_what_it_holds_is_guessed_again(tmp_path, tiny_model):
+    """A voice memo replaced by a video kept its audio row for good beside the new video row; a video replaced by
+    sound alone failed ('no video stream') and was missing for a run."""
+    from bindsearch.media.writers import write_video
+    from test_media import write_voice_memo
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    clip = folder / "clip.mp4"
+    col = Collection.open("reguess", model=tiny_model)
+
+    def indexed_as() -> list[str]:
+        return sorted(i.modality for i in col.catalog.items())
+
+    write_voice_memo(clip)
+    col.add([folder], workers=0)
+    assert indexed_as() == ["audio"]
+    ids = [i.id for i in col.catalog.items()]
+    for when, write, kind in ((2e9, lambda: write_video(clip, np.zeros((4, 32, 32, 3), np.uint8)), "video"),
+                              (2.1e9, lambda: write_voice_memo(clip), "audio")):
+        write()
+        os.utime(clip, (when, when))
+        report = col.add([folder], workers=0)
+        assert (report.failed, report.changed, indexed_as()) == ([], 1, [kind])
+        assert [i.id for i in col.catalog.items()] == ids  # the row itself, taken by the new guess
+        assert col.add([folder], workers=0).unchanged == 1
