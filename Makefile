@@ -4,7 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,dev
 
-.PHONY: install test demo lint bench clean
+.PHONY: install check-venv test demo lint bench clean
+
+# A .venv whose Python is gone (an upgrade removed it) or is another version than $(PYTHON) is made anew: pip
+# would refuse it, or the tests run under another Python than asked.
+check-venv:
+	@if [ -e $(VENV) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])' 2>/dev/null)" != \
+	     "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
+		echo "$(VENV) does not run $(PYTHON)'s Python: making it anew"; rm -rf $(VENV); fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
-install: $(VENV)/.installed
+install: check-venv $(VENV)/.installed
 
 test: install
 	$(PY) -m ruff check bindsearch indexes cli benchmarks tests

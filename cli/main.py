@@ -9,6 +9,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -34,8 +35,17 @@ app.command(no_args_is_help=True)(collections.remove)
 app.command()(serve)  # -c may come from BINDSEARCH_COLLECTION alone
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from bindsearch import __version__
+
+        typer.echo(f"bindsearch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
     """Find anything by anything: text, video, audio, depth, infrared and images in one vector space."""
 
 
@@ -50,7 +60,8 @@ app.add_typer(world.app, name="world")
 _CLEAR_ERRORS = (("bindsearch.media.errors", "MediaError"), ("bindsearch.models.loading", "ModelLoadError"),
                  ("bindsearch.errors", "UnsupportedModalityError"), ("bindsearch.collection", "CollectionError"),
                  ("indexes.catalog", "CatalogError"), ("indexes.lock", "LockTimeout"),
-                 ("bindsearch.server", "ServeError"), ("bindsearch.training.trainer", "TrainingDiverged"))
+                 ("bindsearch.server", "ServeError"), ("bindsearch.training.trainer", "TrainingDiverged"),
+                 ("indexes", "FaissNotInstalled"))
 
 
 def exit_status(error: Exception) -> int | None:

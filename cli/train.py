@@ -113,8 +113,9 @@ def tower(
 
 @app.command()
 def mini(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the weights.")] = Path(
-        "bindsearch/models/weights/bindsearch-mini"),
+    out: Annotated[Path, typer.Option("--out", help="Where to write the weights; in a checkout, "
+                                      "bindsearch/models/weights/bindsearch-mini replaces the shipped ones.")] = Path(
+        "bindsearch-mini"),
     work: Annotated[Path, typer.Option(help="Generated BindWorld data and per-tower checkpoints.")] = Path(
         "runs/mini"),
     n: Annotated[int, typer.Option("--n", help="BindWorld scenes (90% train, 10% validation).")] = 6000,

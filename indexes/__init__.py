@@ -10,6 +10,11 @@ from indexes.cpu import pick_openblas_core
 
 pick_openblas_core()  # before anything imports FAISS, whose OpenBLAS reads it once (indexes/cpu.py)
 
+
+class FaissNotInstalled(ImportError):
+    """No FAISS wheel in this environment (`indexes._faiss`); defined here, in a module that stays imported."""
+
+
 _EXPORTS = {
     "build_index": "indexes.build",
     "drop_stale_caches": "indexes.build",
@@ -31,7 +36,7 @@ _EXPORTS = {
                     "indexes.vector_index"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "FaissNotInstalled"])
 
 
 def __getattr__(name: str):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import os
 
-import faiss
 import numpy as np
+
+from indexes._faiss import faiss
 
 __all__ = ["EF_CONSTRUCTION", "EXACT_BELOW", "METRICS", "can_remove", "choose_kind", "default_nprobe", "find_hnsw",
            "gpu_available", "new_faiss_index", "pq_needs_float16_tables", "resolve_device", "stored_ids",

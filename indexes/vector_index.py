@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
+from indexes._faiss import faiss
 from indexes.kinds import (
     METRICS,
     can_remove,

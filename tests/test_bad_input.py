@@ -517,3 +517,19 @@ def test_classify_reads_a_notepad_label_list_and_prints_odd_names_on_one_line(tm
     assert sorted(set(labels)) == ["metal", "wood"] and len(labels) == 4  # the BOM's wood is the same wood
     code, out, _ = run_cli("encode", "thermal", files[0], "--model", "random:tiny", "--json")
     assert code == 0 and json.loads(out)["modality"] == "infrared"
+
+
+def test_an_install_without_faiss_is_told_the_extra_to_install_in_one_line(tmp_path):
+    """`pip install bindsearch` without the cpu or gpu extra: `index` and `search` ended in a 50-line traceback."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "faiss"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'faiss'\", name='faiss')\n")
+    root = Path(__file__).parents[1]
+    run = subprocess.run([sys.executable, "-m", "cli.main", "search", "a dog", "-c", "anything"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{root}",
+                                         "BINDSEARCH_HOME": str(tmp_path / "home")})
+    assert run.returncode == 1 and run.stderr == ("error: FAISS is not installed: pip install 'bindsearch[cpu]', or "
+                                                  "'bindsearch[gpu]' on a machine with an NVIDIA GPU\n")

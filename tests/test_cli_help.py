@@ -53,3 +53,13 @@ def test_the_executable_exits_at_once_with_its_output_and_status(tmp_path):
               "print(held.name)\nsys.argv = ['bindsearch', 'list']\nconsole()\n")
     left = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert left.returncode == 0 and not os.path.exists(left.stdout.splitlines()[0]), left.stderr
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    import bindsearch
+
+    shown = CliRunner().invoke(app, ["--version"])
+    assert shown.exit_code == 0 and shown.output == f"bindsearch {bindsearch.__version__}\n"
+    assert version("bindsearch") == bindsearch.__version__  # pyproject reads it from the package
