@@ -804,8 +804,9 @@ def test_vectors_and_k_given_from_python_are_checked_and_a_gone_modality_leaves_
 def test_a_video_container_that_changes_what_it_holds_is_guessed_again(tmp_path, tiny_model):
     """A voice memo replaced by a video kept its audio row for good beside the new video row; a video replaced by
     sound alone failed ('no video stream') and was missing for a run."""
-    from bindsearch.media.writers import write_video
     from test_media import write_voice_memo
+
+    from bindsearch.media.writers import write_video
 
     folder = tmp_path / "phone"
     folder.mkdir()
