@@ -84,6 +84,12 @@ def _directory(name_or_path: str | Path) -> Path:
     return collections_home() / text
 
 
+def _spelt(directory: Path) -> str:
+    """How `-c` names the collection at `directory`: its name where it lives under collections_home(), else its
+    path (a Path("c1") from Python is the folder ./c1, where `-c c1` would name another)."""
+    return directory.name if directory == collections_home() / directory.name else str(directory)
+
+
 def _load_encoder(spec: str, device: str, dtype: str | None, compile_towers: bool,
                   modalities: Iterable[str] | None = None) -> EmbeddingModel:
     from bindsearch.models import load_model
@@ -190,9 +196,10 @@ class Collection:
             model = default_model
         crowded = not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir())
         if not exists and (not create or model is None):
+            spelt = _spelt(directory)
             how = (f"{directory} holds other files, so no collection can be made there: index into a name or a new "
-                   "folder" if crowded else f"create it with `bindsearch index PATH -c {name_or_path}`")
-            raise CollectionError(f"no collection {name_or_path!r} at {directory}; {how}")
+                   "folder" if crowded else f"create it with `bindsearch index PATH -c {spelt}`")
+            raise CollectionError(f"no collection {str(name_or_path)!r} at {directory}; {how}")
         if crowded:
             # `-c .` in a media folder would mix the catalog's files with the media, and index them next time.
             raise CollectionError(f"{directory} already holds other files; a collection needs a folder of its own: "

@@ -828,3 +828,12 @@ def test_a_video_container_that_changes_what_it_holds_is_guessed_again(tmp_path,
         assert (report.failed, report.changed, indexed_as()) == ([], 1, [kind])
         assert [i.id for i in col.catalog.items()] == ids  # the row itself, taken by the new guess
         assert col.add([folder], workers=0).unchanged == 1
+
+
+def test_a_missing_collection_given_as_a_path_is_told_the_path_to_give(tmp_path, monkeypatch):
+    """A Path("c1") from Python is the folder ./c1; `-c c1` names the collection c1 in the home, another one."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CollectionError, match=rf"no collection 'c1' at {tmp_path}/c1; .* -c {tmp_path}/c1`"):
+        Collection.open(Path("c1"), create=False)
+    with pytest.raises(CollectionError, match=r"-c c1`"):
+        Collection.open("c1", create=False)
