@@ -393,10 +393,13 @@ def preprocess_goldens(out_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         media = media_cases.make_media(tmp)
         # The reference opens files as they are; grey and RGBA images break its Normalize. Feed it the
-        # RGB conversion (as an RGB PNG, lossless), which is what our pipeline does itself.
+        # RGB our pipeline reads (as an RGB PNG, lossless): grey repeated, transparent pixels laid over white.
         for src in ("gray.png", "rgba.png"):
             converted = Path(tmp) / f"{Path(src).stem}_as_rgb.png"
-            Image.open(media[src]).convert("RGB").save(converted)
+            image = Image.open(media[src])
+            if image.mode == "RGBA":
+                image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
+            image.convert("RGB").save(converted)
             media[f"{src}:rgb"] = converted
             try:
                 languagebind.LanguageBindImageProcessor(languagebind.LanguageBindImageConfig())(
