@@ -245,6 +245,7 @@ def commits(args: argparse.Namespace) -> dict:
     import statistics
 
     import bindsearch.ingest as ingest_module
+    import indexes.catalog as catalog_module
     from bindsearch import load_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-commits-", dir=args.workdir))
@@ -255,11 +256,11 @@ def commits(args: argparse.Namespace) -> dict:
     ways = {"commit per batch": (0.0, False), "commit per batch + compact": (0.0, True),
             f"commit per {ingest_module.COMMIT_SECONDS:g} s + compact": (ingest_module.COMMIT_SECONDS, True)}
     rows: dict[str, list[dict]] = {way: [] for way in ways}
-    compact_above = ingest_module.COMPACT_FRAGMENTS
+    compact_above = catalog_module.COMPACT_FRAGMENTS
     try:
         for _ in range(args.rounds):
             for way, (seconds, compact) in ways.items():
-                ingest_module.COMPACT_FRAGMENTS = compact_above if compact else 1 << 60
+                catalog_module.COMPACT_FRAGMENTS = compact_above if compact else 1 << 60
                 shutil.rmtree(work / "collection", ignore_errors=True)
                 start = time.perf_counter()
                 report = Collection.open(work / "collection", model=model).add(
@@ -279,7 +280,7 @@ def commits(args: argparse.Namespace) -> dict:
                 rows[way].append({"files_per_s": report.new / ingest, "fragments": fragments,
                                   "search_ms": statistics.median(searches) * 1e3, "rerun_s": rerun})
     finally:
-        ingest_module.COMPACT_FRAGMENTS = compact_above
+        catalog_module.COMPACT_FRAGMENTS = compact_above
         shutil.rmtree(work, ignore_errors=True)
     print(f"# {hardware()}; {args.files} images (32 x 32 png), random:tiny, batches of {args.batch_size}, "
           f"best of {args.rounds}")

@@ -217,9 +217,11 @@ class Ingest:
 
         was = rows[0].modality
         try:
-            settled = partial(rows) or unchanged(path, rows[0], path.stat(), trust_mtime=not self.rehash)
+            stat = path.stat()
         except OSError:  # gone or unreadable since the walk: said where it is read
-            settled = True
+            return was, "sound alone in a video container" if was == "audio" else why, []
+        # By size and mtime alone: a touched file is probed (a header read), not hashed twice (the loop hashes it).
+        settled = partial(rows) or (stat.st_size, stat.st_mtime) == (rows[0].size, rows[0].mtime)
         now = was if settled else "audio" if media.sound_only(path) else "video"
         return now, "sound alone in a video container" if now == "audio" else why, rows if now != was else []
 

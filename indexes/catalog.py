@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 __all__ = ["Catalog", "CatalogError", "EncoderInfo", "EncoderMismatchError", "Item"]
 
 TABLE = "items"
-_CLOCK_MARGIN = timedelta(seconds=1)  # LanceDB reads its clock after `_superseded` does (after compacting, too)
+_CLOCK_MARGIN = timedelta(seconds=1)  # LanceDB reads its clock a moment after `_superseded` does
 COMPACT_FRAGMENTS = 32
 """A catalog spread over more data files than this is compacted by `tidy` (a path look-up scans every file)."""
 SUPERSEDED_GRACE = timedelta(minutes=10)
@@ -375,7 +375,11 @@ class Catalog:
             for column in _LOOKUP_COLUMNS:
                 if (column,) not in indexed:
                     self.table.create_index(column, config=BTree())
-        self.table.optimize(cleanup_older_than=self._superseded())
+        # Merged first, deleting nothing (LanceDB's own week); then deleted, by a horizon read after the merge: LanceDB
+        # reads its clock as it deletes, and a merge of hundreds of thousands of rows takes seconds.
+        self.table.optimize()
+        if (horizon := self._superseded()) is not None:
+            self.table.optimize(cleanup_older_than=horizon)
 
     def tidy(self) -> bool:
         """`compact` where it pays, after a run wrote: the table is spread over more than `COMPACT_FRAGMENTS`
@@ -389,8 +393,8 @@ class Catalog:
         deleted = int(latest.get("total_deletion_file_rows", 0))
         horizon = self._superseded(versions)
         stale = 0 if horizon is None else max(
-            int(v["metadata"].get("total_files_size", 0)) for v in versions
-            if datetime.now(v["timestamp"].tzinfo) - v["timestamp"] > horizon)
+            (int(v["metadata"].get("total_files_size", 0)) for v in versions
+             if datetime.now(v["timestamp"].tzinfo) - v["timestamp"] > horizon), default=0)
         if (self.fragments() > COMPACT_FRAGMENTS or deleted > 0.1 * int(latest.get("total_data_file_rows", 0))
                 or stale > 2 * int(latest.get("total_files_size", 0))):
             self.compact()

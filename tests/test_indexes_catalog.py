@@ -200,6 +200,18 @@ def test_tidy_deletes_versions_superseded_past_the_grace_and_keeps_what_a_reader
     assert not catalog.tidy()
 
 
+def test_tidy_after_a_first_run_of_one_commit(catalog: Catalog, monkeypatch) -> None:
+    """A collection made by one quick run (created, then one add), changed again after the grace: nothing is old
+    enough to delete yet, and tidy said so with 'max() arg is an empty sequence' after the run had committed."""
+    import indexes.catalog
+
+    monkeypatch.setattr(indexes.catalog, "SUPERSEDED_GRACE", timedelta(seconds=0.3))
+    catalog.add(items(2), unit(2))
+    time.sleep(0.4)
+    catalog.add(items(1, start=2), unit(1, seed=2))
+    assert not catalog.tidy() and len(catalog) == 3
+
+
 def test_given_ids_and_times_are_kept_and_quotes_survive(catalog: Catalog) -> None:
     when = datetime(2024, 5, 1, tzinfo=timezone.utc)
     odd = Item("/data/it's here/a.wav", "audio", 1, 1.0, "q", id=40, added_at=when)

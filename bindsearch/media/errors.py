@@ -34,7 +34,7 @@ def native_stderr_silenced() -> Iterator[None]:
     that name no file, beside the MediaError that already names it (or about a file that decodes fine).
 
     The descriptor belongs to the process, so it is silenced only where nothing else can be writing to it: in a
-    decoder worker process, or in a process running no other Python thread (a command-line search). A script
+    decoder worker process, or in a process running no other Python thread but daemons (a command-line search). A script
     decoding in one thread while others log, or `serve`'s request threads, keep their stderr whole and may see
     those lines. Threads decoding at once in a worker share one silence: the first to enter saves the real
     stderr, the last to leave restores it."""
@@ -58,7 +58,9 @@ def native_stderr_silenced() -> Iterator[None]:
 
 
 def _stderr_is_ours() -> bool:
-    if threading.active_count() == 1:
+    # Daemon threads are libraries' own (LanceDB's event loop starts one on import, IPython its heartbeat): a
+    # script's threads and a ThreadPoolExecutor's are not.
+    if sum(not thread.daemon for thread in threading.enumerate()) == 1:
         return True
     data = sys.modules.get("torch.utils.data")  # a DataLoader worker: its other threads only feed its queue
     return data is not None and data.get_worker_info() is not None
