@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 __all__ = ["Catalog", "CatalogError", "EncoderInfo", "EncoderMismatchError", "Item"]
 
 TABLE = "items"
+_NEVER = timedelta(days=36500)
 _CLOCK_MARGIN = timedelta(seconds=1)  # LanceDB reads its clock a moment after `_superseded` does
 COMPACT_FRAGMENTS = 32
 """A catalog spread over more data files than this is compacted by `tidy` (a path look-up scans every file)."""
@@ -375,9 +376,10 @@ class Catalog:
             for column in _LOOKUP_COLUMNS:
                 if (column,) not in indexed:
                     self.table.create_index(column, config=BTree())
-        # Merged first, deleting nothing (LanceDB's own week); then deleted, by a horizon read after the merge: LanceDB
-        # reads its clock as it deletes, and a merge of hundreds of thousands of rows takes seconds.
-        self.table.optimize()
+        # Merged first, deleting nothing (LanceDB's own default deletes what was created a week ago, superseded or
+        # not a second ago); then deleted, by a horizon read after the merge: LanceDB reads its clock as it deletes,
+        # and a merge of hundreds of thousands of rows takes seconds.
+        self.table.optimize(cleanup_older_than=_NEVER)
         if (horizon := self._superseded()) is not None:
             self.table.optimize(cleanup_older_than=horizon)
 
