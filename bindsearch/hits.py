@@ -37,9 +37,9 @@ class Hit:
         return format_window((self.start, self.end))
 
     def words(self) -> str | None:
-        """A text hit's words, the ones its score came from: read only while its file is as it was indexed (the
-        same size and mtime). None for media, and for a text file changed, gone or unreadable since. (A Hit made
-        without `size` and `mtime` reads its file as it is.)"""
+        """A text hit's words (its first `WORDS_BYTES`), the ones its score came from: read only while its file is
+        as it was indexed (the same size and mtime). None for media, and for a text file changed, gone or unreadable
+        since. (A Hit made without `size` and `mtime` reads its file as it is.)"""
         if self.modality != "text":
             return None
         from bindsearch.media import MediaError, read_text
@@ -47,11 +47,16 @@ class Hit:
         path = Path(self.path)
         try:
             if self.size is None or self.mtime is None:
-                return read_text(path)
+                return read_text(path, WORDS_BYTES)
             with as_indexed(path, self.size, self.mtime):
-                return read_text(path)
+                return read_text(path, WORDS_BYTES)
         except (MediaError, NotAsIndexed):
             return None
+
+
+WORDS_BYTES = 4 << 10
+"""How much of a text hit's file its words show: what any text tower reads (CLIP 77 tokens, MiniLM 128) and more.
+All 64 KiB that indexing reads made a search of 200 long notes 13 MB of JSON."""
 
 
 def search_result(collection: str, text: str | None, files: Sequence[str | Path], hits: Sequence[Hit],

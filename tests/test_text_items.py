@@ -159,3 +159,16 @@ def test_classify_ranks_labels_for_a_text_file(tmp_path):
     note.write_text("a small blue square")  # the file's words, read now, decide
     ranking = classify(model, note, labels, templates=False)
     assert ranking[0][0] == "a little navy box" and ranking[0][1] > 0.5
+
+
+def test_a_long_text_hit_shows_its_start_not_all_that_indexing_read(tmp_path):
+    """200 long notes made a search's JSON 13 MB: 64 KiB of words a hit."""
+    from bindsearch.hits import WORDS_BYTES
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "long.txt").write_text("the quick brown fox " * 5000)  # 100 KB
+    col = Collection.open("long", model="random:tiny", device="cpu")
+    col.add([notes], workers=0)
+    words = col.search("a fox", modality="text", k=1)[0].words()
+    assert words.startswith("the quick brown fox") and len(words.encode()) <= WORDS_BYTES < 100_000

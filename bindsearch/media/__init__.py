@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from bindsearch.files import printable
 from bindsearch.media.errors import MediaError
+from bindsearch.media.text import READ_BYTES
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
 from bindsearch.modalities import Preprocess, add_modality, canonical_modality
@@ -122,9 +123,10 @@ def sound_only(path: str | Path) -> bool:
         return False
 
 
-def read_text(path: str | Path) -> str:
-    """The words of a UTF-8 text file, whitespace collapsed (its first 64 KiB); raises MediaError naming it."""
-    return _guarded("text", Path(path), _read_text)
+def read_text(path: str | Path, limit: int = READ_BYTES) -> str:
+    """The words of a UTF-8 text file, whitespace collapsed (its first `limit` bytes: 64 KiB); raises MediaError
+    naming it."""
+    return _guarded("text", Path(path), lambda p: _read_text(p, limit))
 
 
 def _guarded(name: str, path: Path, read: Callable[[Path], object]):

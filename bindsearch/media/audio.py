@@ -110,6 +110,9 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
                 raise MediaError(path, "no audio stream")
             stream = container.streams.audio[0]
             rate = stream.rate
+            # The samples the header says the sound holds: an encoder pads its last frame (AAC: to 1,024 samples).
+            length = round(float(stream.duration * stream.time_base) * rate) if stream.duration and stream.time_base \
+                else None
             if window is not None and window[0] > 0:
                 # Seeking lands on a packet at or before the start, a little earlier still so that a decoder that
                 # needs its previous frame (AAC) is warm when the window starts; the samples before it are cut.
@@ -127,6 +130,8 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
                     if hi <= 0:
                         break
                     data = data[:, max(lo, 0):hi]
+                elif frame.time is not None and frame.time < 0:  # an encoder's priming samples (AAC), before 0 s
+                    data = data[:, round(-frame.time * rate):]
                 chunks.append(data)
     except MediaError:
         raise
@@ -135,6 +140,8 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
     if not chunks:
         raise MediaError(path, "audio stream holds no samples")
     data = np.concatenate(chunks, axis=1)
+    if window is None and length:
+        data = data[:, :length]
     if data.dtype == np.uint8:  # 8-bit audio is unsigned, silence at 128
         data = (data.astype(np.float32) - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):
@@ -290,19 +297,16 @@ _MARGIN_SECONDS = 0.1  # read around each crop, so that the resampler's edges fa
 def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
     """(3, target_length, num_mel_bins) fbank crops of a long file, reading only the samples each crop covers (the
     same crops `crop_or_tile` cuts from the whole file, to float rounding: fbank removes each frame's mean, so the
-    file's own mean drops out); None where the file is short or its length is not in its header."""
-    import soundfile
-
-    if path.suffix.lower() == ".wav":
-        _check_wav_length(path)
-    try:
-        with _quiet(path):
-            info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError):
-        return None  # PyAV's formats: read whole
-    rate, new_rate = int(info.samplerate), prep.sample_rate
+    file's own mean drops out); None where the file is short or its length is not in its header. Formats soundfile
+    cannot read (AAC in .m4a and .mp4, the voice memos and podcasts) are read by PyAV seeking to each crop: whole,
+    20 minutes of them took 4.5 GB."""
+    header = _header_length(path)
+    if header is None:
+        return None
+    rate, frames, via_av = header
+    new_rate = prep.sample_rate
     size, shift = int(new_rate * FRAME_SECONDS), int(new_rate * SHIFT_SECONDS)
-    resampled = math.ceil(new_rate * info.frames / rate) if info.frames > 0 else 0
+    resampled = math.ceil(new_rate * frames / rate) if frames > 0 else 0
     total = 1 + (resampled - size) // shift if resampled >= size else 0
     if total <= LONG_FILE_CROPS * prep.target_length:
         return None
@@ -314,13 +318,8 @@ def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
         first, end = start * shift, start * shift + (prep.target_length - 1) * shift + size  # 16 kHz samples
         lo = max(0, first - margin) // new * new  # on the grid where input and output samples coincide
         hi = min(resampled, end + margin)
-        begin, stop = lo // new * orig, min(info.frames, math.ceil(hi * orig / new) + orig)
-        try:
-            with _quiet(path):
-                data, _ = soundfile.read(str(path), dtype="float32", always_2d=True, start=begin, stop=stop)
-        except (soundfile.LibsndfileError, RuntimeError) as exc:
-            raise MediaError(path, f"audio could not be decoded ({exc})") from None
-        samples = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+        begin, stop = lo // new * orig, min(frames, math.ceil(hi * orig / new) + orig)
+        samples = _read_span(path, begin, stop, rate, via_av)
         if not torch.isfinite(samples).all():
             raise MediaError(path, "audio holds NaN or infinite samples; re-export it")
         wave = resample(samples, rate, new_rate)[first - lo:end - lo]
@@ -328,6 +327,51 @@ def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
             return None
         crops.append(fbank(wave, new_rate, prep.num_mel_bins))
     return torch.stack(crops)
+
+
+def _header_length(path: Path) -> tuple[int, int, bool] | None:
+    """(sample rate, samples, whether PyAV reads it) from the file's header: soundfile's, else PyAV's; None where
+    neither says."""
+    import soundfile
+
+    if path.suffix.lower() == ".wav":
+        _check_wav_length(path)
+    try:
+        with _quiet(path):
+            info = soundfile.info(str(path))
+        return int(info.samplerate), int(info.frames), False
+    except (soundfile.LibsndfileError, RuntimeError):
+        pass
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / 1e6
+            else:
+                return None
+            return int(stream.rate), int(seconds * stream.rate), True
+    except (av.FFmpegError, OSError, ValueError):
+        return None  # read whole, where the decoder says what is wrong
+
+
+def _read_span(path: Path, begin: int, stop: int, rate: int, via_av: bool) -> torch.Tensor:
+    """Samples [begin, stop) of the file's first channel, (n,) float32."""
+    if via_av:
+        return _read_with_av(path, (begin / rate, stop / rate))[0][0].contiguous()
+    import soundfile
+
+    try:
+        with _quiet(path):
+            data, _ = soundfile.read(str(path), dtype="float32", always_2d=True, start=begin, stop=stop)
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        raise MediaError(path, f"audio could not be decoded ({exc})") from None
+    return torch.from_numpy(np.ascontiguousarray(data[:, 0]))
 
 
 def _crop_starts(total: int, target: int) -> list[int]:

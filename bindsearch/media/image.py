@@ -109,9 +109,14 @@ def _upright(image: Image.Image) -> Image.Image:
     from PIL import ImageOps
 
     try:
+        if image.getexif().get(_ORIENTATION, 1) in (0, 1):  # upright already: no copy (a 144 MP scan's is 576 MB)
+            return image
         return ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError):
         return image
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 @functools.cache
@@ -158,7 +163,7 @@ def _on_white(image: Image.Image) -> Image.Image:
     from PIL import Image
 
     if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
-        return image.convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")  # RGB already: no copy
     rgba = image.convert("RGBA")
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
 
