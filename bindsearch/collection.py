@@ -50,6 +50,7 @@ from indexes import (
     Catalog,
     CollectionLock,
     EncoderInfo,
+    Item,
     LockTimeout,
     VectorIndex,
     drop_stale_caches,
@@ -306,12 +307,13 @@ class Collection:
         known = self.catalog.lookup_paths(str(p) for f in files for p in spelt[f])
         for f in files:
             path = absolute(f)
-            stored = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
-            stored = [i for i in stored if i.modality == stored[0].modality]  # a path indexed as one modality
+            rows = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
+            stored = _rows_as(rows, path, file_modality)
+            if at is not None:  # a moment leaves out the file's own rows at that moment, however it is read
+                used.update(_rows_at(path, rows, at))
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
-            if file_modality is None and stored and not partial(stored) and (
-                    not path.exists() or unchanged(path, stored[0])):
+            if stored and not partial(stored) and (not path.exists() or unchanged(path, stored[0])):
                 if at is None:
                     parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
@@ -566,6 +568,37 @@ class Collection:
         """Remove the whole collection from disk."""
         with CollectionLock(self.directory).acquire():
             shutil.rmtree(self.directory)
+
+
+def _rows_as(rows: list[Item], path: Path, file_modality: str | None) -> list[Item]:
+    """The rows of a query file that are it as the query reads it: those of `file_modality` where given, else of
+    the modality its name says where it was indexed as two (a video indexed as its sound too), else its one."""
+    if not rows:
+        return []
+    kinds = {i.modality for i in rows}
+    if file_modality is not None:
+        chosen = canonical_modality(file_modality)
+    elif len(kinds) > 1:
+        from bindsearch.media import modality_of
+
+        guess = modality_of(path)[0] if path.exists() else None
+        chosen = guess if guess in kinds else rows[0].modality
+    else:
+        chosen = rows[0].modality
+    return [i for i in rows if i.modality == chosen]
+
+
+def _rows_at(path: Path, rows: list[Item], at: float) -> set[int]:
+    """The ids of a file's rows that hold the moment `at`: in each modality it is indexed as, the window there, or
+    its one row where it is indexed whole."""
+    out: set[int] = set()
+    for kind in {i.modality for i in rows}:
+        group = [i for i in rows if i.modality == kind]
+        if group[0].start is None:
+            out.update(i.id for i in group)
+        elif at < max(i.end for i in group):
+            out.add(window_at(path, group, at).id)
+    return out
 
 
 def _check_k(k: object) -> None:

@@ -27,6 +27,7 @@ from bindsearch.files import (
     below,
     content_hash,
     describe_file,
+    displayed,
     printable,
     unreadable_cause,
     walk,
@@ -127,6 +128,7 @@ class Ingest:
         dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
         outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
         retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
+        cut_before: list[Path] = []  # unchanged long files whose windows this run's --window would cut otherwise
         folders: set[str] = set()  # links to folders: no file (any more) under that name
         known = self.catalog.lookup_paths(str(f) for f in files)
         files, walked = self._as_indexed(files, known)
@@ -187,6 +189,8 @@ class Ingest:
                         continue
                     if previous and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
                         report.unchanged += 1
+                        if previous[0].start is not None and self._cut_otherwise(previous):
+                            cut_before.append(f)
                         if stat.st_mtime != previous[0].mtime:  # the mtime the bytes were hashed under
                             retimed.update((i.id, stat.st_mtime) for i in previous)
                         continue
@@ -198,6 +202,11 @@ class Ingest:
                 todo.setdefault(as_kind, []).append((f, previous))
                 if as_kind == kind:  # said of what this run embeds, not of every file again on every re-run
                     report.guessed[(kind, why)] += 1
+        if cut_before:
+            report.warnings.append(
+                f"{len(cut_before)} unchanged file(s) keep the windows they were indexed with, not this --window "
+                f"(e.g. {displayed(str(cut_before[0]))}); a window length applies to the files a run embeds: "
+                "`bindsearch remove` them and index them again to cut them anew")
         self.catalog.touch(retimed)
         # A folder walked under another spelling is walked whole: what is gone from it is gone.
         spelt_as = sorted({alias.parent for alias in walked})
@@ -208,6 +217,13 @@ class Ingest:
             report.removed += files_of(dead)
         self.catalog.delete(i.id for i in outdated)
         return todo
+
+    def _cut_otherwise(self, rows: list[Item]) -> bool:
+        """Whether this run's window plan cuts a long file's length into other windows than its rows hold."""
+        planned = self.plan.windows(max(i.end for i in rows)) or []
+        held = sorted((i.start, i.end) for i in rows)
+        return len(planned) != len(held) or any(abs(a - c) > 0.01 or abs(b - d) > 0.01
+                                                for (a, b), (c, d) in zip(planned, held, strict=True))
 
     def _guessed_again(self, path: Path, rows: list[Item], why: str) -> tuple[str, str, list[Item]]:
         """(modality, why, rows it replaces) for a video container indexed as one guess, audio or video: a changed

@@ -11,11 +11,18 @@ from indexes import Item
 __all__ = ["window_at", "window_from"]
 
 
+SHOWN = 0.05
+"""Half the tenth of a second moments are shown to (`0:10-0:20.1`): a window starting at 10.03 s is shown as
+starting at 0:10."""
+
+
 def window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
-    """The indexed window of a long file that holds the moment `at` (seconds)."""
-    if not 0 <= at < windows[-1].end:
-        raise CollectionError(f"{path} lasts {windows[-1].end:g} s: a moment at {at:g} s is not in it")
-    return next(i for i in windows if i.start <= at < i.end)
+    """The indexed window of a long file that holds the moment `at` (seconds); a moment within `SHOWN` before a
+    window's start is that window's, so that a start copied from a hit (`@ 0:10-0:20.1`) finds that hit."""
+    end = max(i.end for i in windows)
+    if not 0 <= at < end:
+        raise CollectionError(f"{path} lasts {end:g} s: a moment at {at:g} s is not in it")
+    return max((i for i in windows if i.start - SHOWN <= at), key=lambda i: i.start)
 
 
 def window_from(path: Path, modality: str, at: float, length: float) -> tuple[float, float]:

@@ -81,13 +81,15 @@ def index(
     """
     from bindsearch import Collection
     from bindsearch.files import check_paths, given_paths
+    from bindsearch.media.windows import WindowPlan
     from bindsearch.models.config import canonical_modality
 
-    # Before the collection is opened: a mistyped path or modality must not leave an empty one behind.
+    # Before the collection is opened: a mistyped path, modality or window must not leave an empty one behind.
     paths = given_paths(paths, "index")
     check_paths(paths)
     if modality != "auto":
         canonical_modality(modality)
+    WindowPlan(window)
     col = Collection.open(collection, model=model, default_model=DEFAULT_MODEL, device=device, dtype=dtype,
                           compile_towers=compile_towers)
     update, bar = (None, None) if as_json else _progress()

@@ -416,6 +416,8 @@ def test_cli_refuses_bad_options_and_files_in_one_line_before_creating_anything(
                                          "depth, infrared, text")
     code, _, err = cli("index", media_files["image"], "-c", "typo", "--model", "random:tiny", "--device", "gpu")
     assert code == 2 and err.strip() == "error: unknown device 'gpu'; use auto, cpu or cuda"
+    code, _, err = cli("index", media_files["image"], "-c", "typo", "--model", "random:tiny", "--window", "0.3")
+    assert code == 2 and "a window must be 0 (whole files) or at least 0.5 s long" in err
     assert "typo" not in cli.ok("list")
     latin = tmp_path / "labels.txt"
     latin.write_bytes("café\nthé\n".encode("latin-1"))

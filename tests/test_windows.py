@@ -197,6 +197,31 @@ def test_a_moment_of_a_file_is_a_query_and_only_that_moment_is_left_out(reels, t
     # A clip indexed whole is not another moment of itself.
     clip = next((root / "media" / "clips").iterdir())
     assert str(clip) not in {h.path for h in col.search(files=[clip], at=0.5, modality="video", k=30)}
+    # Naming the modality it was indexed as reads it as indexed, and leaves that moment out too (it came back
+    # first, at cosine 1, from 10 s decoded again).
+    assert np.array_equal(col.query_vector(files=[reel.video], file_modality="video", at=10.5),
+                          col.catalog.get_vectors([windows[10.0]])[0])
+    named = col.search(files=[reel.video], file_modality="video", at=10.5, modality="video", k=30, every_window=True)
+    assert windows[10.0] not in {h.id for h in named} and len(named) == 11 + 4
+
+
+def test_a_moment_is_found_at_the_start_a_hit_shows_and_as_the_file_is_named(reels):
+    """Windows of a recording whose length is not a multiple of the window start at 10.03 s, shown as 0:10: --at
+    0:10 took the window before. A video indexed as its sound too was read at a moment as whichever came first."""
+    from bindsearch.collection import _rows_as
+    from bindsearch.moments import window_at
+    from indexes import Item
+
+    def row(i: int, modality: str = "audio", start: float | None = None, end: float | None = None) -> Item:
+        return Item("/r.wav", modality, 1, 1.0, "h", id=i, start=start, end=end)
+
+    windows = [row(i, start=10.03 * i, end=10.03 * (i + 1)) for i in range(10)]
+    assert [window_at(Path("r.wav"), windows, at).id for at in (0, 9.9, 10.0, 10.03, 20.03, 100.2)] == \
+        [0, 0, 1, 1, 2, 9]
+    _, reel = reels
+    both = [row(0, "audio", 0.0, 35.0), row(1, "video", 0.0, 25.0), row(2, "video", 25.0, 50.0)]
+    assert [i.id for i in _rows_as(both, reel.video, None)] == [1, 2]  # an .mp4 holding a picture: its video
+    assert [i.id for i in _rows_as(both, reel.video, "audio")] == [0]
 
 
 def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, tmp_path):
@@ -209,7 +234,11 @@ def test_re_indexing_a_long_file_keeps_its_ids_and_drops_windows_it_lost(reels, 
     assert len(before) == 12
 
     again = col.add([folder], window=2.0)
-    assert (again.unchanged, again.new, again.changed, again.windows) == (2, 0, 0, 0)
+    assert (again.unchanged, again.new, again.changed, again.windows, again.warnings) == (2, 0, 0, 0, [])
+    # Another --window leaves unchanged files as they are, and says so (it had no effect, silently).
+    other = col.add([folder], window=3.0)
+    assert other.unchanged == 2 and len(other.warnings) == 1
+    assert other.warnings[0].startswith("2 unchanged file(s) keep the windows they were indexed with")
 
     shorter = make_reel(folder, [s for s, _, _ in reel.timeline[:8]], seed=11)  # 16 s: 8 windows
     report = col.add([folder], window=2.0)
