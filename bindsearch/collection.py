@@ -288,12 +288,14 @@ class Collection:
         `at` (seconds) makes the query one moment of a single video or audio file: its indexed window there, or
         `WINDOW_SECONDS` decoded from `at`.
         """
-        return self._query(text, files, file_modality, at)[0]
+        return self._query(text, files, file_modality, at, self.catalog.pinned())[0]
 
     def _query(self, text: str | Sequence[str] | None, files: PathsArg, file_modality: str | None,
-               at: float | None) -> tuple[np.ndarray, set[int], set[str]]:
+               at: float | None, snapshot: Catalog) -> tuple[np.ndarray, set[int], set[str]]:
         """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out,
-        every spelling of its files: what a search leaves out otherwise)."""
+        every spelling of its files: what a search leaves out otherwise), read from one version of the catalog:
+        a file's rows looked up in one and read in the next, which a writer had removed them from, were a
+        KeyError."""
         from bindsearch import media
 
         files = given_paths(files, "file")
@@ -303,8 +305,8 @@ class Collection:
         if any(not t.strip() for t in texts):
             raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
-        spelt = {f: self.spellings([f]) for f in files}
-        known = self.catalog.lookup_paths(str(p) for f in files for p in spelt[f])
+        spelt = {f: self.spellings([f], snapshot) for f in files}
+        known = snapshot.lookup_paths(str(p) for f in files for p in spelt[f])
         for f in files:
             path = absolute(f)
             rows = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
@@ -315,11 +317,11 @@ class Collection:
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
             if stored and not partial(stored) and (not path.exists() or unchanged(path, stored[0])):
                 if at is None:
-                    parts.append(_unit(self.catalog.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
+                    parts.append(_unit(snapshot.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
                 if stored[0].start is not None:
                     row = window_at(path, stored, at)
-                    parts.append(self.catalog.get_vectors([row.id]))
+                    parts.append(snapshot.get_vectors([row.id]))
                     used.add(row.id)
                     continue
                 used.update(i.id for i in stored)  # indexed whole: the file itself is not another moment
@@ -356,9 +358,12 @@ class Collection:
         file (see `query_vector`), and only that moment is left out: other moments of the file may come back.
         `under` keeps only files at or below these folders (or files).
         """
-        query, used, spelt = self._query(text, files, file_modality, at)
+        snapshot = self.catalog.pinned()
+        query, used, spelt = self._query(text, files, file_modality, at, snapshot)
         exclude = spelt if at is None else set()
-        return self.search_vectors(query[None], modality, k, exclude, every_window, exclude_ids=used, under=under)[0]
+        _check_k(k)
+        with self._turn:
+            return self._search_vectors(query[None], modality, k, exclude, every_window, used, under, snapshot)[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
                      k: int = 10, every_window: bool = False, under: PathsArg = ()) -> list[list[Hit]]:
@@ -394,7 +399,8 @@ class Collection:
         queries = self._check_queries(queries)
         _check_k(k)
         with self._turn:
-            return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under)
+            return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under,
+                                        self.catalog.pinned())
 
     def _check_queries(self, queries: np.ndarray) -> np.ndarray:
         """(n, d) float32 unit rows: a row of another length is a clear error, a row that is not unit is made one
@@ -414,9 +420,8 @@ class Collection:
         return queries
 
     def _search_vectors(self, queries: np.ndarray, modality: str | Sequence[str] | None, k: int,
-                        exclude: set[str], every_window: bool, exclude_ids: set[int], under: PathsArg
-                        ) -> list[list[Hit]]:
-        snapshot = self.catalog.pinned()
+                        exclude: set[str], every_window: bool, exclude_ids: set[int], under: PathsArg,
+                        snapshot: Catalog) -> list[list[Hit]]:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]

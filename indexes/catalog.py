@@ -29,6 +29,7 @@ __all__ = ["Catalog", "CatalogError", "EncoderInfo", "EncoderMismatchError", "It
 
 TABLE = "items"
 _NEVER = timedelta(days=36500)
+_DISK_SLACK = 1 << 20  # what a small collection's superseded versions may hold before `tidy` compacts for them
 _CLOCK_MARGIN = timedelta(seconds=1)  # LanceDB reads its clock a moment after `_superseded` does
 COMPACT_FRAGMENTS = 32
 """A catalog spread over more data files than this is compacted by `tidy` (a path look-up scans every file)."""
@@ -385,23 +386,26 @@ class Catalog:
 
     def tidy(self) -> bool:
         """`compact` where it pays, after a run wrote: the table is spread over more than `COMPACT_FRAGMENTS`
-        files, over a tenth of its stored rows are deleted ones (LanceDB only marks them), or a version it may
-        delete referenced more than twice the live data (what a large removal leaves). True where it compacted.
+        files, over a tenth of its stored rows are deleted ones (LanceDB only marks them), or its folder holds
+        over three times the live data and some version may be deleted (a large removal, re-indexing the same
+        folders again and again). True where it compacted.
 
         Compacting is what deletes superseded versions: LanceDB kept each for a week, so an hourly `index` held
-        a week of rewrites, 27 times the live rows."""
+        a week of rewrites, 27 times the live rows. A compaction rewrites the table, and the copy it leaves is
+        deleted by a later one: three times the live data is what that copy and as much again of changes take."""
         versions = self.table.list_versions()
         latest = max(versions, key=lambda v: v["version"])["metadata"]
+        live = int(latest.get("total_files_size", 0))
         deleted = int(latest.get("total_deletion_file_rows", 0))
-        horizon = self._superseded(versions)
-        stale = 0 if horizon is None else max(
-            (int(v["metadata"].get("total_files_size", 0)) for v in versions
-             if datetime.now(v["timestamp"].tzinfo) - v["timestamp"] > horizon), default=0)
         if (self.fragments() > COMPACT_FRAGMENTS or deleted > 0.1 * int(latest.get("total_data_file_rows", 0))
-                or stale > 2 * int(latest.get("total_files_size", 0))):
+                or self._superseded(versions) is not None and self._disk_bytes() > 3 * live + _DISK_SLACK):
             self.compact()
             return True
         return False
+
+    def _disk_bytes(self) -> int:
+        folder = Path(self.directory) / f"{TABLE}.lance"
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
     def _superseded(self, versions: list[dict] | None = None) -> timedelta | None:
         """The age past which every version was superseded at least `SUPERSEDED_GRACE` ago, as LanceDB's cleanup

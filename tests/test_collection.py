@@ -839,3 +839,26 @@ def test_a_missing_collection_given_as_a_path_is_told_the_path_to_give(tmp_path,
         Collection.open(Path("c1"), create=False)
     with pytest.raises(CollectionError, match=r"-c c1`"):
         Collection.open("c1", create=False)
+
+
+def test_a_query_by_an_indexed_file_reads_one_version_while_a_writer_removes_it(tmp_path, tiny_model, monkeypatch):
+    """Its rows were looked up in one version and read in the next, from which a writer had removed them: a
+    KeyError, a 500 from the server."""
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        write_image(tmp_path / "pics" / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    query = tmp_path / "pics" / "0.png"
+    Collection.open("versions", model=tiny_model).add([tmp_path / "pics"], workers=0)
+    reader, writer = Collection.open("versions"), Collection.open("versions")
+    lookup = Catalog.lookup_paths
+    removed = []
+
+    def looked_up_then_removed(self, paths):
+        found = lookup(self, paths)
+        if not removed:
+            removed.append(writer.remove([query]))
+        return found
+
+    monkeypatch.setattr(Catalog, "lookup_paths", looked_up_then_removed)
+    hits = reader.search(files=[query], k=5)
+    assert removed == [1] and str(query) not in {h.path for h in hits} and len(hits) == 2

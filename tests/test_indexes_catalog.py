@@ -192,6 +192,7 @@ def test_tidy_deletes_versions_superseded_past_the_grace_and_keeps_what_a_reader
     assert len(catalog) == 61 and catalog.get_vectors([0]).tolist() == unit(1, seed=99).tolist()
     # A large removal: the rows leave the data files at once, and the disk once the version is past the grace.
     monkeypatch.setattr(indexes.catalog, "SUPERSEDED_GRACE", timedelta(seconds=0.5))
+    monkeypatch.setattr(indexes.catalog, "_DISK_SLACK", 0)  # kilobytes of rows here, not gigabytes
     catalog.delete(range(50))
     assert catalog.tidy() and _disk(tmp_path / "collection")[0] > after[0]  # the version before, kept a while
     time.sleep(0.6)
@@ -210,6 +211,27 @@ def test_tidy_after_a_first_run_of_one_commit(catalog: Catalog, monkeypatch) -> 
     time.sleep(0.4)
     catalog.add(items(1, start=2), unit(1, seed=2))
     assert not catalog.tidy() and len(catalog) == 3
+
+
+def test_tidy_gives_back_the_copies_a_burst_of_rewrites_left(tmp_path: Path, catalog: Catalog, monkeypatch) -> None:
+    """A folder removed and indexed again three times within the grace left three copies of its rows, which no
+    later run deleted: none of them was larger than the live table, the only test there was."""
+    import indexes.catalog
+
+    monkeypatch.setattr(indexes.catalog, "SUPERSEDED_GRACE", timedelta(seconds=0.3))
+    monkeypatch.setattr(indexes.catalog, "_CLOCK_MARGIN", timedelta(0))
+    monkeypatch.setattr(indexes.catalog, "_DISK_SLACK", 0)
+    catalog.add(items(40), unit(40))
+    for _ in range(3):
+        catalog.delete(range(catalog.next_id() - 20, catalog.next_id()))
+        catalog.add(items(20, start=20), unit(20, seed=5))
+    held = _disk(tmp_path / "collection")[0]
+    time.sleep(0.4)
+    catalog.add(items(1, start=40), unit(1, seed=40))  # an ordinary run, past the grace
+    assert catalog.tidy() and len(catalog) == 41
+    time.sleep(0.4)
+    catalog.tidy()
+    assert _disk(tmp_path / "collection")[0] < 0.6 * held
 
 
 def test_given_ids_and_times_are_kept_and_quotes_survive(catalog: Catalog) -> None:
