@@ -44,7 +44,7 @@ from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, holds_collection, list_collections
 from bindsearch.ingest import COMMIT_SECONDS, PARTIAL, Ingest, files_of, partial, spelled, unchanged
 from bindsearch.models.config import canonical_modality
-from bindsearch.moments import window_at, window_from
+from bindsearch.moments import SHOWN, window_at, window_from
 from bindsearch.report import IngestReport
 from indexes import (
     Catalog,
@@ -358,12 +358,12 @@ class Collection:
         file (see `query_vector`), and only that moment is left out: other moments of the file may come back.
         `under` keeps only files at or below these folders (or files).
         """
-        snapshot = self.catalog.pinned()
-        query, used, spelt = self._query(text, files, file_modality, at, snapshot)
+        query, used, spelt = self._query(text, files, file_modality, at, self.catalog.pinned())
         exclude = spelt if at is None else set()
         _check_k(k)
-        with self._turn:
-            return self._search_vectors(query[None], modality, k, exclude, every_window, used, under, snapshot)[0]
+        with self._turn:  # pinned again under the turn: a search never takes the held indexes back a version
+            return self._search_vectors(query[None], modality, k, exclude, every_window, used, under,
+                                        self.catalog.pinned())[0]
 
     def search_texts(self, texts: Sequence[str], modality: str | Sequence[str] | None = None,
                      k: int = 10, every_window: bool = False, under: PathsArg = ()) -> list[list[Hit]]:
@@ -601,8 +601,11 @@ def _rows_at(path: Path, rows: list[Item], at: float) -> set[int]:
         group = [i for i in rows if i.modality == kind]
         if group[0].start is None:
             out.update(i.id for i in group)
-        elif at < max(i.end for i in group):
-            out.add(window_at(path, group, at).id)
+            continue
+        # Windows an interrupted run kept may be any of them: only one that holds the moment counts.
+        holding = [i for i in group if i.start - SHOWN <= at < i.end]
+        if holding:
+            out.add(max(holding, key=lambda i: i.start).id)
     return out
 
 

@@ -162,7 +162,7 @@ class Ingest:
                 kind, why = "audio", "sound alone in a video container"  # a voice memo or podcast as .mp4
             carried: list[Item] = []  # the rows of what the file was guessed as before, for its new guess
             if kind == "video" and not forced and indexed_as in (["audio"], ["video"]):
-                kind, why, carried = self._guessed_again(f, known.get(str(f), []), why)
+                kind, why, carried = self._guessed_again(f, known.get(str(f), []), kind, why)
                 if carried:
                     indexed_as = []
             if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
@@ -220,25 +220,33 @@ class Ingest:
 
     def _cut_otherwise(self, rows: list[Item]) -> bool:
         """Whether this run's window plan cuts a long file's length into other windows than its rows hold."""
-        planned = self.plan.windows(max(i.end for i in rows)) or []
         held = sorted((i.start, i.end) for i in rows)
-        return len(planned) != len(held) or any(abs(a - c) > 0.01 or abs(b - d) > 0.01
-                                                for (a, b), (c, d) in zip(planned, held, strict=True))
+        end = held[-1][1]
 
-    def _guessed_again(self, path: Path, rows: list[Item], why: str) -> tuple[str, str, list[Item]]:
+        def differ(planned: list | None) -> bool:
+            planned = planned or []
+            return len(planned) != len(held) or any(abs(a - c) > 0.01 or abs(b - d) > 0.01
+                                                    for (a, b), (c, d) in zip(planned, held, strict=True))
+
+        # The end is stored to the millisecond: 30.0002 s cut as three windows reads back as 30.0, left whole.
+        return all(differ(self.plan.windows(end + e)) for e in (-0.0005, 0.0, 0.0005))
+
+    def _guessed_again(self, path: Path, rows: list[Item], kind: str, why: str) -> tuple[str, str, list[Item]]:
         """(modality, why, rows it replaces) for a video container indexed as one guess, audio or video: a changed
         file is guessed again (a voice memo re-recorded as video, a clip exported as sound alone), and its rows
-        go to the new guess, as a fresh index reads it; it kept the old guess, embedded as both or failing."""
+        go to the new guess, as a fresh index reads it; it kept the old guess, embedded as both or failing. An
+        unchanged file is left to the guess as it was (a video indexed by --modality audio gains its video row)."""
         from bindsearch import media
 
         was = rows[0].modality
         try:
             stat = path.stat()
         except OSError:  # gone or unreadable since the walk: said where it is read
-            return was, "sound alone in a video container" if was == "audio" else why, []
+            return kind, why, []
         # By size and mtime alone: a touched file is probed (a header read), not hashed twice (the loop hashes it).
-        settled = partial(rows) or (stat.st_size, stat.st_mtime) == (rows[0].size, rows[0].mtime)
-        now = was if settled else "audio" if media.sound_only(path) else "video"
+        if partial(rows) or (stat.st_size, stat.st_mtime) == (rows[0].size, rows[0].mtime):
+            return kind, why, []
+        now = "audio" if media.sound_only(path) else "video"
         return now, "sound alone in a video container" if now == "audio" else why, rows if now != was else []
 
     def _embed(self, todo: dict[str, list[tuple[Path, list[Item]]]], batch_size: int | None, workers: int | None,

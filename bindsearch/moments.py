@@ -8,7 +8,7 @@ from pathlib import Path
 from bindsearch.errors import CollectionError
 from indexes import Item
 
-__all__ = ["window_at", "window_from"]
+__all__ = ["SHOWN", "window_at", "window_from"]
 
 
 SHOWN = 0.05
@@ -22,7 +22,10 @@ def window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
     end = max(i.end for i in windows)
     if not 0 <= at < end:
         raise CollectionError(f"{path} lasts {end:g} s: a moment at {at:g} s is not in it")
-    return max((i for i in windows if i.start - SHOWN <= at), key=lambda i: i.start)
+    holding = [i for i in windows if i.start - SHOWN <= at < i.end]
+    if not holding:  # windows an interrupted run kept, without this one
+        raise CollectionError(f"{path}: no indexed window holds {at:g} s yet; run index again to finish it")
+    return max(holding, key=lambda i: i.start)
 
 
 def window_from(path: Path, modality: str, at: float, length: float) -> tuple[float, float]:

@@ -397,15 +397,20 @@ class Catalog:
         latest = max(versions, key=lambda v: v["version"])["metadata"]
         live = int(latest.get("total_files_size", 0))
         deleted = int(latest.get("total_deletion_file_rows", 0))
+        horizon = self._superseded(versions)
         if (self.fragments() > COMPACT_FRAGMENTS or deleted > 0.1 * int(latest.get("total_data_file_rows", 0))
-                or self._superseded(versions) is not None and self._disk_bytes() > 3 * live + _DISK_SLACK):
+                or horizon is not None and self._bytes_older_than(horizon) > 3 * live + _DISK_SLACK):
             self.compact()
             return True
         return False
 
-    def _disk_bytes(self) -> int:
+    def _bytes_older_than(self, age: timedelta) -> int:
+        """Bytes of the table's files written more than `age` ago: what deleting versions could free is among
+        them. Files newer than that (the copy a compaction just wrote, versions inside their grace) are not, and
+        counting them had every frequent run compact the table again."""
+        cutoff = (datetime.now() - age).timestamp()
         folder = Path(self.directory) / f"{TABLE}.lance"
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        return sum(stat.st_size for f in folder.rglob("*") if f.is_file() and (stat := f.stat()).st_mtime < cutoff)
 
     def _superseded(self, versions: list[dict] | None = None) -> timedelta | None:
         """The age past which every version was superseded at least `SUPERSEDED_GRACE` ago, as LanceDB's cleanup

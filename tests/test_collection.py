@@ -862,3 +862,60 @@ def test_a_query_by_an_indexed_file_reads_one_version_while_a_writer_removes_it(
     monkeypatch.setattr(Catalog, "lookup_paths", looked_up_then_removed)
     hits = reader.search(files=[query], k=5)
     assert removed == [1] and str(query) not in {h.path for h in hits} and len(hits) == 2
+
+
+def test_a_video_indexed_as_its_sound_gains_its_video_row_from_a_plain_run(tmp_path, tiny_model):
+    """--modality adds a modality: an unchanged video indexed by --modality audio is read as video too by the
+    next plain run (guessing it again had kept it as audio alone)."""
+    import av
+
+    clip = tmp_path / "talk" / "clip.mp4"
+    clip.parent.mkdir()
+    with av.open(str(clip), mode="w") as container:
+        video = container.add_stream("libx264", rate=8)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        sound = container.add_stream("aac", rate=16000)
+        for i in range(16):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 16 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        tone = av.AudioFrame.from_ndarray(np.zeros((1, 32000), np.float32), format="fltp", layout="mono")
+        tone.sample_rate = 16000
+        container.mux([*sound.encode(tone), *sound.encode()])
+    col = Collection.open("both", model=tiny_model)
+    col.add([clip], modality="audio", workers=0)
+    report = col.add([clip.parent], workers=0)
+    assert (report.new, report.unchanged) == (1, 1)
+    assert sorted(i.modality for i in col.catalog.items()) == ["audio", "video"]
+
+
+def test_a_search_never_takes_the_held_index_back_a_version(tmp_path, tiny_model, monkeypatch):
+    """A search pinned before its query was encoded reached the indexes after another had moved them to the next
+    commit, and took them back a version, saving the cache each way."""
+    import bindsearch.collection as collection_module
+
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        write_image(tmp_path / "pics" / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    col = Collection.open("forward", model=tiny_model)
+    col.add([tmp_path / "pics"], workers=0)
+    writer = Collection.open("forward")
+    opened, query = [], Collection._query
+
+    def slow_query(self, *args):  # while this query is encoded, a writer commits and another search runs
+        out = query(self, *args)
+        if not opened:
+            write_image(tmp_path / "pics" / "new.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+            writer.add([tmp_path / "pics"], workers=0)
+            col.search(text="another", k=1)
+        return out
+
+    def recorded(snapshot, modality, **options):
+        opened.append(snapshot.version)
+        return open_index(snapshot, modality, **options)
+
+    open_index = collection_module.open_index
+    monkeypatch.setattr(collection_module, "open_index", recorded)
+    monkeypatch.setattr(Collection, "_query", slow_query)
+    col.search(text="a picture", k=1)
+    assert opened and opened == sorted(opened)

@@ -154,6 +154,31 @@ def test_a_long_file_only_pyav_reads_is_read_crop_by_crop_too(tmp_path, monkeypa
     assert by_crops.shape == whole.shape and float(difference.max()) < 1e-3 and float(difference.mean()) < 1e-5
 
 
+def test_a_raw_aac_stream_is_read_to_its_end_not_to_a_length_guessed_from_its_start(tmp_path):
+    """A raw .aac's header length is guessed from its first packets' bit rate: loud noise then a quiet tone read
+    as 18.7 s of 40, and a long one's back crop came from its first third."""
+    import av
+
+    from bindsearch.media import audio
+
+    rate = 44100
+    rng = np.random.default_rng(0)
+    t = np.arange(30 * rate) / rate
+    wave = np.concatenate([rng.uniform(-0.9, 0.9, 10 * rate), 0.01 * np.sin(2 * np.pi * 440 * t)]).astype(np.float32)
+    path = tmp_path / "loud_first.aac"
+    with av.open(str(path), mode="w", format="adts") as container:
+        stream = container.add_stream("aac", rate=rate)
+        for start in range(0, len(wave), rate):
+            frame = av.AudioFrame.from_ndarray(wave[None, start:start + rate], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    samples, got = audio.read_audio(path)
+    assert got == rate and samples.shape[-1] / rate == pytest.approx(40, abs=0.1)
+
+
 def test_bad_files_raise_one_line_media_errors(tmp_path, media_files, capfd):
     empty = tmp_path / "empty.mp4"
     empty.touch()

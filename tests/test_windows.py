@@ -575,6 +575,13 @@ def test_a_killed_ingest_of_a_long_file_resumes_at_its_next_window(tmp_path, tin
     assert all(i.content_hash.startswith("partial:") for i in kept)
     assert col.search(text="a tone", k=1)[0].path == str(wav)  # what was kept is searchable meanwhile
     assert col.stats()["partial"] == 1  # and `info` says the file is not finished
+    # A moment the kept windows skip is read from the file (it was 'max() arg is an empty sequence'): with two
+    # decoder processes a killed run keeps every other window.
+    gap = next(i for i in kept if i.start == 0.0)
+    vector = col.catalog.get_vectors([gap.id])
+    col.catalog.delete([gap.id])
+    assert len(col.search(files=[wav], at=1.0, k=3, every_window=True)) == 3
+    col.catalog.add([gap], vector)  # as it was, for the run that resumes
 
     monkeypatch.undo()
     second = _interrupt_after(monkeypatch, tiny_model, calls=10**6)
@@ -592,6 +599,22 @@ def test_a_killed_ingest_of_a_long_file_resumes_at_its_next_window(tmp_path, tin
     np.testing.assert_allclose(col.catalog.get_vectors([i.id for i in rows]),
                                whole.catalog.get_vectors([i.id for i in clean]), atol=1e-6)
     assert Collection.open(tmp_path / "resumed").add([tmp_path / "media"], window=2.0).unchanged == 1
+
+
+def test_a_re_run_with_the_same_window_warns_of_nothing_for_lengths_stored_to_the_millisecond(tmp_path,
+                                                                                               tiny_model):
+    """Ends are stored to the millisecond: 30.0002 s, cut as three windows, read back as 30.0 s, which is left
+    whole, and every re-run warned that --window had changed."""
+    import soundfile
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for name, samples in (("just_over_30.wav", 30 * 16000 + 3), ("85.wav", 85 * 16000 + 1)):
+        soundfile.write(folder / name, np.zeros(samples, np.float32) + 0.01, 16000)
+    col = Collection.open(tmp_path / "ms", model=tiny_model)
+    col.add([folder], workers=0)
+    again = col.add([folder], workers=0)
+    assert again.unchanged == 2 and again.warnings == []
 
 
 def test_kept_windows_of_a_file_changed_since_are_dropped_and_a_failing_file_keeps_none(tmp_path, tiny_model,

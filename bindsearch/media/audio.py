@@ -111,6 +111,7 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
             stream = container.streams.audio[0]
             rate = stream.rate
             # The samples the header says the sound holds: an encoder pads its last frame (AAC: to 1,024 samples).
+            # Only that is cut: a raw stream's length is a guess from its first packets' bit rate.
             length = round(float(stream.duration * stream.time_base) * rate) if stream.duration and stream.time_base \
                 else None
             if window is not None and window[0] > 0:
@@ -140,7 +141,7 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
     if not chunks:
         raise MediaError(path, "audio stream holds no samples")
     data = np.concatenate(chunks, axis=1)
-    if window is None and length:
+    if window is None and length and 0 < data.shape[1] - length <= _PADDING:
         data = data[:, :length]
     if data.dtype == np.uint8:  # 8-bit audio is unsigned, silence at 128
         data = (data.astype(np.float32) - 128.0) / 128.0
@@ -346,7 +347,7 @@ def _header_length(path: Path) -> tuple[int, int, bool] | None:
 
     try:
         with av.open(str(path)) as container:
-            if not container.streams.audio:
+            if not container.streams.audio or container.format.name not in _SEEKS_TO_THE_SAMPLE:
                 return None
             stream = container.streams.audio[0]
             if stream.duration and stream.time_base:
@@ -358,6 +359,13 @@ def _header_length(path: Path) -> tuple[int, int, bool] | None:
             return int(stream.rate), int(seconds * stream.rate), True
     except (av.FFmpegError, OSError, ValueError):
         return None  # read whole, where the decoder says what is wrong
+
+
+_SEEKS_TO_THE_SAMPLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "ogg"})
+"""PyAV containers whose length is in their header and whose seeks land where a whole read has the same samples
+(checked: AAC in .m4a and .mp4 at lag 0, Opus in .mka and .webm). Raw streams (.aac, .ac3) have a length guessed
+from their bit rate, and WMA's seeks land frames away: those are read whole."""
+_PADDING = 2048  # samples an encoder may add after the sound (AAC pads to 1,024 a frame)
 
 
 def _read_span(path: Path, begin: int, stop: int, rate: int, via_av: bool) -> torch.Tensor:
