@@ -177,6 +177,17 @@ def test_a_raw_aac_stream_is_read_to_its_end_not_to_a_length_guessed_from_its_st
             container.mux(packet)
     samples, got = audio.read_audio(path)
     assert got == rate and samples.shape[-1] / rate == pytest.approx(40, abs=0.1)
+    assert audio._header_length(path) is None  # read whole, not by crops planned from that guess
+    # Nor are crops read by seeking in Matroska: its length counts Opus's padding, and its seeks land 24 samples
+    # early (a 50 s .webm's crops were 0.9 from the whole read's).
+    webm = tmp_path / "memo.webm"
+    with av.open(str(webm), mode="w") as container:
+        stream = container.add_stream("libopus", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 96000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    assert audio._header_length(webm) is None
 
 
 def test_bad_files_raise_one_line_media_errors(tmp_path, media_files, capfd):

@@ -361,10 +361,11 @@ def _header_length(path: Path) -> tuple[int, int, bool] | None:
         return None  # read whole, where the decoder says what is wrong
 
 
-_SEEKS_TO_THE_SAMPLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "ogg"})
+_SEEKS_TO_THE_SAMPLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "ogg"})
 """PyAV containers whose length is in their header and whose seeks land where a whole read has the same samples
-(checked: AAC in .m4a and .mp4 at lag 0, Opus in .mka and .webm). Raw streams (.aac, .ac3) have a length guessed
-from their bit rate, and WMA's seeks land frames away: those are read whole."""
+(checked: AAC and ALAC in .m4a and .mp4, FLAC in .ogg). The rest are read whole: raw streams (.aac, .ac3) have a
+length guessed from their bit rate, WMA's seeks land frames away, and Matroska (.webm, .mka) counts Opus's padding
+in its length and seeks 24 samples early."""
 _PADDING = 2048  # samples an encoder may add after the sound (AAC pads to 1,024 a frame)
 
 
