@@ -44,7 +44,7 @@ from bindsearch.hits import Hit, inside_test, ranked, search_result
 from bindsearch.home import collections_home, holds_collection, list_collections
 from bindsearch.ingest import COMMIT_SECONDS, PARTIAL, Ingest, files_of, partial, spelled, unchanged
 from bindsearch.models.config import canonical_modality
-from bindsearch.moments import SHOWN, window_at, window_from
+from bindsearch.moments import rows_at, window_at, window_from
 from bindsearch.report import IngestReport
 from indexes import (
     Catalog,
@@ -312,7 +312,7 @@ class Collection:
             rows = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
             stored = _rows_as(rows, path, file_modality)
             if at is not None:  # a moment leaves out the file's own rows at that moment, however it is read
-                used.update(_rows_at(path, rows, at))
+                used.update(i.id for i in rows_at(rows, at))
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
             # (Windows an interrupted run kept are not all of it: such a file is read again.)
             if stored and not partial(stored) and (not path.exists() or unchanged(path, stored[0])):
@@ -320,11 +320,9 @@ class Collection:
                     parts.append(_unit(snapshot.get_vectors([i.id for i in stored]).mean(axis=0, keepdims=True)))
                     continue
                 if stored[0].start is not None:
-                    row = window_at(path, stored, at)
-                    parts.append(snapshot.get_vectors([row.id]))
-                    used.add(row.id)
+                    parts.append(snapshot.get_vectors([window_at(path, stored, at).id]))
                     continue
-                used.update(i.id for i in stored)  # indexed whole: the file itself is not another moment
+                # Indexed whole: 10 s decoded from the moment (its row is left out, by `rows_at`).
             if path.is_dir():
                 raise CollectionError(f"{path} is a folder; a query is one file (to search a folder's files, "
                                       "index them and search the collection)")
@@ -377,7 +375,7 @@ class Collection:
         _check_k(k)
         if not texts:
             return []
-        queries = self.encoder(()).encode("text", list(texts)).numpy()
+        queries = self.encoder(()).encode("text", texts).numpy()
         return self.search_vectors(queries, modality, k, every_window=every_window, under=under)
 
     def search_vector(self, query: np.ndarray, modality: str | Sequence[str] | None = None, k: int = 10,
@@ -591,22 +589,6 @@ def _rows_as(rows: list[Item], path: Path, file_modality: str | None) -> list[It
     else:
         chosen = rows[0].modality
     return [i for i in rows if i.modality == chosen]
-
-
-def _rows_at(path: Path, rows: list[Item], at: float) -> set[int]:
-    """The ids of a file's rows that hold the moment `at`: in each modality it is indexed as, the window there, or
-    its one row where it is indexed whole."""
-    out: set[int] = set()
-    for kind in {i.modality for i in rows}:
-        group = [i for i in rows if i.modality == kind]
-        if group[0].start is None:
-            out.update(i.id for i in group)
-            continue
-        # Windows an interrupted run kept may be any of them: only one that holds the moment counts.
-        holding = [i for i in group if i.start - SHOWN <= at < i.end]
-        if holding:
-            out.add(max(holding, key=lambda i: i.start).id)
-    return out
 
 
 def _check_k(k: object) -> None:

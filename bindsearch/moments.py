@@ -8,7 +8,7 @@ from pathlib import Path
 from bindsearch.errors import CollectionError
 from indexes import Item
 
-__all__ = ["SHOWN", "window_at", "window_from"]
+__all__ = ["SHOWN", "holding", "rows_at", "window_at", "window_from"]
 
 
 SHOWN = 0.05
@@ -22,10 +22,31 @@ def window_at(path: Path, windows: Sequence[Item], at: float) -> Item:
     end = max(i.end for i in windows)
     if not 0 <= at < end:
         raise CollectionError(f"{path} lasts {end:g} s: a moment at {at:g} s is not in it")
-    holding = [i for i in windows if i.start - SHOWN <= at < i.end]
-    if not holding:  # windows an interrupted run kept, without this one
+    window = holding(windows, at)
+    if window is None:  # windows an interrupted run kept, without this one
         raise CollectionError(f"{path}: no indexed window holds {at:g} s yet; run index again to finish it")
-    return max(holding, key=lambda i: i.start)
+    return window
+
+
+def holding(windows: Sequence[Item], at: float) -> Item | None:
+    """The window that holds `at` (by `SHOWN`: the later of two where `at` is shown as the second's start), or
+    None where none of these does."""
+    return max((i for i in windows if i.start - SHOWN <= at < i.end), key=lambda i: i.start, default=None)
+
+
+def rows_at(rows: Sequence[Item], at: float) -> list[Item]:
+    """The rows that hold the moment `at`, of each file and modality among `rows`: the window there (windows an
+    interrupted run kept may lack it), or the one row of a file indexed whole."""
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for row in rows:
+        groups.setdefault((row.path, row.modality), []).append(row)
+    out = []
+    for group in groups.values():
+        if group[0].start is None:
+            out += group
+        elif (window := holding(group, at)) is not None:
+            out.append(window)
+    return out
 
 
 def window_from(path: Path, modality: str, at: float, length: float) -> tuple[float, float]:

@@ -441,12 +441,13 @@ def _copies(col: Collection, upload: Path, at: float | None) -> tuple[set[str], 
     indexed whole, all of it), as a search for more moments of an indexed file leaves out only the one asked for.
     (paths, ids): one look-up by hash (a B-tree index once the catalog is compacted), not a scan of every row."""
     from bindsearch.ingest import PARTIAL
+    from bindsearch.moments import rows_at
 
     digest = content_hash(upload)
     rows = col.catalog.with_content(upload.stat().st_size, [digest, PARTIAL + digest])
     if at is None:
         return {i.path for i in rows}, set()
-    return set(), {i.id for i in rows if i.start is None or i.start <= at < i.end}
+    return set(), {i.id for i in rows_at(rows, at)}
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

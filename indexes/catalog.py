@@ -386,9 +386,9 @@ class Catalog:
 
     def tidy(self) -> bool:
         """`compact` where it pays, after a run wrote: the table is spread over more than `COMPACT_FRAGMENTS`
-        files, over a tenth of its stored rows are deleted ones (LanceDB only marks them), or its folder holds
-        over three times the live data and some version may be deleted (a large removal, re-indexing the same
-        folders again and again). True where it compacted.
+        files, over a tenth of its stored rows are deleted ones (LanceDB only marks them), or its files written
+        before the grace hold over three times the live data (after a large removal, or the same folders indexed
+        again and again). True where it compacted.
 
         Compacting is what deletes superseded versions: LanceDB kept each for a week, so an hourly `index` held
         a week of rewrites, 27 times the live rows. A compaction rewrites the table, and the copy it leaves is

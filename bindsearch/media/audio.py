@@ -93,12 +93,15 @@ def audio_duration(path: str | Path) -> float | None:
         import av
 
         with av.open(str(path)) as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            if stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            return container.duration / 1e6 if container.duration else None
+            return _av_seconds(container) if container.streams.audio else None
+
+
+def _av_seconds(container) -> float | None:
+    """The first audio stream's length from a PyAV container's header: the stream's own, else the container's."""
+    stream = container.streams.audio[0]
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
 
 
 def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tensor, int]:
@@ -349,14 +352,9 @@ def _header_length(path: Path) -> tuple[int, int, bool] | None:
         with av.open(str(path)) as container:
             if not container.streams.audio or container.format.name not in _SEEKS_TO_THE_SAMPLE:
                 return None
-            stream = container.streams.audio[0]
-            if stream.duration and stream.time_base:
-                seconds = float(stream.duration * stream.time_base)
-            elif container.duration:
-                seconds = container.duration / 1e6
-            else:
-                return None
-            return int(stream.rate), int(seconds * stream.rate), True
+            seconds = _av_seconds(container)
+            rate = container.streams.audio[0].rate
+            return None if seconds is None else (int(rate), int(seconds * rate), True)
     except (av.FFmpegError, OSError, ValueError):
         return None  # read whole, where the decoder says what is wrong
 
