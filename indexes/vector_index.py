@@ -343,6 +343,12 @@ class VectorIndex:
         meta_path = _sidecar_path(path)
         meta_tmp = meta_path.with_name(f".{meta_path.name}.{writer}.tmp")
         _sweep_leftovers(path.parent, [path.name, meta_path.name])
+        # One save of a path at a time in this process: two threads' renames interleaved put one's index beside
+        # the other's sidecar (another process's save is told apart by the sidecar's size and mtime, and rebuilt).
+        with _SAVING.setdefault(str(path.absolute()), threading.Lock()):
+            self._save(path, index_tmp, meta_path, meta_tmp)
+
+    def _save(self, path: Path, index_tmp: Path, meta_path: Path, meta_tmp: Path) -> None:
         try:
             faiss.write_index(self._cpu, str(index_tmp))
             _fsync(index_tmp)
@@ -481,6 +487,9 @@ def _check_ids(ids: np.ndarray) -> np.ndarray:
     if len(ids) and ids.min() < 0:
         raise ValueError("ids must be >= 0 (-1 marks padding in search results)")
     return ids
+
+
+_SAVING: dict[str, threading.Lock] = {}  # a lock a path saved in this process (`VectorIndex.save`)
 
 
 def _sweep_leftovers(folder: Path, names: list[str]) -> None:
