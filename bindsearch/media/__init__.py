@@ -55,7 +55,8 @@ EXTENSIONS: dict[str, str] = {
                     "image"),
     **dict.fromkeys((".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".mts",
                      ".m2ts", ".3gp"), "video"),
-    **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif"), "audio"),
+    **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma",
+                     ".mka", ".weba"), "audio"),
     ".npy": "depth",
     ".txt": "text",
 }

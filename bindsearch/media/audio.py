@@ -10,6 +10,7 @@ import contextlib
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -112,31 +113,12 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
             if not container.streams.audio:
                 raise MediaError(path, "no audio stream")
             stream = container.streams.audio[0]
-            rate = stream.rate
-            # The samples the header says the sound holds: an encoder pads its last frame (AAC: to 1,024 samples).
-            # Only that is cut: a raw stream's length is a guess from its first packets' bit rate.
-            length = round(float(stream.duration * stream.time_base) * rate) if stream.duration and stream.time_base \
-                else None
+            rate, length = stream.rate, _av_length(stream)
             if window is not None and window[0] > 0:
                 # Seeking lands on a packet at or before the start, a little earlier still so that a decoder that
                 # needs its previous frame (AAC) is warm when the window starts; the samples before it are cut.
                 container.seek(int(max(0.0, window[0] - 0.2) / stream.time_base), stream=stream)
-            chunks = []
-            for frame in container.decode(stream):
-                data = frame.to_ndarray()
-                # Packed formats come as (1, n * channels); planar ones as (channels, n).
-                data = data if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels)).T
-                if window is not None:
-                    if frame.time is None:
-                        raise MediaError(path, "audio frames carry no timestamps, so it cannot be cut into windows")
-                    first = round(frame.time * rate)
-                    lo, hi = round(window[0] * rate) - first, round(window[1] * rate) - first
-                    if hi <= 0:
-                        break
-                    data = data[:, max(lo, 0):hi]
-                elif frame.time is not None and frame.time < 0:  # an encoder's priming samples (AAC), before 0 s
-                    data = data[:, round(-frame.time * rate):]
-                chunks.append(data)
+            chunks = list(_decoded(path, container, stream, window))
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -144,13 +126,52 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
     if not chunks:
         raise MediaError(path, "audio stream holds no samples")
     data = np.concatenate(chunks, axis=1)
-    if window is None and length and 0 < data.shape[1] - length <= _PADDING:
-        data = data[:, :length]
+    if window is None:
+        data = data[:, :_without_padding(data.shape[1], length)]
+    return torch.from_numpy(_as_float(data)), rate
+
+
+def _decoded(path: Path, container, stream, window: Window | None = None):
+    """The stream's samples as its decoder gives them, (channels, n) arrays in the file's sample format: only those
+    of `window` (seconds) when given, else all but an encoder's priming samples (before 0 s)."""
+    rate = stream.rate
+    for frame in container.decode(stream):
+        data = frame.to_ndarray()
+        # Packed formats come as (1, n * channels); planar ones as (channels, n).
+        data = data if frame.format.is_planar else data.reshape(-1, len(frame.layout.channels)).T
+        if window is not None:
+            if frame.time is None:
+                raise MediaError(path, "audio frames carry no timestamps, so it cannot be cut into windows")
+            first = round(frame.time * rate)
+            lo, hi = round(window[0] * rate) - first, round(window[1] * rate) - first
+            if hi <= 0:
+                return
+            data = data[:, max(lo, 0):hi]
+        elif frame.time is not None and frame.time < 0:  # an encoder's priming samples (AAC), before 0 s
+            data = data[:, round(-frame.time * rate):]
+        yield data
+
+
+def _av_length(stream) -> int | None:
+    """The samples the header says the sound holds: an encoder pads its last frame (AAC: to 1,024 samples). Only
+    that is cut (`_without_padding`): a raw stream's length is a guess from its first packets' bit rate."""
+    return round(float(stream.duration * stream.time_base) * stream.rate) if stream.duration and stream.time_base \
+        else None
+
+
+def _without_padding(decoded: int, length: int | None) -> int:
+    """How many of the `decoded` samples are the sound: the header's `length` where the rest is an encoder's
+    padding."""
+    return length if length and 0 < decoded - length <= _PADDING else decoded
+
+
+def _as_float(data: np.ndarray) -> np.ndarray:
+    """Samples in any of the decoders' formats -> float32 in [-1, 1)."""
     if data.dtype == np.uint8:  # 8-bit audio is unsigned, silence at 128
         data = (data.astype(np.float32) - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):
         data = data.astype(np.float32) / (np.iinfo(data.dtype).max + 1)
-    return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)), rate
+    return np.ascontiguousarray(data, dtype=np.float32)
 
 
 _DENSE_KERNEL_LIMIT = 1 << 22
@@ -301,13 +322,34 @@ _MARGIN_SECONDS = 0.1  # read around each crop, so that the resampler's edges fa
 def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
     """(3, target_length, num_mel_bins) fbank crops of a long file, reading only the samples each crop covers (the
     same crops `crop_or_tile` cuts from the whole file, to float rounding: fbank removes each frame's mean, so the
-    file's own mean drops out); None where the file is short or its length is not in its header. Formats soundfile
-    cannot read (AAC in .m4a and .mp4, the voice memos and podcasts) are read by PyAV seeking to each crop: whole,
-    20 minutes of them took 4.5 GB."""
+    file's own mean drops out); None where the file is short. Formats soundfile cannot read (AAC in .m4a and .mp4,
+    the voice memos and podcasts) are read by PyAV seeking to each crop: whole, 20 minutes of them took 4.5 GB.
+    Where PyAV's seeks do not land on the sample, or the header's length is a guess (Opus in .webm, WMA, raw AAC),
+    the file is decoded twice instead, once to count its samples and once to keep those under the crops."""
     header = _header_length(path)
     if header is None:
-        return None
+        return _streamed_crops(path, prep)
     rate, frames, via_av = header
+    spans = _crop_spans(rate, frames, prep)
+    if spans is None:
+        return None
+    samples = [_read_span(path, span.begin, span.stop, rate, via_av) for span in spans]
+    return _crops_of(path, samples, spans, rate, prep)
+
+
+class _Span(NamedTuple):
+    """One crop's fbank input: 16 kHz samples [first, end), read as the file's samples [begin, stop), which
+    resample to the 16 kHz samples from `lo` on."""
+    first: int
+    end: int
+    lo: int
+    begin: int
+    stop: int
+
+
+def _crop_spans(rate: int, frames: int, prep: Preprocess) -> list[_Span] | None:
+    """What to read of a file of `frames` samples at `rate` for each of its three crops; None where the file is
+    short enough to read whole."""
     new_rate = prep.sample_rate
     size, shift = int(new_rate * FRAME_SECONDS), int(new_rate * SHIFT_SECONDS)
     resampled = math.ceil(new_rate * frames / rate) if frames > 0 else 0
@@ -317,25 +359,71 @@ def _long_file_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
     g = math.gcd(rate, new_rate)
     orig, new = rate // g, new_rate // g
     margin = round(_MARGIN_SECONDS * new_rate)
-    crops = []
+    spans = []
     for start in _crop_starts(total, prep.target_length):
-        first, end = start * shift, start * shift + (prep.target_length - 1) * shift + size  # 16 kHz samples
+        first, end = start * shift, start * shift + (prep.target_length - 1) * shift + size
         lo = max(0, first - margin) // new * new  # on the grid where input and output samples coincide
         hi = min(resampled, end + margin)
-        begin, stop = lo // new * orig, min(frames, math.ceil(hi * orig / new) + orig)
-        samples = _read_span(path, begin, stop, rate, via_av)
-        if not torch.isfinite(samples).all():
+        spans.append(_Span(first, end, lo, lo // new * orig, min(frames, math.ceil(hi * orig / new) + orig)))
+    return spans
+
+
+def _crops_of(path: Path, samples: list[torch.Tensor], spans: list[_Span], rate: int, prep: Preprocess
+              ) -> torch.Tensor | None:
+    """The fbank crops of the samples read for `spans`; None where the file held fewer than its header said."""
+    crops = []
+    for wave, span in zip(samples, spans, strict=True):
+        if not torch.isfinite(wave).all():
             raise MediaError(path, "audio holds NaN or infinite samples; re-export it")
-        wave = resample(samples, rate, new_rate)[first - lo:end - lo]
-        if wave.shape[-1] < end - first:  # the header promised more than the file holds
+        wave = resample(wave, rate, prep.sample_rate)[span.first - span.lo:span.end - span.lo]
+        if wave.shape[-1] < span.end - span.first:  # the header promised more than the file holds
             return None
-        crops.append(fbank(wave, new_rate, prep.num_mel_bins))
+        crops.append(fbank(wave, prep.sample_rate, prep.num_mel_bins))
     return torch.stack(crops)
 
 
+def _streamed_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
+    """`_long_file_crops` of a file PyAV reads but cannot seek in to the sample: two passes through the decoder,
+    never more than a frame and the three crops' samples in memory (20 minutes of Opus in .webm, read whole,
+    took 4.2 GB); None where the file is short, or not one PyAV reads (read whole, where the decoder says why)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate, length, seconds = stream.rate, _av_length(stream), _av_seconds(container)
+            # A header that says the file is short is believed, though a raw stream's may be half out.
+            if seconds is not None and seconds * 2 < LONG_FILE_CROPS * prep.target_length * SHIFT_SECONDS:
+                return None
+            frames = _without_padding(sum(chunk.shape[1] for chunk in _decoded(path, container, stream)), length)
+        spans = _crop_spans(rate, frames, prep)
+        if spans is None:
+            return None
+        samples = [np.empty(span.stop - span.begin, np.float32) for span in spans]
+        position = 0
+        with av.open(str(path)) as container:
+            for chunk in _decoded(path, container, container.streams.audio[0]):
+                for into, span in zip(samples, spans, strict=True):
+                    lo, hi = max(span.begin, position), min(span.stop, position + chunk.shape[1])
+                    if lo < hi:
+                        into[lo - span.begin:hi - span.begin] = _as_float(chunk[:1, lo - position:hi - position])[0]
+                position += chunk.shape[1]
+                if position >= spans[-1].stop:
+                    break
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError):
+        return None  # read whole, where the decoder says what is wrong
+    if position < spans[-1].stop:  # the second pass decoded less than the first
+        return None
+    return _crops_of(path, [torch.from_numpy(wave) for wave in samples], spans, rate, prep)
+
+
 def _header_length(path: Path) -> tuple[int, int, bool] | None:
-    """(sample rate, samples, whether PyAV reads it) from the file's header: soundfile's, else PyAV's; None where
-    neither says."""
+    """(sample rate, samples, whether PyAV reads it) from the file's header: soundfile's, else PyAV's where its
+    seeks land on the sample; None where neither says."""
     import soundfile
 
     if path.suffix.lower() == ".wav":
@@ -356,14 +444,14 @@ def _header_length(path: Path) -> tuple[int, int, bool] | None:
             rate = container.streams.audio[0].rate
             return None if seconds is None else (int(rate), int(seconds * rate), True)
     except (av.FFmpegError, OSError, ValueError):
-        return None  # read whole, where the decoder says what is wrong
+        return None
 
 
 _SEEKS_TO_THE_SAMPLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "ogg"})
 """PyAV containers whose length is in their header and whose seeks land where a whole read has the same samples
-(checked: AAC and ALAC in .m4a and .mp4, FLAC in .ogg). The rest are read whole: raw streams (.aac, .ac3) have a
-length guessed from their bit rate, WMA's seeks land frames away, and Matroska (.webm, .mka) counts Opus's padding
-in its length and seeks 24 samples early."""
+(checked: AAC and ALAC in .m4a and .mp4, FLAC in .ogg). The rest are streamed (`_streamed_crops`): raw streams
+(.aac, .ac3) have a length guessed from their bit rate, WMA's seeks land frames away, and Matroska (.webm, .mka)
+counts Opus's padding in its length and seeks 24 samples early."""
 _PADDING = 2048  # samples an encoder may add after the sound (AAC pads to 1,024 a frame)
 
 
