@@ -36,13 +36,40 @@ def write_depth_png(path: str | Path, depth_mm: np.ndarray) -> Path:
 
 
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write `(n,)` mono or `(n, channels)` float samples in [-1, 1] as 16-bit PCM (wav/flac by suffix)."""
-    import soundfile
-
+    """Write `(n,)` mono or `(n, channels)` float samples in [-1, 1]: 16-bit PCM in wav/flac/ogg (by suffix), or
+    compressed through PyAV in the formats soundfile cannot write: AAC in .m4a, .mp4 and raw .aac, Opus in .webm and
+    .mka (48 kHz and its divisors only), WMA in .wma."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    samples = np.clip(samples, -1.0, 1.0)
+    if path.suffix.lower() in _PYAV_AUDIO:
+        _write_audio_with_av(path, samples, sample_rate)
+        return path
+    import soundfile
+
+    soundfile.write(str(path), samples, sample_rate, subtype="PCM_16")
     return path
+
+
+_PYAV_AUDIO = {".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".webm": "libopus", ".mka": "libopus", ".wma": "wmav2"}
+
+
+def _write_audio_with_av(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    import av
+
+    planes = np.ascontiguousarray(np.atleast_2d(samples.T), dtype=np.float32)  # (channels, n)
+    layout = {1: "mono", 2: "stereo"}[len(planes)]
+    with av.open(str(path), mode="w", format="adts" if path.suffix.lower() == ".aac" else None) as container:
+        stream = container.add_stream(_PYAV_AUDIO[path.suffix.lower()], rate=sample_rate, layout=layout)
+        stream.bit_rate = 128000
+        for start in range(0, planes.shape[1], sample_rate):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, start:start + sample_rate]),
+                                               format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = sample_rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: int = 8,
