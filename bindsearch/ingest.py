@@ -167,6 +167,9 @@ class Ingest:
                     indexed_as = []
             if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
                 kind, why = indexed_as[0], "its earlier --modality"
+            elif kind in PICTURES and not forced and kind not in indexed_as and (seen := PICTURES.intersection(
+                    indexed_as)):  # guessed by another folder given to `index`: a picture is one of them
+                kind, why = min(seen), "its modality when indexed"
             if kind is None:
                 report.skipped.append((f, why))
                 continue
@@ -416,8 +419,15 @@ _SPECIAL = {S_IFIFO: "a named pipe (FIFO)", S_IFSOCK: "a socket"}
 
 
 def _given_folder(path: Path, roots: set[str]) -> Path:
-    """The innermost folder given to `index` that holds `path`; for a file given itself, its own folder."""
-    return next((parent for parent in path.parents if str(parent) in roots), path.parent)
+    """The outermost folder given to `index` that holds `path` (a folder given beside one below it guesses as when
+    given alone); for a file given itself, its own folder."""
+    return next((parent for parent in reversed(path.parents) if str(parent) in roots), path.parent)
+
+
+PICTURES = frozenset({"image", "depth", "infrared"})
+"""What a picture file can be indexed as, one at a time: a photo, a depth map or a thermal frame. Once indexed as
+one, a plain run does not add another because another folder given to `index` (one below a `depth` folder) guesses
+otherwise; `--modality` does."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bindsearch import Collection, CollectionError
-from bindsearch.media.writers import write_image
+from bindsearch.media.writers import write_depth_png, write_image
 from indexes import Catalog, CatalogError, CollectionLock, EncoderMismatchError, LockTimeout
 
 ROOT = Path(__file__).parents[1]
@@ -919,3 +919,27 @@ def test_a_search_never_takes_the_held_index_back_a_version(tmp_path, tiny_model
     monkeypatch.setattr(Collection, "_query", slow_query)
     col.search(text="a picture", k=1)
     assert opened and opened == sorted(opened)
+
+
+def test_a_picture_keeps_its_folder_guess_whichever_folder_is_given(tmp_path, home, tiny_model):
+    """A depth map below a `depth` folder is depth when that folder's parent is given to `index`. Given beside a
+    folder below it, it was guessed from the innermost one (a photo); given that folder alone later, the unchanged
+    depth map gained an image row for good, and image searches returned it."""
+    scans = tmp_path / "scans"
+    depth_map = write_depth_png(scans / "depth" / "kitchen" / "a.png", np.full((32, 32), 1500.0))
+    write_image(scans / "photo.png", np.full((32, 32, 3), 90, np.uint8))
+    both = Collection.open(tmp_path / "both", model=tiny_model)
+    both.add([scans, depth_map.parent], workers=0)
+    assert sorted(i.modality for i in both.catalog.items()) == ["depth", "image"]
+
+    col = Collection.open(tmp_path / "col", model=tiny_model)
+    col.add([scans], workers=0)
+    for given in (depth_map, depth_map.parent):  # the file alone, the folder below `depth`
+        report = col.add([given], workers=0)
+        assert (report.new, report.unchanged) == (0, 1)
+    write_depth_png(depth_map, np.full((32, 32), 2500.0))  # changed: embedded again as what it is indexed as
+    report = col.add([depth_map.parent], workers=0)
+    assert report.changed == 1 and list(report.guessed) == [("depth", "its modality when indexed")]
+    assert sorted(i.modality for i in col.catalog.items()) == ["depth", "image"]
+    col.add([depth_map], modality="infrared", workers=0)  # --modality adds one
+    assert sorted(i.modality for i in col.catalog.items() if i.path == str(depth_map)) == ["depth", "infrared"]
