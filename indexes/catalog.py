@@ -37,6 +37,7 @@ SUPERSEDED_GRACE = timedelta(minutes=10)
 """How long the files of a superseded version are kept: a search that pinned it before the next commit (a served
 collection's) still reads them. `tidy` and `compact` delete the rest."""
 _ENCODER_KEY = b"bindsearch.encoder"
+_NEXT_ID_KEY = b"bindsearch.next_id"  # on the `id` field: see `Catalog.next_id`
 _COLLECTION_KEY = b"bindsearch.collection_id"
 _IN_CHUNK = 1000  # ids or paths per SQL `IN (...)` list
 
@@ -222,6 +223,7 @@ class Catalog:
         merge = self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
         gone = np.setdiff1d(np.fromiter(delete, np.int64), [item.id for item in items])
         if len(gone):
+            self._keep_next_id(gone)
             merge = merge.when_not_matched_by_source_delete(_in("id", gone))
         merge.execute(data)
 
@@ -240,6 +242,7 @@ class Catalog:
         """Delete the rows with these ids (unknown ids are ignored) in one commit."""
         ids = np.unique(np.fromiter(ids, np.int64))
         if len(ids):
+            self._keep_next_id(ids)
             self.table.delete(_in("id", ids))
 
     def get(self, ids: Iterable[int]) -> dict[int, Item]:
@@ -356,9 +359,17 @@ class Catalog:
         return sorted(m for m in pc.unique(column).to_pylist() if m is not None)
 
     def next_id(self) -> int:
-        """One more than the largest id present (0 when empty): the first id `add` would allocate."""
+        """The first id `add` would allocate: one more than the largest id present or ever deleted (0 when none
+        was): an id never names another file later (`serve`'s pages link files by id)."""
         largest = pc.max(self._query(None, ["id"])["id"]).as_py()
-        return 0 if largest is None else largest + 1
+        deleted = int((self.table.schema.field("id").metadata or {}).get(_NEXT_ID_KEY, 0))
+        return max(0 if largest is None else largest + 1, deleted)
+
+    def _keep_next_id(self, gone: np.ndarray) -> None:
+        """Before the rows `gone` are deleted: where the largest id is among them, record the next id on the `id`
+        field (a commit, only then) for `next_id`."""
+        if len(gone) and (upcoming := self.next_id()) - 1 <= int(gone.max()):
+            self.table.update_field_metadata({"path": "id", "metadata": {_NEXT_ID_KEY.decode(): str(upcoming)}})
 
     def fragments(self) -> int:
         """How many data files the rows are spread over: every commit adds one, and every read and write visits

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -61,6 +62,20 @@ def test_round_trip_through_a_reopened_catalog(tmp_path: Path, catalog: Catalog)
     }
     assert [item.id for item in again.items("audio")] == [5, 6, 7]
 
+
+
+def test_an_id_is_never_given_again_after_its_row_is_deleted(tmp_path: Path, catalog: Catalog) -> None:
+    """next_id was one more than the largest id present: a deleted newest file's id went to the next file, and a
+    page `serve` had shown linked the new file under the old hit."""
+    catalog.add(items(3), unit(3))
+    catalog.delete([2])
+    assert catalog.add(items(1, "audio"), unit(1)).tolist() == [3]
+    catalog.upsert([replace(items(1)[0], id=0)], unit(1, seed=1), delete=[3])  # item 0 again; the audio row goes
+    catalog.delete([0])  # not the largest: nothing to record
+    catalog.compact()
+    again = Catalog.open(tmp_path / "collection", ENCODER)
+    assert sorted(item.id for item in again.items()) == [1] and again.next_id() == 4
+    assert again.add(items(1, "depth"), unit(1)).tolist() == [4]
 
 def test_iter_vectors_streams_bounded_batches(catalog: Catalog) -> None:
     vectors = unit(50)
