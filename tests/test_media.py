@@ -55,6 +55,10 @@ def test_depth_png_in_millimetres_matches_npy_in_metres(tmp_path):
     far = media.load("depth", write_depth_png(tmp_path / "far.png", flat))
     farther = media.load("depth", write_depth_png(tmp_path / "farther.png", flat + 900))
     assert torch.equal(far, farther)
+    # Nearer than 1 cm, and no reading (0, as sensors write it), read as 1 cm, as LanguageBind's processor clips.
+    near = [media.load("depth", write_depth_png(tmp_path / f"{mm}mm.png", np.full((48, 64), mm))) for mm in (0, 5, 10)]
+    assert torch.equal(near[0], near[1]) and torch.equal(near[1], near[2])
+    assert not torch.equal(near[2], media.load("depth", write_depth_png(tmp_path / "20mm.png", np.full((48, 64), 20))))
 
 
 def test_8bit_image_is_not_a_depth_map(tmp_path):
