@@ -193,6 +193,12 @@ class Collection:
             raise CollectionError(f"{in_the_way} is a file, so no collection can live at {directory}; give -c a "
                                   "name or a folder that is not inside a file")
         exists = holds_collection(directory)
+        here = Path(str(name_or_path))
+        if not exists and not isinstance(name_or_path, Path) and directory == collections_home() / here.name and \
+                holds_collection(here.absolute()):  # `-c c1` in the folder that holds the collection ./c1
+            raise CollectionError(f"no collection {here.name!r} at {directory}, but ./{here.name} here is one: give "
+                                  f"-c ./{here.name} (a bare name names a collection under {collections_home()}; to "
+                                  f"make one there, give its path: -c {directory})")
         if not exists and model is None:
             model = default_model
         crowded = not exists and directory.is_dir() and any(p.name not in _OWN_FILES for p in directory.iterdir())

@@ -135,9 +135,14 @@ def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: st
 
 def check_paths(paths: Iterable[str | Path]) -> None:
     """Raise FileNotFoundError naming the first of `paths` that does not exist (before anything is opened)."""
-    for p in paths:
-        if not Path(p).expanduser().exists():
-            raise FileNotFoundError(f"{absolute(p)} does not exist; give files or folders to index")
+    missing = missing_path(paths)
+    if missing is not None:
+        raise FileNotFoundError(f"{missing} does not exist; give files or folders to index")
+
+
+def missing_path(paths: Iterable[str | Path]) -> Path | None:
+    """The first of `paths` that does not exist, absolute; None where all do."""
+    return next((absolute(p) for p in paths if not Path(p).expanduser().exists()), None)
 
 
 @dataclass
@@ -155,7 +160,9 @@ def walk(paths: Iterable[str | Path]) -> Walk:
     """The files under `paths`, recursively: hidden files and folders below them (`.git`, `.Trash-1000`,
     `.thumbnails`) are left out, as fd leaves them out (a hidden folder given itself is walked); links to folders
     are listed but not followed, as find and fd do not follow them, and dangling links are kept, so that they are
-    reported rather than passed over."""
+    reported rather than passed over. A collection's folder (`-c ./here` inside the media) is not media: left out."""
+    from bindsearch.home import holds_collection
+
     paths = [absolute(p) for p in given_paths(paths, "index")]
     check_paths(paths)
     found, out = set(), Walk()
@@ -169,6 +176,9 @@ def walk(paths: Iterable[str | Path]) -> Walk:
             out.unreadable.append((Path(error.filename), error.strerror or str(error)))
 
         for folder, dirs, names in os.walk(p, onerror=unreadable):
+            if "items.lance" in dirs and holds_collection(Path(folder)):
+                dirs[:] = []
+                continue
             dirs[:] = [d for d in dirs if not d.startswith(".")]  # a trash, a cache, a repository: not the user's
             links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]  # reported as skipped by `add`
             found.update(Path(folder, name) for name in [*names, *links] if not name.startswith("."))

@@ -128,6 +128,7 @@ class Ingest:
         dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
         outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
         retimed: dict[int, float] = {}  # unchanged bytes under a new mtime: recorded, so never hashed again
+        fresh: list[tuple[Path, str, os.stat_result, str | None]] = []  # new under their path: (file, as, stat, why)
         cut_before: list[Path] = []  # unchanged long files whose windows this run's --window would cut otherwise
         folders: set[str] = set()  # links to folders: no file (any more) under that name
         known = self.catalog.lookup_paths(str(f) for f in files)
@@ -202,9 +203,18 @@ class Ingest:
                     if not f.exists():  # nothing to embed any more: its rows would be hits for nothing
                         dead += known.get(str(f), [])
                     break
+                if not previous:  # embedded below, unless its bytes are indexed under a path gone (`_moved`)
+                    fresh.append((f, as_kind, stat, why if as_kind == kind else None))
+                    continue
                 todo.setdefault(as_kind, []).append((f, previous))
                 if as_kind == kind:  # said of what this run embeds, not of every file again on every re-run
                     report.guessed[(kind, why)] += 1
+        moved = self._moved(fresh, set(map(str, files)), [folder for folder, _ in found.unreadable])
+        for f, as_kind, _, why in fresh:
+            if (str(f), as_kind) not in moved:
+                todo.setdefault(as_kind, []).append((f, []))
+                if why is not None:
+                    report.guessed[(as_kind, why)] += 1
         if cut_before:
             report.warnings.append(
                 f"{len(cut_before)} unchanged file(s) keep the windows they were indexed with, not this --window "
@@ -220,6 +230,40 @@ class Ingest:
             report.removed += files_of(dead)
         self.catalog.delete(i.id for i in outdated)
         return todo
+
+    def _moved(self, fresh: list[tuple[Path, str, os.stat_result, str | None]], present: set[str],
+               unreadable: Sequence[Path]) -> set[tuple[str, str]]:
+        """Of the files new under their path, those whose bytes the catalog holds, as the same modality, under a
+        path where no file is any more (a folder renamed or moved, in or out of the folders given): their rows
+        take the new path, keeping their vectors and ids, instead of being embedded again while the old rows stay
+        as hits for nothing. Only files of a size some such row has are hashed. -> {(path, modality)} moved."""
+        if not fresh or not len(self.catalog):
+            return set()
+        kept = tuple(below(folder) for folder in unreadable)  # files there may well be there
+        orphans: dict[tuple[int, str], dict[str, list[Item]]] = {}  # (size, modality) -> old path -> its rows
+        for item in self.catalog.with_sizes(stat.st_size for _, _, stat, _ in fresh):
+            if item.path not in present and not item.content_hash.startswith(PARTIAL) and \
+                    not (kept and item.path.startswith(kept)):
+                orphans.setdefault((item.size, item.modality), {}).setdefault(item.path, []).append(item)
+        moves: list[tuple[Path, os.stat_result, list[Item]]] = []
+        for f, kind, stat, _ in fresh:
+            candidates = orphans.get((stat.st_size, kind))
+            if not candidates:
+                continue
+            try:
+                digest = content_hash(f)
+            except OSError:  # gone or unreadable since the walk: said where it is embedded
+                continue
+            old = next((path for path, rows in candidates.items() if rows[0].content_hash == digest and _gone(path)),
+                       None)
+            if old is not None:
+                moves.append((f, stat, candidates.pop(old)))
+        for start in range(0, len(moves), _MOVES_A_COMMIT):
+            part = moves[start:start + _MOVES_A_COMMIT]
+            rows = [replace(i, path=str(f), mtime=stat.st_mtime) for f, stat, old in part for i in old]
+            self.catalog.upsert(rows, self.catalog.get_vectors([i.id for i in rows]))
+        self.report.moved += len(moves)
+        return {(str(f), old[0].modality) for f, _, old in moves}
 
     def _cut_otherwise(self, rows: list[Item]) -> bool:
         """Whether this run's window plan cuts a long file's length into other windows than its rows hold."""
@@ -412,6 +456,17 @@ class Ingest:
         if gone:
             self.catalog.delete(i.id for i in gone)
         return files_of(gone)
+
+
+_MOVES_A_COMMIT = 4096  # rows whose path a commit changes (with their vectors: 12 MB at 768 dimensions)
+
+
+def _gone(path: str) -> bool:
+    """Whether no file is at `path` any more (a folder by its name counts as gone; one not readable, not)."""
+    try:
+        return not S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        return exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
 _SPECIAL = {S_IFIFO: "a named pipe (FIFO)", S_IFSOCK: "a socket"}

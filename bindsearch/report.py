@@ -25,12 +25,14 @@ class IngestReport:
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
     `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once
-    per modality a file is indexed as (`--modality` can add a second).
+    per modality a file is indexed as (`--modality` can add a second). `moved`: files new under their path whose
+    bytes were indexed under a path that is gone (a folder renamed or moved): their rows follow them, not embedded.
     """
 
     new: int = 0
     changed: int = 0
     unchanged: int = 0
+    moved: int = 0
     removed: int = 0
     failed: list[MediaError] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -56,7 +58,8 @@ class IngestReport:
     def to_json(self, collection: str) -> dict:
         """What `index --json` prints: the counts, every failed and skipped file, and what was guessed."""
         return {"collection": collection, "new": self.new, "changed": self.changed, "unchanged": self.unchanged,
-                "removed": self.removed, "failed": [{"path": str(e.path), "error": e.cause} for e in self.failed],
+                "moved": self.moved, "removed": self.removed,
+                "failed": [{"path": str(e.path), "error": e.cause} for e in self.failed],
                 "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped], "guessed": self._guessed(),
                 "truncated": [str(p) for p in self.truncated], "warnings": self.warnings, "split": self.split,
                 "windows": self.windows, "seconds": round(self.seconds, 3)}
@@ -90,6 +93,7 @@ class IngestReport:
 
     def summary(self) -> str:
         parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged",
-                 f"{self.removed} removed", f"{len(self.failed)} failed"]
+                 *([f"{self.moved} moved"] if self.moved else []), f"{self.removed} removed",
+                 f"{len(self.failed)} failed"]
         cut = f" ({self.split} long file(s) as {self.windows} windows)" if self.split else ""
         return ", ".join(parts) + cut + f" in {self.seconds:.1f}s"

@@ -80,12 +80,18 @@ def index(
     Example: bindsearch index ~/media -c home --model languagebind --dtype bfloat16
     """
     from bindsearch import Collection
-    from bindsearch.files import check_paths, given_paths
+    from bindsearch.files import check_paths, given_paths, missing_path
     from bindsearch.media.windows import WindowPlan
     from bindsearch.models.config import canonical_modality
 
     # Before the collection is opened: a mistyped path, modality or window must not leave an empty one behind.
     paths = given_paths(paths, "index")
+    missing = missing_path(paths)
+    if missing is not None and (held := _files_under(collection, str(missing))):
+        raise FileNotFoundError(
+            f"{missing} does not exist, but {held} file(s) indexed from it are in {collection}: if it moved, index "
+            f"it where it is now (its files are recognised, not embedded again); if it is gone, run: bindsearch "
+            f"remove {missing} -c {collection}")
     check_paths(paths)
     if modality != "auto":
         canonical_modality(modality)
@@ -108,7 +114,7 @@ def index(
     else:
         for line in report.messages(col.catalog.encoder.name):
             typer.echo(line, err=True)
-        if not (report.new or report.changed or report.unchanged or report.removed or report.failed):
+        if not (report.new or report.changed or report.unchanged or report.moved or report.removed or report.failed):
             typer.echo(f"nothing to index in {', '.join(map(str, paths))}: no image, video, audio, depth, infrared "
                        "or .txt files", err=True)
         typer.echo(f"{col.name}: {report.summary()}")
@@ -384,6 +390,17 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
     if stats["partial"]:
         typer.echo(f"  {stats['partial']} long file(s) partly indexed (a run was stopped): run index on their "
                    "folders again to finish them")
+
+
+def _files_under(collection: str, path: str) -> int:
+    """How many files the collection, if it exists, holds at or under `path`."""
+    from bindsearch import Collection, CollectionError
+
+    try:
+        catalog = Collection.open(collection, create=False).catalog
+    except CollectionError:
+        return 0
+    return sum(catalog.count_files(modality, [path]) for modality in catalog.modalities())
 
 
 def remove(

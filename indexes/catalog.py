@@ -293,6 +293,12 @@ class Catalog:
         table = self._query(f"size = {int(size)} AND {_in('content_hash', list(hashes))}", self._item_columns)
         return [Item(**row) for row in table.to_pylist()]
 
+    def with_sizes(self, sizes: Iterable[int]) -> list[Item]:
+        """The items of files of these sizes (bytes)."""
+        sizes = sorted(set(map(int, sizes)))
+        return [Item(**row) for start in range(0, len(sizes), _IN_CHUNK)
+                for row in self._query(_in("size", sizes[start : start + _IN_CHUNK]), self._item_columns).to_pylist()]
+
     def items(self, modality: str | None = None, batch_size: int = 10_000) -> Iterator[Item]:
         """Every item (of one modality), streamed without vectors."""
         for batch in self._scan(modality, self._item_columns, batch_size):

@@ -113,7 +113,7 @@ def test_a_changed_file_indexed_as_two_modalities_is_embedded_again_as_both(tmp_
     world = tmp_path / "w"
     depth = write_depth_png(world / "depth" / "d.png", 500 + 30 * np.arange(24 * 32).reshape(24, 32))
     run_cli("index", world / "depth", "-c", "two", "--modality", "image", "--model", "random:tiny")
-    run_cli("index", world, "-c", "two")  # the same file as depth, guessed from its folder
+    run_cli("index", world / "depth", "-c", "two", "--modality", "depth")  # --modality adds one
     col = Collection.open("two")
     assert {i.modality for i in col.catalog.items()} == {"image", "depth"}
     write_depth_png(depth, 4000 - 50 * np.arange(24 * 32).reshape(24, 32))  # new bytes, same path

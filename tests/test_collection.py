@@ -943,3 +943,62 @@ def test_a_picture_keeps_its_folder_guess_whichever_folder_is_given(tmp_path, ho
     assert sorted(i.modality for i in col.catalog.items()) == ["depth", "image"]
     col.add([depth_map], modality="infrared", workers=0)  # --modality adds one
     assert sorted(i.modality for i in col.catalog.items() if i.path == str(depth_map)) == ["depth", "infrared"]
+
+
+def test_a_moved_folder_keeps_its_vectors_and_leaves_no_rows_behind(tmp_path, home, cli, monkeypatch):
+    """A folder renamed or moved was embedded again (hours of video, for a rename) and its old rows stayed as hits
+    for files that are gone, every hit twice. Files new under their path whose bytes are indexed under a path where
+    no file is any more take over those rows, ids and vectors; a copy is embedded, its original kept."""
+    import bindsearch.pipeline as pipeline
+
+    rng = np.random.default_rng(5)
+    trip = tmp_path / "media" / "trip"
+    for i in range(3):
+        write_image(trip / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    write_image(tmp_path / "media" / "other.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    assert cli.json("index", tmp_path / "media", "-c", "mv", "--model", "random:tiny")["new"] == 4
+    before = {Path(i.path).name: (i.id, i.content_hash) for i in Catalog.open(home / "collections" / "mv").items()}
+    embedded = []
+    encode_files = pipeline.encode_files
+    monkeypatch.setattr(pipeline, "encode_files", lambda model, kind, files, *a, **k: embedded.extend(files) or
+                        encode_files(model, kind, files, *a, **k))
+
+    trip.rename(tmp_path / "media" / "trip 2024")  # renamed inside the folder given
+    report = cli.json("index", tmp_path / "media", "-c", "mv")
+    assert (report["new"], report["moved"], report["removed"], report["unchanged"]) == (0, 3, 0, 1)
+    (tmp_path / "media" / "trip 2024").rename(tmp_path / "elsewhere")  # moved out of it, and indexed there
+    assert cli.json("index", tmp_path / "elsewhere", "-c", "mv")["moved"] == 3
+    shutil.copy(tmp_path / "elsewhere" / "0.png", tmp_path / "copy.png")  # a copy: its original is still there
+    assert cli.json("index", tmp_path / "copy.png", "-c", "mv")["new"] == 1
+    assert [p.name for p in embedded] == ["copy.png"]
+    after = {i.path: (i.id, i.content_hash) for i in Catalog.open(home / "collections" / "mv").items()}
+    assert {p: after[str(tmp_path / "elsewhere" / p)] for p in ("0.png", "1.png", "2.png")} == \
+        {p: before[p] for p in ("0.png", "1.png", "2.png")}
+    assert sorted(after) == sorted(map(str, [tmp_path / "media" / "other.png", tmp_path / "copy.png",
+                                             *(tmp_path / "elsewhere" / f"{i}.png" for i in range(3))]))
+    hits = cli.json("search", "-c", "mv", "--file", tmp_path / "elsewhere" / "1.png", "-k", "9")["hits"]
+    assert all(Path(h["path"]).exists() for h in hits)
+
+    # A folder given that is gone, with files indexed from it, says how to drop them.
+    code, _, err = cli("index", tmp_path / "media" / "trip 2024", "-c", "mv")
+    assert code == 1 and "does not exist" in err and "index it where it is now" not in err
+    shutil.rmtree(tmp_path / "elsewhere")
+    code, _, err = cli("index", tmp_path / "elsewhere", "-c", "mv")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "3 file(s) indexed from it are in mv" in err and f"bindsearch remove {tmp_path / 'elsewhere'} -c mv" in err
+
+
+def test_a_collection_inside_the_media_is_not_walked_and_a_bare_name_points_to_one_here(tmp_path, home, cli,
+                                                                                       monkeypatch):
+    """`-c ./col` inside the folder indexed listed the catalog's own files as 'not media', more every run; and
+    `-c col` where ./col is a collection made or named another one under the home."""
+    write_image(tmp_path / "media" / "a.png", np.full((32, 32, 3), 40, np.uint8))
+    monkeypatch.chdir(tmp_path / "media")
+    cli.ok("index", ".", "-c", "./col", "--model", "random:tiny")
+    for _ in range(2):
+        code, out, err = cli("index", ".", "-c", "./col")
+        assert code == 0 and "not media" not in err and "0 new, 0 changed, 1 unchanged" in out
+    for command in (("index", ".", "-c", "col"), ("search", "a", "-c", "col")):
+        code, _, err = cli(*command)
+        assert code == 1 and "./col here is one: give -c ./col" in err
+    assert not (home / "collections" / "col").exists()

@@ -519,7 +519,11 @@ def test_an_upsert_that_drops_windows_is_one_commit(tmp_path):
     before = catalog.version
     catalog.upsert([Item("/a.mp4", "video", 2, 2.0, "h2", id=i, start=3.0 * i, end=3.0 * i + 3) for i in range(2)],
                    vectors[:2], delete=[0, 1, 2, 3])  # ids it keeps are not deleted
-    assert catalog.version == before + 1
+    # One commit of rows; the one before it records the next id, as the largest goes (see Catalog.next_id).
+    assert catalog.version == before + 2
+    between = Catalog.open(tmp_path).table
+    between.checkout(before + 1)
+    assert between.count_rows() == 4
     assert [(i.id, i.start, i.content_hash) for i in catalog.items()] == [(0, 0.0, "h2"), (1, 3.0, "h2")]
 
 
