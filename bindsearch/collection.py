@@ -439,7 +439,8 @@ class Collection:
         if folders:
             self._forget_subsets(snapshot, keep={(snapshot.fingerprint(), m, folders) for m in searched})
         inside = inside_test(folders) if folders else None
-        stored, fetch = sum(len(index) for index in indexes), k + len(exclude) + len(exclude_ids)
+        stored = sum(len(index) for index in indexes)
+        fetch = min(stored, k + len(exclude) + len(exclude_ids))  # -k 10000000 of 30 rows: 30, not 2.7 GB of room
         if folders:  # where rows outside the folders are passed over, ask for enough that k are likely inside
             rows = sum(self._rows_under(snapshot, m, folders) for m in searched)
             if rows == 0:

@@ -1002,3 +1002,14 @@ def test_a_collection_inside_the_media_is_not_walked_and_a_bare_name_points_to_o
         code, _, err = cli(*command)
         assert code == 1 and "./col here is one: give -c ./col" in err
     assert not (home / "collections" / "col").exists()
+
+
+def test_a_k_far_beyond_the_collection_asks_for_no_more_than_it_holds(tmp_path, tiny_model):
+    """-k 10000000 over 30 files took 2.7 GB and 32 s, -k 1000000000 was killed for memory, k=10**15 from Python
+    raised numpy's MemoryError: every round asked the index for k rows."""
+    for i in range(3):
+        write_image(tmp_path / "pics" / f"{i}.png", np.full((32, 32, 3), 60 * i, np.uint8))
+    col = Collection.open(tmp_path / "col", model=tiny_model)
+    col.add([tmp_path / "pics"], workers=0)
+    assert len(col.search(text="a picture", k=10**15)) == 3
+    assert len(col.search(files=[tmp_path / "pics" / "0.png"], k=2**62, every_window=True)) == 2
