@@ -49,7 +49,7 @@ def catalog_advice(error: Exception) -> str:
     """One line: LanceDB's cause, and what to do. Only a missing or cut-short file means the catalog is damaged; a
     refused permission or a full disk leaves it whole, and deleting it would lose it for nothing."""
     cause = re.sub(r",\s*\S+\.rs:\d+:\d+", "", str(error).splitlines()[0])  # less the Rust source line
-    if re.search(r"Not found|corrupt|unexpected end|invalid", cause, re.IGNORECASE):
+    if re.search(r"Not found|corrupt|unexpected end|invalid|too small", cause, re.IGNORECASE):
         return (f"a collection's catalog is damaged ({cause}): one of its files is missing or cut short; index "
                 "into a new collection (-c NEW), and delete the damaged one once that works")
     return (f"a collection's catalog cannot be read or written ({cause}): check that its folder is readable and "

@@ -148,6 +148,12 @@ def test_a_damaged_catalog_is_said_in_one_line(tmp_path, run_cli):
         code, _, err = run_cli(*command, "-c", tmp_path / "col")
         assert code == 1
         one_line_error(err, "catalog is damaged", "its files is missing or cut short; index into a new collection")
+    versions = tmp_path / "col" / "items.lance" / "_versions"
+    newest = min(versions.glob("*.manifest"), key=lambda p: int(p.stem))  # named counting down
+    newest.write_bytes(newest.read_bytes()[:50])  # "file size is too small": it was called a full disk
+    code, _, err = run_cli("info", "-c", tmp_path / "col")
+    assert code == 1
+    one_line_error(err, "catalog is damaged")
 
 
 def test_classify_ranks_a_text_file_beside_media_and_names_a_file_it_cannot_read(tmp_path, run_cli):
