@@ -142,7 +142,18 @@ class Collection:
             return tuple(self._model.modalities)
         from bindsearch.models.loading import spec_modalities
 
-        return spec_modalities(self.catalog.encoder.name) or tuple(self.model.modalities)
+        return spec_modalities(self._stored_spec()) or tuple(self.model.modalities)
+
+    def _stored_spec(self) -> str:
+        """The encoder's spec as the catalog stores it, a folder of weights it names checked to be there (gone, it
+        read as an unknown model name, whose advice does not help)."""
+        spec = self.catalog.encoder.name
+        gone = next((s for s in map(str.strip, spec.split(",")) if os.path.isabs(s) and not os.path.isdir(s)), None)
+        if gone is not None:
+            raise CollectionError(f"{self.directory} was built with the model at {gone}, which is not there any "
+                                  "more (moved or deleted?): put it back, or give --model the folder it is in now "
+                                  "(the same weights are recognised)")
+        return spec
 
     def encoder(self, modalities: Iterable[str] | None = None) -> EmbeddingModel:
         """The collection's encoder with at least the towers of `modalities` and text (None: every tower).
@@ -161,7 +172,7 @@ class Collection:
         if needed is not None and self._model is not None:
             needed |= set(self._model.modalities)
         stored = self.catalog.encoder
-        model = _load_encoder(stored.name, self.device, self.dtype, self.compile_towers, needed)
+        model = _load_encoder(self._stored_spec(), self.device, self.dtype, self.compile_towers, needed)
         if stored.checkpoint not in (model.checkpoint, *model.previous_checkpoints) or model.dim != stored.dim:
             raise CollectionError(
                 f"{self.directory} was built with {stored.name} checkpoint {stored.checkpoint}, but that spec "

@@ -539,3 +539,22 @@ def test_an_install_without_faiss_is_told_the_extra_to_install_in_one_line(tmp_p
                                          "BINDSEARCH_HOME": str(tmp_path / "home")})
     assert run.returncode == 1 and run.stderr == ("error: FAISS is not installed: pip install 'bindsearch[cpu]', or "
                                                   "'bindsearch[gpu]' on a machine with an NVIDIA GPU\n")
+
+
+def test_a_collection_whose_model_folder_is_gone_says_so(tmp_path, run_cli):
+    """A collection indexed with a checkpoint folder that was then moved: search and an unchanged index said the
+    folder 'is neither a checkpoint directory nor a known model name (try languagebind:video_ft ...)'."""
+    import shutil
+
+    weights = shutil.copytree(Path(__file__).parent / "fixtures" / "parity" / "image", tmp_path / "weights")
+    pictures(tmp_path / "m", 2)
+    code, _, err = run_cli("index", tmp_path / "m", "-c", tmp_path / "col", "--model", weights)
+    assert code == 0, err
+    weights.rename(tmp_path / "moved")
+    for command in (["search", "x"], ["index", tmp_path / "m"]):
+        code, _, err = run_cli(*command, "-c", tmp_path / "col")
+        assert code == 1
+        one_line_error(err, f"built with the model at {weights}, which is not there any more",
+                       "give --model the folder it is in now")
+    code, out, err = run_cli("index", tmp_path / "m", "-c", tmp_path / "col", "--model", tmp_path / "moved")
+    assert code == 0 and "0 new, 0 changed, 2 unchanged" in out, err
