@@ -18,7 +18,7 @@ CollectionOption = Annotated[str, typer.Option(
 OptionalModel = Annotated[str | None, typer.Option(
     "--model", "-m", envvar="BINDSEARCH_MODEL",
     help="Model spec; for an existing collection, the one it was built with is used by default.")]
-WaitOption = Annotated[float, typer.Option("--wait", help="Seconds to wait for another writer to finish.")]
+WaitOption = Annotated[float, typer.Option("--wait", min=0.0, help="Seconds to wait for another writer to finish.")]
 
 
 def _echo_json(data: object) -> None:

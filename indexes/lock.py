@@ -8,6 +8,7 @@ atomic index saves keep them consistent.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -64,8 +65,17 @@ class CollectionLock:
         """Take the lock, waiting up to timeout seconds; LockTimeout names the holder's pid."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this CollectionLock")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not timeout >= 0:  # NaN compares false: its deadline never came (inf: as long as it takes)
+            raise ValueError(f"wait must be a number of seconds of at least 0, not {timeout}")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise PermissionError(exc.errno, f"the collection cannot be written here ({exc.strerror}): it can be "
+                                             "searched, not changed; make its folder writable, or index into another "
+                                             "collection", str(self.directory)) from None
         deadline = time.monotonic() + timeout
         while True:
             try:

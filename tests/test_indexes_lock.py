@@ -66,3 +66,25 @@ def test_two_locks_in_one_process_also_exclude_each_other(tmp_path: Path) -> Non
     with CollectionLock(tmp_path).acquire():
         with pytest.raises(LockTimeout, match=f"process {os.getpid()}"):
             CollectionLock(tmp_path).acquire(timeout=0)
+
+
+def test_a_wait_that_is_no_number_of_seconds_is_refused(tmp_path: Path) -> None:
+    """NaN never reached its deadline: a second writer waited for ever (`--wait nan`)."""
+    for wait in (float("nan"), -5.0):
+        with pytest.raises(ValueError, match="wait must be a number of seconds of at least 0"):
+            CollectionLock(tmp_path).acquire(timeout=wait)
+    with CollectionLock(tmp_path).acquire(timeout=float("inf")):  # as long as it takes
+        pass
+
+
+def test_a_collection_that_cannot_be_written_says_it_can_be_searched(tmp_path: Path, monkeypatch) -> None:
+    """A read-only collection (or file system): '.writer.lock: Permission denied', and nothing on what to do."""
+    import errno
+
+    def refused(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(PermissionError, match="can be searched, not changed; make its folder writable") as refusal:
+        CollectionLock(tmp_path).acquire()
+    assert refusal.value.filename == str(tmp_path)
