@@ -126,7 +126,8 @@ def search(
     collection: CollectionOption,
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     files: Annotated[list[Path] | None, typer.Option(
-        "--file", "-f", help="Query by example; repeat to fuse several files (and text) into one query.")] = None,
+        "--file", "-f", readable=False,  # an indexed file is queried by its stored vector, readable or not
+        help="Query by example; repeat to fuse several files (and text) into one query.")] = None,
     file_modality: Annotated[str | None, typer.Option(
         "--file-modality", help="Modality of the --file(s) when the extension does not say (depth, infrared).")] = None,
     queries: Annotated[Path | None, typer.Option(
@@ -265,7 +266,7 @@ def _show_hits(name: str, text: str | None, files: list[Path], hits: list, as_js
 
 
 def classify(
-    files: Annotated[list[Path], typer.Argument(help="Media files.")],
+    files: Annotated[list[Path], typer.Argument(readable=False, help="Media files.")],  # one unreadable: said, skipped
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated labels.")] = None,
     labels_file: Annotated[Path | None, typer.Option("--labels-file", help="One label per line.")] = None,
     file_modality: Annotated[str | None, typer.Option("--file-modality", help="When the extension does not say.")]

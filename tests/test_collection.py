@@ -1013,3 +1013,16 @@ def test_a_k_far_beyond_the_collection_asks_for_no_more_than_it_holds(tmp_path, 
     col.add([tmp_path / "pics"], workers=0)
     assert len(col.search(text="a picture", k=10**15)) == 3
     assert len(col.search(files=[tmp_path / "pics" / "0.png"], k=2**62, every_window=True)) == 2
+
+
+def test_an_indexed_file_that_cannot_be_read_now_still_queries_by_its_vector(tmp_path, home, cli, monkeypatch):
+    """`search --file` refused an indexed, unchanged file the user may not read ('is not readable'), where the
+    library and serve query by its stored vector."""
+    for i in range(2):
+        write_image(tmp_path / "m" / f"{i}.png", np.full((32, 32, 3), 100 * i, np.uint8))
+    cli.ok("index", tmp_path / "m", "-c", "locked", "--model", "random:tiny")
+    locked = str(tmp_path / "m" / "0.png")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **k: os.fspath(path) != locked and access(path, mode, **k))
+    hits = cli.json("search", "-c", "locked", "--file", locked)["hits"]
+    assert [Path(h["path"]).name for h in hits] == ["1.png"]
