@@ -15,6 +15,7 @@ what it has encoded every few seconds, so a killed `index` loses at most those s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -35,6 +36,7 @@ from bindsearch.files import (
     absolute,
     below,
     check_paths,
+    content_hash,
     file_in_the_way,
     given_paths,
     printable,
@@ -328,6 +330,7 @@ class Collection:
             path = absolute(f)
             rows = next((known[str(p)] for p in spelt[f] if str(p) in known), [])
             stored = _rows_as(rows, path, file_modality)
+            spelt[f] += _other_names(snapshot, path, rows)
             if at is not None:  # a moment leaves out the file's own rows at that moment, however it is read
                 used.update(i.id for i in rows_at(rows, at))
             # Indexed and unchanged, or gone from the disk since: what the collection holds of it is the query.
@@ -607,6 +610,23 @@ def _rows_as(rows: list[Item], path: Path, file_modality: str | None) -> list[It
     else:
         chosen = rows[0].modality
     return [i for i in rows if i.modality == chosen]
+
+
+def _other_names(snapshot: Catalog, path: Path, rows: Sequence[Item]) -> list[Path]:
+    """The names other than its own under which the catalog holds the file at `path`: links to it, hard links
+    (found among the rows of its size and content hash); a query by the file leaves them out with it."""
+    try:
+        size, digest = (rows[0].size, rows[0].content_hash) if rows else (path.stat().st_size, content_hash(path))
+    except OSError:  # gone, or not readable: searched by its stored vector, or said where it is read
+        return []
+    if digest.startswith(PARTIAL):
+        return []
+    out = []
+    for item in snapshot.with_content(size, [digest]):
+        with contextlib.suppress(OSError):
+            if item.path != str(path) and os.path.samefile(item.path, path):
+                out.append(Path(item.path))
+    return out
 
 
 def _check_k(k: object) -> None:

@@ -1026,3 +1026,22 @@ def test_an_indexed_file_that_cannot_be_read_now_still_queries_by_its_vector(tmp
     monkeypatch.setattr(os, "access", lambda path, mode, **k: os.fspath(path) != locked and access(path, mode, **k))
     hits = cli.json("search", "-c", "locked", "--file", locked)["hits"]
     assert [Path(h["path"]).name for h in hits] == ["1.png"]
+
+
+def test_a_query_file_leaves_out_its_other_names_not_its_copies(tmp_path, tiny_model):
+    """A link to the query file (or a hard link) indexed beside it came back as the query's own best hit, +1.0;
+    a copy of its bytes is another file, and stays."""
+    rng = np.random.default_rng(9)
+    photo = write_image(tmp_path / "m" / "photo.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    write_image(tmp_path / "m" / "other.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    (tmp_path / "m" / "link.png").symlink_to(photo)
+    os.link(photo, tmp_path / "m" / "hard.png")
+    shutil.copy(photo, tmp_path / "m" / "copy.png")
+    col = Collection.open(tmp_path / "col", model=tiny_model)
+    col.add([tmp_path / "m"], workers=0)
+    for query in (photo, tmp_path / "m" / "link.png"):
+        assert sorted(Path(h.path).name for h in col.search(files=[query], k=5)) == ["copy.png", "other.png"]
+    outside = shutil.copy(photo, tmp_path / "not-indexed.png")  # not indexed: encoded, and still no name of it
+    (tmp_path / "m" / "link-out.png").symlink_to(outside)
+    col.add([tmp_path / "m"], workers=0)
+    assert "link-out.png" not in {Path(h.path).name for h in col.search(files=[outside], k=9)}
