@@ -114,7 +114,8 @@ def index(
     else:
         for line in report.messages(col.catalog.encoder.name):
             typer.echo(line, err=True)
-        if not (report.new or report.changed or report.unchanged or report.moved or report.removed or report.failed):
+        if not (report.new or report.changed or report.unchanged or report.moved or report.removed or report.failed
+                or report.unencodable):  # media of a modality the model lacks: said above
             typer.echo(f"nothing to index in {', '.join(map(str, paths))}: no image, video, audio, depth, infrared "
                        "or .txt files", err=True)
         typer.echo(f"{col.name}: {report.summary()}")

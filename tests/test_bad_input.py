@@ -201,6 +201,13 @@ def test_nothing_to_index_and_nothing_to_remove_are_said(tmp_path, run_cli):
     assert code == 0 and "nothing to index in" in err and "0 new" in out
     code, out, err = run_cli("remove", tmp_path / "elsewhere", "-c", "n")
     assert code == 0 and "removed 0 file(s)" in out and "nothing was indexed at or under" in err
+    # Sound, for a model with no audio tower: said as that, not as 'no image, video, audio, ... files'.
+    from bindsearch.media.writers import write_audio
+
+    write_audio(tmp_path / "sounds" / "a.wav", np.zeros(16000), 16000)
+    code, _, err = run_cli("index", tmp_path / "sounds", "-c", tmp_path / "pictures", "--model",
+                           Path(__file__).parent / "fixtures" / "parity" / "image")
+    assert code == 0 and "has no audio encoder" in err and "nothing to index" not in err
 
 
 def test_a_file_indexed_only_by_modality_is_embedded_again_when_it_changes(tmp_path, run_cli, tiny_model):
