@@ -170,3 +170,10 @@ def test_the_bindworld_benchmark_regenerates_only_the_world_it_made(tmp_path: Pa
     before = (tmp_path / "users" / "scenes.csv").read_text()
     bindworld.ensure_world(tmp_path / "users", 8, 2, 1)
     assert made == [(6, 1), (8, 2)] and (tmp_path / "users" / "scenes.csv").read_text() == before
+
+
+def test_long_audio_benchmark_reads_each_route_by_crop_and_whole(capsys) -> None:
+    rows = load("long_audio").main(["--minutes", "0.75", "--formats", "wav,webm"])  # 45 s: over four crops
+    assert [row["format"] for row in rows] == ["wav", "webm"]
+    assert all(row["apart"] < 1e-3 and row["crops"]["peak_mb"] > 0 for row in rows)
+    assert "PyAV, two passes" in capsys.readouterr().out
