@@ -146,6 +146,15 @@ def test_text_towers_that_differ_are_refused_naming_the_field(tmp_path):
     ("config a list", r"config.json: a JSON object was expected, not list"),
     ("config null", r"config.json: a JSON object was expected, not NoneType"),
     ("shapes unlike config", r"does not match its config.json: size mismatch for text_projection.weight"),
+    ("NaN weight", r"pytorch_model.bin: tensor text_model\.[\w.]+ holds NaN or infinity, .*download it again$"),
+    ("infinite weight", r"pytorch_model.bin: tensor text_model\.[\w.]+ holds NaN or infinity"),
+    ("integer weight", r"model.safetensors: tensor text_model\.[\w.]+ is int64, not floating point"),
+    ("no vision_config", r"config.json: vision_config is missing \(the tower's shape"),
+    ("no text_config", r"config.json: text_config is missing"),
+    ("projection_dim not a number", r"config.json: projection_dim must be a whole number, not 'abc'$"),
+    ("hidden_size not a number", r"config.json: vision_config.hidden_size must be a whole number, not '64px'$"),
+    ("bin cut short", r"pytorch_model.bin could not be read as weights \(RuntimeError: [^.]*central directory\); "
+                      r"download it again$"),
 ])
 def test_a_broken_checkpoint_is_one_line_naming_its_file(tmp_path, damage, says, run_cli):
     """An interrupted download or a hand-edited config: one error line naming the file, never a traceback."""
@@ -162,6 +171,28 @@ def test_a_broken_checkpoint_is_one_line_naming_its_file(tmp_path, damage, says,
         (ckpt / "model.safetensors.index.json").write_text("{weight_map: 1" if damage == "index not JSON" else "{}")
     elif damage.startswith("config"):
         (ckpt / "config.json").write_text("[1, 2]" if damage == "config a list" else "null")
+    elif damage.endswith("weight"):
+        state = read_state_dict(ckpt)
+        # In the text tower, the one tower `encode text` reads.
+        key = next(k for k, v in state.items() if k.startswith("text_model.") and v.is_floating_point())
+        if damage == "integer weight":
+            state[key] = state[key].to(torch.int64)
+            weights.unlink()
+            save_file({k: v.contiguous() for k, v in state.items()}, ckpt / "model.safetensors")
+        else:
+            state[key].view(-1)[0] = float("nan" if damage == "NaN weight" else "inf")
+            torch.save(state, weights)
+    elif damage == "bin cut short":
+        weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    elif damage.startswith(("no ", "projection_dim", "hidden_size")):
+        cfg = json.loads((ckpt / "config.json").read_text())
+        if damage.startswith("no "):
+            del cfg[damage.removeprefix("no ")]
+        elif damage.startswith("projection_dim"):
+            cfg["projection_dim"] = "abc"
+        else:
+            cfg["vision_config"]["hidden_size"] = "64px"
+        (ckpt / "config.json").write_text(json.dumps(cfg))
     else:
         cfg = json.loads((ckpt / "config.json").read_text())
         cfg["projection_dim"] = cfg["projection_dim"] // 2
@@ -170,6 +201,17 @@ def test_a_broken_checkpoint_is_one_line_naming_its_file(tmp_path, damage, says,
         load_model(str(ckpt), device="cpu")
     code, _, err = run_cli("encode", "text", "a dog", "--model", ckpt)
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_float16_weights_whose_sum_overflows_are_not_taken_for_infinite(tmp_path):
+    """The check sums each tensor first: a float16 sum past 65504 is inf though every weight is finite."""
+    from bindsearch.models.loading import _check_weights
+
+    weights = {"text_model.w": torch.full((1000,), 100.0, dtype=torch.float16), "x.position_ids": torch.arange(3)}
+    _check_weights(tmp_path / "model.safetensors", weights)
+    weights["text_model.w"][-1] = float("inf")
+    with pytest.raises(ModelLoadError, match="tensor text_model.w holds NaN or infinity"):
+        _check_weights(tmp_path / "model.safetensors", weights)
 
 
 def test_a_path_object_and_a_missing_relative_folder(tmp_path):

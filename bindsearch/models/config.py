@@ -96,10 +96,28 @@ _MODEL_TYPES = {
 
 def _merged(cfg: dict[str, Any], name: str, defaults: dict[str, Any]) -> dict[str, Any]:
     # Older transformers saved both `text_config` and `text_config_dict`; the *_dict one wins, as there.
+    sections = [cfg[key] for key in (name, f"{name}_dict") if cfg.get(key) is not None]
+    if not sections:  # the defaults are CLIP ViT-B/32's: a checkpoint's weights would not fit them
+        raise ValueError(f"{name} is missing (the tower's shape: layers, widths, input size); restore it, or "
+                         "download the checkpoint again")
     out = dict(defaults)
-    out.update(cfg.get(name) or {})
-    out.update(cfg.get(f"{name}_dict") or {})
+    for section in sections:
+        if not isinstance(section, dict):
+            raise ValueError(f"{name} is a JSON {type(section).__name__}, not an object")
+        out.update(section)
     return out
+
+
+def _number(kind: type[int] | type[float], values: dict[str, Any], key: str, where: str = "") -> Any:
+    """values[key] as an int or float, or a ValueError naming the key (`where`: its section) and its value."""
+    value = values[key]
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{where}{key} must be {what}, not {value!r}") from None
 
 
 def _modality_of(cfg: dict[str, Any], vision: dict[str, Any]) -> str:
@@ -119,57 +137,65 @@ def from_languagebind_config(cfg: dict[str, Any]) -> tuple[ModelConfig, dict[str
     vision = _merged(cfg, "vision_config", _VISION_DEFAULTS)
     text = _merged(cfg, "text_config", _TEXT_DEFAULTS)
     modality = _modality_of(cfg, vision)
+    top = {"projection_dim": 512, "logit_scale_init_value": 2.6592, **cfg}
+
+    def tower_int(key: str, values: dict[str, Any] = vision) -> int:
+        return _number(int, values, key, "vision_config." if values is vision else "text_config.")
 
     if modality == "audio":
-        input_size = (int(vision["num_mel_bins"]), int(vision["target_length"]))
+        input_size = (tower_int("num_mel_bins"), tower_int("target_length"))
     else:
         size = vision["image_size"]
-        input_size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
-    if int(vision.get("tube_size", 1)) != 1:
+        sides = size if isinstance(size, (list, tuple)) and len(size) == 2 else (size, size)
+        input_size = tuple(_number(int, {"image_size": side}, "image_size", "vision_config.") for side in sides)
+    if _number(int, {"tube_size": 1, **vision}, "tube_size", "vision_config.") != 1:
         raise ValueError(f"tube_size {vision['tube_size']} is not supported (published checkpoints use 1)")
 
     is_video = bool(vision["add_time_attn"])
     tower = TowerConfig(
         encoder=EncoderConfig(
-            width=vision["hidden_size"], layers=vision["num_hidden_layers"], heads=vision["num_attention_heads"],
-            mlp_width=vision["intermediate_size"], act=vision["hidden_act"], layer_norm_eps=vision["layer_norm_eps"],
+            width=tower_int("hidden_size"), layers=tower_int("num_hidden_layers"),
+            heads=tower_int("num_attention_heads"), mlp_width=tower_int("intermediate_size"),
+            act=vision["hidden_act"], layer_norm_eps=_number(float, vision, "layer_norm_eps", "vision_config."),
         ),
         input_size=input_size,
-        patch_size=int(vision["patch_size"]),
-        channels=int(vision["num_channels"]),
-        num_frames=int(vision["num_frames"]) if is_video else 1,
+        patch_size=tower_int("patch_size"),
+        channels=tower_int("num_channels"),
+        num_frames=tower_int("num_frames") if is_video else 1,
         temporal_attention=is_video,
         frame_class_embedding=is_video and vision.get("clip_type", "vl") == "vl_new",
     )
     text_cfg = TextConfig(
         encoder=EncoderConfig(
-            width=text["hidden_size"], layers=text["num_hidden_layers"], heads=text["num_attention_heads"],
-            mlp_width=text["intermediate_size"], act=text["hidden_act"], layer_norm_eps=text["layer_norm_eps"],
+            width=tower_int("hidden_size", text), layers=tower_int("num_hidden_layers", text),
+            heads=tower_int("num_attention_heads", text), mlp_width=tower_int("intermediate_size", text),
+            act=text["hidden_act"], layer_norm_eps=_number(float, text, "layer_norm_eps", "text_config."),
         ),
-        vocab_size=int(text["vocab_size"]),
-        context_length=int(text["max_position_embeddings"]),
+        vocab_size=tower_int("vocab_size", text),
+        context_length=tower_int("max_position_embeddings", text),
     )
     known = {f.name for f in fields(Preprocess)}
     overrides: dict[str, Any] = {}
     if is_video:
-        overrides["num_frames"] = int(vision["num_frames"])
+        overrides["num_frames"] = tower_int("num_frames")
     if modality == "audio":
         overrides.update(num_mel_bins=input_size[0], target_length=input_size[1])
-        for ours, theirs in (("sample_rate", "audio_sample_rate"), ("audio_mean", "audio_mean"),
-                             ("audio_std", "audio_std")):
+        for ours, theirs, kind in (("sample_rate", "audio_sample_rate", int), ("audio_mean", "audio_mean", float),
+                                   ("audio_std", "audio_std", float)):
             if theirs in vision:
-                overrides[ours] = vision[theirs]
+                overrides[ours] = _number(kind, vision, theirs, "vision_config.")
     if modality == "depth" and vision.get("max_depth"):
-        overrides["max_depth"] = float(vision["max_depth"])
+        overrides["max_depth"] = _number(float, vision, "max_depth", "vision_config.")
     if modality in ("image", "infrared", "depth", "video"):
         overrides["image_size"] = input_size[0]
     model = ModelConfig(
         modality=modality,
         tower=tower,
         text=text_cfg,
-        projection_dim=int(cfg.get("projection_dim", 512)),
+        projection_dim=_number(int, top, "projection_dim"),
         preprocess=Preprocess(**{k: v for k, v in overrides.items() if k in known}),
-        logit_scale_init=float(cfg.get("logit_scale_init_value", 2.6592)),
+        logit_scale_init=_number(float, top, "logit_scale_init_value"),
     )
-    lora = {"r": int(vision.get("lora_r") or 0), "alpha": float(vision.get("lora_alpha") or 16)}
+    lora = {"r": _number(int, {"lora_r": vision.get("lora_r") or 0}, "lora_r", "vision_config."),
+            "alpha": _number(float, {"lora_alpha": vision.get("lora_alpha") or 16}, "lora_alpha", "vision_config.")}
     return model, lora
