@@ -299,28 +299,37 @@ class Collection:
 
     # -- reading --------------------------------------------------------------------------------
     def query_vector(self, text: str | Sequence[str] | None = None, files: PathsArg = (),
-                     file_modality: str | None = None, at: float | None = None) -> np.ndarray:
+                     file_modality: str | None = None, at: float | str | None = None) -> np.ndarray:
         """Text and/or files -> one (d,) float32 unit query: the mean of their unit vectors, renormalised.
 
         A file's modality is `file_modality`, else the catalog's (its stored vector is reused, also when the file
         has gone since; a long file's windows averaged), else a guess; a text file's words join the query as text.
-        `at` (seconds) makes the query one moment of a single video or audio file: its indexed window there, or
-        `WINDOW_SECONDS` decoded from `at`.
+        `at` (seconds, or "1:20" as `search --at` takes it) makes the query one moment of a single video or audio
+        file: its indexed window there, or `WINDOW_SECONDS` decoded from `at`.
         """
         return self._query(text, files, file_modality, at, self.catalog.pinned())[0]
 
     def _query(self, text: str | Sequence[str] | None, files: PathsArg, file_modality: str | None,
-               at: float | None, snapshot: Catalog) -> tuple[np.ndarray, set[int], set[str]]:
+               at: float | str | None, snapshot: Catalog) -> tuple[np.ndarray, set[int], set[str]]:
         """(the query vector, the ids of the indexed windows it is: what a search for more moments leaves out,
         every spelling of its files: what a search leaves out otherwise), read from one version of the catalog:
         a file's rows looked up in one and read in the next, which a writer had removed them from, were a
         KeyError."""
         from bindsearch import media
+        from bindsearch.media.windows import parse_moment
 
         files = given_paths(files, "file")
         if at is not None and len(files) != 1:
             raise CollectionError(f"a moment is of one file, and {len(files)} were given")
-        texts = [text] if isinstance(text, str) else list(text or [])
+        try:  # "1:20" as search --at and serve take it; NaN made every window's test false, and was searched
+            at = None if at is None else parse_moment(at)
+        except ValueError as exc:
+            raise CollectionError(f"at: {exc}") from None
+        several = isinstance(text, Iterable) and not isinstance(text, str | bytes | bytearray)
+        texts = [] if text is None else list(text) if several else [text]
+        odd = [t for t in texts if not isinstance(t, str)]
+        if odd:
+            raise TypeError(f"text takes a str or a list of str, not {type(odd[0]).__name__}")
         if any(not t.strip() for t in texts):
             raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
@@ -367,7 +376,7 @@ class Collection:
 
     def search(self, text: str | Sequence[str] | None = None, files: PathsArg = (),
                file_modality: str | None = None, modality: str | Sequence[str] | None = None,
-               k: int = 10, every_window: bool = False, at: float | None = None,
+               k: int = 10, every_window: bool = False, at: float | str | None = None,
                under: PathsArg = ()) -> list[Hit]:
         """Top-k items of the given modalities for a text and/or file query; query files excluded.
 
@@ -442,7 +451,10 @@ class Collection:
                         snapshot: Catalog) -> list[list[Hit]]:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
-        searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
+        try:
+            searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
+        except ValueError as exc:  # misuse of a collection, as the README says: not a bare ValueError
+            raise CollectionError(str(exc)) from None
         folders = tuple(sorted(str(p) for p in self.spellings(given_paths(under, "under"), snapshot)))
         misnamed = [f for f in folders if printable(f) != f]
         if misnamed:  # `walk` leaves out what lies under such a name: no row can be there

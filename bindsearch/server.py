@@ -584,14 +584,12 @@ def _under(value: object) -> list[Path]:
 
 def _at(value: object) -> float | None:
     """A moment of the query's one file: seconds (a JSON number, or "80", "1:20", "1:02:03")."""
-    from bindsearch.media.windows import parse_clock
+    from bindsearch.media.windows import parse_moment
 
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
-        return float(value)
     try:
-        return parse_clock(value if isinstance(value, str) else repr(value))  # parse_clock's message for any value
+        return parse_moment(value)
     except ValueError as exc:
         raise RequestError(f"at: {exc}") from None
 

@@ -263,6 +263,36 @@ def test_file_queries_fuse_and_exclude_themselves(tmp_path, tiny_model):
     assert np.allclose(q1, a, atol=1e-5)
 
 
+def test_python_misuse_is_a_typed_error_saying_what_was_expected(tmp_path, tiny_model, run_cli):
+    """`load_model(123)` and `search(text=123)` were "'int' object is not iterable"; `at="0:00.5"` was "'<' not
+    supported" though search --at and serve take it, `at=nan` was searched, and an unknown modality a bare
+    ValueError."""
+    from conftest import make_media
+
+    from bindsearch import load_model
+
+    files = make_media(tmp_path / "media")
+    col = Collection.open(tmp_path / "misuse", model=tiny_model)
+    col.add([tmp_path / "media"], workers=0)
+    with pytest.raises(TypeError, match=r"a model spec is a str \('languagebind:video_ft'.* not int$"):
+        load_model(123)
+    with pytest.raises(TypeError, match="a model spec is a str .* not int$"):
+        load_model(["random:tiny", 3])
+    for text, kind in ((123, "int"), (["a dog", 3], "int"), (b"a dog", "bytes")):
+        with pytest.raises(TypeError, match=f"^text takes a str or a list of str, not {kind}$"):
+            col.search(text=text)
+    video = files["video"]
+    assert np.array_equal(col.query_vector(files=[video], at="0:00.5"), col.query_vector(files=[video], at=0.5))
+    for at in (float("nan"), -1, "soon", True):
+        with pytest.raises(CollectionError, match=r"^at: '\S+' is not a time: give seconds \(80\) or m:ss"):
+            col.search(files=[video], at=at)
+    with pytest.raises(CollectionError, match="^unknown modality 'bogus'; expected one of image, video"):
+        col.search(text="a dog", modality="bogus")
+    code, _, err = run_cli("search", "a dog", "-c", tmp_path / "misuse", "--modality", "bogus")
+    assert code == 2 and err.strip() == ("error: unknown modality 'bogus'; expected one of image, video, audio, "
+                                         "depth, infrared, text")
+
+
 def test_searches_read_an_index_from_disk_once_until_the_collection_changes(tiny_model, media_files, monkeypatch):
     from indexes import VectorIndex
 

@@ -9,12 +9,14 @@ as a clip of its own.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WINDOWED", "Window", "WindowPlan", "duration", "format_clock", "format_window", "parse_clock"]
+__all__ = ["WINDOWED", "Window", "WindowPlan", "duration", "format_clock", "format_window", "parse_clock",
+           "parse_moment"]
 
 Window = tuple[float, float]
 """(start, end) in seconds from the start of the file."""
@@ -100,3 +102,11 @@ def parse_clock(text: str) -> float:
     for n in numbers:
         seconds = seconds * 60 + n
     return seconds
+
+
+def parse_moment(value: object) -> float:
+    """A moment as `search --at`, serve's `at` and `Collection.search(at=...)` all take it: seconds as a number, or
+    a str `parse_clock` reads; ValueError (parse_clock's words) for anything else, NaN and negatives included."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return float(value)
+    return parse_clock(value if isinstance(value, str) else repr(value))

@@ -288,6 +288,11 @@ def _split_specs(spec: str | Sequence[str]) -> list[str]:
     collection records the spec, and `runs/depth` would load from nowhere else than where it was indexed."""
     if isinstance(spec, os.PathLike):  # a folder, given as a Path
         spec = os.fspath(spec)
+    odd = [s for s in (spec if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec])
+           if not isinstance(s, str | os.PathLike)]
+    if odd:
+        raise TypeError(f"a model spec is a str ('languagebind:video_ft', 'random:tiny', a folder), a Path, or a "
+                        f"list of them; not {type(odd[0]).__name__}")
     specs = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
     expanded = []
     for s in specs:
