@@ -292,7 +292,11 @@ def test_encode_out_writes_the_name_given_and_a_system_refusal_is_one_line(tmp_p
 def test_world_and_train_options_are_checked_before_any_work(tmp_path, run_cli):
     for option, says in ((["--seconds", "0"], "seconds must be a positive length"),
                          (["--seconds", "nan"], "seconds must be a positive length"),
-                         (["--splits", "a,b,c"], "--splits needs three fractions")):
+                         (["--splits", "a,b,c"], "--splits needs three fractions"),
+                         # A traceback of numpy's _ArrayMemoryError, and a negative count of processes taken as one.
+                         (["--size", "100000"], "size must be an even number of pixels from 16 to 2048"),
+                         (["--workers", "-2"], "workers must be at least 1"),
+                         (["--workers", "0"], "workers must be at least 1")):
         code, _, err = run_cli("world", "make", tmp_path / "w", "--n", "5", *option)
         assert code == 2 and not (tmp_path / "w").exists()
         one_line_error(err, says)
@@ -307,6 +311,16 @@ def test_world_and_train_options_are_checked_before_any_work(tmp_path, run_cli):
                            "--batch-size", "2", "--accumulate", "2")
     assert code == 2
     one_line_error(err, "leaves fewer than 2 pairs in each")
+    for lr in ("-1", "nan"):  # AdamW's "Invalid learning rate: -1.0" named no option
+        code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "depth", "--out",
+                               tmp_path / "r", "--lr", lr)
+        assert code == 2 and not (tmp_path / "r").exists()
+        one_line_error(err, f"--lr must be a positive learning rate (e.g. 1e-3), not {lr}")
+    (tmp_path / "tactile.json").write_text("{name: 'tactile'}")  # json's message alone named no file
+    code, _, err = run_cli("train", "tower", tmp_path / "pairs.csv", "--modality", "tactile", "--out", tmp_path / "r",
+                           "--modality-config", tmp_path / "tactile.json")
+    assert code == 2
+    one_line_error(err, f"{tmp_path / 'tactile.json'} is not JSON (Expecting property name")
 
 
 def test_a_full_disk_is_one_line_though_it_names_no_file(monkeypatch, run_cli, tmp_path):

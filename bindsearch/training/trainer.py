@@ -479,9 +479,18 @@ def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
     """
     from bindsearch.models.mini import register_input
 
-    data = json.loads(Path(path).read_text())
-    prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("preprocess", {}).items()})
-    config = InputConfig.from_dict(data)
+    try:  # json's "Expecting property name ...: line 1 column 2" alone did not say which file
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("preprocess", {}).items()})
+        config = InputConfig.from_dict(data)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON ({exc})") from None
+    except KeyError as exc:
+        raise ValueError(f"{path}: no {exc} key; a modality config needs at least a name") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     register_input(config)
     return config, prep
 
@@ -501,6 +510,8 @@ def train_pairs(pairs_csv: str | Path, modality: str, out: str | Path, *, val_cs
     preprocess = preprocess or SMALL_INPUT
     tower = tower or default_tower(modality, preprocess)
     config = TrainConfig(modality, tower, preprocess, input_config, **settings)
+    if not (math.isfinite(config.lr) and config.lr > 0):  # AdamW's "Invalid learning rate: -1.0" named no option
+        raise ValueError(f"--lr must be a positive learning rate (e.g. 1e-3), not {config.lr:g}")
     if config.batch_size // config.accumulate < 2:
         raise ValueError(f"--batch-size {config.batch_size} over --accumulate {config.accumulate} micro-batches "
                          "leaves fewer than 2 pairs in each: InfoNCE needs another pair to contrast with")
