@@ -176,12 +176,8 @@ def search(
         raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
     for name in modality or []:  # an unknown name is a usage error (2), as index's --modality is
         canonical_modality(name)
-    if queries is not None and str(queries) != "-" and not queries.is_file():
-        # A file that is not there is a clear error (exit 1, one line), as a missing --file is; not a usage error.
-        advice = "; give a file of queries, one per line, or '-'"
-        if queries.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "a folder" + advice, str(queries))
-        raise FileNotFoundError(errno.ENOENT, "no such file" + advice, str(queries))
+    if queries is not None and str(queries) != "-":
+        _check_lines_file(queries, "--queries", "a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)
     folders = [absolute(u) for u in given_paths(under or [], "--under")]
     if queries is not None:
@@ -305,6 +301,7 @@ def classify(
 
     names = [s.strip() for s in (labels or "").split(",") if s.strip()]
     if labels_file is not None:
+        _check_lines_file(labels_file, "--labels-file", "a file of labels, one per line")
         names += [line.strip() for line in _read_lines(labels_file) if line.strip()]
     names = list(dict.fromkeys(names))  # a label twice would split its probability in two
     if not names:
@@ -342,6 +339,16 @@ def classify(
 
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> typer.BadParameter:
     return typer.BadParameter(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+
+
+def _check_lines_file(path: Path, flag: str, what: str) -> None:
+    """A file of lines given to `flag` that is missing or a folder: one line naming the flag, exit 1 (as a missing
+    --file is; not a usage error). A pipe or a device is read as a file is (`<(grep ...)`; /dev/null was called
+    missing): what it holds, or that it holds nothing, is said once it is read."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"a folder; give {flag} {what}", str(path))
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, f"no such file; give {flag} {what}", str(path))
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -535,10 +535,13 @@ def test_cli_search_classify_info_remove(tmp_path, cli):
     code, _, err = cli("search", "x", "-c", "cli", "--queries", tmp_path / "queries.txt")
     assert code == 2
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "missing.txt")
-    assert code == 1 and err.count("\n") == 1 and "missing.txt: no such file; give a file of queries" in err
+    assert code == 1 and err.count("\n") == 1 and "missing.txt: no such file; give --queries a file of queries" in err
     code, _, err = cli("classify", files["image"], "--labels-file", tmp_path / "missing.txt", "--model",
                        "random:tiny")
-    assert code == 1 and err == f"error: {tmp_path / 'missing.txt'}: No such file or directory\n"
+    assert code == 1 and err == (f"error: {tmp_path / 'missing.txt'}: no such file; give --labels-file a file of "
+                                 "labels, one per line\n")
+    code, out, err = cli("search", "-c", "cli", "--queries", "/dev/null")  # there, and empty: was "no such file"
+    assert code == 0 and not out and err == "warning: /dev/null holds no query (no line with words): nothing searched\n"
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     code, _, err = cli("search", "-c", "cli", "--queries", tmp_path / "latin.txt")
     assert code == 2 and "latin.txt: not UTF-8 text" in " ".join(err.replace("│", " ").split())
