@@ -123,8 +123,8 @@ def make_world(
     if config.size % 2 or not 16 <= config.size <= MAX_SIZE:
         raise ValueError(f"size must be an even number of pixels from 16 to {MAX_SIZE} (H.264 needs even sides; "
                          f"a scene of {MAX_SIZE} px takes 1 GB to draw), got {config.size}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1 (one process draws the scenes), got {workers}")
+    if workers < 0:
+        raise ValueError(f"workers must be at least 0 (0 or 1: the scenes are drawn in this process), got {workers}")
     if config.frames < 2:
         raise ValueError(f"a video needs at least 2 frames, got {config.frames}")
     if not (math.isfinite(config.seconds) and config.seconds > 0):
