@@ -10,6 +10,7 @@ a kill goes on from the next window.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -169,8 +170,13 @@ class Ingest:
             if (kind is None or kind not in encodes) and indexed_as:  # indexed by --modality before
                 kind, why = indexed_as[0], "its earlier --modality"
             elif kind in PICTURES and not forced and kind not in indexed_as and (seen := PICTURES.intersection(
-                    indexed_as)):  # guessed by another folder given to `index`: a picture is one of them
-                kind, why = min(seen), "its modality when indexed"
+                    indexed_as)):  # guessed otherwise by another folder given to `index`: a picture is one of them
+                photo = [i for i in known.get(str(f), []) if i.modality == "image"]
+                if kind != "image" and seen == {"image"} and not partial(photo):
+                    # Its folder names it now (a run given the folder above `depth`): its rows as a photo go over.
+                    carried, indexed_as = photo, [m for m in indexed_as if m != "image"]
+                else:  # read as a photo by a run given a folder below the one that names it: as it was
+                    kind, why = min(seen), "its modality when indexed"
             if kind is None:
                 report.skipped.append((f, why))
                 continue
@@ -191,7 +197,7 @@ class Ingest:
                         if as_kind == kind:
                             report.guessed[(kind, why)] += 1
                         continue
-                    if previous and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
+                    if previous and not carried and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
                         report.unchanged += 1
                         if previous[0].start is not None and self._cut_otherwise(previous):
                             cut_before.append(f)
@@ -236,28 +242,37 @@ class Ingest:
         """Of the files new under their path, those whose bytes the catalog holds, as the same modality, under a
         path where no file is any more (a folder renamed or moved, in or out of the folders given): their rows
         take the new path, keeping their vectors and ids, instead of being embedded again while the old rows stay
-        as hits for nothing. Only files of a size some such row has are hashed. -> {(path, modality)} moved."""
+        as hits for nothing. Only files of a size such a row has are hashed. Not taken: rows in a folder that is
+        empty now, as an unmounted drive's mount point is (`_remove_vanished` keeps them; a backup copy of one
+        of its files took its row, and the drive then fell under the count that keeps it), and rows in folders
+        that cannot be read. -> {(path, modality)} moved."""
         if not fresh or not len(self.catalog):
             return set()
         kept = tuple(below(folder) for folder in unreadable)  # files there may well be there
-        orphans: dict[tuple[int, str], dict[str, list[Item]]] = {}  # (size, modality) -> old path -> its rows
+        empty = functools.cache(_empty_folder)
+        orphans: dict[tuple[int, str, str], dict[str, list[Item]]] = {}  # (size, modality, hash) -> path -> rows
         for item in self.catalog.with_sizes(stat.st_size for _, _, stat, _ in fresh):
             if item.path not in present and not item.content_hash.startswith(PARTIAL) and \
                     not (kept and item.path.startswith(kept)):
-                orphans.setdefault((item.size, item.modality), {}).setdefault(item.path, []).append(item)
+                orphans.setdefault((item.size, item.modality, item.content_hash), {}).setdefault(
+                    item.path, []).append(item)
+        for key, paths in list(orphans.items()):  # each path checked once, its folder once
+            paths = {path: rows for path, rows in paths.items() if _gone(path) and empty(Path(path).parent) is None}
+            if paths:
+                orphans[key] = paths
+            else:
+                del orphans[key]
+        sizes = {(size, modality) for size, modality, _ in orphans}
         moves: list[tuple[Path, os.stat_result, list[Item]]] = []
         for f, kind, stat, _ in fresh:
-            candidates = orphans.get((stat.st_size, kind))
-            if not candidates:
+            if (stat.st_size, kind) not in sizes:
                 continue
             try:
-                digest = content_hash(f)
+                candidates = orphans.get((stat.st_size, kind, content_hash(f)))
             except OSError:  # gone or unreadable since the walk: said where it is embedded
                 continue
-            old = next((path for path, rows in candidates.items() if rows[0].content_hash == digest and _gone(path)),
-                       None)
-            if old is not None:
-                moves.append((f, stat, candidates.pop(old)))
+            if candidates:
+                moves.append((f, stat, candidates.pop(next(iter(candidates)))))
         for start in range(0, len(moves), _MOVES_A_COMMIT):
             part = moves[start:start + _MOVES_A_COMMIT]
             rows = [replace(i, path=str(f), mtime=stat.st_mtime) for f, stat, old in part for i in old]
@@ -480,9 +495,10 @@ def _given_folder(path: Path, roots: set[str]) -> Path:
 
 
 PICTURES = frozenset({"image", "depth", "infrared"})
-"""What a picture file can be indexed as, one at a time: a photo, a depth map or a thermal frame. Once indexed as
-one, a plain run does not add another because another folder given to `index` (one below a `depth` folder) guesses
-otherwise; `--modality` does."""
+"""What a picture file can be indexed as, one at a time: a photo, a depth map or a thermal frame. A plain run given
+another folder does not add a second: given one below a `depth` folder, which reads its depth maps as photos, they
+stay depth; given the folder above, depth maps read as photos before become depth (rows and ids carried over).
+`--modality` adds one."""
 
 
 @dataclass
@@ -511,7 +527,11 @@ _MANY_GONE = 10
 
 def _empty_folder_above(path: Path) -> Path | None:
     """The nearest existing folder above a file that is gone, when that folder is empty (nothing in it at all)."""
-    folder = path.parent
+    return _empty_folder(path.parent)
+
+
+def _empty_folder(folder: Path) -> Path | None:
+    """The nearest existing folder at or above `folder`, when it is empty (nothing in it at all)."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:

@@ -977,6 +977,18 @@ def test_a_picture_keeps_its_folder_guess_whichever_folder_is_given(tmp_path, ho
     col.add([depth_map], modality="infrared", workers=0)  # --modality adds one
     assert sorted(i.modality for i in col.catalog.items() if i.path == str(depth_map)) == ["depth", "infrared"]
 
+    # The other way: read as a photo from the folder below `depth`, then given the folder above it, depth.
+    below = Collection.open(tmp_path / "below", model=tiny_model)
+    below.add([depth_map.parent], workers=0)
+    [photo] = below.catalog.items()
+    assert photo.modality == "image"
+    report = below.add([scans], workers=0)
+    assert (report.new, report.changed) == (1, 1)  # photo.png new; the depth map read again as what it is
+    [row] = [i for i in below.catalog.items() if i.path == str(depth_map)]
+    assert (row.modality, row.id) == ("depth", photo.id)
+    np.testing.assert_allclose(below.catalog.get_vectors([row.id])[0], tiny_model.encode("depth", [depth_map])[0],
+                               atol=1e-5)
+
 
 def test_a_moved_folder_keeps_its_vectors_and_leaves_no_rows_behind(tmp_path, home, cli, monkeypatch):
     """A folder renamed or moved was embedded again (hours of video, for a rename) and its old rows stayed as hits
@@ -1078,3 +1090,24 @@ def test_a_query_file_leaves_out_its_other_names_not_its_copies(tmp_path, tiny_m
     (tmp_path / "m" / "link-out.png").symlink_to(outside)
     col.add([tmp_path / "m"], workers=0)
     assert "link-out.png" not in {Path(h.path).name for h in col.search(files=[outside], k=9)}
+
+
+def test_a_backup_copy_of_a_file_on_an_unmounted_drive_does_not_take_its_row(tmp_path, home, cli):
+    """A card's folder empty (unmounted) and one of its photos copied elsewhere: the copy took the photo's row, the
+    card fell under the count of files that keeps an emptied folder's rows, and the other nine were deleted (all
+    embedded again when the card came back)."""
+    rng = np.random.default_rng(6)
+    card = tmp_path / "media" / "card"
+    for i in range(10):
+        write_image(card / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    cli.ok("index", tmp_path / "media", "-c", "cards", "--model", "random:tiny")
+    card.rename(tmp_path / "away")
+    card.mkdir()  # the mount point, empty
+    (tmp_path / "media" / "backup").mkdir()
+    shutil.copy(tmp_path / "away" / "4.png", tmp_path / "media" / "backup" / "4.png")
+    report = cli.json("index", tmp_path / "media", "-c", "cards")
+    assert (report["new"], report["moved"], report["removed"]) == (1, 0, 0)
+    assert "10 indexed file(s) were in it (an unmounted drive?)" in report["warnings"][0]
+    card.rmdir()
+    (tmp_path / "away").rename(card)
+    assert cli.json("index", tmp_path / "media", "-c", "cards")["unchanged"] == 11

@@ -394,8 +394,10 @@ def _streamed_crops(path: Path, prep: Preprocess) -> torch.Tensor | None:
                 return None
             stream = container.streams.audio[0]
             rate, length, seconds = stream.rate, _av_length(stream), _av_seconds(container)
-            # A header that says the file is short is believed, though a raw stream's may be half out.
-            if seconds is not None and seconds * 2 < LONG_FILE_CROPS * prep.target_length * SHIFT_SECONDS:
+            # A header that says the file is short is believed: a container's to its padding, a raw stream's
+            # (guessed from its first packets' bit rate) to half.
+            trust = 0.5 if container.format.name in _LENGTH_GUESSED else 0.95
+            if seconds is not None and seconds < trust * LONG_FILE_CROPS * prep.target_length * SHIFT_SECONDS:
                 return None
             frames = _without_padding(sum(chunk.shape[1] for chunk in _decoded(path, container, stream)), length)
         spans = _crop_spans(rate, frames, prep)
@@ -452,6 +454,8 @@ _SEEKS_TO_THE_SAMPLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "ogg"})
 (checked: AAC and ALAC in .m4a and .mp4, FLAC in .ogg). The rest are streamed (`_streamed_crops`): raw streams
 (.aac, .ac3) have a length guessed from their bit rate, WMA's seeks land frames away, and Matroska (.webm, .mka)
 counts Opus's padding in its length and seeks 24 samples early."""
+_LENGTH_GUESSED = frozenset({"aac", "ac3", "eac3", "dts", "truehd", "mp3"})
+"""PyAV formats of raw streams, whose length in the header is a guess from the bit rate of their first packets."""
 _PADDING = 2048  # samples an encoder may add after the sound (AAC pads to 1,024 a frame)
 
 
