@@ -406,13 +406,13 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
 
 def _files_under(collection: str, path: str) -> int:
     """How many files the collection, if it exists, holds at or under `path`."""
-    from bindsearch import Collection, CollectionError
+    from bindsearch import Collection
 
     try:
         catalog = Collection.open(collection, create=False).catalog
-    except CollectionError:
+        return sum(catalog.count_files(modality, [path]) for modality in catalog.modalities())
+    except Exception:  # none, or one that cannot be read: the missing path is what to say (the run says the rest)
         return 0
-    return sum(catalog.count_files(modality, [path]) for modality in catalog.modalities())
 
 
 def remove(
