@@ -42,16 +42,27 @@ class Hit:
         since. (A Hit made without `size` and `mtime` reads its file as it is.)"""
         if self.modality != "text":
             return None
-        from bindsearch.media import MediaError, read_text
+        from bindsearch.media import MediaError
 
         path = Path(self.path)
         try:
             if self.size is None or self.mtime is None:
-                return read_text(path, WORDS_BYTES)
+                return _first_words(path)
             with as_indexed(path, self.size, self.mtime):
-                return read_text(path, WORDS_BYTES)
+                return _first_words(path)
         except (MediaError, NotAsIndexed):
             return None
+
+
+def _first_words(path: Path) -> str:
+    """The first `WORDS_BYTES` of a text file's words; where that much of it is blank, its first words as far as
+    `index` read it (a file of 5,000 spaces and then words was shown as changed)."""
+    from bindsearch.media import MediaError, read_text
+
+    try:
+        return read_text(path, WORDS_BYTES)
+    except MediaError:
+        return read_text(path)[:WORDS_BYTES]
 
 
 WORDS_BYTES = 4 << 10

@@ -38,6 +38,10 @@ def test_read_text_gives_the_words_and_names_every_bad_file(tmp_path):
         assert cause in caught.value.cause and "\n" not in str(caught.value)
     with pytest.raises(MediaError, match="no such file"):
         read_text(tmp_path / "missing.txt")
+    # UTF-16 with its byte-order mark, as Notepad's "Unicode" and PowerShell 5 save: it was "binary data".
+    for encoding in ("utf-16-le", "utf-16-be"):
+        (tmp_path / f"{encoding}.txt").write_bytes("\ufeffnotes: café, 狗 barking\r\n".encode(encoding))
+        assert read_text(tmp_path / f"{encoding}.txt") == "notes: café, 狗 barking"
     with pytest.raises(ValueError, match="read_text"):
         media.load("text", good)
 
@@ -172,3 +176,20 @@ def test_a_long_text_hit_shows_its_start_not_all_that_indexing_read(tmp_path):
     col.add([notes], workers=0)
     words = col.search("a fox", modality="text", k=1)[0].words()
     assert words.startswith("the quick brown fox") and len(words.encode()) <= WORDS_BYTES < 100_000
+    # Its first 4 KiB blank: its words, not None (shown as a file changed since it was indexed).
+    (notes / "long.txt").write_text(" " * 5000 + "a fox at the gate")
+    col.add([notes], workers=0)
+    assert col.search("a fox", modality="text", k=1)[0].words() == "a fox at the gate"
+
+
+def test_a_query_text_of_megabytes_is_tokenized_from_its_start_alone(tiny_model, monkeypatch):
+    """A 17 MB JSON text held serve's one search lock for 7 s while all of it was tokenized; a tower reads 77
+    tokens."""
+    seen = []
+    tokenize = type(tiny_model).tokenize
+    monkeypatch.setattr(type(tiny_model), "tokenize", lambda self, texts: seen.extend(map(len, texts)) or
+                        tokenize(self, texts))
+    long = " " * 100 + "a dog barking " * 1_000_000
+    np.testing.assert_allclose(tiny_model.encode("text", [long]), tiny_model.encode("text", [long.strip()[:5000]]),
+                               atol=1e-6)
+    assert max(seen) <= 64 << 10

@@ -25,14 +25,19 @@ def read_text(path: Path, limit: int = READ_BYTES) -> str:
     """
     with open(path, "rb") as f:
         data = f.read(limit)
-    if b"\x00" in data:
-        raise MediaError(path, "binary data, not text (a NUL byte); text files must be UTF-8")
+    # UTF-16 with its byte-order mark: what Windows Notepad saves as "Unicode" and PowerShell 5's `>` writes.
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    if encoding == "utf-8-sig" and b"\x00" in data:
+        raise MediaError(path, "binary data, not text (a NUL byte); text files must be UTF-8 (or UTF-16 with "
+                               "its byte-order mark)")
     try:
         # Incremental: a read that stops inside a multi-byte character leaves that character out, no error.
-        text = codecs.getincrementaldecoder("utf-8-sig")().decode(data, final=len(data) < limit)
+        text = codecs.getincrementaldecoder(encoding)().decode(data, final=len(data) < limit)
     except UnicodeDecodeError as exc:
-        raise MediaError(path, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                               "save it as UTF-8") from None
+        raise MediaError(path, f"not {encoding.upper().removesuffix('-SIG')} text (byte 0x{data[exc.start]:02x} "
+                               f"at offset {exc.start}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise MediaError(path, "binary data, not text (a NUL character)")
     words = re.sub(r"\s+", " ", text).strip()
     if not words:
         raise MediaError(path, "empty text file (no words to embed)")
