@@ -108,10 +108,21 @@ class SearchServer(ThreadingHTTPServer):
             return catalog_advice(exc) if is_catalog_error(exc) else f"the collection cannot be read ({exc})"
         return None
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that closed its connection (a closed tab, `curl | head`) is no error of the server's: not
+        logged with a traceback, as socketserver logs what a handler raised."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _ClientGone(Exception):
+    """The client closed its connection before its request was whole: nothing to answer, nothing wrong here."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -215,10 +226,12 @@ class _Handler(BaseHTTPRequestHandler):
             unknown = sorted(set(query) - set(_JSON_FIELDS))
             if unknown:  # a misspelt field would otherwise search without it, unfiltered
                 raise RequestError(f"unknown field {unknown[0]!r} in the JSON body; it takes {', '.join(_JSON_FIELDS)}")
-            text, paths = _text(query.get("text"), "text"), query.get("paths") or []
+            text, paths = _text(query.get("text"), "text"), query.get("paths", [])
             paths = [paths] if isinstance(paths, str) else paths  # one path, as "under" takes one folder
-            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-                raise RequestError("\"paths\" must be a list of paths in the collection")
+            if not isinstance(paths, list) or not all(isinstance(p, str) and "\x00" not in p for p in paths) or (
+                    "paths" in query and not paths):
+                raise RequestError("\"paths\" must be a non-empty list of paths in the collection (leave it out "
+                                   "to search by text alone)")
             if len(paths) > MAX_LIST:
                 raise RequestError(f"{len(paths)} paths: a query fuses at most {MAX_LIST}")
             self._check_indexed(paths)
@@ -301,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if ranged is not None:
                     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
                 kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                kind += "; charset=utf-8" if item.modality == "text" else ""  # as indexed: UTF-8 (or UTF-16's BOM)
                 raw = _Raw(b"", kind, HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK, headers,
                            file=(os.dup(f.fileno()), first, last + 1 - first))
         except BaseException:
@@ -336,7 +350,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"the body is {int(length)} bytes, over this server's limit of "
                                f"{self.server.max_upload} (bindsearch serve --max-upload-mb)",
                                HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        body = self.rfile.read(int(length))
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:  # stalled: the socket's timeout (`timeout`) passed with no byte
+            raise RequestError(f"the body stopped coming for {self.timeout} s before its {int(length)} bytes "
+                               "(Content-Length); send all of it", HTTPStatus.REQUEST_TIMEOUT) from None
+        except (ConnectionResetError, BrokenPipeError):  # the client left (a cancelled upload): no one to answer
+            raise _ClientGone from None
         if len(body) < int(length):  # the client stopped sending: a cut-off file would be searched as it is
             raise RequestError(f"the body ended after {len(body)} of its {int(length)} bytes (Content-Length)")
         return body
@@ -346,16 +366,25 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             try:
+                # http.server reads the request line as Latin-1: UTF-8 sent as it is (curl 'q=café') is its bytes
+                # again, then UTF-8 ('café' was searched as 'cafÃ©').
+                query = url.query.encode("latin-1").decode("utf-8")
                 # Blank values kept: `under=` dropped would search every folder, and a bare `every_window` none.
-                params = parse_qs(url.query, keep_blank_values=True, errors="strict")
-            except UnicodeDecodeError:
-                raise RequestError("the query string is not UTF-8 once %-decoded; send UTF-8") from None
+                params = parse_qs(query, keep_blank_values=True, errors="strict")
+            except UnicodeError:
+                raise RequestError("the query string is not UTF-8 (as sent, or once %-decoded); send UTF-8") from None
             status, answer = HTTPStatus.OK, route(url.path.rstrip("/") or "/", params)
             if isinstance(answer, _Raw):
                 status = answer.status
         except RequestError as exc:
             status, answer = exc.status, _Raw(json.dumps({"error": str(exc)}).encode(), "application/json",
                                               exc.status, exc.headers)
+        except _ClientGone:
+            self.close_connection = True
+            if self.server.log:
+                print(f"{self.command} {url.path}: the client left before its request was whole", file=sys.stderr,
+                      flush=True)
+            return
         except Exception as exc:
             status, answer = self._failure(exc)
         raw = answer if isinstance(answer, _Raw) else _Raw(json.dumps(answer, default=str).encode(), "application/json")
@@ -375,17 +404,17 @@ class _Handler(BaseHTTPRequestHandler):
         # another request.
         self.close_connection = (self.close_connection or status >= 400
                                  or (self.command == "GET" and self.headers.get("Content-Length", "0") != "0"))
-        self.send_response(status)
-        self.send_header("Content-Type", raw.content_type)
-        self.send_header("Content-Length", str(length))
-        for name, value in raw.headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command == "HEAD":
-            return
         try:
+            self.send_response(status)
+            self.send_header("Content-Type", raw.content_type)
+            self.send_header("Content-Length", str(length))
+            for name, value in raw.headers.items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
             if raw.file is None:
                 self.wfile.write(data)
                 return
@@ -504,8 +533,11 @@ def _known(params: dict[str, list[str]], route: str, names: tuple[str, ...]) -> 
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
+    """The one value of a parameter that takes one (None where absent); given twice, which would be searched?"""
     values = params.get(name)
-    return values[-1] if values else None
+    if values and len(values) > 1:
+        raise RequestError(f"{name}= is given {len(values)} times; it takes one value")
+    return values[0] if values else None
 
 
 def _text(value: object, name: str) -> str | None:
@@ -570,8 +602,11 @@ def _under(value: object) -> list[Path]:
     values = [value] if isinstance(value, str) else value
     if values is None:
         return []
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise RequestError("under must be a path or a list of paths")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise RequestError("under must be a path or a non-empty list of paths (leave it out to search every "
+                           "folder)")
+    if any("\x00" in v for v in values):
+        raise RequestError("under: a path holds a NUL character, which no file name can")
     if len(values) > MAX_LIST:
         raise RequestError(f"{len(values)} folders in under: give at most {MAX_LIST} (their common folder, say)")
     for v in values:

@@ -207,10 +207,13 @@ def _clock(text: str) -> float:
 
 def _snippet(hit, width: int = 60) -> str:
     """A text hit's first words, so that the answer reads without opening the file ('' for media)."""
+    from bindsearch.files import displayed
+
     words = hit.words()
     if words is None:  # media, or a text file gone or unreadable since it was indexed: the path alone
         return ""
-    return f'  "{words if len(words) <= width else words[:width - 3] + "..."}"'
+    # Shown as written: a file's escape sequences (clear the screen) and direction overrides are not run.
+    return f'  "{displayed(words if len(words) <= width else words[:width - 3] + "...")}"'
 
 
 def _query_batches(source: Path, batch: int = 256):

@@ -150,6 +150,13 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/search?q=%ff%fe", None, None, 400, "the query string is not UTF-8"),
     ("/search", None, {"text": "x", "under": ["/a"] * 101}, 400, "101 folders in under: give at most 100"),
     ("/search", None, {"paths": ["/a"] * 101}, 400, "101 paths: a query fuses at most 100"),
+    # The last of a repeated parameter was searched, the first dropped; an empty JSON list searched unfiltered.
+    ("/search?q=dog&q=cat", None, None, 400, "q= is given 2 times; it takes one value"),
+    ("/search?q=dog&k=1&k=2", None, None, 400, "k= is given 2 times"),
+    ("/file?id=1&id=2", None, None, 400, "id= is given 2 times"),
+    ("/search", None, {"text": "dog", "under": []}, 400, "under must be a path or a non-empty list of paths"),
+    ("/search", None, {"text": "dog", "paths": []}, 400, "\"paths\" must be a non-empty list of paths"),
+    ("/search", None, {"text": "dog", "under": "/a\u0000b"}, 400, "under: a path holds a NUL character"),
 ])
 def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
     got, answer = call(server, path, body, json_body, method="PUT" if status == 405 else None)
@@ -432,3 +439,32 @@ def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_brow
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_words_sent_unencoded_are_searched_as_utf8_and_a_client_that_leaves_is_no_error(server, capfd, monkeypatch):
+    """curl sends 'q=café' as its UTF-8 bytes: searched as 'cafÃ©'. A body that stops coming was a 500 after a
+    minute, a client that left mid-upload two tracebacks in the log."""
+    import socket
+
+    from bindsearch import server as server_module
+
+    host, port = server.server_address[:2]
+
+    def ask(raw_request: bytes) -> bytes:
+        with socket.create_connection((host, port), timeout=30) as raw:
+            raw.sendall(raw_request)
+            return raw.makefile("rb").read()
+
+    for query in ("café".encode(), b"caf%C3%A9"):
+        answer = ask(b"GET /search?q=" + query + b"&k=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["query"]["text"] == "café"
+    assert b" 400 " in ask(b"GET /search?q=caf\xe9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[:20]
+
+    monkeypatch.setattr(server_module._Handler, "timeout", 1)
+    stalled = ask(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
+    assert b" 408 " in stalled[:20] and b"the body stopped coming for 1 s" in stalled
+    with socket.create_connection((host, port), timeout=30) as raw:  # a cancelled upload: reset mid-body
+        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    assert call(server, "/health")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err

@@ -193,3 +193,12 @@ def test_a_query_text_of_megabytes_is_tokenized_from_its_start_alone(tiny_model,
     np.testing.assert_allclose(tiny_model.encode("text", [long]), tiny_model.encode("text", [long.strip()[:5000]]),
                                atol=1e-6)
     assert max(seen) <= 64 << 10
+
+
+def test_a_text_hit_is_printed_as_written_not_run_by_the_terminal(tmp_path, run_cli):
+    """A note's clear-screen and colour codes, and a right-to-left override, went to the terminal raw."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "ansi.txt").write_text("\x1b[2J\x1b[31mRED\x1b[0m a dog \u202e barking")
+    run_cli("index", tmp_path / "notes", "-c", "ansi", "--model", "random:tiny")
+    code, out, _ = run_cli("search", "a dog", "-c", "ansi", "--modality", "text")
+    assert code == 0 and "\x1b" not in out and "\u202e" not in out and "\\x1b[2J" in out and "\\u202e" in out
