@@ -48,6 +48,8 @@ def test_an_unreadable_folder_keeps_what_it_held_and_is_named(tmp_path, run_cli,
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refuse)
+    isfile = os.path.isfile  # nor can what it holds be looked at
+    monkeypatch.setattr(os.path, "isfile", lambda path: not str(path).startswith(f"{locked}/") and isfile(path))
     code, out, err = run_cli("index", media, "-c", "perm", "--json")
     report = json.loads(out)
     assert code == 1 and report["removed"] == 0 and report["unchanged"] == 2
@@ -510,6 +512,7 @@ def test_pipes_links_to_folders_hidden_folders_and_odd_names_in_a_real_drive(tmp
         pictures(drive / junk, 1, seed=9)
     (drive / "DCIM" / "bad\nname.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     (drive / "DCIM" / "esc\x1b[2Jred.png").write_bytes(b"")
+    (drive / "DCIM" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS's sidecar on exFAT: hidden
     code, out, err = run_cli("index", drive, "-c", "drive", "--model", "random:tiny")
     assert code == 1 and "2 new" in out  # nothing from the hidden folders or behind the link
     lines = err.splitlines()

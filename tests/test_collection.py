@@ -398,6 +398,12 @@ def test_a_folder_that_is_empty_now_keeps_its_rows_and_says_so(tmp_path, tiny_mo
     report = col.add([tmp_path / "media"], workers=0)
     assert report.ok and report.removed == 1 and not report.warnings
     assert [i.path for i in col.catalog.items()] == [str(kept)]
+    usb = _pictures(tmp_path / "usb", ["a.png", "b.png", "c.png"], seed=4)  # a folder given itself: kept at any count
+    col.add([tmp_path / "usb"], workers=0)
+    for f in usb:
+        f.unlink()
+    report = col.add([tmp_path / "usb"], workers=0)
+    assert report.removed == 0 and "3 indexed file(s) were in it (an unmounted drive?)" in report.warnings[0]
 
 
 def test_a_run_that_waits_for_the_lock_lists_the_folder_once_it_has_it(tmp_path, tiny_model):
@@ -1111,3 +1117,21 @@ def test_a_backup_copy_of_a_file_on_an_unmounted_drive_does_not_take_its_row(tmp
     card.rmdir()
     (tmp_path / "away").rename(card)
     assert cli.json("index", tmp_path / "media", "-c", "cards")["unchanged"] == 11
+
+
+def test_a_large_file_hashes_its_size_and_its_start_middle_and_end(tmp_path):
+    """Above `full_below` the hash reads 4 MiB at the start, middle and end, and the size: an edit in the middle of
+    a long video changes it; two files of zeros of different lengths differ."""
+    from bindsearch.files import content_hash
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(13 << 20))
+    before = content_hash(big, full_below=1 << 20)
+    with open(big, "r+b") as f:
+        f.seek(13 << 19)  # the middle
+        f.write(b"edited")
+    assert content_hash(big, full_below=1 << 20) != before
+    (tmp_path / "longer.bin").write_bytes(bytes(14 << 20))
+    (tmp_path / "zeros.bin").write_bytes(bytes(13 << 20))
+    assert content_hash(tmp_path / "longer.bin", full_below=1 << 20) != content_hash(tmp_path / "zeros.bin",
+                                                                                      full_below=1 << 20)

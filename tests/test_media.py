@@ -173,6 +173,27 @@ def test_a_long_file_only_pyav_reads_is_read_crop_by_crop_not_whole(tmp_path, mo
     assert by_crops.shape == whole.shape and float(difference.max()) < 1e-3 and float(difference.mean()) < 1e-5
 
 
+
+def test_a_long_file_that_decodes_shorter_the_second_time_is_read_whole(tmp_path, monkeypatch):
+    """Truncated or rewritten between the two passes: the crops' buffers were left part unfilled (np.empty)."""
+    from bindsearch.media import audio
+
+    rate = 48000
+    path = write_audio(tmp_path / "podcast.webm", 0.3 * np.sin(np.arange(50 * rate) / 30), rate)
+    passes, decoded = [], audio._decoded
+
+    def shorter_the_second_time(*args):
+        passes.append(args)
+        chunks = decoded(*args)
+        return chunks if len(passes) == 1 else (chunk for chunk, _ in zip(chunks, range(100), strict=False))
+
+    monkeypatch.setattr(audio, "_decoded", shorter_the_second_time)
+    whole_reads = []
+    read_audio = audio.read_audio
+    monkeypatch.setattr(audio, "read_audio", lambda *args: whole_reads.append(args) or read_audio(*args))
+    media.load("audio", path)
+    assert len(passes) >= 2 and whole_reads
+
 def test_bad_files_raise_one_line_media_errors(tmp_path, media_files, capfd):
     empty = tmp_path / "empty.mp4"
     empty.touch()

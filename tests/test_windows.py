@@ -370,6 +370,11 @@ def test_the_server_lists_windows_when_asked(reels):
         assert status == 200 and moment["query"]["at"] == 10.0 and len(moment["hits"]) == 2
         status, bad = call(server, "/search", json_body={"paths": [str(reel.video)], "at": "soon"})
         assert status == 400 and "at: 'soon' is not a time" in bad["error"]
+        # The reel's bytes uploaded: only its window at 0:10 is left out, as for the indexed path above.
+        status, upload = call(server, "/search?name=reel.mp4&at=0:10&k=3&every_window=1&modality=video",
+                              body=reel.video.read_bytes())
+        starts = [h["start"] for h in upload["hits"] if h["path"] == str(reel.video)]
+        assert status == 200 and starts and 10.0 not in starts
     finally:
         server.shutdown()
         server.server_close()
