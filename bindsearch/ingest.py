@@ -171,12 +171,7 @@ class Ingest:
                 kind, why = indexed_as[0], "its earlier --modality"
             elif kind in PICTURES and not forced and kind not in indexed_as and (seen := PICTURES.intersection(
                     indexed_as)):  # guessed otherwise by another folder given to `index`: a picture is one of them
-                photo = [i for i in known.get(str(f), []) if i.modality == "image"]
-                if kind != "image" and seen == {"image"} and not partial(photo):
-                    # Its folder names it now (a run given the folder above `depth`): its rows as a photo go over.
-                    carried, indexed_as = photo, [m for m in indexed_as if m != "image"]
-                else:  # read as a photo by a run given a folder below the one that names it: as it was
-                    kind, why = min(seen), "its modality when indexed"
+                kind, why = min(seen), "its modality when indexed"
             if kind is None:
                 report.skipped.append((f, why))
                 continue
@@ -197,7 +192,7 @@ class Ingest:
                         if as_kind == kind:
                             report.guessed[(kind, why)] += 1
                         continue
-                    if previous and not carried and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
+                    if previous and unchanged(f, previous[0], stat, trust_mtime=not self.rehash):
                         report.unchanged += 1
                         if previous[0].start is not None and self._cut_otherwise(previous):
                             cut_before.append(f)
@@ -496,9 +491,9 @@ def _given_folder(path: Path, roots: set[str]) -> Path:
 
 PICTURES = frozenset({"image", "depth", "infrared"})
 """What a picture file can be indexed as, one at a time: a photo, a depth map or a thermal frame. A plain run given
-another folder does not add a second: given one below a `depth` folder, which reads its depth maps as photos, they
-stay depth; given the folder above, depth maps read as photos before become depth (rows and ids carried over).
-`--modality` adds one."""
+another folder (one below a `depth` folder reads its depth maps as photos, the folder above the other way round)
+keeps what a picture is indexed as, which may have been `--modality`'s choice: the catalog does not say. To read
+pictures as another modality, `bindsearch remove` them and index them again; `--modality` adds one."""
 
 
 @dataclass

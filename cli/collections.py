@@ -163,7 +163,6 @@ def search(
     """
     from bindsearch import Collection
     from bindsearch.files import absolute, given_paths
-    from bindsearch.modalities import canonical_modality
 
     if queries is not None and (text is not None or files):
         raise typer.BadParameter("--queries takes the place of a text and --file; give one or the other")
@@ -174,8 +173,6 @@ def search(
         raise typer.BadParameter("give a text query, --file, both, or --queries")
     if text is not None and not text.strip():
         raise typer.BadParameter("the text query is empty; give words to search for (or only --file)")
-    for name in modality or []:  # an unknown name is a usage error (2), as index's --modality is
-        canonical_modality(name)
     if queries is not None and str(queries) != "-":
         _check_lines_file(queries, "--queries", "a file of queries, one per line, or '-'")
     col = Collection.open(collection, model=model, device=device, create=False)

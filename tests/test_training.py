@@ -307,6 +307,12 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
         assert all(h.modality == "tactile" for h in top)
         hits += sum(int(Path(h.path).stem) % 4 == list(SIDES).index(side) for h in top)
     assert hits >= 10  # of 12: each side's top three are maps pressed on that side
+    from bindsearch import modalities
+
+    modalities._REGISTERED.discard("tactile")  # as a new process starts: known once the model is loaded
+    code, out, err = run_cli("search", "pressure on the left", "-c", tmp_path / "touch", "--modality", "tactile",
+                             "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 10, err  # a modality of one's own is known once loaded
 
     # Classified and benchmarked like any modality: its labels as written (it has no templates of LanguageBind's).
     labels = ",".join(f"pressure on the {side}" for side in SIDES)
