@@ -237,10 +237,11 @@ class Ingest:
         """Of the files new under their path, those whose bytes the catalog holds, as the same modality, under a
         path where no file is any more (a folder renamed or moved, in or out of the folders given): their rows
         take the new path, keeping their vectors and ids, instead of being embedded again while the old rows stay
-        as hits for nothing. Only files of a size such a row has are hashed. Not taken: rows in a folder that is
-        empty now, as an unmounted drive's mount point is (`_remove_vanished` keeps them; a backup copy of one
-        of its files took its row, and the drive then fell under the count that keeps it), and rows in folders
-        that cannot be read. -> {(path, modality)} moved."""
+        as hits for nothing. Only files of a size such a row has are hashed. Rows in a folder that is empty now
+        are taken only where all its files are found (an inbox emptied into an archive): such a folder is also
+        how an unmounted drive looks (`_remove_vanished` keeps its rows), and a backup copy of one of its files
+        took that file's row, the drive then falling under the count that keeps it. Rows in folders that cannot
+        be read are not taken. -> {(path, modality)} moved."""
         if not fresh or not len(self.catalog):
             return set()
         kept = tuple(below(folder) for folder in unreadable)  # files there may well be there
@@ -251,8 +252,8 @@ class Ingest:
                     not (kept and item.path.startswith(kept)):
                 orphans.setdefault((item.size, item.modality, item.content_hash), {}).setdefault(
                     item.path, []).append(item)
-        for key, paths in list(orphans.items()):  # each path checked once, its folder once
-            paths = {path: rows for path, rows in paths.items() if _gone(path) and empty(Path(path).parent) is None}
+        for key, paths in list(orphans.items()):  # each path checked once
+            paths = {path: rows for path, rows in paths.items() if _gone(path)}
             if paths:
                 orphans[key] = paths
             else:
@@ -268,6 +269,13 @@ class Ingest:
                 continue
             if candidates:
                 moves.append((f, stat, candidates.pop(next(iter(candidates)))))
+        emptied: dict[Path, int] = {}  # an empty folder -> how many of its files moved
+        for _, _, old in moves:
+            if (folder := empty(Path(old[0].path).parent)) is not None:
+                emptied[folder] = emptied.get(folder, 0) + 1
+        held = {folder for folder, n in emptied.items()
+                if n < sum(self.catalog.count_files(m, [str(folder)]) for m in self.catalog.modalities())}
+        moves = [move for move in moves if empty(Path(move[2][0].path).parent) not in held]
         for start in range(0, len(moves), _MOVES_A_COMMIT):
             part = moves[start:start + _MOVES_A_COMMIT]
             rows = [replace(i, path=str(f), mtime=stat.st_mtime) for f, stat, old in part for i in old]

@@ -1113,6 +1113,12 @@ def test_a_backup_copy_of_a_file_on_an_unmounted_drive_does_not_take_its_row(tmp
     card.rmdir()
     (tmp_path / "away").rename(card)
     assert cli.json("index", tmp_path / "media", "-c", "cards")["unchanged"] == 11
+    # Every file of a folder moved out of it (an inbox emptied into an archive): moved, though the folder is empty.
+    (tmp_path / "media" / "archive").mkdir()
+    for f in card.iterdir():
+        f.rename(tmp_path / "media" / "archive" / f.name)
+    report = cli.json("index", tmp_path / "media", "-c", "cards")
+    assert (report["new"], report["moved"], report["removed"], report["warnings"]) == (0, 10, 0, [])
 
 
 def test_a_large_file_hashes_its_size_and_its_start_middle_and_end(tmp_path):
