@@ -32,6 +32,7 @@ the collection indexes. Searches run one at a time; the rest wait their turn.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import json
@@ -226,10 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             unknown = sorted(set(query) - set(_JSON_FIELDS))
             if unknown:  # a misspelt field would otherwise search without it, unfiltered
                 raise RequestError(f"unknown field {unknown[0]!r} in the JSON body; it takes {', '.join(_JSON_FIELDS)}")
-            text, paths = _text(query.get("text"), "text"), query.get("paths", [])
-            paths = [paths] if isinstance(paths, str) else paths  # one path, as "under" takes one folder
+            text, paths = _text(query.get("text"), "text"), query.get("paths")
+            paths = [] if paths is None else [paths] if isinstance(paths, str) else paths  # null: none
             if not isinstance(paths, list) or not all(isinstance(p, str) and "\x00" not in p for p in paths) or (
-                    "paths" in query and not paths):
+                    query.get("paths") == []):
                 raise RequestError("\"paths\" must be a non-empty list of paths in the collection (leave it out "
                                    "to search by text alone)")
             if len(paths) > MAX_LIST:
@@ -314,7 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if ranged is not None:
                     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
                 kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                kind += "; charset=utf-8" if item.modality == "text" else ""  # as indexed: UTF-8 (or UTF-16's BOM)
+                if item.modality == "text":  # read as UTF-8, or UTF-16 where its byte-order mark says so
+                    sixteen = os.pread(f.fileno(), 2, 0) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+                    kind += f"; charset={'utf-16' if sixteen else 'utf-8'}"
                 raw = _Raw(b"", kind, HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK, headers,
                            file=(os.dup(f.fileno()), first, last + 1 - first))
         except BaseException:

@@ -156,6 +156,7 @@ def test_an_upload_is_a_query_by_example_and_an_indexed_path_is_left_out_of_its_
     ("/file?id=1&id=2", None, None, 400, "id= is given 2 times"),
     ("/search", None, {"text": "dog", "under": []}, 400, "under must be a path or a non-empty list of paths"),
     ("/search", None, {"text": "dog", "paths": []}, 400, "\"paths\" must be a non-empty list of paths"),
+    ("/search", None, {"text": "dog", "paths": None, "k": 0}, 400, "k must be between"),  # null paths: none
     ("/search", None, {"text": "dog", "under": "/a\u0000b"}, 400, "under: a path holds a NUL character"),
 ])
 def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_body, status, says):
@@ -387,6 +388,7 @@ def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_brow
     Image.fromarray(np.full((40, 56, 3), 200, np.uint8)).save(media / "photo.jpg")
     (media / "long.txt").write_text("words of a long transcript " * 700_000)  # 18.9 MB
     (media / "note.txt").write_text("a note about a dog")
+    (media / "windows.txt").write_bytes("\ufeffa note saved by Notepad".encode("utf-16-le"))
     secret.write_text("the host's secret")
     col = Collection.open(tmp_path / "collection", model="random:tiny", device="cpu")
     assert col.add([media], workers=0).ok
@@ -398,6 +400,8 @@ def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_brow
         data = (media / "long.txt").read_bytes()
         status, headers, body = fetch(srv, f"/file?id={ids['long.txt']}")
         assert status == 200 and body == data and "Content-Range" not in headers
+        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert fetch(srv, f"/file?id={ids['windows.txt']}")[1]["Content-Type"] == "text/plain; charset=utf-16"
         for ignored in ("items=0-5", "bytes=0-1,5-6"):
             assert fetch(srv, f"/file?id={ids['long.txt']}", {"Range": ignored})[:3:2] == (200, data)
         status, headers, _ = fetch(srv, f"/file?id={ids['long.txt']}", {"Range": f"bytes={len(data)}-"})
