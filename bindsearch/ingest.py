@@ -212,7 +212,8 @@ class Ingest:
                     report.guessed[(kind, why)] += 1
         moved = self._moved(fresh, set(map(str, files)), [folder for folder, _ in found.unreadable])
         for f, as_kind, _, why in fresh:
-            if (str(f), as_kind) not in moved:
+            took = moved.get(str(f))  # moved as what it was indexed as; --modality adds one
+            if took is None or (forced and as_kind not in took):
                 todo.setdefault(as_kind, []).append((f, []))
                 if why is not None:
                     report.guessed[(as_kind, why)] += 1
@@ -233,55 +234,57 @@ class Ingest:
         return todo
 
     def _moved(self, fresh: list[tuple[Path, str, os.stat_result, str | None]], present: set[str],
-               unreadable: Sequence[Path]) -> set[tuple[str, str]]:
-        """Of the files new under their path, those whose bytes the catalog holds, as the same modality, under a
-        path where no file is any more (a folder renamed or moved, in or out of the folders given): their rows
-        take the new path, keeping their vectors and ids, instead of being embedded again while the old rows stay
-        as hits for nothing. Only files of a size such a row has are hashed. Rows in a folder that is empty now
-        are taken only where all its files are found (an inbox emptied into an archive): such a folder is also
-        how an unmounted drive looks (`_remove_vanished` keeps its rows), and a backup copy of one of its files
-        took that file's row, the drive then falling under the count that keeps it. Rows in folders that cannot
-        be read are not taken. -> {(path, modality)} moved."""
+               unreadable: Sequence[Path]) -> dict[str, set[str]]:
+        """Of the files new under their path, those whose bytes (size and content hash) the catalog holds under a
+        path where no file is any more (a folder renamed or moved, in or out of the folders given): all the rows of
+        that path, each modality it is indexed as, take the new path, keeping their vectors and ids, instead of
+        being embedded again while the old rows stay as hits for nothing. Only files of a size such a row has are
+        hashed. Rows in a folder that is empty now move only where all its files turned up (an inbox emptied into
+        an archive): such a folder is also how an unmounted drive looks (`_remove_vanished` keeps its rows), and a
+        backup copy of one of its files took that file's row, the drive then falling under the count that keeps
+        it; the files that did turn up are embedded, and a `warning:` says how to drop the old rows. Rows in
+        folders that cannot be read are not taken. -> the paths moved to, and the modalities each took."""
         if not fresh or not len(self.catalog):
-            return set()
+            return {}
         kept = tuple(below(folder) for folder in unreadable)  # files there may well be there
-        empty = functools.cache(_empty_folder)
-        orphans: dict[tuple[int, str, str], dict[str, list[Item]]] = {}  # (size, modality, hash) -> path -> rows
+        rows_of: dict[str, list[Item]] = {}  # a path -> its rows, every modality and window
         for item in self.catalog.with_sizes(stat.st_size for _, _, stat, _ in fresh):
-            if item.path not in present and not item.content_hash.startswith(PARTIAL) and \
-                    not (kept and item.path.startswith(kept)):
-                orphans.setdefault((item.size, item.modality, item.content_hash), {}).setdefault(
-                    item.path, []).append(item)
-        for key, paths in list(orphans.items()):  # each path checked once
-            paths = {path: rows for path, rows in paths.items() if _gone(path)}
-            if paths:
-                orphans[key] = paths
-            else:
-                del orphans[key]
-        sizes = {(size, modality) for size, modality, _ in orphans}
-        moves: list[tuple[Path, os.stat_result, list[Item]]] = []
-        for f, kind, stat, _ in fresh:
-            if (stat.st_size, kind) not in sizes:
+            if item.path not in present and not (kept and item.path.startswith(kept)):
+                rows_of.setdefault(item.path, []).append(item)
+        orphans: dict[tuple[int, str], list[str]] = {}  # (size, hash) -> paths gone, holding those bytes
+        for path, rows in rows_of.items():
+            if not partial(rows) and len({i.content_hash for i in rows}) == 1 and _gone(path):
+                orphans.setdefault((rows[0].size, rows[0].content_hash), []).append(path)
+        sizes = {size for size, _ in orphans}
+        moves: dict[Path, tuple[os.stat_result, str]] = {}  # new file -> (its stat, the old path it is)
+        for f, _, stat, _ in fresh:
+            if f in moves or stat.st_size not in sizes:
                 continue
             try:
-                candidates = orphans.get((stat.st_size, kind, content_hash(f)))
+                candidates = orphans.get((stat.st_size, content_hash(f)))
             except OSError:  # gone or unreadable since the walk: said where it is embedded
                 continue
             if candidates:
-                moves.append((f, stat, candidates.pop(next(iter(candidates)))))
-        emptied: dict[Path, int] = {}  # an empty folder -> how many of its files moved
-        for _, _, old in moves:
-            if (folder := empty(Path(old[0].path).parent)) is not None:
-                emptied[folder] = emptied.get(folder, 0) + 1
-        held = {folder for folder, n in emptied.items()
-                if n < sum(self.catalog.count_files(m, [str(folder)]) for m in self.catalog.modalities())}
-        moves = [move for move in moves if empty(Path(move[2][0].path).parent) not in held]
-        for start in range(0, len(moves), _MOVES_A_COMMIT):
-            part = moves[start:start + _MOVES_A_COMMIT]
-            rows = [replace(i, path=str(f), mtime=stat.st_mtime) for f, stat, old in part for i in old]
+                moves[f] = (stat, candidates.pop(0))
+        empty = functools.cache(_empty_folder)
+        found: dict[Path, int] = {}  # an empty folder -> how many of its files turned up
+        for _, old in moves.values():
+            if (folder := empty(Path(old).parent)) is not None:
+                found[folder] = found.get(folder, 0) + 1
+        held = {folder for folder, n in found.items() if n < len(self.catalog.paths_under([str(folder)]))}
+        for folder in sorted(held):
+            self.report.warnings.append(
+                f"{found[folder]} file(s) indexed in {folder}, empty now, turned up elsewhere and were embedded "
+                f"again, since not all of its files did (an unmounted drive?); if it was not one, run: bindsearch "
+                f"remove {folder} -c {self.directory}")
+        moves = {f: move for f, move in moves.items() if empty(Path(move[1]).parent) not in held}
+        entries = list(moves.items())
+        for start in range(0, len(entries), _MOVES_A_COMMIT):
+            rows = [replace(i, path=str(f), mtime=stat.st_mtime) for f, (stat, old) in entries[start:start +
+                    _MOVES_A_COMMIT] for i in rows_of[old]]
             self.catalog.upsert(rows, self.catalog.get_vectors([i.id for i in rows]))
         self.report.moved += len(moves)
-        return {(str(f), old[0].modality) for f, _, old in moves}
+        return {str(f): {i.modality for i in rows_of[old]} for f, (_, old) in moves.items()}
 
     def _cut_otherwise(self, rows: list[Item]) -> bool:
         """Whether this run's window plan cuts a long file's length into other windows than its rows hold."""

@@ -293,6 +293,10 @@ class Catalog:
         table = self._query(f"size = {int(size)} AND {_in('content_hash', list(hashes))}", self._item_columns)
         return [Item(**row) for row in table.to_pylist()]
 
+    def paths_under(self, under: Sequence[str]) -> set[str]:
+        """The paths of the files at or below `under` (each once, whatever its modalities and windows)."""
+        return set(pc.unique(self._query(_under_filter(under), ["path"])["path"]).to_pylist())
+
     def with_sizes(self, sizes: Iterable[int]) -> list[Item]:
         """The items of files of these sizes (bytes)."""
         sizes = sorted(set(map(int, sizes)))

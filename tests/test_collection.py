@@ -1109,7 +1109,8 @@ def test_a_backup_copy_of_a_file_on_an_unmounted_drive_does_not_take_its_row(tmp
     shutil.copy(tmp_path / "away" / "4.png", tmp_path / "media" / "backup" / "4.png")
     report = cli.json("index", tmp_path / "media", "-c", "cards")
     assert (report["new"], report["moved"], report["removed"]) == (1, 0, 0)
-    assert "10 indexed file(s) were in it (an unmounted drive?)" in report["warnings"][0]
+    assert [w.split(",")[0] for w in report["warnings"]] == [f"1 file(s) indexed in {card}", f"{card} is empty now"]
+    assert "10 indexed file(s) were in it (an unmounted drive?)" in report["warnings"][1]
     card.rmdir()
     (tmp_path / "away").rename(card)
     assert cli.json("index", tmp_path / "media", "-c", "cards")["unchanged"] == 11
@@ -1119,6 +1120,19 @@ def test_a_backup_copy_of_a_file_on_an_unmounted_drive_does_not_take_its_row(tmp
         f.rename(tmp_path / "media" / "archive" / f.name)
     report = cli.json("index", tmp_path / "media", "-c", "cards")
     assert (report["new"], report["moved"], report["removed"], report["warnings"]) == (0, 10, 0, [])
+    # A file indexed as two modalities moves with both rows, and an emptied folder of it is all there (the count of
+    # its files was per modality: held for good); one moved where it would be guessed otherwise keeps its modality.
+    archive, inbox = tmp_path / "media" / "archive", tmp_path / "media" / "inbox"
+    inbox.mkdir()
+    write_depth_png(inbox / "both.png", np.full((32, 32), 1200.0))
+    cli.ok("index", inbox, "-c", "cards")
+    cli.ok("index", inbox / "both.png", "-c", "cards", "--modality", "depth")
+    for f in inbox.iterdir():
+        f.rename(archive / f.name)
+    report = cli.json("index", tmp_path / "media", "-c", "cards")
+    assert (report["new"], report["moved"], report["removed"], report["warnings"]) == (0, 1, 0, [])
+    rows = Catalog.open(home / "collections" / "cards").lookup_paths([str(archive / "both.png")])
+    assert sorted(i.modality for i in rows[str(archive / "both.png")]) == ["depth", "image"]
 
 
 def test_a_large_file_hashes_its_size_and_its_start_middle_and_end(tmp_path):
