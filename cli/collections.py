@@ -409,8 +409,7 @@ def _files_under(collection: str, path: str) -> int:
     from bindsearch import Collection
 
     try:
-        catalog = Collection.open(collection, create=False).catalog
-        return sum(catalog.count_files(modality, [path]) for modality in catalog.modalities())
+        return len(Collection.open(collection, create=False).catalog.paths_under([path]))
     except Exception:  # none, or one that cannot be read: the missing path is what to say (the run says the rest)
         return 0
 
