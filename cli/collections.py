@@ -82,7 +82,6 @@ def index(
     from bindsearch import Collection
     from bindsearch.files import check_paths, given_paths, missing_path
     from bindsearch.media.windows import WindowPlan
-    from bindsearch.models.config import canonical_modality
 
     # Before the collection is opened: a mistyped path, modality or window must not leave an empty one behind.
     paths = given_paths(paths, "index")
@@ -94,7 +93,7 @@ def index(
             f"remove {missing} -c {collection}")
     check_paths(paths)
     if modality != "auto":
-        canonical_modality(modality)
+        _check_modality(modality, model or _stored_spec(collection))
     WindowPlan(window)
     col = Collection.open(collection, model=model, default_model=DEFAULT_MODEL, device=device, dtype=dtype,
                           compile_towers=compile_towers)
@@ -308,9 +307,7 @@ def classify(
         given = "--labels and --labels-file hold no label" if labels is not None or labels_file else "no labels"
         raise typer.BadParameter(f"{given}; give --labels 'dog,cat,rain' or --labels-file with one a line")
     if file_modality is not None:
-        from bindsearch.modalities import canonical_modality
-
-        canonical_modality(file_modality)  # an unknown name is a usage error (2), before the model loads
+        _check_modality(file_modality, model)  # an unknown name is a usage error (2), before the model loads
     failed = 0
     for result in classify_files(load_model(model, device=device), files, names, file_modality, templates=templates,
                                  window=window or None):
@@ -402,6 +399,29 @@ def info(collection: CollectionOption, as_json: JsonOption = False) -> None:
     if stats["partial"]:
         typer.echo(f"  {stats['partial']} long file(s) partly indexed (a run was stopped): run index on their "
                    "folders again to finish them")
+
+
+def _check_modality(name: str, spec: str | None) -> None:
+    """An unknown modality name is refused before a model loads or a collection is made for it, unless the checkpoint
+    declares that tower (a modality of one's own, `train tower --modality-config`: known once the model loads)."""
+    from bindsearch.models.config import canonical_modality
+    from bindsearch.models.loading import own_towers
+
+    try:
+        canonical_modality(name)
+    except ValueError:
+        if spec is None or name.lower() not in {t.lower() for t in own_towers(spec)}:
+            raise
+
+
+def _stored_spec(collection: str) -> str | None:
+    """The model spec an existing collection was built with; None where there is none (or it cannot be read)."""
+    from bindsearch import Collection
+
+    try:
+        return Collection.open(collection, create=False).catalog.encoder.name
+    except Exception:  # none, or one that cannot be read: the run says which
+        return None
 
 
 def _files_under(collection: str, path: str) -> int:

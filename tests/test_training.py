@@ -313,6 +313,14 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
     code, out, err = run_cli("search", "pressure on the left", "-c", tmp_path / "touch", "--modality", "tactile",
                              "--json")
     assert code == 0 and len(json.loads(out)["hits"]) == 10, err  # a modality of one's own is known once loaded
+    modalities._REGISTERED.discard("tactile")
+    code, out, err = run_cli("index", tmp_path / "maps", "-c", tmp_path / "touch2", "--modality", "tactile",
+                             "--model", tmp_path / "tactile-model", "--json")
+    assert code == 0 and json.loads(out)["new"] == 48, err  # before: refused as unknown before the model loaded
+    code, out, err = run_cli("index", tmp_path / "maps", "-c", tmp_path / "touch3", "--modality", "tactil",
+                             "--model", tmp_path / "tactile-model")
+    assert code == 2 and "unknown modality 'tactil'" in err and not (tmp_path / "touch3").exists()
+    modalities._REGISTERED.discard("tactile")
 
     # Classified and benchmarked like any modality: its labels as written (it has no templates of LanguageBind's).
     labels = ",".join(f"pressure on the {side}" for side in SIDES)

@@ -339,6 +339,20 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
     return ("text", *(_read_config(directory)[0].modality for directory in resolve_checkpoints(specs)))
 
 
+def own_towers(spec: str | Sequence[str]) -> set[str]:
+    """The towers the MiniLM-anchored checkpoints of `spec` declare in their configs, modalities of one's own
+    included (`canonical_modality` knows those only once their model is loaded); empty for other specs."""
+    towers: set[str] = set()
+    for s in _split_specs(spec):
+        directory = mini_directory(s)
+        try:
+            listed = json.loads((directory / "config.json").read_text())["towers"] if directory else ()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        towers |= {m for m in listed if isinstance(m, str)} if isinstance(listed, dict | list) else set()
+    return towers
+
+
 def mini_directory(spec: str) -> Path | None:
     """The directory of a MiniLM-anchored checkpoint (`bindsearch-mini`, or what `bindsearch train` writes)."""
     from bindsearch.models.specs import MINI, MINI_DIR
