@@ -264,11 +264,14 @@ class Collection:
         file whole); the length applies to the files this run embeds.
         """
         from bindsearch import media
+        from bindsearch.modalities import checked_batch_size
 
         start = time.perf_counter()
         plan = media.WindowPlan(window)
+        batch_size = checked_batch_size(batch_size)
         paths = given_paths(paths, "index")
         check_paths(paths)
+        self.catalog.pinned()  # a collection deleted since it was opened says so (the lock would make its folder anew)
         encodes = self.encoder_modalities()
         forced = canonical_modality(modality) if modality else None
         if forced and forced not in encodes:
@@ -287,6 +290,7 @@ class Collection:
     def remove(self, paths: PathsArg, wait: float = 0.0) -> int:
         """Forget these files (or everything under these folders); returns how many files were removed (a file
         indexed as windows, or as two modalities, counts once per modality)."""
+        self.catalog.pinned()  # gone since opened: said, not a folder made anew
         with CollectionLock(self.directory).acquire(timeout=wait):
             targets = {str(p) for p in self.spellings(given_paths(paths, "remove"))}
             prefixes = tuple(below(t) for t in targets)
@@ -387,7 +391,7 @@ class Collection:
         """
         query, used, spelt = self._query(text, files, file_modality, at, self.catalog.pinned())
         exclude = spelt if at is None else set()
-        _check_k(k)
+        k = _check_k(k)
         with self._turn:  # pinned again under the turn: a search never takes the held indexes back a version
             return self._search_vectors(query[None], modality, k, exclude, every_window, used, under,
                                         self.catalog.pinned())[0]
@@ -401,7 +405,7 @@ class Collection:
         blank = next((i for i, t in enumerate(texts) if isinstance(t, str) and not t.strip()), None)
         if blank is not None:  # as `search` refuses it: an empty query's hits would look like answers
             raise CollectionError(f"text query {blank} of {len(texts)} is empty: give words to search for")
-        _check_k(k)
+        k = _check_k(k)
         if not texts:
             return []
         queries = self.encoder(()).encode("text", texts).numpy()
@@ -424,7 +428,7 @@ class Collection:
         those are scored, else the index is searched and the rest passed over.
         """
         queries = self._check_queries(queries)
-        _check_k(k)
+        k = _check_k(k)
         with self._turn:
             return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under,
                                         self.catalog.pinned())
@@ -450,6 +454,8 @@ class Collection:
                         exclude: set[str], every_window: bool, exclude_ids: set[int], under: PathsArg,
                         snapshot: Catalog) -> list[list[Hit]]:
         present = self._of_version(snapshot, "modalities", snapshot.modalities)
+        if modality is not None and not isinstance(modality, str | Iterable):
+            raise TypeError(f"modality takes a name or a list of names, not {type(modality).__name__}")
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
         try:
             searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
@@ -591,6 +597,7 @@ class Collection:
         """Files per modality, vectors stored (`items`: a long file has one per window, `windows` of them in all),
         long files an interrupted run left partly indexed (`partial`), the encoder, and where the collection lives
         (no model is loaded)."""
+        self.catalog.pinned()  # gone since opened: said, not LanceDB's missing-file error
         enc = self.catalog.encoder
         size = sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
         files = {m: self.catalog.count_files(m) for m in self.catalog.modalities()}
@@ -641,9 +648,11 @@ def _other_names(snapshot: Catalog, path: Path, rows: Sequence[Item]) -> list[Pa
     return out
 
 
-def _check_k(k: object) -> None:
+def _check_k(k: object) -> int:
+    """`k` as a Python int (FAISS takes no numpy integer), or a CollectionError saying what it must be."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise CollectionError(f"k must be a whole number of at least 1, not {k!r}")
+    return int(k)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

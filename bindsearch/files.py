@@ -126,6 +126,8 @@ class StoredSpellings:
 def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: str) -> list[Path]:
     """Paths as a caller typed them, one path given alone included, refusing an empty one (ValueError): Path("")
     is the current folder, and `remove -c home "$UNSET"` must not forget everything under it."""
+    if not isinstance(paths, str | os.PathLike | Iterable):
+        raise TypeError(f"{what}: a path or a list of paths, not {type(paths).__name__}")
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if any(isinstance(p, str) and not p.strip() for p in paths):
         raise ValueError(f"{what}: an empty path (an unset shell variable?); give a file or folder, or '.' for the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -34,7 +35,7 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
 
     A file that cannot be decoded raises `MediaError`, one whose modality cannot be told `ValueError`.
     """
-    path = Path(file)
+    path = Path(file).expanduser()
     if path.is_dir():
         raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
     if modality is not None:
@@ -65,7 +66,9 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
     ValueError.
     """
     labels = _distinct(labels)
-    files = list(dict.fromkeys(Path(f) for f in files))
+    if isinstance(files, str | bytes | os.PathLike):  # iterating would classify its characters
+        raise TypeError(f"classify_files takes a list of files, got one {type(files).__name__}: pass [{files!r}]")
+    files = list(dict.fromkeys(Path(f).expanduser() for f in files))
     order = {path: i for i, path in enumerate(files)}
     # Decoder processes finish long files in their own order, and groups go by modality: each file's answers are
     # held until those of the files given before it are out, so that the order is the one given whatever the
@@ -85,6 +88,9 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
 
 
 def _distinct(labels: Sequence[str]) -> list[str]:
+    if isinstance(labels, str):  # iterating would rank its letters
+        raise TypeError(f"labels takes a list of labels, got one str: pass {labels.split(',')!r}" if "," in labels
+                        else f"labels takes a list of labels, got one str: pass [{labels!r}]")
     labels = list(dict.fromkeys(labels))
     if not labels:
         raise ValueError("give at least one label")

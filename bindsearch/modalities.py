@@ -6,6 +6,7 @@ for them, so neither has to import the other for them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +23,16 @@ _REGISTERED: set[str] = set()  # modalities of one's own
 def add_modality(name: str) -> None:
     """Make `name` a modality `canonical_modality` accepts (`bindsearch.media.register_modality` calls it)."""
     _REGISTERED.add(name)
+
+
+def checked_batch_size(batch_size: object) -> int | None:
+    """`batch_size` as a Python int, or None for a modality's default; ValueError for anything else (0 is no size:
+    it read as the default)."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1, or None, not {batch_size!r}")
+    return int(batch_size)
 
 
 def canonical_modality(name: str) -> str:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from bindsearch import media
 from bindsearch.media import MediaError, Window, WindowPlan
+from bindsearch.modalities import checked_batch_size
 from bindsearch.models.base import EmbeddingModel
 from bindsearch.models.config import Preprocess
 
@@ -177,7 +178,7 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     paths = [Path(p) for p in paths]
     if not paths:
         return
-    size = batch_size or model.batch_size.get(modality, 16)
+    size = checked_batch_size(batch_size) or model.batch_size.get(modality, 16)
     workers = default_workers() if workers is None else workers
     prep = model.preprocess.get(modality)
     cut = windows is not None and windows.seconds > 0 and modality in media.WINDOWED

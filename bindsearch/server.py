@@ -385,8 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _ClientGone:
             self.close_connection = True
             if self.server.log:
-                print(f"{self.command} {url.path}: the client left before its request was whole", file=sys.stderr,
-                      flush=True)
+                _log(f"{self.command} {url.path}: the client left before its request was whole")
             return
         except Exception as exc:
             status, answer = self._failure(exc)
@@ -398,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
                 os.close(raw.file[0])
         if self.server.log:
             ms = (time.perf_counter() - start) * 1e3
-            print(f"{self.command} {url.path} {status.value} {ms:.0f} ms", file=sys.stderr, flush=True)
+            _log(f"{self.command} {url.path} {status.value} {ms:.0f} ms")
 
     def _send(self, raw: _Raw, status: HTTPStatus) -> None:
         data = raw.body
@@ -434,6 +433,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         """Quiet: `_answer` logs one line per request."""
+
+
+def _log(line: str) -> None:
+    """One line on stderr in one write: `print` writes the text and its newline apart, and lines of requests
+    answered at once ran together ("GET /search 400 1 msGET /file 200 25 ms")."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 _PAGE = Path(__file__).parent / "web" / "index.html"

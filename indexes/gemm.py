@@ -103,8 +103,10 @@ class GemmSearch:
         on_device = self._exact.device == self.device
         self._lowp = self._exact if dtype == torch.float32 and on_device else self._to_device(dtype)
         # In blocks: np.linalg.norm squares the whole array first, a second copy of it (30 GB at 10M x 768).
-        self._largest_norm = max((float(np.linalg.norm(vectors[i : i + 65536], axis=1).max())
-                                  for i in range(0, len(vectors), 65536)), default=0.0)
+        largest = [np.linalg.norm(vectors[i : i + 65536], axis=1).max() for i in range(0, len(vectors), 65536)]
+        self._largest_norm = float(np.max(largest)) if largest else 0.0  # NaN stays NaN (Python's max drops it)
+        if not np.isfinite(self._largest_norm):  # a NaN row was every query's best hit
+            raise ValueError("vectors contain NaN or infinite values")
         self.second_passes = 0  # queries searched again because their top k was not certified (see the module)
 
     def _to_device(self, dtype: torch.dtype) -> torch.Tensor:
@@ -130,9 +132,11 @@ class GemmSearch:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(f"queries have dimension {queries.shape[1]}, the vectors {self.dim}")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        n, q = len(self), len(queries)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+        if not np.isfinite(queries).all():
+            raise ValueError("queries contain NaN or infinite values")
+        k, n, q = int(k), len(self), len(queries)
         found = min(k, n)
         scores = np.full((q, k), -np.inf, np.float32)
         positions = np.full((q, k), -1, np.int64)

@@ -316,8 +316,9 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top k for queries (n, dim) or (dim,) float32: scores (n, k) float32, ids (n, k) int64; pads -inf / -1."""
         queries = self._check_vectors(queries, "queries")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+        k = int(k)  # FAISS's bindings take a Python int only: np.int64(3) named no argument
         pad_score = -np.inf if self.metric == "ip" else np.inf
         if len(self) == 0 or len(queries) == 0:
             return np.full((len(queries), k), pad_score, np.float32), np.full((len(queries), k), -1, np.int64)

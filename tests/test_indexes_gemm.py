@@ -89,7 +89,7 @@ def test_a_large_k_takes_fewer_queries_per_product(monkeypatch, precision):
     got = search.search(queries, 500)
     assert max(sizes) == (8 if precision == "bf16" else 40) and sum(sizes) == 40  # fp32 gathers nothing to rescore
     np.testing.assert_array_equal(got[1], want[1])
-    with pytest.raises(ValueError, match="k must be at least 1"):
+    with pytest.raises(ValueError, match="k must be a whole number of at least 1"):
         search.search(queries, 0)
 
 

@@ -18,6 +18,7 @@ files are indexed as moments (`bindsearch.media.windows`).
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -91,15 +92,16 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
         raise ValueError(f"no decoder for modality {modality!r}")
     prep = preprocess or Preprocess()
     loader = _loader(name)
+    path = Path(path).expanduser()
     if window is None:
-        return _guarded(name, Path(path), lambda p: loader(p, prep))
+        return _guarded(name, path, lambda p: loader(p, prep))
     if name not in WINDOWED:
         raise ValueError(f"{name} has no time axis to take a window of")
     start, end = window
-    if not 0 <= start < end:
-        raise ValueError(f"a window runs from a start >= 0 to a later end, got {window}")
+    if not 0 <= start < end < math.inf:
+        raise ValueError(f"a window runs from a start >= 0 to a later, finite end, got {window}")
     try:
-        return _guarded(name, Path(path), lambda p: loader(p, prep, window))
+        return _guarded(name, path, lambda p: loader(p, prep, window))
     except MediaError as exc:
         raise MediaError(exc.path, f"at {format_window(window)}: {exc.cause}") from None
 

@@ -220,6 +220,10 @@ def read_frames(path: str | Path, count: int, window: Window | None = None) -> n
         raise MediaError(path, "no such file")
     if path.stat().st_size == 0:
         raise MediaError(path, "file is empty")
+    if window is not None:  # past the end the decoders would repeat the last frame; windows `index` plans end there
+        lasts = _seconds_or_none(path)
+        if lasts is not None and window[0] >= lasts:
+            raise MediaError(path, f"the video lasts {lasts:.1f} s, so nothing of it is shown from {window[0]:g} s")
     try:
         import decord  # noqa: F401
     except ImportError:
@@ -249,6 +253,16 @@ def video_duration(path: str | Path) -> float | None:
             return seconds
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         return stream.frames / fps if stream.frames and fps > 0 else None
+
+
+def _seconds_or_none(path: Path) -> float | None:
+    """`video_duration`, or None where the headers cannot be read (the decoder then says why)."""
+    import av
+
+    try:
+        return video_duration(path)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
 
 
 def load_video(path: str | Path, prep: Preprocess | None = None, window: Window | None = None) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bindsearch.errors import UnsupportedModalityError
+from bindsearch.modalities import checked_batch_size
 from bindsearch.models.config import Preprocess, canonical_modality
 from indexes.cpu import cpu_runs_bf16, no_bf16_units
 
@@ -40,6 +41,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {str(device)!r}; use auto, cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):  # torch knows "mps", "xla", ...; our towers and indexes run on these two
+        raise ValueError(f"device {str(device)!r} is not supported; use auto, cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
     return device
@@ -152,9 +155,14 @@ class EmbeddingModel(nn.Module):
             raise UnsupportedModalityError.of(self.spec, name, self.modalities)
         return name
 
-    @torch.inference_mode()
     def embed(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed batch (token ids for 'text') -> (n, d) float32, L2-normalised, on the CPU."""
+        # Computed in inference mode, handed back as an ordinary tensor: an inference tensor refuses in-place
+        # updates and autograd (a linear probe trained on the vectors).
+        return self._embed(modality, batch).clone()
+
+    @torch.inference_mode()
+    def _embed(self, modality: str, batch: torch.Tensor) -> torch.Tensor:
         modality = self.check_modality(modality)
         self._check_batch(modality, batch)
         if len(batch) == 0:
@@ -250,10 +258,8 @@ class EmbeddingModel(nn.Module):
         if isinstance(items, str | bytes | os.PathLike):  # iterating would embed its characters, one by one
             raise TypeError(f"encode takes a list of {'texts' if modality == 'text' else 'paths'}, got one "
                             f"{type(items).__name__}: pass [{items!r}]")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a whole number of at least 1, or None, not {batch_size!r}")
-        items = [_utf8_text(t) for t in items] if modality == "text" else list(items)
-        size = batch_size or self.batch_size.get(modality, 16)
+        items = [_utf8_text(t) for t in items] if modality == "text" else [Path(p).expanduser() for p in items]
+        size = checked_batch_size(batch_size) or self.batch_size.get(modality, 16)
         # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding
         # after it); the vectors go back in the caller's order.
         order = shortest_first(items) if modality == "text" else list(range(len(items)))

@@ -425,6 +425,8 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
         raise ModelLoadError("no model spec given")
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
+    if isinstance(modalities, str):  # iterating would ask for towers named by its letters
+        raise TypeError(f"modalities takes a list of modality names, got one str: pass [{modalities!r}]")
     towers = None if modalities is None else [_named(m) for m in modalities]
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0], modalities=towers)

@@ -6,6 +6,7 @@ import json
 import math
 import multiprocessing
 import re
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -150,7 +151,7 @@ def make_world(
         # fork hook warns about its own state, which these children never touch.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
-            pool = multiprocessing.get_context(_START_METHOD).Pool(workers)
+            pool = multiprocessing.get_context(_START_METHOD).Pool(workers, initializer=_quiet_on_sigterm)
         with pool:
             for scene in pool.imap(task, jobs, chunksize=8):
                 scenes.append(scene)
@@ -168,6 +169,13 @@ def make_world(
     counts = {name: labels.count(name) for name in splits}
     _write_manifest(directory / "world.json", n, seed, splits, counts, config)
     return WorldInfo(directory=directory, n=n, seed=seed, splits=counts, seconds=seconds)
+
+
+def _quiet_on_sigterm() -> None:
+    """A pool worker ends as SIGTERM's default does: the pool stops its workers with it when its work is done, and
+    a worker forked from `bindsearch` inherited the command's handler, which raised KeyboardInterrupt (a traceback
+    after the command had said it was done)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _make_scene(job: tuple[int, str], directory: Path, seed: int, config: WorldConfig) -> Scene:
