@@ -472,3 +472,28 @@ def test_words_sent_unencoded_are_searched_as_utf8_and_a_client_that_leaves_is_n
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     assert call(server, "/health")[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_each_request_is_logged_in_one_write(indexed, monkeypatch):
+    """Threads answering at once wrote the text of one line and the newline of another between them."""
+    import io
+
+    _, col = indexed
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr("sys.stderr", Recorder())
+    srv = SearchServer(col, port=0, log=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert call(srv, "/health")[0] == 200 and call(srv, "/search?q=dog&k=1")[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    logged = [w for w in writes if w.startswith(("GET ", "POST "))]
+    assert len(logged) == 2 and all(w.endswith(" ms\n") and w.count("\n") == 1 for w in logged), writes

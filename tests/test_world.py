@@ -331,3 +331,16 @@ def test_sound_rhythm_says_speed() -> None:
         loud = envelope > 0.3 * envelope.max()
         counts[speed] = int(np.sum(loud[1:] & ~loud[:-1]))
     assert 3 <= counts["slow"] <= 5 and 7 <= counts["medium"] <= 9 and 11 <= counts["fast"] <= 14, counts
+
+
+def test_pool_workers_stop_quietly_under_the_commands_sigterm_handler(tmp_path: Path) -> None:
+    """`bindsearch` turns SIGTERM into KeyboardInterrupt; the forked pool inherited it, and the pool's own SIGTERM
+    to its workers after a finished run printed a traceback (3 runs in 8). Several runs, as the race needs."""
+    import subprocess
+    import sys
+
+    script = ("import signal, sys\nfrom cli.main import _terminated\nfrom bindsearch.world import make_world\n"
+              "signal.signal(signal.SIGTERM, _terminated)\n"
+              "for i in range(8):\n    make_world(f'{sys.argv[1]}/w{i}', 8, seed=0, workers=2)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "KeyboardInterrupt" not in done.stderr, done.stderr
