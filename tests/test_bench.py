@@ -479,6 +479,22 @@ def test_files_with_the_same_bytes_get_the_same_vector_cached_or_not(tmp_path, t
         assert sorted(f.path.name for f in broken.failures) == ["bad copy.png", "bad.png"]  # each file named
 
 
+def test_identical_undecodable_files_do_not_lower_the_count_of_vectors_computed(tmp_path, tiny_model):
+    """K400's failed downloads are 0-byte files, copies of one another: one is tried for all, and its copies'
+    failures were also taken off `encoded` (3 good files and three 0-byte ones reported 1 vector computed)."""
+    from bindsearch.evaluation.cache import encode_files_cached
+    from bindsearch.media.writers import write_image
+
+    good = [write_image(tmp_path / f"{i}.png", np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8))
+            for i in range(3)]
+    empty = [tmp_path / f"empty{i}.png" for i in range(3)]
+    for path in empty:
+        path.write_bytes(b"")
+    result = encode_files_cached(tiny_model, "image", [*good, *empty], None, workers=0)
+    assert sorted(f.path.name for f in result.failures) == ["empty0.png", "empty1.png", "empty2.png"]
+    assert (result.hits, result.encoded) == (0, 3) and result.ok.tolist() == [True] * 3 + [False] * 3
+
+
 def test_undecodable_file_is_reported_and_the_rest_evaluated(tmp_path, capsys):
     rows = make_msrvtt(tmp_path / "msrvtt", n_videos=4)
     broken = tmp_path / "msrvtt" / "videos" / "all" / f"{rows[2][0]}.mp4"

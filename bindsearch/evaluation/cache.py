@@ -146,12 +146,14 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
         cache.store(modality, [keys[row] for row in shared], vectors[shared])
     hits = int(ok.sum())
     todo = list(rows_of)
+    unread = 0  # files of `todo` that failed; `failures` also names their copies, which were never encoded
     with _progress_bar(len(todo), f"{modality}: decode + encode", "file", progress) as bar:
         for batch in encode_files(model, modality, todo, batch_size=batch_size, workers=workers):
             batch_vectors = batch.vectors.numpy()
             for path, vector in zip(batch.paths, batch_vectors, strict=True):
                 for row in rows_of[path]:
                     vectors[row], ok[row] = vector, True
+            unread += len(batch.failures)
             failures.extend(batch.failures)
             failures.extend(MediaError(copy, f.cause) for f in batch.failures for copy in copies.get(Path(f.path), []))
             if cache is not None and batch.paths:  # under the key of each file its vector serves (copies too)
@@ -160,7 +162,7 @@ def encode_files_cached(model: EmbeddingModel, modality: str, paths: Sequence[st
                 if stored:
                     cache.store(modality, [key for key, _ in stored], batch_vectors[[i for _, i in stored]])
             bar.update(len(batch.paths) + len(batch.failures))
-    return EncodedFiles(vectors, ok, failures, hits=hits, encoded=len(todo) - len(failures))
+    return EncodedFiles(vectors, ok, failures, hits=hits, encoded=len(todo) - unread)
 
 
 def _share_copies(paths: list[Path], vectors: np.ndarray, ok: np.ndarray, rows_of: dict[Path, list[int]]
