@@ -647,6 +647,22 @@ def test_a_root_one_level_above_a_dataset_names_the_root_to_give(tmp_path):
         read_classification(tmp_path / "download", "audio")
 
 
+def test_a_wrong_zeroshot_root_is_refused_before_a_model_is_asked_for_the_modality(tmp_path, capsys):
+    """Without --modality the model's one tower decides it: a missing root, or the folder ESC-50's zip was unpacked
+    into, said "no model given ... pass --model" (or "say which to evaluate with --modality") instead."""
+    make_esc50(tmp_path / "download" / "ESC-50-master", classes=("dog", "rain"), per_class=1)
+    for root, said in [(tmp_path / "nope", f"dataset root {tmp_path / 'nope'} is not a folder"),
+                       (tmp_path / "download", "holds one folder, a dataset: pass --root "
+                                               f"{tmp_path / 'download' / 'ESC-50-master'}")]:
+        for model in ([], ["--model", "random:tiny"]):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["zeroshot", "--root", str(root), *model])
+            err = capsys.readouterr().err.strip()
+            assert exit_info.value.code == 2 and err.startswith("error: ") and said in err, (model, err)
+    with pytest.raises(DatasetLayoutError, match="is not a folder"):
+        run_zeroshot("languagebind:video_ft", tmp_path / "nope")  # not downloadable here: must not be reached
+
+
 def test_kinetics_600_is_not_k400_and_none_turns_detection_off(tmp_path):
     from bindsearch.evaluation.paper import dataset_named, detect_dataset
 

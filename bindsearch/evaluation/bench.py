@@ -23,7 +23,15 @@ from bindsearch.modalities import MODALITIES, canonical_modality
 from bindsearch.models import EmbeddingModel, load_model
 
 from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_texts_cached
-from .datasets import CaptionedSet, nyud_protocol, read_classification, read_clotho, read_msrvtt, read_paired
+from .datasets import (
+    CaptionedSet,
+    check_classification_root,
+    nyud_protocol,
+    read_classification,
+    read_clotho,
+    read_msrvtt,
+    read_paired,
+)
 from .metrics import caption_groups, retrieval_metrics_from_embeddings
 from .paper import DATASET_MODALITY, dataset_named, detect_dataset, paper_numbers
 from .zeroshot import build_classifier, class_prompts, templates_for, zeroshot_accuracy
@@ -132,6 +140,7 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
                  options: RunOptions | None = None) -> BenchResult:
     """Zero-shot top-1 (and top-5 with more than 5 classes) of class folders or ESC-50, prompts per modality."""
     start, options = time.perf_counter(), options or RunOptions()
+    root = check_classification_root(root)  # a wrong root is the problem to report, not the model that tells modality
     dataset = dataset_named(dataset) if dataset else detect_dataset(root)
     modality = modality or DATASET_MODALITY.get(dataset or "")
     if modality is None:

@@ -32,6 +32,7 @@ __all__ = [
     "DatasetLayoutError",
     "LabelledSet",
     "PairedSet",
+    "check_classification_root",
     "media_extensions",
     "nyud_protocol",
     "read_classification",
@@ -253,6 +254,16 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
         data.paths = [data.paths[i] for i in keep]
         data.labels = data.labels[keep]
     return data
+
+
+def check_classification_root(root: str | Path) -> Path:
+    """`root` as an absolute Path, or DatasetLayoutError when it is no folder or one level above a dataset: what
+    `read_classification` would refuse whatever the modality, so it can be said before a model loads to tell it."""
+    root = _check_root(root, CLASS_FOLDERS_LAYOUT)
+    if not ((root / "meta" / "esc50.csv").is_file() or _find_optional(root, K400_CSV, _K400_CSV_DIRS)
+            or is_llvip(root)):
+        _refuse_above_dataset(root)
+    return root
 
 
 def read_paired(root: str | Path, a: str, b: str, *, a_dir: str | None = None, b_dir: str | None = None,
@@ -608,16 +619,22 @@ def _refuse_nested(root: Path) -> None:
         if is_llvip(top) and root.relative_to(top).parts[0] in ("infrared", "visible", "Annotations"):
             raise DatasetLayoutError(f"{root} is inside LLVIP's release: pass --root {top}, from whose Annotations/ "
                                      "the person and background crops are cut")
+    _refuse_above_dataset(root)
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(folders) == 1 and ((folders[0] / "meta" / "esc50.csv").is_file()
-                              or _find_optional(folders[0], K400_CSV, _K400_CSV_DIRS)):
-        raise DatasetLayoutError(f"{root} holds one folder, a dataset: pass --root {folders[0]}")
     modality_names = {name for names in PAIRED_FOLDERS.values() for name in names}
     if len(folders) > 1 and all(f.name.lower() in modality_names for f in folders):
         names = ", ".join(sorted(f"{f.name}/" for f in folders))
         raise DatasetLayoutError(f"{root} holds {names}: modality folders, not classes; zero-shot over them needs "
                                  f"each file's class in scene_class/<stem>.txt, in {root} or {root.parent} "
                                  f"({SCENE_CLASS_LAYOUT}), or one folder per class ({CLASS_FOLDERS_LAYOUT})")
+
+
+def _refuse_above_dataset(root: Path) -> None:
+    """Refuse a ROOT holding one folder only, ESC-50 or K400 (the GitHub zip unpacks into `ESC-50-master/`)."""
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(folders) == 1 and ((folders[0] / "meta" / "esc50.csv").is_file()
+                              or _find_optional(folders[0], K400_CSV, _K400_CSV_DIRS)):
+        raise DatasetLayoutError(f"{root} holds one folder, a dataset: pass --root {folders[0]}")
 
 
 def _scene_classes(folder: Path, stems: Sequence[str]) -> list[str]:
