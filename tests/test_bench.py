@@ -201,6 +201,47 @@ def test_kinetics_class_folders_named_by_youtube_id_count_the_missing_clips_and_
         read_classification(tmp_path / "flat", "video")
 
 
+def test_kinetics_root_one_level_off_names_the_root_to_give_and_clips_beside_annotations_are_read(tmp_path, capsys):
+    """--root k400/val (val.csv one level up) was told of class folders and ESC-50's layout; clips flat in ROOT beside
+    annotations/val.csv were refused, annotations/ taken for a class folder."""
+    make_k400(tmp_path / "k400")
+    make_k400(tmp_path / "k4ann")
+    (tmp_path / "k4ann" / "annotations").mkdir()
+    (tmp_path / "k4ann" / "val.csv").rename(tmp_path / "k4ann" / "annotations" / "val.csv")
+    for root in ("k400", "k4ann"):
+        with pytest.raises(DatasetLayoutError, match=rf"k{root[1:]}/val is Kinetics-400's clip folder, labelled by "
+                                                     rf".*val.csv: pass --root .*/{root}$"):
+            read_classification(tmp_path / root / "val", "video")
+    (tmp_path / "k400" / "val").rename(tmp_path / "k400_val")  # no val.csv anywhere: K400's layout is named
+    with pytest.raises(DatasetLayoutError, match=r"k400_val has no class folders; expected .*, or Kinetics-400's "
+                                                 r"ROOT/val.csv .*looked for in ROOT/, ROOT/annotations/"):
+        read_classification(tmp_path / "k400_val", "video", dataset="k400")
+    with pytest.raises(SystemExit) as exit_info:  # --dataset k400 reaches the reader
+        main(["zeroshot", "--root", str(tmp_path / "k400_val"), "--dataset", "k400"])
+    assert exit_info.value.code == 2 and "Kinetics-400's ROOT/val.csv" in capsys.readouterr().err
+
+    for clip in (tmp_path / "k4ann" / "val").iterdir():  # flat in ROOT, beside annotations/
+        clip.rename(tmp_path / "k4ann" / clip.name)
+    (tmp_path / "k4ann" / "val").rmdir()
+    data = read_classification(tmp_path / "k4ann", "video")
+    assert data.name == "k400" and len(data.paths) == 5 and data.layout == "ROOT/annotations/val.csv and clips in ROOT/"
+    files = make_class_folders(tmp_path / "k4cls", "video", classes=("abseiling", "zumba"))
+    shutil.copytree(tmp_path / "k4ann" / "annotations", tmp_path / "k4cls" / "annotations")
+    data = read_classification(tmp_path / "k4cls", "video")  # class folders beside annotations/: no class of its own
+    assert data.classnames == ["abseiling", "air drumming", "zumba"] and len(data.paths) == len(files)
+
+
+def test_kinetics_in_class_folders_reports_the_root_given_and_the_kinetics_layout(tmp_path):
+    make_class_folders(tmp_path / "k4cls" / "videos_val", "video", classes=("abseiling", "zumba"))
+    make_k400(tmp_path / "flat")
+    shutil.copy(tmp_path / "flat" / "val.csv", tmp_path / "k4cls" / "val.csv")
+    result = invoke("zeroshot", "--root", str(tmp_path / "k4cls"), "--model", "random:tiny")
+    assert result["dataset"] == "k400" and result["dataset_root"] == str(tmp_path / "k4cls")
+    assert result["layout"] == "ROOT/val.csv and clips in class folders ROOT/videos_val/<class name>/"
+    table = CliRunner().invoke(app, ["zeroshot", "--root", str(tmp_path / "k4cls"), "--model", "random:tiny"])
+    assert f"\nroot {tmp_path / 'k4cls'}\n" in table.stdout
+
+
 def test_one_class_folder_is_a_layout_error_not_a_perfect_score(tmp_path):
     from bindsearch.evaluation.datasets import read_classification
 

@@ -152,7 +152,7 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
         model, modality = loaded, towers[0]
     elif model is not None and not _builtin(modality):
         model = _load(model, None, options)  # a modality of its own: known once the model that has it is loaded
-    data = read_classification(root, modality, fold=fold, limit=limit, cache=options.cache_dir)
+    data = read_classification(root, modality, fold=fold, limit=limit, cache=options.cache_dir, dataset=dataset)
     dataset = data.name or dataset
     notes = list(data.notes)
     if dataset == "nyud":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +110,10 @@ K400_LAYOUT = (f"ROOT/{K400_CSV} (header label,youtube_id,time_start,time_end,sp
 _K400_CSV_DIRS = ("", "annotations", "kinetics400/annotations")
 _K400_VIDEO_DIRS = ("val", "videos/val", "videos_val", "kinetics400/val", "kinetics400/videos_val", "")
 ESC50_LAYOUT = "ROOT/meta/esc50.csv (filename,fold,target,category,...) and ROOT/audio/{filename}"
+# What a ROOT without class folders is told it could be instead: ESC-50, or K400 when the run says it is K400.
+_ESC50_ELSEWHERE = f"ESC-50's {ESC50_LAYOUT}"
+_K400_ELSEWHERE = (f"Kinetics-400's {K400_LAYOUT} ({K400_CSV} looked for in "
+                   f"{', '.join(f'ROOT/{d}/' if d else 'ROOT/' for d in _K400_CSV_DIRS)})")
 CLASS_FOLDERS_LAYOUT = "ROOT/<class name>/<files> (one folder per class, e.g. ROOT/living_room/0001.png)"
 SCENE_CLASS_LAYOUT = "ROOT/<modality>/<stem>.png with ROOT/scene_class/<stem>.txt holding each file's class"
 PAIRED_LAYOUT = ("ROOT/<folder A>/<stem>.* and ROOT/<folder B>/<stem>.* (files of one pair share a stem); "
@@ -222,11 +226,12 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
 
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
-                        limit: int | None = None, cache: Path | None = None) -> LabelledSet:
+                        limit: int | None = None, cache: Path | None = None, dataset: str | None = None
+                        ) -> LabelledSet:
     """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, K400's if `val.csv` does, LLVIP's
     release (its crops cut once into `cache`, default the bench cache) if `Annotations/` and `infrared/test/` do,
     else `<modality>/` + `scene_class/`, else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N
-    files, taking the classes in turn.
+    files, taking the classes in turn. `dataset` (a `dataset_named` name) is the layout a refusal names.
     """
     _check_limit(limit)
     modality = canonical_modality(modality)
@@ -248,7 +253,7 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
         data = LabelledSet(None, root, modality, paths, labels, classnames, SCENE_CLASS_LAYOUT)
     else:
         _refuse_nested(root)
-        data = _read_class_folders(root, modality)
+        data = _read_class_folders(root, modality, other=_K400_ELSEWHERE if dataset == "k400" else _ESC50_ELSEWHERE)
     if limit is not None:
         keep = _round_robin(data.labels, limit)
         data.paths = [data.paths[i] for i in keep]
@@ -262,7 +267,7 @@ def check_classification_root(root: str | Path) -> Path:
     root = _check_root(root, CLASS_FOLDERS_LAYOUT)
     if not ((root / "meta" / "esc50.csv").is_file() or _find_optional(root, K400_CSV, _K400_CSV_DIRS)
             or is_llvip(root)):
-        _refuse_above_dataset(root)
+        _refuse_misplaced(root)
     return root
 
 
@@ -403,43 +408,55 @@ def _read_esc50(root: Path, modality: str, fold: int | None) -> LabelledSet:
     return LabelledSet("esc50", root, "audio", paths, labels, classnames, ESC50_LAYOUT)
 
 
-def _k400_folder(root: Path) -> Path | None:
+def _k400_folder(root: Path, index: Path) -> Path | None:
     """The first of K400's usual flat folders that holds a video file (None: the clips are in class folders)."""
     extensions = media_extensions("video")
     for subdir in _K400_VIDEO_DIRS:
         folder = root / subdir
-        if not folder.is_dir() or (folder == root and any(p.is_dir() and not p.name.startswith(".")
-                                                          for p in root.iterdir())):
+        if not folder.is_dir() or (folder == root and _class_candidates(root, _index_folder(root, index))):
             continue  # ROOT itself counts only without class folders beside the clips
         if any(p.suffix.lower() in extensions for p in folder.iterdir()):
             return folder
     return None
 
 
+def _index_folder(root: Path, index: Path) -> set[str]:
+    """The sub-folder of ROOT holding K400's `val.csv` (`annotations/`): no class, whatever else ROOT holds."""
+    inside = index.relative_to(root).parts
+    return {inside[0]} if len(inside) > 1 else set()
+
+
+def _class_candidates(folder: Path, skip: Collection[str] = ()) -> list[Path]:
+    """The sub-folders of `folder` that could be classes: all but hidden ones and those named in `skip`."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
+
+
 def _read_kinetics_layout(root: Path, index: Path, modality: str) -> LabelledSet:
     """Kinetics-400 found by its `val.csv`: flat clips named by YouTube id, or class folders in one of the clip
     folders; anything else is refused rather than scored as classes named after the folders beside the CSV."""
-    if folder := _k400_folder(root):
+    if folder := _k400_folder(root, index):
         return _read_kinetics(root, index, folder, modality)
     tried = ", ".join(f"{d}/" for d in _K400_VIDEO_DIRS[:-1])
     for subdir in _K400_VIDEO_DIRS:
         folder = root / subdir
-        if folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        skip = _index_folder(root, index) if folder == root else set()
+        if folder.is_dir() and _class_candidates(folder, skip):
             try:
-                data = _read_class_folders(folder, modality)
+                data = _read_class_folders(folder, modality, skip=skip)
             except DatasetLayoutError as error:
                 if folder != root:
                     raise
                 raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {tried} or ROOT, and the "
                                          f"folders in ROOT are no classes either ({error})") from None
-            return _as_kinetics(data, index)
+            return _as_kinetics(data, root, index)
     raise DatasetLayoutError(f"found {index} (Kinetics-400) but no clips in {root} ({tried} or ROOT itself); "
                              f"expected {K400_LAYOUT}, or class folders in ROOT/val/")
 
 
-def _as_kinetics(data: LabelledSet, index: Path) -> LabelledSet:
-    """K400 in class folders, scored as the flat layout is: every class `val.csv` names is a candidate (a missing
-    class folder does not make the task easier), and clips it lists that the folders lack are counted."""
+def _as_kinetics(data: LabelledSet, root: Path, index: Path) -> LabelledSet:
+    """K400 in class folders (`data`, read from one of ROOT's clip folders), scored as the flat layout is: every
+    class `val.csv` names is a candidate (a missing class folder does not make the task easier), and clips it lists
+    that the folders lack are counted. The set's root is ROOT, as given."""
     if data.modality != "video":
         raise DatasetLayoutError(f"{data.root} is laid out as Kinetics-400 ({index.name}), a video set, but the "
                                  f"modality is {data.modality}; pass --modality video")
@@ -457,11 +474,15 @@ def _as_kinetics(data: LabelledSet, index: Path) -> LabelledSet:
                                  "must be named after its classes")
     data.labels = np.asarray([by_key[key(data.classnames[i])] for i in data.labels], dtype=np.int64)
     data.classnames, data.name = classnames, "k400"
+    folder = data.root.relative_to(root).as_posix()
+    data.layout = (f"ROOT/{index.relative_to(root).as_posix()} and clips in class folders "
+                   f"ROOT/{'' if folder == '.' else folder + '/'}<class name>/")
     found = {p.name[:11] for p in data.paths} & listed
     if found and len(found) < len(listed):  # clips named by YouTube id (else which are missing cannot be told)
         data.notes.append(f"{len(listed) - len(found)} of the {len(listed)} clips {index.name} lists are not in "
                           f"{data.root}; scored on the {len(data.paths)} present, against all {len(classnames)} "
                           "classes")
+    data.root = root
     return data
 
 
@@ -496,13 +517,14 @@ def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> Labe
                        _read_as(root, index, paths, "clips"), notes)
 
 
-def _read_class_folders(root: Path, modality: str) -> LabelledSet:
-    """`ROOT/<class>/**/<files>`: classes are the sorted sub-folder names; every class needs a file."""
+def _read_class_folders(root: Path, modality: str, *, skip: Collection[str] = (),
+                        other: str = _ESC50_ELSEWHERE) -> LabelledSet:
+    """`ROOT/<class>/**/<files>`: classes are the sorted sub-folder names but those in `skip`; every class needs a
+    file. `other` is the layout a ROOT without class folders is told it could have instead."""
     extensions = media_extensions(modality)
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = _class_candidates(root, skip)
     if not folders:
-        raise DatasetLayoutError(f"{root} has no class folders; expected {CLASS_FOLDERS_LAYOUT}, "
-                                 f"or ESC-50's {ESC50_LAYOUT}")
+        raise DatasetLayoutError(f"{root} has no class folders; expected {CLASS_FOLDERS_LAYOUT}, or {other}")
     splits = [f.name for f in folders if f.name.lower() in _SPLIT_NAMES]
     if splits and len(splits) == len(folders):  # NYUv2 prepared by TUI-NICR: ROOT/train/, ROOT/test/
         test = next((name for name in splits if name.lower() == "test"), splits[-1])
@@ -619,8 +641,8 @@ def _refuse_nested(root: Path) -> None:
         if is_llvip(top) and root.relative_to(top).parts[0] in ("infrared", "visible", "Annotations"):
             raise DatasetLayoutError(f"{root} is inside LLVIP's release: pass --root {top}, from whose Annotations/ "
                                      "the person and background crops are cut")
-    _refuse_above_dataset(root)
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    _refuse_misplaced(root)
+    folders = _class_candidates(root)
     modality_names = {name for names in PAIRED_FOLDERS.values() for name in names}
     if len(folders) > 1 and all(f.name.lower() in modality_names for f in folders):
         names = ", ".join(sorted(f"{f.name}/" for f in folders))
@@ -629,12 +651,19 @@ def _refuse_nested(root: Path) -> None:
                                  f"({SCENE_CLASS_LAYOUT}), or one folder per class ({CLASS_FOLDERS_LAYOUT})")
 
 
-def _refuse_above_dataset(root: Path) -> None:
-    """Refuse a ROOT holding one folder only, ESC-50 or K400 (the GitHub zip unpacks into `ESC-50-master/`)."""
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+def _refuse_misplaced(root: Path) -> None:
+    """Refuse a ROOT one level off a dataset, whatever the modality: holding one folder only, ESC-50 or K400 (the
+    GitHub zip unpacks into `ESC-50-master/`), or K400's flat clip folder (`val/`) below its `val.csv`."""
+    folders = _class_candidates(root)
     if len(folders) == 1 and ((folders[0] / "meta" / "esc50.csv").is_file()
                               or _find_optional(folders[0], K400_CSV, _K400_CSV_DIRS)):
         raise DatasetLayoutError(f"{root} holds one folder, a dataset: pass --root {folders[0]}")
+    if folders:
+        return  # class folders, read as such even beside a val.csv above
+    for top in (root.parent, root.parent.parent):
+        if root.relative_to(top).as_posix() in _K400_VIDEO_DIRS and (
+                index := _find_optional(top, K400_CSV, _K400_CSV_DIRS)):
+            raise DatasetLayoutError(f"{root} is Kinetics-400's clip folder, labelled by {index}: pass --root {top}")
 
 
 def _scene_classes(folder: Path, stems: Sequence[str]) -> list[str]:
