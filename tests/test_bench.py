@@ -771,3 +771,29 @@ def test_llvip_zero_shot_cuts_person_and_background_crops_from_the_release_once(
     for name in ("background", "person"):  # crops of one's own, kept inside the release, are class folders
         shutil.copytree(crops.folder / name, root / "my_crops" / name)
     assert read_classification(root / "my_crops", "infrared").classnames == ["background", "person"]
+
+
+def test_llvip_crops_follow_an_edited_box_and_no_cache_keeps_none(tmp_path, monkeypatch):
+    """The crops were keyed on the XML's size only (a box edited to a number of the same length kept the old crops)
+    and were cut into the bench cache, and reused from it, even with --no-cache ("store nothing")."""
+    from PIL import Image
+
+    from bindsearch.evaluation.llvip import llvip_crops
+
+    root = tmp_path / "LLVIP"
+    make_llvip(root, n_frames=3)
+    first = llvip_crops(root, "infrared", tmp_path / "cache")
+    xml = root / "Annotations" / "190001.xml"
+    xml.write_text(xml.read_text().replace("<xmin>10</xmin>", "<xmin>16</xmin>"))  # same length, box 6 px narrower
+    second = llvip_crops(root, "infrared", tmp_path / "cache")
+    assert second.folder != first.folder
+    with Image.open(first.folder / "person" / "190001_0.png") as old, \
+            Image.open(second.folder / "person" / "190001_0.png") as new:
+        assert (old.size, new.size) == ((24, 58), (18, 58))
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    result = invoke("zeroshot", "--root", str(root), "--model", "random:tiny", "--no-cache")
+    assert result["dataset"] == "llvip" and result["n_items"] == 8 and "path" not in result["cache"]
+    assert not (tmp_path / "home" / "cache").exists() and list((tmp_path / "tmp").iterdir()) == []
+    assert any("(cut for this run only, not kept)" in n for n in result["notes"])

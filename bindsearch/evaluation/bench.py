@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,18 +153,20 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
         model, modality = loaded, towers[0]
     elif model is not None and not _builtin(modality):
         model = _load(model, None, options)  # a modality of its own: known once the model that has it is loaded
-    data = read_classification(root, modality, fold=fold, limit=limit, cache=options.cache_dir, dataset=dataset)
-    dataset = data.name or dataset
-    notes = list(data.notes)
-    if dataset == "nyud":
-        data.labels, data.classnames = _nyud_classes(data.classnames, data.labels, notes)
-    if fold is not None:
-        notes.append(f"fold {fold} only ({len(data.paths)} clips); the paper's numbers are over all five folds")
-    encoder = _load(model, DEFAULT_MODELS.get(data.modality), options)
-    with _cache(encoder, options) as cache:
-        encoded = _encode(encoder, data.modality, data.paths, cache, options)
-        classifier, text_hits, text_encoded = _classifier(encoder, data.classnames, data.modality, dataset, cache,
-                                                          options)
+    with _crops_folder(options) as crops:  # LLVIP's crops live as long as their encoding
+        data = read_classification(root, modality, fold=fold, limit=limit, cache=crops, scratch=not options.cache,
+                                   dataset=dataset)
+        dataset = data.name or dataset
+        notes = list(data.notes)
+        if dataset == "nyud":
+            data.labels, data.classnames = _nyud_classes(data.classnames, data.labels, notes)
+        if fold is not None:
+            notes.append(f"fold {fold} only ({len(data.paths)} clips); the paper's numbers are over all five folds")
+        encoder = _load(model, DEFAULT_MODELS.get(data.modality), options)
+        with _cache(encoder, options) as cache:
+            encoded = _encode(encoder, data.modality, data.paths, cache, options)
+            classifier, text_hits, text_encoded = _classifier(encoder, data.classnames, data.modality, dataset, cache,
+                                                              options)
     labels = data.labels[encoded.ok]
     topk = (1, 5) if len(data.classnames) > 5 else (1,)
     accuracy = _accuracy(encoded.vectors[encoded.ok], classifier, labels, topk, encoded, data.modality)
@@ -283,6 +286,17 @@ def _builtin(modality: str) -> bool:
         return canonical_modality(modality) in MODALITIES
     except ValueError:
         return False
+
+
+@contextlib.contextmanager
+def _crops_folder(options: RunOptions) -> Iterator[Path | None]:
+    """Where LLVIP's crops are cut: the bench cache (None: the default one), or with `options.cache` False a folder
+    of this run's own, removed after it ("store nothing": no crops kept, none reused)."""
+    if options.cache:
+        yield options.cache_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="bindsearch-crops-") as folder:
+        yield Path(folder)
 
 
 def _cache(model: EmbeddingModel, options: RunOptions) -> EmbeddingCache | contextlib.nullcontext[None]:

@@ -226,12 +226,13 @@ def read_clotho(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
 
 
 def read_classification(root: str | Path, modality: str, *, fold: int | None = None,
-                        limit: int | None = None, cache: Path | None = None, dataset: str | None = None
-                        ) -> LabelledSet:
+                        limit: int | None = None, cache: Path | None = None, scratch: bool = False,
+                        dataset: str | None = None) -> LabelledSet:
     """A classification set: ESC-50's own layout if `meta/esc50.csv` exists, K400's if `val.csv` does, LLVIP's
     release (its crops cut once into `cache`, default the bench cache) if `Annotations/` and `infrared/test/` do,
     else `<modality>/` + `scene_class/`, else one folder per class. `fold` keeps one ESC-50 fold; `limit` keeps N
-    files, taking the classes in turn. `dataset` (a `dataset_named` name) is the layout a refusal names.
+    files, taking the classes in turn. `scratch`: `cache` is a folder of this run's, removed after it (the crops are
+    cut there afresh, and said not to be kept). `dataset` (a `dataset_named` name) is the layout a refusal names.
     """
     _check_limit(limit)
     modality = canonical_modality(modality)
@@ -244,7 +245,7 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
     elif index := _find_optional(root, K400_CSV, _K400_CSV_DIRS):
         data = _read_kinetics_layout(root, index, modality)
     elif is_llvip(root):
-        data = _read_llvip(root, modality, cache)
+        data = _read_llvip(root, modality, cache, scratch)
     elif (scenes := _scene_class_folder(root)) and (folder := _modality_folder(root, modality)) is not None:
         paths = _media_files(folder, modality, SCENE_CLASS_LAYOUT)
         names = _scene_classes(scenes, [p.stem for p in paths])
@@ -619,7 +620,7 @@ def _scene_class_folder(root: Path) -> Path | None:
     return next((d / "scene_class" for d in (root, root.parent) if (d / "scene_class").is_dir()), None)
 
 
-def _read_llvip(root: Path, modality: str, cache: Path | None) -> LabelledSet:
+def _read_llvip(root: Path, modality: str, cache: Path | None, scratch: bool = False) -> LabelledSet:
     """LLVIP's release as two classes of crops, `background` and `person`, cut once (`bindsearch.evaluation.llvip`)."""
     crops = llvip_crops(root, modality, cache)
     data = _read_class_folders(crops.folder, modality)
@@ -627,7 +628,8 @@ def _read_llvip(root: Path, modality: str, cache: Path | None) -> LabelledSet:
     data.notes.append(f"crops cut by bindsearch from {crops.frames} annotated test frames: {crops.persons} person "
                       f"boxes ({crops.small} under {MIN_SIDE} px left out) and {crops.backgrounds} background crops of "
                       "the same sizes overlapping no box; the reference never released its crops, so the paper's "
-                      f"number is over another set of them (kept in {crops.folder})")
+                      "number is over another set of them "
+                      f"({'cut for this run only, not kept' if scratch else f'kept in {crops.folder}'})")
     if crops.unannotated:
         data.notes.append(f"{crops.unannotated} test frame(s) without an annotation were left out")
     return data

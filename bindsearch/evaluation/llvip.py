@@ -10,7 +10,8 @@ them. Ours, from `Annotations/*.xml` (VOC boxes) and the test frames:
 
 So the two classes have the same sizes and come from the same frames, and a run gives the same crops on every
 machine. They are written once as PNG files under the bench cache (`cache_dir()/llvip-crops/`), keyed by the
-release's folder and its files' names and sizes, and read from there as class folders.
+release's folder, its frames' names, sizes and mtimes and its annotations' contents, and read from there as class
+folders. A run that stores nothing (`--no-cache`) passes a folder of its own, removed after it.
 """
 
 from __future__ import annotations
@@ -68,10 +69,14 @@ def llvip_crops(root: Path, modality: str = "infrared", cache: Path | None = Non
         if frames_dir.is_dir() else []
     if not frames:
         raise DatasetLayoutError(f"no frame in {frames_dir}; expected {LLVIP_LAYOUT}")
+    # Keyed by each frame's name, size and mtime and by its annotation's bytes (small: hashed whole), so an edited
+    # box cuts new crops even where the XML keeps its length.
     digest = hashlib.sha256(f"v{VERSION} {modality} {root.resolve()}".encode())
     for frame in frames:
         xml = root / "Annotations" / f"{frame.stem}.xml"
-        digest.update(f"{frame.name}:{frame.stat().st_size}:{xml.stat().st_size if xml.is_file() else -1}".encode())
+        stat = frame.stat()
+        boxes = hashlib.sha256(xml.read_bytes()).hexdigest() if xml.is_file() else "-"
+        digest.update(f"{frame.name}:{stat.st_size}:{stat.st_mtime_ns}:{boxes}\n".encode())
     folder = (cache or cache_dir()) / "llvip-crops" / digest.hexdigest()[:16]
     manifest = folder / "crops.json"
     if not manifest.is_file():
