@@ -8,6 +8,7 @@ all its windows are embedded (one that fails is a failure as a whole).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -87,11 +88,29 @@ def _decoded(modality: str, path: Path, prep: Preprocess | None, window: Window 
     try:
         if modality == "text":  # a text file's words; the text tower tokenizes them
             return media.read_text(path), None
-        return media.load(modality, path, prep, window=window), None
+        with _one_thread():
+            return media.load(modality, path, prep, window=window), None
     except MediaError as exc:
         return None, exc
     except Exception as exc:  # a decoder bug must not take the batch down either
         return None, MediaError(path, f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Decode on one torch thread in the encoder's own process (no decoder processes: two cores or fewer), as the
+    decoder processes do: a file's tensors are small, and a second thread only waits for the first, or for a core
+    another program holds. On two cores beside one busy process, 100 short sounds or small photos were decoded and
+    embedded 1.8-2.0x faster; on idle cores 3-8 % slower (`benchmarks/decode_threads.py`)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Windows(IterableDataset):

@@ -66,3 +66,26 @@ def test_encode_refuses_one_string_instead_of_iterating_its_characters(tiny_mode
     for size in (0, -1, 2.0):
         with pytest.raises(ValueError, match="batch_size must be a whole number"):
             tiny_model.encode("text", ["a dog"], batch_size=size)
+
+
+def test_files_decoded_in_the_encoders_process_take_one_thread(tiny_model, media_files, monkeypatch):
+    """Without decoder processes, a file's small tensors got torch's every thread: the second one waited, for the
+    first or for a core another program held (2x slower beside one busy process: benchmarks/decode_threads.py)."""
+    from bindsearch import media
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    load = media.load
+
+    def counted(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(media, "load", counted)
+    try:
+        batches = list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
+        assert seen == [1] and torch.get_num_threads() == 2  # the encoder keeps its threads
+        assert batches[0].vectors.shape == (1, tiny_model.dim)
+    finally:
+        torch.set_num_threads(threads)

@@ -177,3 +177,12 @@ def test_long_audio_benchmark_reads_each_route_by_crop_and_whole(capsys) -> None
     assert [row["format"] for row in rows] == ["wav", "webm"]
     assert all(row["apart"] < 1e-3 and row["crops"]["peak_mb"] > 0 for row in rows)
     assert "PyAV, two passes" in capsys.readouterr().out
+
+
+def test_decode_threads_benchmark_times_both_ways_idle_and_loaded(capsys) -> None:
+    rows = load("decode_threads").main(["--files", "4", "--rounds", "1"])["rows"]
+    assert [(row["load"], row["files"]) for row in rows] == [
+        (load, files) for load in ("idle", "one busy process")
+        for files in ("4 1 s sounds", "4 640x480 photos", "2 12 MP photos")]
+    assert all(row["one_thread_s"] > 0 and row["default_s"] > 0 for row in rows)
+    assert "| one busy process | 4 1 s sounds |" in capsys.readouterr().out
