@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 
 from bindsearch import media
-from bindsearch.files import printable
+from bindsearch.files import printable, user_path
 from bindsearch.media import MediaError, Window, WindowPlan
 from bindsearch.models import EmbeddingModel
 
@@ -35,7 +35,7 @@ def classify(model: EmbeddingModel, file: str | Path, labels: Sequence[str], mod
 
     A file that cannot be decoded raises `MediaError`, one whose modality cannot be told `ValueError`.
     """
-    path = Path(file).expanduser()
+    path = user_path(file)
     if path.is_dir():
         raise MediaError(path, f"a folder, not a file; give the files in it (e.g. {path / '*'})")
     if modality is not None:
@@ -68,7 +68,7 @@ def classify_files(model: EmbeddingModel, files: Sequence[str | Path], labels: S
     labels = _distinct(labels)
     if isinstance(files, str | bytes | os.PathLike):  # iterating would classify its characters
         raise TypeError(f"classify_files takes a list of files, got one {type(files).__name__}: pass [{files!r}]")
-    files = list(dict.fromkeys(Path(f).expanduser() for f in files))
+    files = list(dict.fromkeys(user_path(f) for f in files))
     order = {path: i for i, path in enumerate(files)}
     # Decoder processes finish long files in their own order, and groups go by modality: each file's answers are
     # held until those of the files given before it are out, so that the order is the one given whatever the

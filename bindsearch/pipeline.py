@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,9 +102,13 @@ def _one_thread() -> Iterator[None]:
     """Decode on one torch thread in the encoder's own process (no decoder processes: two cores or fewer), as the
     decoder processes do: a file's tensors are small, and a second thread only waits for the first, or for a core
     another program holds. On two cores beside one busy process, 100 short sounds or small photos were decoded and
-    embedded 1.8-2.0x faster; on idle cores 3-8 % slower (`benchmarks/decode_threads.py`)."""
+    embedded 1.8-2.0x faster; on idle cores 3-8 % slower (`benchmarks/decode_threads.py`).
+
+    Only where this is the program's one thread (`bindsearch index`, a script): torch takes a thread's count from
+    the process's the first time that thread runs torch, and a thread of a web app's pool starting meanwhile kept
+    one thread for good."""
     threads = torch.get_num_threads()
-    if threads == 1:
+    if threads == 1 or threading.active_count() > 1:
         yield
         return
     torch.set_num_threads(1)

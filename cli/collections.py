@@ -30,6 +30,7 @@ def _progress():
         return None, None
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: decoding on one torch thread needs the program to have one
     bar = tqdm(total=0, unit="file", file=sys.stderr, desc="encoding")
 
     def update(done: int, total: int) -> None:

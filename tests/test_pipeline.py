@@ -83,9 +83,39 @@ def test_files_decoded_in_the_encoders_process_take_one_thread(tiny_model, media
         return load(*args, **kwargs)
 
     monkeypatch.setattr(media, "load", counted)
+    monkeypatch.setattr("bindsearch.pipeline.threading.active_count", lambda: 1)  # alone, as `bindsearch index` is
     try:
         batches = list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
         assert seen == [1] and torch.get_num_threads() == 2  # the encoder keeps its threads
         assert batches[0].vectors.shape == (1, tiny_model.dim)
     finally:
+        torch.set_num_threads(threads)
+
+
+def test_decoding_keeps_torchs_threads_where_the_program_has_other_threads(tiny_model, media_files, monkeypatch):
+    """torch takes a thread's count from the process's when that thread first runs torch: a thread of a web app's
+    pool starting while `add` decoded on one thread kept one thread for good (found by a review)."""
+    import threading
+
+    from bindsearch import media
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    load = media.load
+
+    def counted(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(media, "load", counted)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
+        assert seen == [2]
+    finally:
+        stop.set()
+        other.join()
         torch.set_num_threads(threads)

@@ -99,3 +99,17 @@ def test_a_video_window_past_the_end_is_an_error(tmp_path: Path) -> None:
         media.load("video", video, window=(5, 6))
     with pytest.raises(ValueError, match="finite end"):  # OverflowError from deep inside
         media.load("video", video, window=(0, float("inf")))
+
+
+def test_a_file_whose_name_starts_with_a_tilde_is_itself(tiny_model, media_files, tmp_path, monkeypatch) -> None:
+    """`~draft.png` (an editor's `~$report.docx`) read as the home of a user 'draft.png': "Could not determine home
+    directory" (found by a review of the ~ expansion)."""
+    from bindsearch.files import absolute, missing_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~draft.png").write_bytes(media_files["image"].read_bytes())
+    assert media.load("image", "~draft.png").shape == (3, 224, 224)
+    assert tiny_model.encode("image", ["~draft.png"]).shape == (1, tiny_model.dim)
+    assert classify(tiny_model, "~draft.png", ["dog", "cat"])
+    assert absolute("~draft.png") == tmp_path / "~draft.png" and missing_path(["~draft.png"]) is None
+    assert missing_path(["~nobody-here/x.png"]) == tmp_path / "~nobody-here" / "x.png"

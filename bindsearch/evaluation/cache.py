@@ -240,5 +240,6 @@ def _progress_bar(total: int, description: str, unit: str, enabled: bool):
     """A tqdm bar on stderr, or a silent stand-in when `enabled` is False or there is nothing to do."""
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: decoding on one torch thread needs the program to have one
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False,
                 disable=not enabled or total == 0)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bindsearch.files import printable
+from bindsearch.files import printable, user_path
 from bindsearch.media.errors import MediaError
 from bindsearch.media.text import READ_BYTES
 from bindsearch.media.text import read_text as _read_text
@@ -92,7 +92,7 @@ def load(modality: str, path: str | Path, preprocess: Preprocess | None = None,
         raise ValueError(f"no decoder for modality {modality!r}")
     prep = preprocess or Preprocess()
     loader = _loader(name)
-    path = Path(path).expanduser()
+    path = user_path(path)
     if window is None:
         return _guarded(name, path, lambda p: loader(p, prep))
     if name not in WINDOWED:

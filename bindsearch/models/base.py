@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bindsearch.errors import UnsupportedModalityError
+from bindsearch.files import user_path
 from bindsearch.modalities import checked_batch_size
 from bindsearch.models.config import Preprocess, canonical_modality
 from indexes.cpu import cpu_runs_bf16, no_bf16_units
@@ -258,7 +259,7 @@ class EmbeddingModel(nn.Module):
         if isinstance(items, str | bytes | os.PathLike):  # iterating would embed its characters, one by one
             raise TypeError(f"encode takes a list of {'texts' if modality == 'text' else 'paths'}, got one "
                             f"{type(items).__name__}: pass [{items!r}]")
-        items = [_utf8_text(t) for t in items] if modality == "text" else [Path(p).expanduser() for p in items]
+        items = [_utf8_text(t) for t in items] if modality == "text" else [user_path(p) for p in items]
         size = checked_batch_size(batch_size) or self.batch_size.get(modality, 16)
         # Texts shortest first, so that each batch stops near its own longest text (text towers cut the padding
         # after it); the vectors go back in the caller's order.
