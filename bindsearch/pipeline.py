@@ -108,7 +108,7 @@ def _one_thread() -> Iterator[None]:
     the process's the first time that thread runs torch, and a thread of a web app's pool starting meanwhile kept
     one thread for good."""
     threads = torch.get_num_threads()
-    if threads == 1 or threading.active_count() > 1:
+    if threads == 1 or not _alone():
         yield
         return
     torch.set_num_threads(1)
@@ -116,6 +116,15 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+_NO_TORCH_THREADS = frozenset({"LanceDBBackgroundEventLoop"})  # LanceDB's asyncio loop: it never runs torch
+
+
+def _alone() -> bool:
+    """Whether the program runs no thread but this one that could start running torch."""
+    here = threading.current_thread()
+    return all(t is here or t.name in _NO_TORCH_THREADS for t in threading.enumerate())
 
 
 class _Windows(IterableDataset):

@@ -83,7 +83,7 @@ def test_files_decoded_in_the_encoders_process_take_one_thread(tiny_model, media
         return load(*args, **kwargs)
 
     monkeypatch.setattr(media, "load", counted)
-    monkeypatch.setattr("bindsearch.pipeline.threading.active_count", lambda: 1)  # alone, as `bindsearch index` is
+    monkeypatch.setattr("bindsearch.pipeline._alone", lambda: True)  # as `bindsearch index` is
     try:
         batches = list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
         assert seen == [1] and torch.get_num_threads() == 2  # the encoder keeps its threads
@@ -119,3 +119,36 @@ def test_decoding_keeps_torchs_threads_where_the_program_has_other_threads(tiny_
         stop.set()
         other.join()
         torch.set_num_threads(threads)
+
+
+def test_bindsearch_index_decodes_on_one_thread(media_files, tmp_path):
+    """The command is the program the one-thread decoding is for: LanceDB's event loop thread (and tqdm's monitor)
+    made it look shared, and it decoded on every thread."""
+    import subprocess
+    import sys
+
+    script = """
+import contextlib, sys, torch
+from bindsearch import pipeline
+from cli.main import main
+decoded = pipeline._one_thread
+seen = []
+
+@contextlib.contextmanager
+def spy():
+    with decoded():
+        seen.append(torch.get_num_threads())
+        yield
+
+pipeline._one_thread = spy
+torch.set_num_threads(2)
+sys.argv = ["bindsearch", "index", sys.argv[1], "-c", sys.argv[2], "--model", "random:tiny", "--workers", "0"]
+try:
+    main()
+except SystemExit:
+    pass
+print(sorted(set(seen)))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(media_files["audio"].parent), str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[1]", done.stdout + done.stderr
