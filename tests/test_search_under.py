@@ -175,3 +175,36 @@ def test_an_ivf_index_probes_more_lists_until_k_files_are_found(tmp_path, tiny_m
     everything = col.search_vectors(queries[:2], "video", k=2000, every_window=True)
     assert [len(h) for h in everything] == [2000, 2000] and index.nprobe == nprobe
     assert [len(h) for h in col.search_vectors(queries[:2], "video", k=60)] == [50, 50]  # each file once
+
+
+def test_an_ivf_search_under_a_small_folder_probes_as_deep_as_it_fetches(tmp_path, tiny_model, monkeypatch):
+    """A folder holding 1 % of an IVF index's rows (above SUBSET_ROWS, so searched through the index): the rows
+    asked for grew with the folder's share, the lists probed did not, and recall@10 was 0.5-0.7 (found by an
+    audit)."""
+    import indexes.kinds
+    from indexes import Item
+
+    monkeypatch.setattr(indexes.kinds, "EXACT_BELOW", 500)
+    monkeypatch.setattr(indexes.kinds, "_default_memory_budget", lambda: 10_000)  # IVF-PQ, as at millions of rows
+    monkeypatch.setattr(collection_module, "SUBSET_ROWS", 10)
+    col = Collection.open("ivf", model=tiny_model)
+    rng = np.random.default_rng(0)
+    n, dim = 8000, tiny_model.dim
+    centres = rng.standard_normal((200, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = centres[rng.integers(200, size=n)] + 0.15 * rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    folder = [f"{tmp_path}/{'small' if j % 100 == 0 else 'rest'}/i{j}.png" for j in range(n)]
+    col.catalog.add([Item(path=p, modality="image", size=1, mtime=0.0, content_hash=str(j))
+                     for j, p in enumerate(folder)], vectors)
+    index = col._index(col.catalog.pinned(), "image")
+    assert index.nlist > 1 and index.lossy and index.nprobe < index.nlist
+    inside = np.array([p.startswith(f"{tmp_path}/small/") for p in folder])
+    recalls = []
+    for _ in range(30):
+        query = centres[rng.integers(200)] + 0.18 * rng.standard_normal(dim).astype(np.float32)
+        query /= np.linalg.norm(query)
+        best = {folder[j] for j in np.argsort(-np.where(inside, vectors @ query, -9))[:10]}
+        hits = col.search_vectors(query[None], "image", k=10, under=[tmp_path / "small"])[0]
+        recalls.append(len({h.path for h in hits} & best) / 10)
+    assert np.mean(recalls) >= 0.95, recalls
