@@ -62,6 +62,10 @@ def ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
     if (directory / "scenes.csv").exists():
         manifest = read_manifest(directory)
         if not (directory / _MADE_HERE).exists():
+            if not manifest:  # world.json is written last
+                raise SystemExit(f"error: {directory} holds an unfinished world (no world.json: its generation "
+                                 "was interrupted): remake it with bindsearch world make --overwrite, or pass "
+                                 "another --world")
             if manifest.get("version") != VERSION:
                 raise SystemExit(f"error: {directory} holds a {manifest.get('version')} world; this benchmark reads "
                                  f"{VERSION}: remake it with bindsearch world make, or pass another --world")

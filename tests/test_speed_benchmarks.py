@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -170,6 +172,9 @@ def test_the_bindworld_benchmark_regenerates_only_the_world_it_made(tmp_path: Pa
     before = (tmp_path / "users" / "scenes.csv").read_text()
     bindworld.ensure_world(tmp_path / "users", 8, 2, 1)
     assert made == [(6, 1), (8, 2)] and (tmp_path / "users" / "scenes.csv").read_text() == before
+    (tmp_path / "users" / "world.json").unlink()  # as a user's world make, interrupted: before, "a None world"
+    with pytest.raises(SystemExit, match="holds an unfinished world .* world make --overwrite"):
+        bindworld.ensure_world(tmp_path / "users", 8, 2, 1)
 
 
 def test_long_audio_benchmark_reads_each_route_by_crop_and_whole(capsys) -> None:

@@ -493,3 +493,21 @@ def test_the_mini_recipe_refuses_a_work_folder_holding_another_world(tmp_path):
     for n, seed in ((200, 0), (6, 1)):  # it trained on the old world and recorded the new n and seed
         with pytest.raises(ValueError, match=r"holds a BindWorld of 6 scenes \(seed 0\), not"):
             _ensure_world(tmp_path / "world", n, seed, workers=1)
+
+
+def test_the_mini_recipe_draws_again_a_world_whose_overwrite_was_interrupted(tmp_path):
+    from bindsearch.training.mini import _ensure_world
+    from bindsearch.world import read_scenes
+
+    _ensure_world(tmp_path / "world", 6, 0, workers=1)
+    fresh = {p.name: p.read_bytes() for p in (tmp_path / "world" / "image").iterdir()}
+
+    def killed(count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # `world make --overwrite` of another seed, killed after its first scene
+        make_world(tmp_path / "world", 6, seed=1, overwrite=True, progress=killed)
+    assert (tmp_path / "world" / "image" / "s000000.png").read_bytes() != fresh["s000000.png"]
+    _ensure_world(tmp_path / "world", 6, 0, workers=1)  # before: taken for the seed-0 world, scene 0 mislabelled
+    assert {p.name: p.read_bytes() for p in (tmp_path / "world" / "image").iterdir()} == fresh
+    assert len(read_scenes(tmp_path / "world")) == 6

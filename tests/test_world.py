@@ -122,6 +122,21 @@ def test_refuses_to_overwrite_and_overwrite_removes_stale_files(world: Path, tmp
         make_world(tmp_path / "odd", 1, config=WorldConfig(size=33))
 
 
+def test_an_interrupted_overwrite_leaves_an_unfinished_world_that_is_not_taken_for_the_old_one(tmp_path: Path) -> None:
+    make_world(tmp_path, 4, seed=SEED)
+
+    def killed_after(count: int) -> None:
+        raise KeyboardInterrupt  # as a kill: the scenes drawn so far are new, the rest old
+
+    with pytest.raises(KeyboardInterrupt):
+        make_world(tmp_path, 4, seed=SEED + 1, overwrite=True, progress=killed_after)
+    assert read_manifest(tmp_path) == {}  # before: the old world's, describing a redrawn file
+    with pytest.raises(FileExistsError, match="unfinished world .*--overwrite"):
+        make_world(tmp_path, 4, seed=SEED + 1)
+    make_world(tmp_path, 4, seed=SEED + 1, overwrite=True)
+    assert read_manifest(tmp_path)["seed"] == SEED + 1 and not (tmp_path / "world.json.tmp").exists()
+
+
 def test_cli_make_prints_a_summary_and_one_line_errors(tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli("world", "make", tmp_path, "--n", "3", "--seed", "1", "--json")
     assert code == 0, err

@@ -133,14 +133,19 @@ def world_pairs(directory: str | Path, modality: str, split: str, limit: int | N
 
 
 def _ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
-    if (directory / "scenes.csv").exists():
-        made = read_manifest(directory)
+    made = read_manifest(directory)
+    if made:
         if (made.get("n"), made.get("seed")) != (n, seed):  # trained and recorded as another world otherwise
             raise ValueError(f"{directory} holds a BindWorld of {made.get('n')} scenes (seed {made.get('seed')}), not "
                              f"{n} (seed {seed}); give another --work, or the same --n and --seed")
         return
-    print(f"generating BindWorld: {n} scenes (seed {seed}) into {directory}", file=sys.stderr)
-    info = make_world(directory, n, seed, {"train": 0.9, "val": 0.1, "test": 0.0}, WorldConfig(), workers=workers)
+    # No manifest: no world, or one whose generation was interrupted (an overwrite leaves files of two worlds, which
+    # its scenes.csv mislabels): drawn again whole, over what is there, its surplus scene files removed.
+    unfinished = (directory / "scenes.csv").exists()
+    print(f"{'regenerating an unfinished' if unfinished else 'generating'} BindWorld: {n} scenes (seed {seed}) into "
+          f"{directory}", file=sys.stderr)
+    info = make_world(directory, n, seed, {"train": 0.9, "val": 0.1, "test": 0.0}, WorldConfig(), workers=workers,
+                      overwrite=True)
     print(f"  {info.n} scenes in {info.seconds:.0f} s", file=sys.stderr)
 
 

@@ -38,6 +38,9 @@ VERSION = "bindworld-2"
 _START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
+MANIFEST = "world.json"
+"""Written last: a folder holds a finished world when it has one."""
+
 MAX_SIZE = 2048
 """The largest frame side: a scene takes 18 s and 1 GB to draw (100,000 px asked numpy for 30 GB, a traceback)."""
 
@@ -135,10 +138,16 @@ def make_world(
     directory = Path(directory)
     if (in_the_way := file_in_the_way(directory)) is not None:
         raise ValueError(f"{in_the_way} is a file; give a folder to write the world into")
-    if (directory / "scenes.csv").exists() and not overwrite:
+    if not overwrite and (directory / MANIFEST).exists():
         raise FileExistsError(f"{directory} already holds a world; pass --overwrite to replace it")
+    if not overwrite and (directory / "scenes.csv").exists():
+        raise FileExistsError(f"{directory} holds an unfinished world (scenes.csv but no {MANIFEST}: its generation "
+                              "was interrupted); pass --overwrite to make it again")
     splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
     labels = assign_splits(n, seed, splits)
+    # The manifest marks a finished world: gone before the first file is redrawn and written last, an interrupted
+    # overwrite reads as unfinished (the old scenes.csv and world.json described new files as the old scenes).
+    (directory / MANIFEST).unlink(missing_ok=True)
     for modality in MODALITIES:
         (directory / modality).mkdir(parents=True, exist_ok=True)
 
@@ -167,7 +176,7 @@ def make_world(
         _remove_stale(directory, {scene.id for scene in scenes})
     seconds = time.perf_counter() - start
     counts = {name: labels.count(name) for name in splits}
-    _write_manifest(directory / "world.json", n, seed, splits, counts, config)
+    _write_manifest(directory / MANIFEST, n, seed, splits, counts, config)
     return WorldInfo(directory=directory, n=n, seed=seed, splits=counts, seconds=seconds)
 
 
@@ -191,8 +200,9 @@ def _make_scene(job: tuple[int, str], directory: Path, seed: int, config: WorldC
 
 
 def read_manifest(directory: str | Path) -> dict:
-    """`directory/world.json` as written by `make_world` (version, seed, splits, config); {} if there is none."""
-    path = Path(directory) / "world.json"
+    """`directory/world.json` as written by `make_world` (version, seed, splits, config); {} if there is none (no
+    world, or one whose generation did not finish)."""
+    path = Path(directory) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -217,4 +227,6 @@ def _write_manifest(
         "senses": {modality: sorted(SENSES[modality]) for modality in SENSES},
         "files": {modality: f"{modality}/<id>.{ext}" for modality, ext in EXTENSIONS.items()},
     }
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")  # a manifest cut short would mark a world finished all the same
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
