@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -362,6 +363,48 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert found.returncode == 0 and '"modality": "tactile"' in found.stdout, found.stderr[-2000:]
     assert json.loads(out)["directions"]["tactile->class"]["top1"] >= 50  # four sides: chance is 25
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """`bindsearch.media`'s modalities and extensions as they were before the test registers one."""
+    from bindsearch import media, modalities
+
+    monkeypatch.setattr(media, "EXTENSIONS", dict(media.EXTENSIONS))
+    monkeypatch.setattr(media, "_LOADERS", dict(media._LOADERS))
+    monkeypatch.setattr(modalities, "_REGISTERED", set(modalities._REGISTERED))
+    return media
+
+
+@pytest.mark.parametrize("body, message", [
+    ('"extensions": [".tact", ".png"]', r"\.png files are image \(a built-in modality\); give tactile extensions"),
+    ('"extensions": ["npy"]', r"\.npy files are depth"),  # before: "npy" kept, never matching a suffix
+    ('"extensions": "tact"', r"extensions must be a list, e\.g\. \[\".npy\"\], not \"tact\""),  # before: t, a, c, t
+    ('"adaptor": "image"', r"unknown key 'adaptor'; the keys are name, adapter, extensions, value_range, preprocess"),
+    ('"adapter": "arrays"', r"adapter must be one of array, image, not 'arrays'"),
+    ('"value_range": [45, 0]', r"value_range must be \[low, high\], finite numbers with low < high, not \[45"),
+    ('"value_range": [0, NaN]', r"value_range must be \[low, high\], finite"),
+    ('"value_range": [0]', r"value_range must be \[low, high\] \(two numbers\) or null, not \[0\]"),  # IndexError
+])
+def test_a_modality_config_that_would_train_on_something_else_is_refused(tmp_path, registry, body, message):
+    from bindsearch.training.trainer import read_modality_config
+
+    config = tmp_path / "tactile.json"
+    config.write_text('{"name": "tactile", ' + body + "}")
+    extensions = dict(registry.EXTENSIONS)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(config))}: {message}"):
+        read_modality_config(config)
+    assert registry.EXTENSIONS == extensions and registry.guess_modality("photo.png")[0] == "image"
+
+
+def test_a_modality_configs_extensions_may_leave_out_their_dot(tmp_path, registry):
+    from bindsearch.training.trainer import read_modality_config
+
+    config = tmp_path / "tactile.json"
+    config.write_text('{"name": "tactile", "extensions": ["TACT", ".Tmap"], "value_range": [0, 45]}')
+    input_config, _ = read_modality_config(config)
+    assert input_config.extensions == (".tact", ".tmap") and input_config.value_range == (0.0, 45.0)
+    assert registry.guess_modality("map.tact")[0] == registry.guess_modality("map.TMAP")[0] == "tactile"
 
 
 def test_an_image_tower_starts_a_video_tower_as_its_frame_average_plus_frame_order():

@@ -70,6 +70,10 @@ def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = (
     """Teach `load` a new modality (e.g. a tactile pressure map); `extensions` are claimed for guessing."""
     if name in _BUILTIN:
         raise ValueError(f"{name} is a built-in modality")
+    for ext in extensions:  # taken over, a photo was guessed as `name` and failed to decode
+        if EXTENSIONS.get(ext.lower()) in _BUILTIN:
+            raise ValueError(f"{ext} files are {EXTENSIONS[ext.lower()]} (a built-in modality); give {name} extensions "
+                             f"of its own, or none and pick its files with --modality {name}")
     _LOADERS[name] = loader
     add_modality(name)
     for ext in extensions:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,6 +101,9 @@ def shared_text(device: str | torch.device = "cpu") -> MiniLMText:
 
 
 # -- modalities that are not built in ------------------------------------------------------------
+ADAPTERS = ("array", "image")
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """How a new modality's files become a (3, s, s) image-like tensor; stored in the checkpoint.
@@ -114,12 +118,32 @@ class InputConfig:
     extensions: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
 
+    def __post_init__(self) -> None:
+        if self.adapter not in ADAPTERS:  # else every file failed to decode, one by one
+            raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {self.adapter!r}")
+        for ext in self.extensions:  # "npy" never matched a suffix, which `Path.suffix` gives with its dot
+            if not isinstance(ext, str) or not re.fullmatch(r"\.[^./\\\s]+", ext):
+                raise ValueError(f"extensions are file suffixes such as \".npy\", not {ext!r}")
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            # Reversed or empty, every value clipped to one end: the tower trained on blank inputs.
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"value_range must be [low, high], finite numbers with low < high, not "
+                                 f"{list(self.value_range)}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputConfig:
-        """Inverse of `dataclasses.asdict` (JSON lists back to tuples)."""
+        """Inverse of `dataclasses.asdict` (JSON lists back to tuples); extensions may leave out their dot."""
         rng = data.get("value_range")
+        if rng is not None and (not isinstance(rng, list | tuple) or len(rng) != 2):
+            raise ValueError(f"value_range must be [low, high] (two numbers) or null, not {json.dumps(rng)}")
+        extensions = data.get("extensions", ())
+        if not isinstance(extensions, list | tuple):  # a string was taken letter by letter
+            raise ValueError(f"extensions must be a list, e.g. [\".npy\"], not {json.dumps(extensions)}")
+        extensions = tuple(ext if not isinstance(ext, str) or ext.startswith(".") else "." + ext
+                           for ext in extensions)
         return cls(name=str(data["name"]), adapter=str(data.get("adapter", "array")),
-                   extensions=tuple(data.get("extensions", ())),
+                   extensions=tuple(ext.lower() if isinstance(ext, str) else ext for ext in extensions),
                    value_range=(float(rng[0]), float(rng[1])) if rng is not None else None)
 
 

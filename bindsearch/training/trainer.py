@@ -483,15 +483,18 @@ def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        known = (*(f.name for f in fields(InputConfig)), "preprocess")
+        if unknown := [key for key in data if key not in known]:  # a misspelt key was left at its default
+            raise ValueError(f"unknown key {', '.join(map(repr, unknown))}; the keys are {', '.join(known)}")
         prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("preprocess", {}).items()})
         config = InputConfig.from_dict(data)
+        register_input(config)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON ({exc})") from None
     except KeyError as exc:
         raise ValueError(f"{path}: no {exc} key; a modality config needs at least a name") from None
     except (ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    register_input(config)
     return config, prep
 
 
