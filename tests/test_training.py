@@ -385,6 +385,9 @@ def registry(monkeypatch):
     ('"value_range": [45, 0]', r"value_range must be \[low, high\], finite numbers with low < high, not \[45"),
     ('"value_range": [0, NaN]', r"value_range must be \[low, high\], finite"),
     ('"value_range": [0]', r"value_range must be \[low, high\] \(two numbers\) or null, not \[0\]"),  # IndexError
+    ('"preprocess": {"image_size": "16"}', r'preprocess image_size must be a whole number of at least 1, not "16"'),
+    ('"preprocess": {"mean": [0.5]}', r"preprocess mean must be a list of 3 numbers, not \[0\.5\]"),
+    ('"preprocess": {"imagesize": 16}', r"unknown preprocess key 'imagesize'; the keys are image_size, mean"),
 ])
 def test_a_modality_config_that_would_train_on_something_else_is_refused(tmp_path, registry, body, message):
     from bindsearch.training.trainer import read_modality_config
@@ -395,6 +398,31 @@ def test_a_modality_config_that_would_train_on_something_else_is_refused(tmp_pat
     with pytest.raises(ValueError, match=f"^{re.escape(str(config))}: {message}"):
         read_modality_config(config)
     assert registry.EXTENSIONS == extensions and registry.guess_modality("photo.png")[0] == "image"
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_the_file(tmp_path, depth_pairs, monkeypatch):
+    from safetensors import SafetensorError
+
+    from cli.main import exit_status
+
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "train_config.json").write_text("{}")  # a run begun here
+    (out / "train_state.pt.tmp").symlink_to("/dev/full")  # the training state, written after the weights
+    with pytest.raises(OSError, match="No space left on device") as caught:  # before: RuntimeError, "unexpected pos"
+        train(_config(steps=1), depth_pairs, out)
+    assert caught.value.filename == str(out / "train_state.pt") and exit_status(caught.value) == 1
+    assert not (out / "train_state.pt.tmp").exists()
+
+    def full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 10)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    with pytest.raises(OSError, match="No space left on device") as caught:  # before: SafetensorError, a traceback
+        MiniModel({"depth": TINY}, {"depth": PREP}).save(tmp_path / "model")
+    assert caught.value.filename == str(tmp_path / "model" / "model.safetensors") and exit_status(caught.value) == 1
+    assert not (tmp_path / "model" / "model.safetensors.tmp").exists()
 
 
 def test_a_modality_configs_extensions_may_leave_out_their_dot(tmp_path, registry):

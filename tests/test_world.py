@@ -137,6 +137,13 @@ def test_an_interrupted_overwrite_leaves_an_unfinished_world_that_is_not_taken_f
     assert read_manifest(tmp_path)["seed"] == SEED + 1 and not (tmp_path / "world.json.tmp").exists()
 
 
+@pytest.mark.parametrize("in_the_way", ["video/s000001.mp4", "audio/s000001.wav"])
+def test_a_scene_file_that_cannot_be_written_is_one_line_naming_it(tmp_path: Path, run_cli, in_the_way: str) -> None:
+    (tmp_path / in_the_way).mkdir(parents=True)  # as a read-only folder: libsndfile said only "System error."
+    code, out, err = run_cli("world", "make", tmp_path, "--n", "2", "--size", "16")
+    assert code == 1 and err == f"error: {tmp_path / in_the_way}: Is a directory\n"
+
+
 def test_cli_make_prints_a_summary_and_one_line_errors(tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli("world", "make", tmp_path, "--n", "3", "--seed", "1", "--json")
     assert code == 0, err

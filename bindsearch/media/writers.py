@@ -5,8 +5,9 @@ Used by the tests, the benchmarks' dataset replicas and the BindWorld generator.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,22 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
         return path
     import soundfile
 
-    soundfile.write(str(path), samples, sample_rate, subtype="PCM_16")
+    # Opened here, so that a folder in the way or no permission is the system's error naming the file: libsndfile
+    # said only "Error opening '...': System error."
+    with path.open("wb") as handle:
+        soundfile.write(handle, samples, sample_rate, subtype="PCM_16")
     return path
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """PyAV's OSErrors with `path` as their file name: its IsADirectoryError (a folder in the way) named none."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 _PYAV_AUDIO = {".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".webm": "libopus", ".mka": "libopus", ".wma": "wmav2"}
@@ -59,7 +74,8 @@ def _write_audio_with_av(path: Path, samples: np.ndarray, sample_rate: int) -> N
 
     planes = np.ascontiguousarray(np.atleast_2d(samples.T), dtype=np.float32)  # (channels, n)
     layout = {1: "mono", 2: "stereo"}[len(planes)]
-    with av.open(str(path), mode="w", format="adts" if path.suffix.lower() == ".aac" else None) as container:
+    with _naming(path), av.open(str(path), mode="w", format="adts" if path.suffix.lower() == ".aac" else None
+                                ) as container:
         stream = container.add_stream(_PYAV_AUDIO[path.suffix.lower()], rate=sample_rate, layout=layout)
         stream.bit_rate = 128000
         for start in range(0, planes.shape[1], sample_rate):
@@ -86,7 +102,7 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
     h, w, _ = np.shape(first)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    with _naming(path), av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # Constant quality and no B-frame reordering keep small synthetic clips faithful.

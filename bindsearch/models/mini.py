@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -259,14 +260,22 @@ class MiniModel(EmbeddingModel):
 
     def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
         """Write config.json + model.safetensors (towers only, in `dtype`) atomically; returns the directory."""
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
         tmp = directory / "model.safetensors.tmp"
-        # One metadata key: safetensors stores metadata in a hash map, so several keys come out in any order.
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        try:
+            # One metadata key: safetensors stores metadata in a hash map, so several keys come out in any order.
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        except SafetensorError as exc:  # "I/O error: No space left on device (os error 28)", a traceback
+            tmp.unlink(missing_ok=True)
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(directory / "model.safetensors")) from None
         config_tmp = directory / "config.json.tmp"
         config_tmp.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
         tmp.replace(directory / "model.safetensors")

@@ -300,7 +300,14 @@ def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimi
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "config": config.to_dict(), "data": data}
     tmp = directory / (STATE_FILE + ".tmp")
-    torch.save(state, tmp)
+    try:  # torch writing by path said of a full disk only "[enforce fail ...] unexpected pos", a traceback
+        with tmp.open("wb") as handle:
+            torch.save(state, handle)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(directory / STATE_FILE)) from None
     os.replace(tmp, directory / STATE_FILE)
 
 
@@ -472,6 +479,37 @@ def tower_config(width: int, layers: int, input_size: tuple[int, int], patch: in
     return TowerConfig(encoder, input_size, patch, 3, num_frames=frames, temporal_attention=frames > 1)
 
 
+def _preprocess_from_json(values: Any) -> Preprocess:
+    """A modality config's "preprocess" object, every value of its field's type: "image_size": "16" was a TypeError
+    deep in building the tower."""
+    if not isinstance(values, dict):
+        raise ValueError(f'preprocess must be an object such as {{"image_size": 48}}, not {json.dumps(values)}')
+    defaults = Preprocess()
+    names = [f.name for f in fields(Preprocess)]
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ValueError(f"unknown preprocess key {key!r}; the keys are {', '.join(names)}")
+        default = getattr(defaults, key)
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        if isinstance(default, tuple):
+            if not (isinstance(value, list) and len(value) == len(default) and all(map(number, value))):
+                raise ValueError(f"preprocess {key} must be a list of {len(default)} numbers, not {json.dumps(value)}")
+            checked[key] = tuple(float(v) for v in value)
+        elif isinstance(default, int):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"preprocess {key} must be a whole number of at least 1, not {json.dumps(value)}")
+            checked[key] = value
+        else:
+            if not number(value):
+                raise ValueError(f"preprocess {key} must be a number, not {json.dumps(value)}")
+            checked[key] = float(value)
+    return Preprocess(**checked)
+
+
 def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
     """A new modality from JSON: {"name", "adapter", "extensions", "value_range", "preprocess": {...}}.
 
@@ -486,7 +524,7 @@ def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
         known = (*(f.name for f in fields(InputConfig)), "preprocess")
         if unknown := [key for key in data if key not in known]:  # a misspelt key was left at its default
             raise ValueError(f"unknown key {', '.join(map(repr, unknown))}; the keys are {', '.join(known)}")
-        prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("preprocess", {}).items()})
+        prep = _preprocess_from_json(data.pop("preprocess", {}))
         config = InputConfig.from_dict(data)
         register_input(config)
     except json.JSONDecodeError as exc:
