@@ -218,6 +218,18 @@ def test_training_resumes_where_it_was_interrupted(tmp_path, depth_pairs):
     assert logged == [1, 2, 3]
 
 
+def test_a_log_line_torn_by_a_crash_is_dropped_and_an_earlier_bad_line_named(tmp_path):
+    from bindsearch.training.trainer import _truncate_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.7}\n{"step": 2, "loss": 2.6}\n{"step": 3, "lo')
+    _truncate_log(log, 2)  # before: "Expecting ',' delimiter", and every resumption refused
+    assert log.read_text() == '{"step": 1, "loss": 2.7}\n{"step": 2, "loss": 2.6}\n'
+    log.write_text('{"step": 1, "loss": 2.7}\n{"step": 2, "lo\n{"step": 3, "loss": 2.5}\n')
+    with pytest.raises(ValueError, match=f"^{re.escape(str(log))}: line 2 is not a training record"):
+        _truncate_log(log, 3)
+
+
 def test_a_pairs_csv_with_a_short_row_an_empty_caption_or_other_bytes_is_one_line(tmp_path):
     for name, text, says in (("short.csv", "path,caption\na.png,a cat\nb.png\n", "short.csv line 3: a row needs"),
                              ("empty.csv", "path,caption\na.png,\n", "empty.csv line 2: the caption is empty")):

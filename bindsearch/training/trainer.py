@@ -339,9 +339,22 @@ def _param_groups(model: MiniModel, config: TrainConfig) -> list[dict[str, Any]]
 def _truncate_log(path: Path, step: int) -> None:
     # Steps logged after the last checkpoint of an interrupted run (or by a run started over) are run again: keep
     # one record per step.
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            logged = record["step"]
+        except (ValueError, KeyError, TypeError) as exc:
+            if number == len(lines):  # an append cut short by a crash: its step is run again
+                break
+            raise ValueError(f"{path}: line {number} is not a training record ({exc}); delete that line, or the file "
+                             "to start the log afresh") from None
+        if logged <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def train(config: TrainConfig, data: PairSet, out: str | Path, val: PairSet | None = None,
