@@ -578,6 +578,14 @@ def test_the_mini_recipe_refuses_a_work_folder_holding_another_world(tmp_path):
             _ensure_world(tmp_path / "world", n, seed, workers=1)
 
 
+def test_the_mini_recipe_refuses_a_world_too_small_to_validate_before_generating_it(tmp_path, run_cli):
+    code, out, err = run_cli("train", "mini", "--n", "3", "--work", tmp_path / "work", "--out", tmp_path / "out")
+    # before: the world was generated, then "none of the 0 depth files could be decoded"
+    assert code == 2 and err == ("error: --n 3 leaves 3 training and 0 validation scenes; the recipe needs two and "
+                                 "one: give --n 6 or more\n")
+    assert not (tmp_path / "work").exists()
+
+
 def test_the_mini_recipe_draws_again_a_world_whose_overwrite_was_interrupted(tmp_path):
     from bindsearch.training.mini import _ensure_world
     from bindsearch.world import read_scenes

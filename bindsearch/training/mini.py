@@ -11,9 +11,11 @@ interrupted run picks up where it stopped (world, caches and each tower's checkp
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from bindsearch.training.trainer import SMALL_INPUT, TrainConfig, tower_config, 
 from bindsearch.world import ATTRIBUTES, SENSES, WorldConfig, make_world, read_scenes
 from bindsearch.world.captions import describe, distinct_captions
 from bindsearch.world.generate import read_manifest
+from bindsearch.world.scene import assign_splits
 
 __all__ = ["DEFAULTS", "TOWERS", "recipe", "train_mini", "world_pairs"]
 
@@ -72,6 +75,7 @@ SPECIFIC: dict[str, dict[str, Any]] = {
 # after 500), and video reached R@1 4% after 300 steps. No tower ever sees another modality's data.
 INIT_FROM = {"image": "depth", "infrared": "depth", "video": "image"}
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+SPLITS = {"train": 0.9, "val": 0.1, "test": 0.0}
 # Longest first, so that two workers finish together.
 ORDER = ("depth", "audio", "image", "infrared", "video")
 
@@ -132,6 +136,22 @@ def world_pairs(directory: str | Path, modality: str, split: str, limit: int | N
     return pairs
 
 
+def _check_splits(n: int) -> None:
+    """Refuse a world too small to leave two training scenes and one validation scene, before it is generated: a
+    tower then found "none of the 0 depth files" to validate on."""
+
+    def counts(m: int) -> Counter[str]:
+        return Counter(assign_splits(m, 0, SPLITS) if m > 0 else ())  # the counts do not depend on the seed
+
+    def enough(m: int) -> bool:
+        return counts(m)["train"] >= 2 and counts(m)["val"] >= 1
+
+    if not enough(n):
+        minimum = next(m for m in itertools.count(1) if enough(m))
+        raise ValueError(f"--n {n} leaves {counts(n)['train']} training and {counts(n)['val']} validation scenes; "
+                         f"the recipe needs two and one: give --n {minimum} or more")
+
+
 def _ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
     made = read_manifest(directory)
     if made:
@@ -144,8 +164,7 @@ def _ensure_world(directory: Path, n: int, seed: int, workers: int) -> None:
     unfinished = (directory / "scenes.csv").exists()
     print(f"{'regenerating an unfinished' if unfinished else 'generating'} BindWorld: {n} scenes (seed {seed}) into "
           f"{directory}", file=sys.stderr)
-    info = make_world(directory, n, seed, {"train": 0.9, "val": 0.1, "test": 0.0}, WorldConfig(), workers=workers,
-                      overwrite=True)
+    info = make_world(directory, n, seed, SPLITS, WorldConfig(), workers=workers, overwrite=True)
     print(f"  {info.n} scenes in {info.seconds:.0f} s", file=sys.stderr)
 
 
@@ -212,6 +231,7 @@ def train_mini(out: Path, work: Path, n: int = 6000, seed: int = 0, modalities: 
 
     start = time.perf_counter()
     world = work / "world"
+    _check_splits(n)
     _ensure_world(world, n, seed, workers)
     configs = {m: recipe(m, seed=seed, **overrides) for m in modalities}
     for m, source in INIT_FROM.items():
