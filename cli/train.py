@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,7 +109,7 @@ def tower(
         return
     figures = ", ".join(f"{k} {v:.1f}" for k, v in result.validation.items())
     typer.echo(f"trained {modality} to step {result.step} in {result.seconds:.0f} s ({figures}); "
-               f"search with --model {result.directory}")
+               f"search with --model {_model_spec(result.directory)}")
 
 
 @app.command()
@@ -130,3 +131,12 @@ def mini(
     summary = train_mini(out, work, n, seed)
     json.dump(summary, sys.stdout, indent=2)
     typer.echo("")
+    typer.echo(f"wrote {out}: search with --model {_model_spec(out)}", err=True)
+
+
+def _model_spec(directory: Path) -> str:
+    """How `--model` names a checkpoint folder: a folder named as a shipped model (`bindsearch-mini`, the default
+    --out of `train mini`) needs a path's spelling, or the shipped model is loaded instead."""
+    from bindsearch.models.specs import is_builtin
+
+    return f".{os.sep}{directory}" if is_builtin(str(directory)) else str(directory)

@@ -586,6 +586,20 @@ def test_the_mini_recipe_refuses_a_world_too_small_to_validate_before_generating
     assert not (tmp_path / "work").exists()
 
 
+def test_the_mini_recipe_ends_saying_how_to_load_what_it_wrote(tmp_path, run_cli, monkeypatch):
+    def trained(out, work, n, seed):
+        return {"world": {"n": n}}
+
+    monkeypatch.setattr("bindsearch.training.mini.train_mini", trained)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("train", "mini")
+    # the default --out: `--model bindsearch-mini` is the shipped model, whatever folder of that name is here
+    assert code == 0 and json.loads(out) == {"world": {"n": 6000}}
+    assert err == f"wrote bindsearch-mini: search with --model .{os.sep}bindsearch-mini\n"
+    code, out, err = run_cli("train", "mini", "--out", tmp_path / "mine")
+    assert code == 0 and err == f"wrote {tmp_path / 'mine'}: search with --model {tmp_path / 'mine'}\n"
+
+
 def test_the_mini_recipe_draws_again_a_world_whose_overwrite_was_interrupted(tmp_path):
     from bindsearch.training.mini import _ensure_world
     from bindsearch.world import read_scenes
