@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -97,6 +99,18 @@ def test_checkpoint_round_trip_in_fp16_and_fingerprint(tmp_path):
         next(model.parameters()).view(-1)[0] += 0.5  # one weight retrained: another model, whatever its shapes
     model.save(tmp_path / "m3", torch.float16)
     assert load_model(str(tmp_path / "m3"), device="cpu").checkpoint != loaded.checkpoint
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_weights_get_the_mode_the_umask_gives_as_the_config_does(tmp_path, umask):
+    tower = tower_config(width=32, layers=1, input_size=(32, 32), patch=8)
+    old = os.umask(umask)
+    try:
+        MiniModel({"depth": tower}, {"depth": Preprocess(image_size=32)}).save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").iterdir()}
+    assert modes == {"config.json": 0o666 & ~umask, "model.safetensors": 0o666 & ~umask}  # before: weights 0600
 
 
 shipped = pytest.mark.skipif(not (MINI_DIR / "model.safetensors").is_file(),

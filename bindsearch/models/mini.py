@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -278,6 +279,9 @@ class MiniModel(EmbeddingModel):
             raise OSError(int(code[1]), os.strerror(int(code[1])), str(directory / "model.safetensors")) from None
         config_tmp = directory / "config.json.tmp"
         config_tmp.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        # safetensors creates its file owner-only (0600); the weights get the mode `open` gave config.json (0666 less
+        # the umask), or a checkpoint shared with a group or other users had a config no one else could load.
+        os.chmod(tmp, stat.S_IMODE(config_tmp.stat().st_mode))
         tmp.replace(directory / "model.safetensors")
         config_tmp.replace(directory / "config.json")
         return directory
