@@ -63,7 +63,7 @@ def tower(
                                                        "CPU has bf16 matrix units: AVX512-BF16, AMX or Arm's "
                                                        "BF16).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed for weights, batches and masks.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for weights, batches and masks.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Train one tower on PAIRS and write a checkpoint that `--model OUT` loads.
@@ -120,7 +120,7 @@ def mini(
     work: Annotated[Path, typer.Option(help="Generated BindWorld data and per-tower checkpoints.")] = Path(
         "runs/mini"),
     n: Annotated[int, typer.Option("--n", help="BindWorld scenes (90% train, 10% validation).")] = 6000,
-    seed: Annotated[int, typer.Option(help="World and training seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="World and training seed.")] = 0,
 ) -> None:
     """Reproduce the shipped bindsearch-mini weights: BindWorld, five towers, fp16 weights.
 

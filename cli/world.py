@@ -26,7 +26,7 @@ def world() -> None:
 def make(
     directory: Annotated[Path, typer.Argument(help="Where to write the world.")],
     n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same files.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed: same seed, same files.")] = 0,
     splits: Annotated[
         str, typer.Option(help="Train, val and test fractions, comma-separated.")
     ] = "0.8,0.1,0.1",
@@ -49,6 +49,8 @@ def make(
         fractions = []
     if len(fractions) != 3:
         raise ValueError(f"--splits needs three fractions (train,val,test), e.g. 0.8,0.1,0.1; got {splits!r}")
+    if not all(0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:  # NaN: a message from int()
+        raise ValueError(f"--splits needs fractions from 0 to 1 that sum to 1, e.g. 0.8,0.1,0.1; got {splits!r}")
     config = WorldConfig(size=size, frames=frames, seconds=seconds)
     # The bar for people only: piped or captured, stderr gets no stray label.
     bar = typer.progressbar(length=n, label="scenes", file=sys.stderr) if sys.stderr.isatty() else None

@@ -466,7 +466,9 @@ def test_an_image_tower_starts_a_video_tower_as_its_frame_average_plus_frame_ord
     for block in video.encoder.layers:
         block.temporal_embedding.data.zero_()
     assert torch.allclose(video(frames), expected, atol=1e-5)
-    with pytest.raises(ValueError, match="shaped differently"):
+    with pytest.raises(ValueError, match=r"^the --init tower \(width 32, 2 layers, patch 8, 32x32 input, 3 channels\) "
+                       r"is shaped differently from the one asked for \(width 64, 2 layers, .*\); give the --width, "
+                       "--layers and --patch it was trained with"):
         _load_tower(VisionTower(tower_config(width=64, layers=2, input_size=(32, 32), patch=8)), image, seed=0)
 
 
@@ -584,6 +586,13 @@ def test_the_mini_recipe_refuses_a_world_too_small_to_validate_before_generating
     assert code == 2 and err == ("error: --n 3 leaves 3 training and 0 validation scenes; the recipe needs two and "
                                  "one: give --n 6 or more\n")
     assert not (tmp_path / "work").exists()
+
+
+def test_a_negative_seed_is_refused_naming_the_option(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # train mini's default --work and --out
+    for command in (("tower", tmp_path / "pairs.csv", "--modality", "depth", "--out", tmp_path / "out"), ("mini",)):
+        code, out, err = run_cli("train", *command, "--seed", "-1")
+        assert code == 2 and "'--seed'" in err, err  # before: numpy's "expected non-negative integer"
 
 
 def test_the_mini_recipe_ends_saying_how_to_load_what_it_wrote(tmp_path, run_cli, monkeypatch):

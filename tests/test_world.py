@@ -153,6 +153,12 @@ def test_cli_make_prints_a_summary_and_one_line_errors(tmp_path: Path, run_cli) 
     assert code == 1 and err.startswith("error: ") and "--overwrite" in err and err.count("\n") == 1
     code, out, err = run_cli("world", "make", tmp_path / "new", "--n", "3", "--splits", "0.8,0.2")
     assert code == 2 and err.startswith("error: --splits needs three fractions") and err.count("\n") == 1
+    for splits in ("nan,0.5,0.5", "0.5,0.5,0.5", "1.5,-0.5,0"):  # NaN: "cannot convert float NaN to integer"
+        code, out, err = run_cli("world", "make", tmp_path / "new", "--n", "3", "--splits", splits)
+        assert code == 2 and err == ("error: --splits needs fractions from 0 to 1 that sum to 1, e.g. 0.8,0.1,0.1; "
+                                     f"got '{splits}'\n")
+    code, out, err = run_cli("world", "make", tmp_path / "new", "--n", "3", "--seed", "-1")
+    assert code == 2 and "'--seed'" in err and not (tmp_path / "new").exists()  # before: numpy's words, no option
 
 
 # Splits and the sensing table

@@ -211,7 +211,8 @@ def _load_tower(tower: VisionTower, source: VisionTower, seed: int) -> None:
     mine, theirs = tower.config, source.config
     if (mine.encoder, mine.input_size, mine.patch_size, mine.channels) != (
             theirs.encoder, theirs.input_size, theirs.patch_size, theirs.channels):
-        raise ValueError("the --init tower is shaped differently from the one asked for")
+        raise ValueError(f"the --init tower ({_shape(theirs)}) is shaped differently from the one asked for "
+                         f"({_shape(mine)}); give the --width, --layers and --patch it was trained with")
     missing, unexpected = tower.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(".temporal_" not in key for key in missing):
         raise ValueError(f"the --init tower does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -221,6 +222,12 @@ def _load_tower(tower: VisionTower, source: VisionTower, seed: int) -> None:
             block.temporal_attn.apply(_init_weights)
             nn.init.zeros_(block.temporal_attn.out_proj.weight)
             _init_temporal_embedding(block)
+
+
+def _shape(config: TowerConfig) -> str:
+    size = "x".join(map(str, config.input_size))
+    return (f"width {config.encoder.width}, {config.encoder.layers} layers, patch {config.patch_size}, {size} input, "
+            f"{config.channels} channels")
 
 
 def _init_weights(module: nn.Module) -> None:

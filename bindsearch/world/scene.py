@@ -97,7 +97,7 @@ def sensed_paraphrase(scene: Scene, modality: str, vocabulary: Vocabulary = PARA
 
 def assign_splits(n: int, seed: int, fractions: dict[str, float]) -> list[str]:
     """`n` split names, exact counts by rounding `fractions` (last split takes the rest), shuffled by seed."""
-    if not fractions or any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+    if not fractions or not all(f >= 0 for f in fractions.values()) or not abs(sum(fractions.values()) - 1) <= 1e-6:
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     names = list(fractions)
     counts = [int(round(fractions[name] * n)) for name in names[:-1]]
