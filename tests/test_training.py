@@ -412,6 +412,19 @@ def test_a_modality_config_that_would_train_on_something_else_is_refused(tmp_pat
     assert registry.EXTENSIONS == extensions and registry.guess_modality("photo.png")[0] == "image"
 
 
+def test_a_checkpoint_whose_modality_claims_a_built_in_extension_still_loads(tmp_path, registry):
+    """Trained before such configs were refused, its tower took .npy depth maps over; refusing it at load would
+    leave the user's model unloadable: the extension is left to depth, with a warning (found by a review)."""
+    from bindsearch.models.mini import InputConfig
+
+    claims = InputConfig(name="tactile", extensions=(".npy", ".tact"))
+    with pytest.warns(UserWarning, match=r"the tactile tower claims \.npy, which built-in modalities read: those "
+                                         r"files stay depth; pick tactile files with --modality tactile"):
+        model = MiniModel({"tactile": TINY}, {"tactile": PREP}, {"tactile": claims})
+    assert model.inputs["tactile"].extensions == (".tact",)
+    assert registry.guess_modality("map.npy")[0] == "depth" and registry.guess_modality("map.tact")[0] == "tactile"
+
+
 def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_the_file(tmp_path, depth_pairs, monkeypatch):
     from safetensors import SafetensorError
 

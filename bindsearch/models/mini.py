@@ -15,8 +15,9 @@ import math
 import os
 import re
 import stat
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,20 @@ def _read_grid(path: Path, adapter: str) -> np.ndarray:
     return grid
 
 
+def _own_extensions(config: InputConfig) -> InputConfig:
+    """`config` less the extensions a built-in modality reads, with a warning: a checkpoint trained before such
+    configs were refused (`train tower` refuses them now) loads, and photos or depth maps stay what they are."""
+    from bindsearch import media
+
+    taken = [ext for ext in config.extensions if media.EXTENSIONS.get(ext.lower()) in MODALITIES]
+    if not taken:
+        return config
+    warnings.warn(f"the {config.name} tower claims {', '.join(taken)}, which built-in modalities read: those files "
+                  f"stay {', '.join(sorted({media.EXTENSIONS[ext.lower()] for ext in taken}))}; pick {config.name} "
+                  f"files with --modality {config.name}", stacklevel=3)
+    return replace(config, extensions=tuple(ext for ext in config.extensions if ext not in taken))
+
+
 def register_input(config: InputConfig) -> None:
     """Teach `bindsearch.media.load` to decode `config.name` files: (3, s, s) float32, normalised."""
     from bindsearch import media
@@ -207,7 +222,7 @@ class MiniModel(EmbeddingModel):
         super().__init__()
         from bindsearch.models.tower import VisionTower
 
-        self.inputs = dict(inputs or {})
+        self.inputs = {m: _own_extensions(config) for m, config in (inputs or {}).items()}
         for config in self.inputs.values():
             register_input(config)
         self.tower_configs = dict(towers)
