@@ -480,11 +480,6 @@ class Collection:
             fetch = min(stored, math.ceil(fetch * 1.25 * stored / rows))
         target = k  # hits a query can have: fewer where the modalities hold fewer files than k
         probes = {index: index.nprobe for index in indexes if index.nlist > 1}
-        if folders:
-            # An IVF search sees the rows of the lists it probes: k rows inside a folder holding a tenth of them lie
-            # as deep as 10k rows of all, in ten times the lists (recall@10 0.54 in a folder of 1 % of the rows).
-            for index in probes:
-                index.nprobe = min(index.nlist, math.ceil(index.nprobe * 1.25 * stored / rows))
         metric = indexes[0].metric
         ties_until, rounds = max(_TIED_ROWS, 16 * fetch), 0
 
@@ -500,6 +495,11 @@ class Collection:
             return bool(last < kth if metric == "ip" else last > kth)
 
         try:
+            if folders:
+                # An IVF search sees the rows of the lists it probes: k rows inside a folder holding a tenth of them
+                # lie as deep as 10k rows of all, in ten times the lists (recall@10 0.54 in a folder of 1 % of rows).
+                for index in probes:
+                    index.nprobe = min(index.nlist, math.ceil(index.nprobe * 1.25 * stored / rows))
             while True:
                 scores, ids = merge_topk([search_exact(snapshot, index, queries, fetch) for index in indexes],
                                          fetch, metric)

@@ -62,7 +62,7 @@ queries reach recall@10 0.74 at 128 and 0.89 at 256 with `EF_CONSTRUCTION` (`ben
 defaults")."""
 
 _FORMAT = 1
-_GPU_MAX_K = 2048  # FAISS GPU kernels select at most 2048 neighbours; larger k searches the CPU master.
+_GPU_MAX_K = 2048  # FAISS GPU kernels select (and IVF probes) at most 2048: beyond, the CPU master searches.
 _LOSSY_CODES = ("PQ", "SQ", "LSH", "RaBitQ")  # in FAISS factory strings: encodings that do not keep the vectors
 
 
@@ -181,7 +181,8 @@ class VectorIndex:
         if ivf is not None:
             ivf.nprobe = self._nprobe
         if self._gpu is not None and faiss.try_extract_index_ivf(self._gpu) is not None:
-            faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", self._nprobe)
+            # FAISS's GPU IVF probes at most 2048 lists; beyond, `_searchable` searches the CPU master.
+            faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", min(self._nprobe, _GPU_MAX_K))
 
     @property
     def ef_search(self) -> int:
@@ -457,7 +458,7 @@ class VectorIndex:
         return self._gemm
 
     def _searchable(self, k: int) -> faiss.Index:
-        if self.device != "cuda" or k > _GPU_MAX_K:
+        if self.device != "cuda" or k > _GPU_MAX_K or self._nprobe > _GPU_MAX_K:
             return self._cpu
         if self._gpu_stale:
             self._place_on_gpu()

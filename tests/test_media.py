@@ -695,3 +695,13 @@ def test_new_video_extensions_and_mpeg_ts_told_from_typescript(tmp_path):
     source.write_text("export const answer: number = 42;\n" * 20)
     assert media.guess_modality(source) == (None, "a .ts file that is not MPEG-TS video")
     assert media.guess_modality(tmp_path / "missing.ts")[0] is None
+
+
+def test_write_audio_writes_ogg_as_vorbis_and_leaves_no_empty_file_when_it_cannot(tmp_path):
+    """Its docstring promised ogg, which 16-bit PCM cannot be; a format soundfile cannot write left a 0-byte file
+    once the file was opened in Python (found by a review)."""
+    wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    assert media.load("audio", write_audio(tmp_path / "a.ogg", wave, 16000)).shape == (3, 112, 1036)
+    with pytest.raises(TypeError, match="format"):
+        write_audio(tmp_path / "a.xyz", wave, 16000)
+    assert not (tmp_path / "a.xyz").exists()

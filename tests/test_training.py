@@ -417,11 +417,12 @@ def test_a_checkpoint_whose_modality_claims_a_built_in_extension_still_loads(tmp
     leave the user's model unloadable: the extension is left to depth, with a warning (found by a review)."""
     from bindsearch.models.mini import InputConfig
 
-    claims = InputConfig(name="tactile", extensions=(".npy", ".tact"))
-    with pytest.warns(UserWarning, match=r"the tactile tower claims \.npy, which built-in modalities read: those "
-                                         r"files stay depth; pick tactile files with --modality tactile"):
+    # What `train tower` refuses now, written before: a reversed value_range, a suffix of two dots, .txt (text's).
+    claims = InputConfig(name="tactile", extensions=(".npy", ".txt", ".tar.gz", ".tact"), value_range=(1.0, 0.0))
+    with pytest.warns(UserWarning, match=r"the tactile tower claims \.npy, \.txt, which built-in modalities read: "
+                                         r"those files stay depth, text; pick tactile files with --modality tactile"):
         model = MiniModel({"tactile": TINY}, {"tactile": PREP}, {"tactile": claims})
-    assert model.inputs["tactile"].extensions == (".tact",)
+    assert model.inputs["tactile"].extensions == (".tar.gz", ".tact")
     assert registry.guess_modality("map.npy")[0] == "depth" and registry.guess_modality("map.tact")[0] == "tactile"
 
 
@@ -438,6 +439,20 @@ def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_the_file(t
         train(_config(steps=1), depth_pairs, out)
     assert caught.value.filename == str(out / "train_state.pt") and exit_status(caught.value) == 1
     assert not (out / "train_state.pt.tmp").exists()
+
+    def filled_part_way(state, handle):  # as torch's zip writer fails on a disk that fills mid-file (found by a review)
+        handle.write(b"\0" * 100)
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+    (out / "train_state.pt.tmp").unlink(missing_ok=True)
+    monkeypatch.setattr("bindsearch.training.trainer.torch.save", filled_part_way)
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        train(_config(steps=1), depth_pairs, out)
+    assert caught.value.filename == str(out / "train_state.pt") and not (out / "train_state.pt.tmp").exists()
+    monkeypatch.undo()
 
     def full(state, filename, metadata=None):
         Path(filename).write_bytes(b"\0" * 10)

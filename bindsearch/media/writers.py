@@ -37,7 +37,7 @@ def write_depth_png(path: str | Path, depth_mm: np.ndarray) -> Path:
 
 
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write `(n,)` mono or `(n, channels)` float samples in [-1, 1]: 16-bit PCM in wav/flac/ogg (by suffix), or
+    """Write `(n,)` mono or `(n, channels)` float samples in [-1, 1]: 16-bit PCM in wav/flac/aiff, Vorbis in ogg, or
     compressed through PyAV in the formats soundfile cannot write: AAC in .m4a, .mp4 and raw .aac, Opus in .webm and
     .mka (48 kHz and its divisors only), WMA in .wma."""
     path = Path(path)
@@ -50,8 +50,13 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
 
     # Opened here, so that a folder in the way or no permission is the system's error naming the file: libsndfile
     # said only "Error opening '...': System error."
-    with path.open("wb") as handle:
-        soundfile.write(handle, samples, sample_rate, subtype="PCM_16")
+    pcm = path.suffix.lower() in (".wav", ".flac", ".aif", ".aiff")  # Ogg takes Vorbis, soundfile's default for it
+    try:
+        with path.open("wb") as handle:
+            soundfile.write(handle, samples, sample_rate, subtype="PCM_16" if pcm else None)
+    except (soundfile.LibsndfileError, TypeError, ValueError):  # a format it cannot write: no empty file left
+        path.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -121,7 +121,9 @@ class InputConfig:
     extensions: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Refuse (ValueError) what a config to train from may not hold. Not at load: a checkpoint written before
+        these checks must still open, as its collections were indexed with it."""
         if self.adapter not in ADAPTERS:  # else every file failed to decode, one by one
             raise ValueError(f"adapter must be one of {', '.join(ADAPTERS)}, not {self.adapter!r}")
         for ext in self.extensions:  # "npy" never matched a suffix, which `Path.suffix` gives with its dot
@@ -172,7 +174,7 @@ def _own_extensions(config: InputConfig) -> InputConfig:
     configs were refused (`train tower` refuses them now) loads, and photos or depth maps stay what they are."""
     from bindsearch import media
 
-    taken = [ext for ext in config.extensions if media.EXTENSIONS.get(ext.lower()) in MODALITIES]
+    taken = [ext for ext in config.extensions if media.EXTENSIONS.get(ext.lower()) in (*MODALITIES, "text")]
     if not taken:
         return config
     warnings.warn(f"the {config.name} tower claims {', '.join(taken)}, which built-in modalities read: those files "

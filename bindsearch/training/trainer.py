@@ -310,11 +310,14 @@ def _save_state(directory: Path, model: MiniModel, optimizer: torch.optim.Optimi
     try:  # torch writing by path said of a full disk only "[enforce fail ...] unexpected pos", a traceback
         with tmp.open("wb") as handle:
             torch.save(state, handle)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
-        if exc.filename is not None or exc.errno is None:
+        # A disk that fills part-way: the write's OSError, then torch's zip writer failing to close the archive
+        # ("unexpected pos"), which carries it as its context.
+        cause = exc if isinstance(exc, OSError) else exc.__context__ or exc.__cause__
+        if not isinstance(cause, OSError) or cause.errno is None:
             raise
-        raise OSError(exc.errno, exc.strerror, str(directory / STATE_FILE)) from None
+        raise OSError(cause.errno, cause.strerror, str(directory / STATE_FILE)) from None
     os.replace(tmp, directory / STATE_FILE)
 
 
@@ -546,6 +549,7 @@ def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
             raise ValueError(f"unknown key {', '.join(map(repr, unknown))}; the keys are {', '.join(known)}")
         prep = _preprocess_from_json(data.pop("preprocess", {}))
         config = InputConfig.from_dict(data)
+        config.check()
         register_input(config)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON ({exc})") from None
