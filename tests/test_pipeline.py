@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from bindsearch.pipeline import encode_files
@@ -68,33 +70,9 @@ def test_encode_refuses_one_string_instead_of_iterating_its_characters(tiny_mode
             tiny_model.encode("text", ["a dog"], batch_size=size)
 
 
-def test_files_decoded_in_the_encoders_process_take_one_thread(tiny_model, media_files, monkeypatch):
-    """Without decoder processes, a file's small tensors got torch's every thread: the second one waited, for the
-    first or for a core another program held (2x slower beside one busy process: benchmarks/decode_threads.py)."""
-    from bindsearch import media
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    seen: list[int] = []
-    load = media.load
-
-    def counted(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return load(*args, **kwargs)
-
-    monkeypatch.setattr(media, "load", counted)
-    monkeypatch.setattr("bindsearch.pipeline._alone", lambda: True)  # as `bindsearch index` is
-    try:
-        batches = list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
-        assert seen == [1] and torch.get_num_threads() == 2  # the encoder keeps its threads
-        assert batches[0].vectors.shape == (1, tiny_model.dim)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_decoding_keeps_torchs_threads_where_the_program_has_other_threads(tiny_model, media_files, monkeypatch):
-    """torch takes a thread's count from the process's when that thread first runs torch: a thread of a web app's
-    pool starting while `add` decoded on one thread kept one thread for good (found by a review)."""
+def _decoding_threads(model, audio: Path, monkeypatch, alone: bool) -> tuple[list[int], int]:
+    """(torch's thread count while each file was decoded, after), the encoder's process at 2 threads; `alone`: the
+    program has no other thread (another one is started otherwise)."""
     import threading
 
     from bindsearch import media
@@ -109,16 +87,33 @@ def test_decoding_keeps_torchs_threads_where_the_program_has_other_threads(tiny_
         return load(*args, **kwargs)
 
     monkeypatch.setattr(media, "load", counted)
+    if alone:  # as `bindsearch index` is; pytest may hold threads of its own
+        monkeypatch.setattr("bindsearch.pipeline._alone", lambda: True)
     stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
+    other = None if alone else threading.Thread(target=stop.wait)
+    if other is not None:
+        other.start()
     try:
-        list(encode_files(tiny_model, "audio", [media_files["audio"]], workers=0))
-        assert seen == [2]
+        batches = list(encode_files(model, "audio", [audio], workers=0))
+        assert batches[0].vectors.shape == (1, model.dim)
+        return seen, torch.get_num_threads()
     finally:
         stop.set()
-        other.join()
+        if other is not None:
+            other.join()
         torch.set_num_threads(threads)
+
+
+def test_files_decoded_in_the_encoders_process_take_one_thread(tiny_model, media_files, monkeypatch):
+    """Without decoder processes, a file's small tensors got torch's every thread: the second one waited, for the
+    first or for a core another program held (2x slower beside one busy process: benchmarks/decode_threads.py)."""
+    assert _decoding_threads(tiny_model, media_files["audio"], monkeypatch, alone=True) == ([1], 2)  # encoder: 2
+
+
+def test_decoding_keeps_torchs_threads_where_the_program_has_other_threads(tiny_model, media_files, monkeypatch):
+    """torch takes a thread's count from the process's when that thread first runs torch: a thread of a web app's
+    pool starting while `add` decoded on one thread kept one thread for good (found by a review)."""
+    assert _decoding_threads(tiny_model, media_files["audio"], monkeypatch, alone=False) == ([2], 2)
 
 
 def test_bindsearch_index_decodes_on_one_thread(media_files, tmp_path):
