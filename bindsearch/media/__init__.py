@@ -34,7 +34,7 @@ from bindsearch.modalities import Preprocess, add_modality, canonical_modality
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "duration", "format_clock",
+__all__ = ["EXTENSIONS", "WINDOWED", "MediaError", "Window", "WindowPlan", "builtin_reader", "duration", "format_clock",
            "format_window", "guess_modality", "load", "modality_of", "parse_clock", "read_text", "register_modality",
            "registered_modalities", "sound_only"]
 
@@ -66,14 +66,20 @@ FOLDER_HINTS = {"depth": "depth", "infrared": "infrared", "thermal": "infrared",
                 "lwir": "infrared"}
 
 
+def builtin_reader(extension: str) -> str | None:
+    """The built-in modality (text included) that files of `extension` (".png") are guessed as, if one is."""
+    modality = EXTENSIONS.get(extension.lower())
+    return modality if modality in _BUILTIN else None
+
+
 def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = ()) -> None:
     """Teach `load` a new modality (e.g. a tactile pressure map); `extensions` are claimed for guessing."""
     if name in _BUILTIN:
         raise ValueError(f"{name} is a built-in modality")
     for ext in extensions:  # taken over, a photo was guessed as `name` and failed to decode
-        if EXTENSIONS.get(ext.lower()) in _BUILTIN:
-            raise ValueError(f"{ext} files are {EXTENSIONS[ext.lower()]} (a built-in modality); give {name} extensions "
-                             f"of its own, or none and pick its files with --modality {name}")
+        if (reader := builtin_reader(ext)) is not None:
+            raise ValueError(f"{ext} files are {reader} (a built-in modality); give {name} extensions of its own, or "
+                             f"none and pick its files with --modality {name}")
     _LOADERS[name] = loader
     add_modality(name)
     for ext in extensions:

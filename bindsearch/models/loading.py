@@ -325,12 +325,8 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
     if any(mini_directory(s) for s in specs):
         towers: list[str] = []
         for s in specs:
-            directory = mini_directory(s)
-            try:
-                listed = json.loads((directory / "config.json").read_text())["towers"] if directory else None
-            except (OSError, ValueError, KeyError, TypeError):
-                listed = None
-            if not isinstance(listed, dict | list) or any(m not in MODALITIES for m in listed):
+            listed = _listed_towers(s)
+            if listed is None or any(m not in MODALITIES for m in listed):
                 return None  # mixed with another family (refused by the loader, with why), or a modality of its own
             towers += [m for m in listed if m not in towers]
         return ("text", *towers)
@@ -342,15 +338,17 @@ def spec_modalities(spec: str | Sequence[str]) -> tuple[str, ...] | None:
 def own_towers(spec: str | Sequence[str]) -> set[str]:
     """The towers the MiniLM-anchored checkpoints of `spec` declare in their configs, modalities of one's own
     included (`canonical_modality` knows those only once their model is loaded); empty for other specs."""
-    towers: set[str] = set()
-    for s in _split_specs(spec):
-        directory = mini_directory(s)
-        try:
-            listed = json.loads((directory / "config.json").read_text())["towers"] if directory else ()
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        towers |= {m for m in listed if isinstance(m, str)} if isinstance(listed, dict | list) else set()
-    return towers
+    return {m for s in _split_specs(spec) for m in _listed_towers(s) or () if isinstance(m, str)}
+
+
+def _listed_towers(spec: str) -> list | dict | None:
+    """The towers a MiniLM-anchored checkpoint's config.json lists; None for other specs, or a config unreadable."""
+    directory = mini_directory(spec)
+    try:
+        listed = json.loads((directory / "config.json").read_text())["towers"] if directory else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return listed if isinstance(listed, dict | list) else None
 
 
 def mini_directory(spec: str) -> Path | None:

@@ -174,12 +174,12 @@ def _own_extensions(config: InputConfig) -> InputConfig:
     configs were refused (`train tower` refuses them now) loads, and photos or depth maps stay what they are."""
     from bindsearch import media
 
-    taken = [ext for ext in config.extensions if media.EXTENSIONS.get(ext.lower()) in (*MODALITIES, "text")]
+    taken = {ext: reader for ext in config.extensions if (reader := media.builtin_reader(ext)) is not None}
     if not taken:
         return config
     warnings.warn(f"the {config.name} tower claims {', '.join(taken)}, which built-in modalities read: those files "
-                  f"stay {', '.join(sorted({media.EXTENSIONS[ext.lower()] for ext in taken}))}; pick {config.name} "
-                  f"files with --modality {config.name}", stacklevel=3)
+                  f"stay {', '.join(sorted(set(taken.values())))}; pick {config.name} files with --modality "
+                  f"{config.name}", stacklevel=3)
     return replace(config, extensions=tuple(ext for ext in config.extensions if ext not in taken))
 
 
