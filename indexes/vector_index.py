@@ -5,7 +5,8 @@ plus "flat" (exact) and "auto" (chosen by `choose_kind`). The CPU index is the m
 remove lands there, and a GPU replica, when there is one, is refreshed before the next search. Kinds that
 FAISS cannot remove from (graph kinds such as HNSW) remember removed ids as tombstones, filtered out during
 the search by an ID selector on internal positions (so a removed id may come back at once), and are rebuilt
-without them once tombstones pass `COMPACT_RATIO` of the stored vectors.
+without them once tombstones pass `COMPACT_RATIO` of the stored vectors. Graph kinds also store each distinct
+vector once, whatever the number of ids that bring it, since copies tangle a graph (`indexes.copies`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexes._faiss import faiss
+from indexes.copies import CodeTable, Copies, distinct_rows
 from indexes.kinds import (
     METRICS,
     can_remove,
@@ -61,7 +63,8 @@ EF_SEARCH = 256
 queries reach recall@10 0.74 at 128 and 0.89 at 256 with `EF_CONSTRUCTION` (`benchmarks/README.md`, "HNSW
 defaults")."""
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the sidecar lists ids sharing a stored vector ("copies"); older versions rebuild such an index
+_READS = (1, 2)
 _GPU_MAX_K = 2048  # FAISS GPU kernels select (and IVF probes) at most 2048: beyond, the CPU master searches.
 _LOSSY_CODES = ("PQ", "SQ", "LSH", "RaBitQ")  # in FAISS factory strings: encodings that do not keep the vectors
 
@@ -166,6 +169,8 @@ class VectorIndex:
         self._asked_device = device
         self.device = resolve_device(device, kind, gpu_capable=self._removable)
         self._gemm: GemmSearch | None = None
+        self._copies = Copies()
+        self._codes: CodeTable | None = None  # the stored codes by content, built at the first add of a graph kind
         self.nprobe = nprobe
         self.ef_search = ef_search
 
@@ -270,7 +275,10 @@ class VectorIndex:
             return
         if not self._cpu.is_trained:
             self.train(vectors)
-        self._cpu.add_with_ids(vectors, ids)
+        if self._storage() is not None:
+            self._add_once(ids, vectors)
+        else:
+            self._cpu.add_with_ids(vectors, ids)
         self._live = np.union1d(self._live, ids)
         self._gpu_stale = True
         self._gemm = None  # it reads FAISS's storage, which adding may have moved
@@ -286,9 +294,7 @@ class VectorIndex:
             self._gpu_stale = True
             self._gemm = None
         else:
-            positions = np.flatnonzero(np.isin(self._id_map(), present))
-            self._dead = np.union1d(self._dead, positions)  # earlier copies of a re-added id are dead already
-            self._selector = None
+            self._tombstone(present)
         self._live = np.setdiff1d(self._live, present, assume_unique=True)
         if len(self._dead) > COMPACT_RATIO * self._cpu.ntotal:
             self.compact()
@@ -301,15 +307,20 @@ class VectorIndex:
         inner = self._inner()
         keep = np.ones(inner.ntotal, bool)
         keep[self._dead] = False
-        keep_ids = self._id_map()[keep]
+        kept = np.flatnonzero(keep)
+        keep_ids = self._id_map()[kept]
+        for position, ids in self._copies.groups.items():  # a shared position goes on under its first live id
+            keep_ids[np.searchsorted(kept, position)] = ids[0]
         vectors = inner.reconstruct_n(0, inner.ntotal)[keep]
         fresh = new_faiss_index(self.dim, self.kind, self.metric)
-        if not fresh.is_trained and len(vectors):
-            fresh.train(vectors)
+        if not fresh.is_trained:  # keep the trained codec: retrained on the survivors, it would code copies apart
+            fresh = faiss.clone_index(self._cpu)
+            fresh.reset()
         if len(vectors):
             fresh.add_with_ids(vectors, keep_ids)
         self._cpu = fresh
         self.nprobe, self.ef_search = self._nprobe, self._ef_search
+        self._copies, self._codes = self._copies.renumbered(kept), None
         self._dead = np.empty(0, np.int64)
         self._selector = None
         self._gpu_stale = True
@@ -326,6 +337,9 @@ class VectorIndex:
         if self._use_gemm(len(queries)):
             scores, positions = self._gemm_search().search(queries, k)
             ids = np.where(positions >= 0, self._id_map()[np.maximum(positions, 0)], -1)
+        elif self._copies:
+            scores, positions = self._inner().search(queries, k, params=self._filtered_params(k))
+            scores, ids = self._copies.expand(scores, positions, self._id_map(), k, descending=self.metric == "ip")
         elif len(self._dead) or (k > self.ef_search and find_hnsw(self._cpu) is not None):
             scores, positions = self._inner().search(queries, k, params=self._filtered_params(k))
             ids = np.where(positions >= 0, self._id_map()[np.maximum(positions, 0)], -1)
@@ -365,6 +379,7 @@ class VectorIndex:
                 "nprobe": self.nprobe,
                 "ef_search": self.ef_search,
                 "tombstones": self._dead.tolist(),
+                "copies": self._copies.to_json(),
                 # Rename keeps size and mtime, so a crash between the two renames shows as a mismatch on load.
                 "index_size": stat.st_size,
                 "index_mtime_ns": stat.st_mtime_ns,
@@ -396,10 +411,10 @@ class VectorIndex:
         self.fingerprint = meta["fingerprint"]
         self.precision = precision
         self._dead = np.asarray(meta["tombstones"], np.int64)
-        stored = stored_ids(cpu)
-        if len(self._dead):
-            stored = np.delete(stored, self._dead)
-        self._live = np.sort(stored)
+        self._copies = Copies.from_json(meta.get("copies", []))
+        # The id map says who is at each position but a tombstoned or shared one, whose ids `_copies` lists.
+        alone = np.delete(stored_ids(cpu), np.union1d(self._dead, list(self._copies.groups)).astype(np.int64))
+        self._live = np.sort(np.concatenate([alone, np.fromiter(self._copies.position_of, np.int64)]))
         return self
 
     def __repr__(self) -> str:
@@ -438,6 +453,70 @@ class VectorIndex:
         """(ntotal,) int64 view of position -> id; valid until the next add."""
         size = self._cpu.id_map.size()
         return faiss.rev_swig_ptr(self._cpu.id_map.data(), size) if size else np.empty(0, np.int64)
+
+    def _storage(self) -> faiss.IndexFlatCodes | None:
+        """The codes of a graph kind (HNSW), which stores each distinct one once; None for other kinds."""
+        if self._removable:
+            return None
+        inner = self._inner()
+        if not isinstance(inner, faiss.IndexHNSW):
+            return None
+        storage = faiss.downcast_index(inner.storage)
+        return storage if isinstance(storage, faiss.IndexFlatCodes) else None
+
+    def _stored_codes(self) -> np.ndarray:
+        """(ntotal, code_size) uint8 view of the graph's stored codes; valid until the next add."""
+        storage = self._storage()
+        if storage.ntotal == 0:
+            return np.empty((0, storage.code_size), np.uint8)
+        size = storage.ntotal * storage.code_size
+        return faiss.rev_swig_ptr(storage.codes.data(), size).reshape(storage.ntotal, storage.code_size)
+
+    def _add_once(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add to a graph kind each distinct code once: ids whose code is stored already, under a live id or a
+        tombstone, are listed at that position (`indexes.copies`), a tombstone coming back to life."""
+        codes = self._storage().sa_encode(vectors)
+        first, which = distinct_rows(codes)
+        if self._codes is None:
+            self._codes = CodeTable(self._stored_codes())
+        positions = self._codes.find(codes[first], self._stored_codes())
+        new = positions < 0
+        positions[new] = self._cpu.ntotal + np.arange(new.sum())
+        was_dead = np.isin(positions, self._dead)
+        if new.any():
+            self._cpu.add_with_ids(vectors[first[new]], ids[first[new]])
+            self._codes.extend(codes[first[new]], positions[new])
+        counts = np.bincount(which, minlength=len(first))
+        by_code = ids[np.argsort(which, kind="stable")]  # the ids of each distinct code in turn
+        starts = np.cumsum(counts) - counts
+        id_map = self._id_map()
+        for distinct in np.flatnonzero((counts > 1) | ~new):
+            position, mapped = int(positions[distinct]), int(id_map[positions[distinct]])
+            there = [] if new[distinct] else self._copies.ids_at(position, mapped, bool(was_dead[distinct]))
+            joined = sorted(there + by_code[starts[distinct] : starts[distinct] + counts[distinct]].tolist())
+            self._copies.set(position, [] if joined == [mapped] else joined)  # the mapped id back alone: no entry
+        if was_dead.any():
+            self._dead = np.setdiff1d(self._dead, positions[was_dead], assume_unique=True)
+            self._selector = None
+
+    def _tombstone(self, ids: np.ndarray) -> None:
+        """Filter live ids out of a kind FAISS cannot remove from: positions left with no id become tombstones."""
+        emptied, alone = [], ids
+        if self._copies:
+            shared = np.isin(ids, np.fromiter(self._copies.position_of, np.int64))
+            alone = ids[~shared]
+            leaving: dict[int, set[int]] = {}
+            for id_ in ids[shared].tolist():
+                leaving.setdefault(self._copies.position_of[id_], set()).add(id_)
+            for position, gone in leaving.items():
+                rest = [other for other in self._copies.groups[position] if other not in gone]
+                self._copies.set(position, rest)
+                if not rest:
+                    emptied.append(position)
+        positions = np.flatnonzero(np.isin(self._id_map(), alone))  # earlier places of a re-added id: dead already
+        positions = positions[~np.isin(positions, np.fromiter(self._copies.groups, np.int64))]  # mapped id moved on
+        self._dead = np.union1d(self._dead, np.union1d(positions, np.asarray(emptied, np.int64)))
+        self._selector = None
 
     def _use_gemm(self, n_queries: int) -> bool:
         return (
@@ -526,7 +605,7 @@ def _read_sidecar(path: Path) -> dict | None:
         return None
     except (OSError, json.JSONDecodeError) as error:
         raise IndexFileError(f"cannot read {meta_path} ({error}); delete it and rebuild the index") from None
-    if meta.get("format") != _FORMAT:
+    if meta.get("format") not in _READS:
         raise IndexFileError(f"{meta_path} has format {meta.get('format')}, expected {_FORMAT}; rebuild the index")
     return meta
 

@@ -207,3 +207,19 @@ def test_a_big_change_rebuilds_instead(catalog: Catalog) -> None:
     catalog.delete(ids[:5])
     assert open_index(catalog, "video", "HNSW16", max_change=0.0).tombstones == 0
     assert len(open_index(catalog, "video", "HNSW16")) == 195
+
+
+def test_copies_in_a_cached_graph_index_are_all_found_after_catching_up(catalog: Catalog) -> None:
+    """30 rows of one vector (one photo under 30 names) in an HNSW index: stored once, all found; a row rewritten
+    with the same vector takes its place back (no tombstone), deleted copies leave, and the cache keeps it all."""
+    vectors = unit(400)
+    vectors[:30] = vectors[0]
+    ids = fill(catalog, "video", vectors)
+    assert open_index(catalog, "video", "HNSW16").search(vectors[0], 40)[1][0, :30].tolist() == sorted(ids[:30])
+    catalog.upsert([Item("/m/video/3", "video", 2, 1.0, "touched", id=int(ids[3]))], vectors[3:4])
+    catalog.delete(ids[20:30])
+    index = open_index(catalog, "video", "HNSW16")
+    assert index.tombstones == 0 and len(index) == 390
+    assert index.search(vectors[0], 25)[1][0, :20].tolist() == sorted(ids[:20])
+    reopened = open_index(catalog, "video", "HNSW16")
+    assert reopened.search(vectors[0], 25)[1][0, :20].tolist() == sorted(ids[:20])
