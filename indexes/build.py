@@ -30,6 +30,7 @@ RESCORE_FACTOR = 16
 off the cosine; 16 candidates a hit, rescored (FAISS's own refinement, measured by hand), found 0.92. The test
 (`tests/test_indexes_build.py`, 4,000 x 24-d, IVF16,PQ4x4) goes from 0.11 to 1.0."""
 _CATCH_UP_BATCH = 8192
+_KIND_SLACK = 0.1  # kind="auto" keeps a cached index's kind while the collection is within 10 % of choosing it
 
 
 def build_index(
@@ -111,15 +112,14 @@ def open_index(
     Loaded as is when its fingerprint matches. When the catalog moved on by less than max_change of the
     index (rows added, rewritten or deleted since the version it was built from), the cache catches up in
     place: the changed rows are removed and re-added, so IVF lists keep their centroids and HNSW graphs
-    grow. Anything else (another kind asked for, "auto" now choosing another kind, a damaged cache, a big
-    change) rebuilds it with `build_index`.
+    grow. Anything else (another kind asked for, "auto" now choosing another kind for a collection more than 10 %
+    past its threshold, a damaged cache, a big change) rebuilds it with `build_index`.
     """
     snapshot = catalog.pinned()
     path = Path(path) if path is not None else index_path(snapshot, modality)
     kind = "Flat" if kind == "flat" else kind
     if kind == "auto":
-        budget = build_options.get("memory_budget")
-        kind = choose_kind(snapshot.count(modality), snapshot.dim, budget, gpu=gpu_available(device))
+        kind = _auto_kind(snapshot.count(modality), snapshot.dim, path, build_options.get("memory_budget"), device)
     index = _load_cache(path, device, kind, snapshot)
     if index is not None:  # searched as asked now, not as when it was saved (caches of 0.3.0 took efSearch 128)
         index.ef_search = build_options.get("ef_search", EF_SEARCH)
@@ -136,6 +136,22 @@ def open_index(
         warnings.warn(f"the search index cache {path} could not be saved ({why}); searching without it (each new "
                       "process builds it again) until the collection's folder can be written", stacklevel=2)
     return index
+
+
+def _auto_kind(n: int, dim: int, path: Path, budget: int | None, device: str) -> str:
+    """What kind="auto" chooses for n vectors, or the cached index's kind while n is within `_KIND_SLACK` of a size
+    that chooses it: a collection going back and forth over a threshold (50,000 rows: exact or HNSW) would rebuild
+    its index each time it crossed."""
+    gpu = gpu_available(device)
+    chosen = choose_kind(n, dim, budget, gpu=gpu)
+    try:
+        meta = read_meta(path)
+    except IndexFileError:
+        return chosen
+    if meta is None or meta.kind == chosen:
+        return chosen
+    near = {choose_kind(round(n * (1 + slack)), dim, budget, gpu=gpu) for slack in (-_KIND_SLACK, _KIND_SLACK)}
+    return meta.kind if meta.kind in near else chosen
 
 
 def _load_cache(path: Path, device: str, kind: str, catalog: Catalog) -> VectorIndex | None:

@@ -223,3 +223,22 @@ def test_copies_in_a_cached_graph_index_are_all_found_after_catching_up(catalog:
     assert index.search(vectors[0], 25)[1][0, :20].tolist() == sorted(ids[:20])
     reopened = open_index(catalog, "video", "HNSW16")
     assert reopened.search(vectors[0], 25)[1][0, :20].tolist() == sorted(ids[:20])
+
+
+def test_auto_keeps_the_cached_kind_near_its_threshold(catalog: Catalog, monkeypatch) -> None:
+    """A collection going back and forth over the exact/HNSW threshold (500 rows here) keeps its index until it is
+    10 % past it: each crossing rebuilt the HNSW graph (minutes at the real 50,000 rows)."""
+    monkeypatch.setattr("indexes.kinds.EXACT_BELOW", 500)
+    ids = fill(catalog, "video", unit(520))
+    assert open_index(catalog, "video").kind == "HNSW32"
+    catalog.delete(ids[:30])  # 490 rows: Flat if chosen afresh
+    index = open_index(catalog, "video")
+    assert index.kind == "HNSW32" and index.tombstones == 30 and len(index) == 490
+    catalog.delete(ids[30:80])  # 440 rows: more than 10 % below
+    assert open_index(catalog, "video").kind == "Flat"
+    more = fill(catalog, "video", unit(80, seed=3), batch="more-")  # 520 rows: within 10 % above
+    assert open_index(catalog, "video").kind == "Flat"
+    fill(catalog, "video", unit(40, seed=4), batch="most-")  # 560 rows
+    index = open_index(catalog, "video")
+    assert index.kind == "HNSW32" and len(index) == 560
+    assert index.search(unit(80, seed=3)[7], 1)[1][0, 0] == more[7]
