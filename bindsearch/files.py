@@ -19,10 +19,14 @@ __all__ = ["NotAsIndexed", "Walk", "absolute", "as_indexed", "below", "check_pat
 
 
 def content_hash(path: Path, full_below: int = 64 << 20) -> str:
-    """blake2b of the file; files over `full_below` bytes hash their size plus 4 MiB at each end and middle."""
+    """blake2b of the file; files over `full_below` bytes hash their size plus 4 MiB at each end and middle.
+    OSError for what is no regular file: opened without blocking, a named pipe cannot hold the hash for ever."""
     digest = hashlib.blake2b(digest_size=16)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        stat = os.fstat(f.fileno())
+        if not S_ISREG(stat.st_mode):  # a pipe waits for a writer, /dev/zero never ends
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = stat.st_size
         if size <= full_below:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)

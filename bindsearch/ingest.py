@@ -151,6 +151,7 @@ class Ingest:
                 continue
             if not S_ISREG(mode):  # opened to be hashed or probed, a named pipe would wait for a writer forever
                 report.skipped.append((f, f"{_SPECIAL.get(S_IFMT(mode), 'a special file')}, not a regular file"))
+                dead += known.get(str(f), [])  # the file indexed under that name is gone
                 continue
             if forced:
                 kind, why = forced, "--modality"

