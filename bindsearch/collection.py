@@ -338,7 +338,8 @@ class Collection:
             raise CollectionError("the text query is empty: give words to search for")
         parts, to_encode, used = [], [], set()
         spelt = {f: self.spellings([f], snapshot) for f in files}
-        known = snapshot.lookup_paths(str(p) for f in files for p in spelt[f])
+        # A name that is not UTF-8 cannot be in the catalog (nor asked of it): such a file is read as a new one.
+        known = snapshot.lookup_paths(str(p) for f in files for p in spelt[f] if printable(p) == str(p))
         for f in files:
             path = absolute(f)
             rows = next((known[str(p)] for p in spelt[f] if str(p) in known), [])

@@ -188,7 +188,7 @@ def walk(paths: Iterable[str | Path]) -> Walk:
     check_paths(paths)
     found, out = set(), Walk()
     for p in paths:
-        if not p.is_dir():
+        if not p.is_dir() or printable(p) != str(p):  # a folder named so: reported once, not each file in it
             found.add(p)
             continue
         out.roots.append(p)

@@ -92,10 +92,10 @@ class Ingest:
         out = []
         for path in map(absolute, paths):
             alias = None
-            if path.is_dir() and not self.catalog.count(None, [str(path)]):
+            if path.is_dir() and printable(path) == str(path) and not self.catalog.count(None, [str(path)]):
                 alias = self._aliases().of(path)
             out.append(alias or path)
-        return out
+        return _one_spelling(out)
 
     def _as_indexed(self, files: list[Path], known: dict[str, list[Item]]) -> tuple[list[Path], dict[Path, Path]]:
         """`files`, those in a folder the catalog holds under another spelling spelt as it holds them (the parent
@@ -123,8 +123,9 @@ class Ingest:
             report.failed.append(media.MediaError(folder, f"folder cannot be read ({why}); what it held stays "
                                                           "indexed: make it readable and run index again"))
         for f in found.misnamed:
+            what = "folder" if f.is_dir() else "file"
             report.failed.append(media.MediaError(printable(f), "its name is not UTF-8, which the catalog "
-                                                                "cannot store: rename the file"))
+                                                                f"cannot store: rename the {what}"))
         todo: dict[str, list[tuple[Path, list[Item]]]] = {}
         dead: list[Item] = []  # rows of files that are gone now (a link whose target was deleted)
         outdated: list[Item] = []  # windows an interrupted run kept of a file that has changed since
@@ -478,6 +479,24 @@ class Ingest:
         if gone:
             self.catalog.delete(i.id for i in gone)
         return files_of(gone)
+
+
+def _one_spelling(paths: list[Path]) -> list[Path]:
+    """`paths`, those in a folder also given under another spelling (through a link, or the link itself) spelt
+    below that folder as given, so that one run does not index a file once a spelling (`index ~/media/*` with
+    `latest` a link to `2024`). A folder given without links in its path is the spelling kept, else the first."""
+    def real(path: Path) -> Path:  # a file given keeps its own name: a link to a file is indexed by its name
+        return Path(os.path.realpath(path)) if path.is_dir() else Path(os.path.realpath(path.parent), path.name)
+
+    folders: dict[Path, Path] = {}  # real folder -> the spelling it is walked under
+    for path in sorted((p for p in paths if p.is_dir()), key=lambda p: real(p) != p):  # stable: else the first
+        folders.setdefault(real(path), path)
+    out = []
+    for path in paths:
+        where = real(path)
+        holder = next((folder for folder in (*reversed(where.parents), where) if folder in folders), None)  # outermost
+        out.append(path if holder is None else folders[holder] / where.relative_to(holder))
+    return out
 
 
 _MOVES_A_COMMIT = 4096  # rows whose path a commit changes (with their vectors: 12 MB at 768 dimensions)

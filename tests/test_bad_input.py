@@ -72,6 +72,21 @@ def test_a_file_whose_name_is_not_utf8_is_named_and_the_rest_indexed(tmp_path, r
     assert code == 1 and f"error: {folder}/caf\\xe9.png: its name is not UTF-8" in err
 
 
+def test_a_folder_whose_name_is_not_utf8_given_to_index_or_a_query_file_so_named(tmp_path, run_cli):
+    """Given by itself, such a folder ended the run in a codec error ('surrogates not allowed'), the other folders
+    unindexed; a query file so named was the same error."""
+    pictures(tmp_path / "ok", 2)
+    latin = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    pictures(latin, 1, seed=3)
+    code, out, err = run_cli("index", latin, tmp_path / "ok", "-c", "latin2", "--model", "random:tiny", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["new"] == 2, err
+    assert report["failed"] == [{"path": f"{tmp_path}/caf\\xe9",
+                                 "error": "its name is not UTF-8, which the catalog cannot store: rename the folder"}]
+    code, out, err = run_cli("search", "-c", "latin2", "--file", latin / "p0.png", "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 2, err
+
+
 def test_text_that_is_not_utf8_or_is_empty_is_refused_in_one_line(tmp_path, run_cli):
     pictures(tmp_path / "m", 2)
     assert run_cli("index", tmp_path / "m", "-c", "t")[0] == 0  # bindsearch-mini, whose tokenizer crashed on it
@@ -624,3 +639,19 @@ def test_a_file_replaced_by_a_pipe_is_removed_and_a_pipe_as_a_query_is_refused_a
     assert time.monotonic() - start < 10
     one_line_error(err, "query.png", "not a regular file")
     assert code == 1
+
+
+def test_a_folder_and_a_link_to_it_given_in_one_run_index_each_file_once(tmp_path, run_cli):
+    """`index ~/media/*` with `latest` a link to `2024`: one run stored every file once a spelling, and the copies
+    stayed (runs apart already met under one spelling)."""
+    media = tmp_path / "media"
+    photos = pictures(media / "2024" / "trip", 2)
+    (media / "latest").symlink_to(media / "2024")
+    (tmp_path / "via").symlink_to(media)
+    code, out, err = run_cli("index", media / "latest", media / "2024", tmp_path / "via" / "2024" / "trip",
+                             tmp_path / "via" / "latest" / "trip" / "p1.png", "-c", "once", "--model",
+                             "random:tiny", "--json")
+    assert code == 0 and json.loads(out)["new"] == 2, err
+    assert {i.path for i in Collection.open("once").catalog.items()} == {str(p) for p in photos}
+    code, out, _ = run_cli("index", media / "latest", media / "2024", "-c", "once", "--json")
+    assert code == 0 and json.loads(out)["unchanged"] == 2 and json.loads(out)["new"] == 0
