@@ -102,8 +102,10 @@ def zeroshot(root: RootOption,
              no_cache: NoCacheOption = False, as_json: JsonOption = False, out: OutOption = None) -> None:
     """Zero-shot classification top-1 (top-5 with more than 5 classes) with LanguageBind's prompts.
 
-    ROOT is ROOT/<class name>/<files>, ESC-50's own layout (meta/esc50.csv + audio/), or
-    ROOT/<modality>/ + ROOT/scene_class/<stem>.txt. --limit N takes N files, the classes in turn.
+    ROOT is ROOT/<class name>/<files>, ESC-50's own layout (meta/esc50.csv + audio/), Kinetics-400's
+    (val.csv + val/<id>_<s>_<e>.mp4), LLVIP's release (Annotations/*.xml + infrared/test/: person and background
+    crops), or ROOT/<modality>/ + ROOT/scene_class/<stem>.txt (NYU-D). --limit N takes N files, the classes in turn.
+    benchmarks/README.md lists each layout in full.
 
     Example: bindsearch bench zeroshot --root ~/data/ESC-50-master --model languagebind:audio_ft
     """

@@ -361,7 +361,8 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def list_(as_json: JsonOption = False) -> None:
-    """List collections in $BINDSEARCH_HOME/collections (default ~/.local/share/bindsearch/collections).
+    """List collections in $BINDSEARCH_HOME/collections (BINDSEARCH_HOME: default $XDG_DATA_HOME/bindsearch, else
+    ~/.local/share/bindsearch).
 
     Example: bindsearch list --json
     """
