@@ -157,6 +157,11 @@ def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: st
 def check_paths(paths: Iterable[str | Path]) -> None:
     """Raise FileNotFoundError naming the first of `paths` that does not exist (before anything is opened)."""
     missing = missing_path(paths)
+    if missing is not None and os.path.islink(missing):  # a link in a loop, or to nothing: said as the walk says it
+        try:
+            os.stat(missing)
+        except OSError as exc:
+            raise FileNotFoundError(f"{missing}: {unreadable_cause(missing, exc)}") from None
     if missing is not None:
         raise FileNotFoundError(f"{missing} does not exist; give files or folders to index")
 
@@ -249,4 +254,4 @@ def unreadable_cause(path: Path, error: OSError) -> str:
         return f"a link to {os.readlink(path)}, which does not exist: restore its target or delete the link"
     if error.errno in (errno.EACCES, errno.EPERM):
         return f"cannot be read ({error.strerror}): make it readable and run index again"
-    return f"gone or unreadable while indexing ({error.strerror})"
+    return f"gone or unreadable while indexing ({error.strerror or error})"

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from bindsearch import media
+from bindsearch.files import unreadable_cause
 from bindsearch.media import MediaError, Window, WindowPlan
 from bindsearch.modalities import checked_batch_size
 from bindsearch.models.base import EmbeddingModel
@@ -80,7 +81,7 @@ def _described(describe: Callable[[Path], object] | None, path: Path) -> object:
     try:
         return describe(path) if describe else None
     except OSError as exc:
-        return MediaError(path, f"gone or unreadable while indexing ({exc.strerror or exc})")
+        return MediaError(path, unreadable_cause(path, exc))
 
 
 def _decoded(modality: str, path: Path, prep: Preprocess | None, window: Window | None = None

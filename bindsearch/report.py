@@ -21,7 +21,8 @@ class IngestReport:
 
     `skipped`: files not indexed, with why; `unencodable` names those of them that are media of a modality the
     encoder has no tower for (modality -> their paths); `links`, those that are links to folders (not followed);
-    `not_media`, the rest. `guessed`: how the modality of each file this run reads to embed was told (failed or not), counted by rule.
+    `not_media`, the rest. `guessed`: how the modality of each file this run reads to embed was told (failed or
+    not), counted by rule.
     `truncated`: text files longer than the text tower reads (CLIP: 77 tokens), embedded from their start.
     `warnings`: what the run did not do and a person should know (files kept though their folder is empty).
     `split`, `windows`: long files embedded as windows, and how many windows they made. Counts are of files, once

@@ -449,6 +449,22 @@ def test_a_loop_of_links_is_named_as_a_loop(tmp_path, run_cli):
     code, out, err = run_cli("index", tmp_path / "m", "-c", "loop", "--model", "random:tiny", "--json")
     errors = [f["error"] for f in json.loads(out)["failed"]]
     assert code == 1 and len(errors) == 2 and all("a link in a loop of links" in e for e in errors)
+    # Given by itself, such a link (or one to nothing) is said the same way, not as a path that does not exist.
+    code, _, err = run_cli("index", tmp_path / "m" / "a.png", "-c", "loop")
+    one_line_error(err, "a.png: a link in a loop of links")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    code, _, err = run_cli("index", tmp_path / "dangling.png", "-c", "loop")
+    one_line_error(err, "dangling.png: a link to", "gone.png, which does not exist: restore its target")
+
+
+def test_a_file_that_cannot_be_opened_while_indexing_is_said_to_be_unreadable(tmp_path):
+    from bindsearch.pipeline import _described
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    error = _described(refuse, tmp_path / "locked.png")
+    assert str(error).endswith("locked.png: cannot be read (Permission denied): make it readable and run index again")
 
 
 def test_every_command_takes_either_spelling_of_a_folder_indexed_through_a_link(tmp_path, run_cli):
