@@ -60,7 +60,7 @@ class Copies:
             pairs = [
                 (score, id_)
                 for score, position in zip(row_scores, row_positions, strict=True)
-                for id_ in self.groups.get(position, (int(id_map[position]),))
+                for id_ in self.groups.get(position, (int(id_map[position]),))[:k]  # sorted: its k first suffice
             ]
             pairs.sort(key=(lambda pair: (-pair[0], pair[1])) if descending else None)
             best = pairs[:k]
