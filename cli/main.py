@@ -9,6 +9,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -90,6 +91,7 @@ def console() -> None:
     says what was kept, `serve` closes its socket. By default it killed the process on the spot, and a decoder
     process outlived it."""
     signal.signal(signal.SIGTERM, _terminated)
+    sys.unraisablehook = _interrupt_again
     try:
         main()
         status = 0
@@ -109,6 +111,25 @@ def console() -> None:
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _interrupt_again(unraisable: sys.UnraisableHookArgs) -> None:
+    """A KeyboardInterrupt raised where Python can only print it is raised again at the next call or return.
+
+    A signal that comes while the DataLoader forks a decoder process is handled in the first Python code that runs
+    next: one of the fork's hooks (logging's `_releaseLock`), whose exceptions Python prints and drops, and `index`
+    ran on to the end (4 runs in 30 with SIGTERM sent as the first decoder appeared). Raised again from this hook,
+    it would be dropped with it; a profile function raises it outside, once (Python unsets one that raises): in
+    `os.fork`'s caller, or in a later hook, which brings it back here."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+
+    def interrupt(frame: FrameType, event: str, arg: object) -> None:
+        if frame.f_code is not _interrupt_again.__code__:
+            raise KeyboardInterrupt
+
+    sys.setprofile(interrupt)
 
 
 def run_reporting_errors(command: Callable[[], object]) -> None:

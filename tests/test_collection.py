@@ -741,6 +741,25 @@ def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path, home, tiny_model):
         server.kill()
 
 
+def test_sigterm_while_the_decoders_are_forked_stops_index(tmp_path, home):
+    """A SIGTERM that came while the DataLoader forked a decoder process raised its KeyboardInterrupt in one of the
+    fork's hooks, where Python drops it: `index` ran on to the end (4 runs in 30 with SIGTERM sent as the first
+    decoder appeared). Sent here from a hook of the first decoder's fork, the exact point."""
+    for i in range(24):
+        write_image(tmp_path / "pics" / f"{i}.png", np.full((32, 32, 3), 10 * i, np.uint8))
+    script = ("import os, signal, sys\nfrom cli.main import console\n"
+              "def during_fork():\n"
+              "    if sys._getframe(1).f_code.co_name == '_launch':  # multiprocessing's fork, not a subprocess's\n"
+              "        os.kill(os.getpid(), signal.SIGTERM)\n"
+              "os.register_at_fork(before=during_fork)\n"
+              "sys.argv[0] = 'bindsearch'\nconsole()\n")
+    done = subprocess.run([sys.executable, "-c", script, "index", str(tmp_path / "pics"), "-c", "term", "--model",
+                           "random:tiny", "--workers", "2"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 130 and "interrupted: what was committed is kept" in done.stderr, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr and "24 new" not in done.stdout, done.stderr[-2000:]
+
+
 def test_ties_at_the_kth_hit_come_back_by_id_at_every_k(tmp_path):
     """Copies of two photos, interleaved: the index's heap chose which of the tied copies of the second filled the
     last place (id 3 at k=5, where id 1 is due), so the first page changed with k. More rows are fetched until none
