@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bindsearch.files import NotAsIndexed, as_indexed, below
+from bindsearch.files import NotAsIndexed, as_indexed, below, printable
 from indexes import Item
 
 __all__ = ["Hit", "inside_test", "ranked", "search_result"]
@@ -84,7 +84,7 @@ def search_result(collection: str, text: str | None, files: Sequence[str | Path]
         if h.start is not None:
             row["start"], row["end"], row["moment"] = h.start, h.end, h.moment()
         rows.append(row)
-    query = {"text": text, "files": [str(f) for f in files], **({"at": at} if at is not None else {}),
+    query = {"text": text, "files": [printable(f) for f in files], **({"at": at} if at is not None else {}),
              **({"under": [str(u) for u in under]} if under else {})}
     return {"collection": collection, "query": query, "hits": rows}
 

@@ -75,7 +75,8 @@ class Ingest:
         """Index files and folders (recursively): see `Collection.add`."""
         # Walked under the lock: a run waited for (--wait) may have changed them.
         version = self.catalog.version
-        todo = self._changes(walk(self._spelled_roots(paths)))
+        roots, twins = self._spelled_roots(paths)
+        todo = self._changes(walk(roots), twins)
         self._embed(todo, batch_size, workers, progress, commit_seconds)
         if self.catalog.version != version or self.catalog.fragments() > COMPACT_FRAGMENTS:
             self.catalog.tidy()
@@ -86,9 +87,10 @@ class Ingest:
             self._stored_spellings = StoredSpellings(self.catalog.folders())
         return self._stored_spellings
 
-    def _spelled_roots(self, paths: Sequence[str | Path]) -> list[Path]:
+    def _spelled_roots(self, paths: Sequence[str | Path]) -> tuple[list[Path], dict[Path, Path]]:
         """The folders given, each as the catalog spells it where it holds its files under another spelling (given
-        through a link to what was indexed, or the other way round): walked, pruned and guessed under that one."""
+        through a link to what was indexed, or the other way round): walked, pruned and guessed under that one;
+        then each once in this run (`_one_spelling`), with the folders given twice -> the spelling walked."""
         out = []
         for path in map(absolute, paths):
             alias = None
@@ -112,9 +114,10 @@ class Ingest:
         known.update(self.catalog.lookup_paths(str(alias) for alias in renamed.values()))
         return [renamed.get(f, f) for f in files], {alias: f for f, alias in renamed.items()}
 
-    def _changes(self, found: Walk) -> dict[str, list[tuple[Path, list[Item]]]]:
+    def _changes(self, found: Walk, twins: dict[Path, Path]) -> dict[str, list[tuple[Path, list[Item]]]]:
         """modality -> [(file, its rows before this run)] of the files to embed: new, changed, or resumed (their
-        kept windows). Records the new mtimes of unchanged files and deletes the rows of files that are gone."""
+        kept windows). Records the new mtimes of unchanged files and deletes the rows of files that are gone (and
+        of files held under both spellings of a folder given twice, `twins`, under the one not walked)."""
         from bindsearch import media
 
         report, encodes, forced = self.report, self.encodes, self.forced
@@ -227,7 +230,7 @@ class Ingest:
         self.catalog.touch(retimed)
         # A folder walked under another spelling is walked whole: what is gone from it is gone.
         spelt_as = sorted({alias.parent for alias in walked})
-        report.removed = self._remove_vanished([*found.roots, *spelt_as], set(map(str, files)) - folders,
+        report.removed = self._remove_vanished([*found.roots, *spelt_as], set(map(str, files)) - folders, twins,
                                                [folder for folder, _ in found.unreadable])
         if dead:
             self.catalog.delete(i.id for i in dead)
@@ -448,8 +451,11 @@ class Ingest:
             out.append(error)
         return out
 
-    def _remove_vanished(self, roots: Sequence[Path], present: set[str], unreadable: Sequence[Path] = ()) -> int:
+    def _remove_vanished(self, roots: Sequence[Path], present: set[str], twins: dict[Path, Path],
+                         unreadable: Sequence[Path] = ()) -> int:
         """Delete catalogued files under the given folders that are no longer there; returns how many files.
+        `twins`: folders given in this run under a spelling not walked -> the one walked; a row under the first is
+        gone with its file, and where its file was walked under the second (indexed twice by an earlier version).
 
         Kept: rows under folders the walk could not read (their files may well be there), files the walk does not
         list but that exist (a hidden file or one behind a link to a folder, indexed by name), and the files of a
@@ -457,13 +463,18 @@ class Ingest:
         held `_MANY_GONE` indexed files or more (said in `report.warnings`): one picture deleted from its folder is
         gone, a whole drive's worth at once more likely out of reach."""
         kept = tuple(below(folder) for folder in unreadable)
-        prefixes = tuple(below(root) for root in roots)
+        prefixes = tuple(below(root) for root in [*roots, *twins])
         rows = [i for i in self.catalog.items() if spelled(i.path).startswith(prefixes)
                 and not (kept and spelled(i.path).startswith(kept))]
+
+        def twin(path: str) -> str | None:
+            given = next((folder for folder in twins if path.startswith(below(folder))), None)
+            return None if given is None else str(twins[given] / path[len(below(given)):])
+
         # A row stored under another spelling (`a/../b`, as versions before the paths were normalised kept them)
         # is gone too: its file is indexed under the one spelling now.
-        gone = [i for i in rows if spelled(i.path) != i.path
-                or (i.path not in present and not os.path.isfile(i.path))]  # gone, or a folder by that name now
+        gone = [i for i in rows if spelled(i.path) != i.path or (i.path not in present and (
+            twin(i.path) in present or not os.path.isfile(i.path)))]  # gone, or a folder by that name now
         emptied: dict[Path, list[Item]] = {}
         for item in gone:
             if spelled(item.path) == item.path and (folder := _empty_folder_above(Path(item.path))) is not None:
@@ -481,22 +492,25 @@ class Ingest:
         return files_of(gone)
 
 
-def _one_spelling(paths: list[Path]) -> list[Path]:
+def _one_spelling(paths: list[Path]) -> tuple[list[Path], dict[Path, Path]]:
     """`paths`, those in a folder also given under another spelling (through a link, or the link itself) spelt
     below that folder as given, so that one run does not index a file once a spelling (`index ~/media/*` with
-    `latest` a link to `2024`). A folder given without links in its path is the spelling kept, else the first."""
+    `latest` a link to `2024`); and each folder so respelt -> its new spelling. A folder given without links in its
+    path is the spelling kept, else the first (a name that is not UTF-8, which no catalog holds, last)."""
     def real(path: Path) -> Path:  # a file given keeps its own name: a link to a file is indexed by its name
         return Path(os.path.realpath(path)) if path.is_dir() else Path(os.path.realpath(path.parent), path.name)
 
     folders: dict[Path, Path] = {}  # real folder -> the spelling it is walked under
-    for path in sorted((p for p in paths if p.is_dir()), key=lambda p: real(p) != p):  # stable: else the first
-        folders.setdefault(real(path), path)
-    out = []
+    for path in sorted((p for p in paths if p.is_dir()), key=lambda p: (printable(p) != str(p), real(p) != p)):
+        folders.setdefault(real(path), path)  # sorted is stable: else the first
+    out, respelt = [], {}
     for path in paths:
         where = real(path)
         holder = next((folder for folder in (*reversed(where.parents), where) if folder in folders), None)  # outermost
         out.append(path if holder is None else folders[holder] / where.relative_to(holder))
-    return out
+        if out[-1] != path and path.is_dir():
+            respelt[path] = out[-1]
+    return out, respelt
 
 
 _MOVES_A_COMMIT = 4096  # rows whose path a commit changes (with their vectors: 12 MB at 768 dimensions)

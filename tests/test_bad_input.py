@@ -85,6 +85,7 @@ def test_a_folder_whose_name_is_not_utf8_given_to_index_or_a_query_file_so_named
                                  "error": "its name is not UTF-8, which the catalog cannot store: rename the folder"}]
     code, out, err = run_cli("search", "-c", "latin2", "--file", latin / "p0.png", "--json")
     assert code == 0 and len(json.loads(out)["hits"]) == 2, err
+    assert json.loads(out)["query"]["files"] == [f"{tmp_path}/caf\\xe9/p0.png"]  # as index --json writes it
 
 
 def test_text_that_is_not_utf8_or_is_empty_is_refused_in_one_line(tmp_path, run_cli):
@@ -671,3 +672,35 @@ def test_a_folder_and_a_link_to_it_given_in_one_run_index_each_file_once(tmp_pat
     assert {i.path for i in Collection.open("once").catalog.items()} == {str(p) for p in photos}
     code, out, _ = run_cli("index", media / "latest", media / "2024", "-c", "once", "--json")
     assert code == 0 and json.loads(out)["unchanged"] == 2 and json.loads(out)["new"] == 0
+
+
+def test_a_folder_given_twice_checks_the_rows_held_under_the_spelling_not_walked(tmp_path, run_cli, monkeypatch):
+    """Rows held under a link, the run given the link and a folder above its target: files deleted from under the
+    link stayed searchable; copies an earlier version stored under both spellings were frozen (never refreshed nor
+    removed). A folder whose name is not UTF-8 lost to a link to it that is."""
+    photos = tmp_path / "photos"
+    pictures(photos / "2024" / "a", 1)
+    kept = pictures(photos / "2024" / "b", 1, seed=2)
+    (tmp_path / "latest").symlink_to(photos / "2024")
+    run_cli("index", tmp_path / "latest", "-c", "twice", "--model", "random:tiny")
+    shutil.rmtree(photos / "2024" / "a")
+    code, out, err = run_cli("index", photos, tmp_path / "latest", "-c", "twice", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 1, err
+    assert {i.path for i in Collection.open("twice").catalog.items()} == {str(tmp_path / "latest" / "b" / kept[0].name)}
+
+    media = tmp_path / "media"
+    pictures(media / "2024", 2, seed=3)
+    (media / "latest").symlink_to(media / "2024")
+    with monkeypatch.context() as patch:  # as versions before one spelling a run: each file under both
+        patch.setattr("bindsearch.ingest._one_spelling", lambda paths: (paths, {}))
+        run_cli("index", media / "2024", media / "latest", "-c", "old", "--model", "random:tiny")
+    assert len(list(Collection.open("old").catalog.items())) == 4
+    code, out, err = run_cli("index", media / "2024", media / "latest", "-c", "old", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 2 and json.loads(out)["unchanged"] == 2, err
+    assert {Path(i.path).parent.name for i in Collection.open("old").catalog.items()} == {"2024"}
+
+    latin = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    pictures(latin, 2, seed=4)
+    (tmp_path / "cafe").symlink_to(latin)
+    code, out, err = run_cli("index", tmp_path / "cafe", latin, "-c", "cafe", "--model", "random:tiny", "--json")
+    assert code == 0 and json.loads(out)["new"] == 2, err
