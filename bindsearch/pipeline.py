@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -222,7 +223,8 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
     else:
         dataset = _Files(modality, paths, prep, describe)
     loader = DataLoader(dataset, batch_size=size, num_workers=workers, collate_fn=_collate,
-                        prefetch_factor=2 if workers else None, persistent_workers=False)
+                        prefetch_factor=2 if workers else None, persistent_workers=False,
+                        worker_init_fn=_stop_quietly_on_sigterm)
     with warnings.catch_warnings():
         # Decoder workers are forked and never touch LanceDB, whose fork warning is about its own state.
         warnings.filterwarnings("ignore", message="lancedb fork support")
@@ -230,6 +232,17 @@ def encode_files(model: EmbeddingModel, modality: str, paths: Sequence[str | Pat
             yield from _encode_windows(model, modality, loader, {Path(p) for p in progressive or ()}, stored)
         else:
             yield from _encode_batches(model, modality, loader)
+
+
+def _stop_quietly_on_sigterm(worker_id: int) -> None:
+    """In a decoder process: SIGTERM stops it as Ctrl-C does, its loop's way out. Sent to the whole process group
+    (`timeout`, systemd's stop), it killed the decoders, and the stopping command printed torch's "DataLoader worker
+    is killed by signal: Terminated" traceback under its own "interrupted" line."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:

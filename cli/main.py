@@ -169,5 +169,5 @@ def _file_error(error: Exception) -> bool:
         error.filename is not None or error.errno in _SYSTEM_REFUSALS))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m cli.main`, as the `bindsearch` executable runs (SIGTERM included)
+    console()
