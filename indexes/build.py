@@ -123,7 +123,7 @@ def open_index(
     index = _load_cache(path, device, kind, snapshot)
     if index is not None:  # searched as asked now, not as when it was saved (caches of 0.3.0 took efSearch 128)
         index.ef_search = build_options.get("ef_search", EF_SEARCH)
-    if index is not None and index.fingerprint == snapshot.fingerprint():
+    if index is not None and index.fingerprint == snapshot.fingerprint() and not index.upgraded:
         return index
     if index is None or not _catch_up(snapshot, modality, index, max_change):
         index = build_index(snapshot, modality, kind, device=device, **build_options)

@@ -25,25 +25,47 @@ class Copies:
     def __init__(self, groups: dict[int, list[int]] | None = None) -> None:
         self.groups: dict[int, list[int]] = {}
         self.position_of: dict[int, int] = {}  # id -> its position, for every id in `groups`
+        self._keys: np.ndarray | None = None  # the positions of `groups`, sorted, while no entry comes or goes
         for position, ids in (groups or {}).items():
-            self.set(position, ids)
+            self.join(position, [], ids)
 
     def __bool__(self) -> bool:
         return bool(self.groups)
 
-    def set(self, position: int, ids: list[int]) -> None:
-        """Make ids (sorted, unique) the ids of position; [] drops the entry."""
-        for old in self.groups.pop(position, ()):
-            del self.position_of[old]
-        if ids:
-            self.groups[position] = ids
-            self.position_of.update(dict.fromkeys(ids, position))
+    def join(self, position: int, there: list[int], ids: list[int]) -> None:
+        """List ids (new to the index) at position, where the ids `there` (sorted) are now."""
+        if position not in self.groups:
+            self._keys = None
+            self.position_of.update(dict.fromkeys(there, position))
+        self.groups[position] = sorted([*there, *ids])  # a run of sorted ids and a few more: linear
+        self.position_of.update(dict.fromkeys(ids, position))
+
+    def leave(self, position: int, ids: set[int]) -> list[int]:
+        """Unlist ids from position; returns the ids left there ([]: none, the entry gone)."""
+        rest = [id_ for id_ in self.groups[position] if id_ not in ids]
+        for id_ in ids:
+            del self.position_of[id_]
+        if rest:
+            self.groups[position] = rest
+        else:
+            del self.groups[position]
+            self._keys = None
+        return rest
 
     def ids_at(self, position: int, mapped: int, dead: bool) -> list[int]:
         """Live ids at position, whose id-map entry is `mapped` and which is tombstoned when `dead`."""
         if position in self.groups:
             return self.groups[position]
         return [] if dead else [mapped]
+
+    def listed(self, positions: np.ndarray) -> np.ndarray:
+        """Whether each of positions (any shape) int64 has an entry: a bool array of that shape."""
+        if self._keys is None:
+            self._keys = np.sort(np.fromiter(self.groups, np.int64, len(self.groups)))
+        if not len(self._keys):
+            return np.zeros(np.shape(positions), bool)
+        places = np.minimum(np.searchsorted(self._keys, positions), len(self._keys) - 1)
+        return self._keys[places] == positions
 
     def expand(self, position_scores: np.ndarray, positions: np.ndarray, id_map: np.ndarray, k: int, descending: bool
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +75,7 @@ class Copies:
         pad = -np.inf if descending else np.inf
         ids = np.where(positions >= 0, id_map[np.maximum(positions, 0)], -1)[:, :k]
         scores = np.where(ids >= 0, position_scores[:, :k], pad).astype(np.float32)
-        shared = np.isin(positions, np.fromiter(self.groups, np.int64, len(self.groups))).any(axis=1)
+        shared = self.listed(positions).any(axis=1)
         for row in np.flatnonzero(shared):  # rows holding a position of several ids, or of another id than mapped
             found = positions[row] >= 0
             row_scores, row_positions = position_scores[row][found].tolist(), positions[row][found].tolist()

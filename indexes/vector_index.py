@@ -171,6 +171,7 @@ class VectorIndex:
         self._gemm: GemmSearch | None = None
         self._copies = Copies()
         self._codes: CodeTable | None = None  # the stored codes by content, built at the first add of a graph kind
+        self.upgraded = False  # `load` changed it from what the file holds (copies merged): worth saving again
         self.nprobe = nprobe
         self.ef_search = ef_search
 
@@ -279,7 +280,8 @@ class VectorIndex:
             self._add_once(ids, vectors)
         else:
             self._cpu.add_with_ids(vectors, ids)
-        self._live = np.union1d(self._live, ids)
+        added = np.sort(ids)  # none live (checked above): merged in place of a union1d, 100x faster at 500k ids
+        self._live = np.insert(self._live, np.searchsorted(self._live, added), added)
         self._gpu_stale = True
         self._gemm = None  # it reads FAISS's storage, which adding may have moved
 
@@ -389,6 +391,7 @@ class VectorIndex:
             os.replace(index_tmp, path)
             os.replace(meta_tmp, meta_path)
             _fsync(path.parent)
+            self.upgraded = False
         finally:
             index_tmp.unlink(missing_ok=True)
             meta_tmp.unlink(missing_ok=True)
@@ -415,6 +418,7 @@ class VectorIndex:
         # The id map says who is at each position but a tombstoned or shared one, whose ids `_copies` lists.
         alone = np.delete(stored_ids(cpu), np.union1d(self._dead, list(self._copies.groups)).astype(np.int64))
         self._live = np.sort(np.concatenate([alone, np.fromiter(self._copies.position_of, np.int64)]))
+        self.upgraded = meta["format"] < 2 and self._storage() is not None and self._merge_copies()
         return self
 
     def __repr__(self) -> str:
@@ -493,28 +497,51 @@ class VectorIndex:
         for distinct in np.flatnonzero((counts > 1) | ~new):
             position, mapped = int(positions[distinct]), int(id_map[positions[distinct]])
             there = [] if new[distinct] else self._copies.ids_at(position, mapped, bool(was_dead[distinct]))
-            joined = sorted(there + by_code[starts[distinct] : starts[distinct] + counts[distinct]].tolist())
-            self._copies.set(position, [] if joined == [mapped] else joined)  # the mapped id back alone: no entry
+            ids = by_code[starts[distinct] : starts[distinct] + counts[distinct]].tolist()
+            if not (there == [] and ids == [mapped]):  # the mapped id back alone at its tombstone: no entry
+                self._copies.join(position, there, ids)
         if was_dead.any():
             self._dead = np.setdiff1d(self._dead, positions[was_dead], assume_unique=True)
             self._selector = None
+
+    def _merge_copies(self) -> bool:
+        """Store once the copies a graph saved before format 2 kept apart: the live ids of each code's positions
+        listed at its first, the graph rebuilt without the others. Whether there were any."""
+        codes = self._stored_codes()
+        first, which = distinct_rows(codes)
+        if len(first) == len(codes):
+            return False
+        live = np.ones(len(codes), bool)
+        live[self._dead] = False
+        order = np.argsort(which, kind="stable")
+        counts = np.bincount(which, minlength=len(first))
+        starts, id_map = np.cumsum(counts) - counts, self._id_map()
+        merged = False
+        for distinct in np.flatnonzero(counts > 1):
+            positions = order[starts[distinct] : starts[distinct] + counts[distinct]]
+            positions = np.sort(positions[live[positions]])
+            if len(positions) > 1:
+                self._copies.join(int(positions[0]), [], id_map[positions].tolist())
+                self._dead = np.union1d(self._dead, positions[1:])
+                merged = True
+        if merged:
+            self._selector = None
+            self.compact()
+        return merged
 
     def _tombstone(self, ids: np.ndarray) -> None:
         """Filter live ids out of a kind FAISS cannot remove from: positions left with no id become tombstones."""
         emptied, alone = [], ids
         if self._copies:
-            shared = np.isin(ids, np.fromiter(self._copies.position_of, np.int64))
+            where = self._copies.position_of
+            shared = np.fromiter((id_ in where for id_ in ids.tolist()), bool, len(ids))
             alone = ids[~shared]
             leaving: dict[int, set[int]] = {}
             for id_ in ids[shared].tolist():
-                leaving.setdefault(self._copies.position_of[id_], set()).add(id_)
-            for position, gone in leaving.items():
-                rest = [other for other in self._copies.groups[position] if other not in gone]
-                self._copies.set(position, rest)
-                if not rest:
-                    emptied.append(position)
+                leaving.setdefault(where[id_], set()).add(id_)
+            emptied = [position for position, gone in leaving.items() if not self._copies.leave(position, gone)]
         positions = np.flatnonzero(np.isin(self._id_map(), alone))  # earlier places of a re-added id: dead already
-        positions = positions[~np.isin(positions, np.fromiter(self._copies.groups, np.int64))]  # mapped id moved on
+        positions = positions[~self._copies.listed(positions)]  # listed: its mapped id left, others are there
         self._dead = np.union1d(self._dead, np.union1d(positions, np.asarray(emptied, np.int64)))
         self._selector = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,20 @@ def test_auto_keeps_the_cached_kind_near_its_threshold(catalog: Catalog, monkeyp
     index = open_index(catalog, "video")
     assert index.kind == "HNSW32" and len(index) == 560
     assert index.search(unit(80, seed=3)[7], 1)[1][0, 0] == more[7]
+
+
+def test_a_cache_saved_before_copies_were_stored_once_is_merged_and_saved_again(catalog: Catalog, monkeypatch) -> None:
+    vectors = unit(400)
+    vectors[:40] = vectors[0]
+    ids = fill(catalog, "video", vectors)
+    with monkeypatch.context() as patch:  # an earlier version: every copy its own position, sidecar format 1
+        patch.setattr(VectorIndex, "_storage", lambda self: None)
+        open_index(catalog, "video", "HNSW16")
+    sidecar = index_path(catalog, "video").with_name("video.faiss.json")
+    meta = json.loads(sidecar.read_text())
+    del meta["copies"]
+    sidecar.write_text(json.dumps({**meta, "format": 1}))
+    index = open_index(catalog, "video", "HNSW16")
+    assert index.search(vectors[0], 45)[1][0, :40].tolist() == sorted(ids[:40]) and index._cpu.ntotal == 361
+    assert json.loads(sidecar.read_text())["format"] == 2  # saved merged: the next process loads it as it is
+    assert not VectorIndex.load(index_path(catalog, "video")).upgraded

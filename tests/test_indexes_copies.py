@@ -113,28 +113,34 @@ def test_random_adds_and_removes_of_copies_match_brute_force(tmp_path, seed: int
             np.testing.assert_allclose(scores[0, : len(ids)], truth_scores, atol=1e-5)
 
 
-def test_an_index_saved_before_copies_were_kept_loads(tmp_path, monkeypatch) -> None:
-    """An earlier bindsearch stored copies apart and wrote format 1 without "copies": it loads, and a new copy joins
-    one of them."""
-    vectors = unit(300)
-    vectors[1] = vectors[0]
+def saved_as_before_copies(path, ids: np.ndarray, vectors: np.ndarray, monkeypatch, gone: list[int]) -> None:
+    """An HNSW32 index saved as bindsearch did before format 2: every id a position of its own, no "copies"."""
     with monkeypatch.context() as patch:
-        patch.setattr(VectorIndex, "_storage", lambda self: None)  # as before: every id a position of its own
+        patch.setattr(VectorIndex, "_storage", lambda self: None)
         index = VectorIndex(DIM, "HNSW32")
-        index.add(np.arange(150), vectors[:150])
-        index.remove([3])
-        index.save(tmp_path / "old.faiss")
-    meta_path = tmp_path / "old.faiss.json"
+        index.add(ids, vectors)
+        index.remove(gone)
+        index.save(path)
+    meta_path = path.with_name(path.name + ".json")
     meta = json.loads(meta_path.read_text())
     del meta["copies"]
     meta_path.write_text(json.dumps({**meta, "format": 1}))
+
+
+def test_an_index_saved_before_copies_were_kept_has_its_copies_merged_at_load(tmp_path, monkeypatch) -> None:
+    """A cache of an earlier version kept its copies apart (found 89 of 2,000 copies) until something rebuilt it."""
+    vectors = unit(300)
+    vectors[[1, 7, 9]] = vectors[0]
+    saved_as_before_copies(tmp_path / "old.faiss", np.arange(150), vectors[:150], monkeypatch, gone=[3, 9])
     old = VectorIndex.load(tmp_path / "old.faiss")
-    assert len(old) == 149 and old.tombstones == 1 and old._cpu.ntotal == 150
+    assert old.upgraded and len(old) == 148 and old.tombstones == 0 and old._cpu.ntotal == 146
+    assert old.search(vectors[0], 4)[1][0].tolist()[:3] == [0, 1, 7]
     old.add(np.arange(150, 300), vectors[150:])
     old.add([300], vectors[:1])
-    assert old._cpu.ntotal == 300  # 150 stored and 150 new: the copy of 0 joined a stored position
-    assert old.search(vectors[0], 3)[1][0].tolist() == [0, 1, 300]
+    assert old._cpu.ntotal == 296 and old.search(vectors[0], 5)[1][0].tolist()[:4] == [0, 1, 7, 300]
     assert old.search(vectors[200], 1)[1][0, 0] == 200
+    old.save(tmp_path / "old.faiss")
+    assert not old.upgraded and not VectorIndex.load(tmp_path / "old.faiss").upgraded
 
 
 def test_the_code_table_finds_codes_despite_hash_collisions(monkeypatch) -> None:
