@@ -114,22 +114,39 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _interrupt_again(unraisable: sys.UnraisableHookArgs) -> None:
-    """A KeyboardInterrupt raised where Python can only print it is raised again at the next call or return.
+    """A KeyboardInterrupt raised where Python can only print it is raised again in bindsearch's own code.
 
     A signal that comes while the DataLoader forks a decoder process is handled in the first Python code that runs
     next: one of the fork's hooks (logging's `_releaseLock`), whose exceptions Python prints and drops, and `index`
     ran on to the end (4 runs in 30 with SIGTERM sent as the first decoder appeared). Raised again from this hook,
-    it would be dropped with it; a profile function raises it outside, once (Python unsets one that raises): in
-    `os.fork`'s caller, or in a later hook, which brings it back here."""
+    it would be dropped with it; a profile function raises it at the next call or return in a frame of ours, once
+    (Python unsets one that raises). Not in the next frame whatever it is: raised in multiprocessing's `_launch`
+    between the fork and its bookkeeping, it left a decoder no one stopped (alive 5 s after `index` returned,
+    holding its output open) and a half-built DataLoader iterator whose `__del__` printed a traceback."""
+    if _cut_short(unraisable):
+        return
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
         return
 
     def interrupt(frame: FrameType, event: str, arg: object) -> None:
-        if frame.f_code is not _interrupt_again.__code__:
+        if frame.f_code.co_filename.startswith(_OUR_CODE) and frame.f_code is not _interrupt_again.__code__:
             raise KeyboardInterrupt
 
     sys.setprofile(interrupt)
+
+
+def _cut_short(unraisable: sys.UnraisableHookArgs) -> bool:
+    """Whether it is torch's DataLoader iterator failing to shut down workers it never finished starting: a signal
+    came during its `__init__`. Its workers are daemons, which multiprocessing stops at exit; the traceback it
+    printed under the "interrupted" line (half the stops during start-up) told nothing."""
+    return isinstance(unraisable.exc_value, AttributeError) and getattr(
+        unraisable.object, "__qualname__", "") == "_MultiProcessingDataLoaderIter.__del__"
+
+
+_OUR_CODE = tuple(os.path.join(os.path.dirname(os.path.dirname(__file__)), name, "")
+                  for name in ("bindsearch", "cli", "indexes"))
+"""Where bindsearch's own modules are, as their code objects name their files (`_interrupt_again`)."""
 
 
 def run_reporting_errors(command: Callable[[], object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -741,23 +742,35 @@ def test_sigterm_stops_serve_as_ctrl_c_does(tmp_path, home, tiny_model):
         server.kill()
 
 
-def test_sigterm_while_the_decoders_are_forked_stops_index(tmp_path, home):
+@pytest.mark.parametrize("when", ["before", "after_in_parent"])
+def test_sigterm_while_the_decoders_are_forked_stops_index(tmp_path, home, when: str):
     """A SIGTERM that came while the DataLoader forked a decoder process raised its KeyboardInterrupt in one of the
     fork's hooks, where Python drops it: `index` ran on to the end (4 runs in 30 with SIGTERM sent as the first
-    decoder appeared). Sent here from a hook of the first decoder's fork, the exact point."""
+    decoder appeared). Raised again in the next frame, between the fork and multiprocessing's note of its child, it
+    left a decoder running after `index` returned and printed torch's traceback. Sent here from a hook of the first
+    decoder's fork, before it and after it, the exact points."""
     for i in range(24):
         write_image(tmp_path / "pics" / f"{i}.png", np.full((32, 32, 3), 10 * i, np.uint8))
     script = ("import os, signal, sys\nfrom cli.main import console\n"
               "def during_fork():\n"
               "    if sys._getframe(1).f_code.co_name == '_launch':  # multiprocessing's fork, not a subprocess's\n"
               "        os.kill(os.getpid(), signal.SIGTERM)\n"
-              "os.register_at_fork(before=during_fork)\n"
+              f"os.register_at_fork({when}=during_fork)\n"
               "sys.argv[0] = 'bindsearch'\nconsole()\n")
-    done = subprocess.run([sys.executable, "-c", script, "index", str(tmp_path / "pics"), "-c", "term", "--model",
-                           "random:tiny", "--workers", "2"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 130 and "interrupted: what was committed is kept" in done.stderr, done.stderr[-2000:]
-    assert "Exception ignored" not in done.stderr and "24 new" not in done.stdout, done.stderr[-2000:]
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        command = subprocess.Popen([sys.executable, "-c", script, "index", str(tmp_path / "pics"), "-c", "term",
+                                    "--model", "random:tiny", "--workers", "2"], stdout=out, stderr=err,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        command.wait(timeout=120)
+        with pytest.raises(ProcessLookupError):  # no decoder left in its session
+            os.killpg(command.pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGKILL)
+    stderr, stdout = (tmp_path / "err").read_text(), (tmp_path / "out").read_text()
+    assert command.returncode == 130 and "interrupted: what was committed is kept" in stderr, stderr[-2000:]
+    assert "Exception ignored" not in stderr and "24 new" not in stdout, stderr[-2000:]
 
 
 def test_sigterm_to_the_whole_process_group_stops_index_without_a_traceback(tmp_path, home):
