@@ -2,8 +2,8 @@
 
 An HNSW graph links each vector to its nearest neighbours. Copies of one vector (one photo under several names,
 the silent or black windows of many videos) are each other's nearest neighbours at distance 0: they fill one
-another's neighbour lists and the search wanders among them. With 3,000 copies among 60,000 vectors, random
-queries lost a fifth of their true top 10 and a search for the copied vector returned 350 of them at k=400
+another's neighbour lists and the search wanders among them. With one vector copied over 5 % of 60,000 rows, a
+search for it returned 87 of its 3,000 copies, and on 20,000 rows random queries found 0.844 of their true top 10
 (`benchmarks/hnsw_copies.py`). So `VectorIndex` stores each distinct code once, under the first id that brought
 it, and `Copies` keeps which ids share a stored position when they are other than that one id.
 """
