@@ -497,9 +497,9 @@ class VectorIndex:
         for distinct in np.flatnonzero((counts > 1) | ~new):
             position, mapped = int(positions[distinct]), int(id_map[positions[distinct]])
             there = [] if new[distinct] else self._copies.ids_at(position, mapped, bool(was_dead[distinct]))
-            ids = by_code[starts[distinct] : starts[distinct] + counts[distinct]].tolist()
-            if not (there == [] and ids == [mapped]):  # the mapped id back alone at its tombstone: no entry
-                self._copies.join(position, there, ids)
+            arriving = by_code[starts[distinct] : starts[distinct] + counts[distinct]].tolist()
+            if not (there == [] and arriving == [mapped]):  # the mapped id back alone at its tombstone: no entry
+                self._copies.join(position, there, arriving)
         if was_dead.any():
             self._dead = np.setdiff1d(self._dead, positions[was_dead], assume_unique=True)
             self._selector = None
