@@ -506,7 +506,8 @@ class VectorIndex:
 
     def _merge_copies(self) -> bool:
         """Store once the copies a graph saved before format 2 kept apart: the live ids of each code's positions
-        listed at its first, the graph rebuilt without the others. Whether there were any."""
+        listed at its first, the graph rebuilt without the others (and without its tombstones). Whether there were
+        any, live or removed."""
         codes = self._stored_codes()
         first, which = distinct_rows(codes)
         if len(first) == len(codes):
@@ -516,18 +517,16 @@ class VectorIndex:
         order = np.argsort(which, kind="stable")
         counts = np.bincount(which, minlength=len(first))
         starts, id_map = np.cumsum(counts) - counts, self._id_map()
-        merged = False
         for distinct in np.flatnonzero(counts > 1):
             positions = order[starts[distinct] : starts[distinct] + counts[distinct]]
             positions = np.sort(positions[live[positions]])
             if len(positions) > 1:
                 self._copies.join(int(positions[0]), [], id_map[positions].tolist())
                 self._dead = np.union1d(self._dead, positions[1:])
-                merged = True
-        if merged:
-            self._selector = None
-            self.compact()
-        return merged
+        # Rebuilt even where the only copies are tombstones: a new copy would bring one back beside its live twin.
+        self._selector = None
+        self.compact()
+        return True
 
     def _tombstone(self, ids: np.ndarray) -> None:
         """Filter live ids out of a kind FAISS cannot remove from: positions left with no id become tombstones."""

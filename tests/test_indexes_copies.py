@@ -180,3 +180,15 @@ def test_a_rebuild_keeps_the_codec_so_a_copy_still_meets_its_stored_code() -> No
     assert index.tombstones == 0 and index._cpu.ntotal == 800
     index.add([5000], vectors[500:501])
     assert index._cpu.ntotal == 800 and index.search(vectors[500], 2)[1][0].tolist() == [500, 5000]
+
+
+def test_an_old_index_whose_only_copy_is_a_tombstone_is_rebuilt_at_load(tmp_path, monkeypatch) -> None:
+    """Live once and removed once: nothing to merge, so the tombstone stayed, and a new copy brought it back beside
+    its live twin (stored twice, ties no longer by id)."""
+    vectors = unit(12)
+    vectors[11] = vectors[0]
+    saved_as_before_copies(tmp_path / "old.faiss", np.arange(12), vectors, monkeypatch, gone=[0])
+    old = VectorIndex.load(tmp_path / "old.faiss")
+    assert old.upgraded and old.tombstones == 0 and old._cpu.ntotal == 11
+    old.add([1000], vectors[:1])
+    assert old._cpu.ntotal == 11 and old.search(vectors[0], 2)[1][0].tolist() == [11, 1000]
