@@ -418,7 +418,9 @@ class VectorIndex:
         # The id map says who is at each position but a tombstoned or shared one, whose ids `_copies` lists.
         alone = np.delete(stored_ids(cpu), np.union1d(self._dead, list(self._copies.groups)).astype(np.int64))
         self._live = np.sort(np.concatenate([alone, np.fromiter(self._copies.position_of, np.int64)]))
-        self.upgraded = meta["format"] < 2 and self._storage() is not None and self._merge_copies()
+        if meta["format"] < 2 and self._storage() is not None:
+            self._merge_copies()
+            self.upgraded = True  # to be saved as format 2: no later load looks for copies (2 s at 1M x 768)
         return self
 
     def __repr__(self) -> str:
@@ -504,14 +506,13 @@ class VectorIndex:
             self._dead = np.setdiff1d(self._dead, positions[was_dead], assume_unique=True)
             self._selector = None
 
-    def _merge_copies(self) -> bool:
+    def _merge_copies(self) -> None:
         """Store once the copies a graph saved before format 2 kept apart: the live ids of each code's positions
-        listed at its first, the graph rebuilt without the others (and without its tombstones). Whether there were
-        any, live or removed."""
+        listed at its first, the graph rebuilt without the others (and without its tombstones)."""
         codes = self._stored_codes()
         first, which = distinct_rows(codes)
         if len(first) == len(codes):
-            return False
+            return
         live = np.ones(len(codes), bool)
         live[self._dead] = False
         order = np.argsort(which, kind="stable")
@@ -526,7 +527,6 @@ class VectorIndex:
         # Rebuilt even where the only copies are tombstones: a new copy would bring one back beside its live twin.
         self._selector = None
         self.compact()
-        return True
 
     def _tombstone(self, ids: np.ndarray) -> None:
         """Filter live ids out of a kind FAISS cannot remove from: positions left with no id become tombstones."""

@@ -192,3 +192,12 @@ def test_an_old_index_whose_only_copy_is_a_tombstone_is_rebuilt_at_load(tmp_path
     assert old.upgraded and old.tombstones == 0 and old._cpu.ntotal == 11
     old.add([1000], vectors[:1])
     assert old._cpu.ntotal == 11 and old.search(vectors[0], 2)[1][0].tolist() == [11, 1000]
+
+
+def test_an_old_index_without_copies_is_kept_as_it_is_and_saved_again_once(tmp_path, monkeypatch) -> None:
+    saved_as_before_copies(tmp_path / "old.faiss", np.arange(50), unit(50), monkeypatch, gone=[7])
+    old = VectorIndex.load(tmp_path / "old.faiss")
+    assert old.upgraded and old.tombstones == 1 and old._cpu.ntotal == 50  # not rebuilt: only marked for a save
+    old.save(tmp_path / "old.faiss")
+    assert json.loads((tmp_path / "old.faiss.json").read_text())["format"] == 2
+    assert not VectorIndex.load(tmp_path / "old.faiss").upgraded
