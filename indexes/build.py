@@ -123,7 +123,8 @@ def open_index(
     index = _load_cache(path, device, kind, snapshot)
     if index is not None:  # searched as asked now, not as when it was saved (caches of 0.3.0 took efSearch 128)
         index.ef_search = build_options.get("ef_search", EF_SEARCH)
-    if index is not None and index.fingerprint == snapshot.fingerprint() and not index.upgraded:
+    current = index is not None and index.fingerprint == snapshot.fingerprint()
+    if current and not index.upgraded:
         return index
     if index is None or not _catch_up(snapshot, modality, index, max_change):
         index = build_index(snapshot, modality, kind, device=device, **build_options)
@@ -131,6 +132,8 @@ def open_index(
     try:
         index.save(path)
     except (OSError, RuntimeError) as error:  # RuntimeError: FAISS's own write failure
+        if current and index.upgraded:  # saved again only in a newer format: the cache serves as it is
+            return index
         # A read-only copy of a collection, a full disk: the search goes on from memory, the cache as it was.
         why = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[-1]
         warnings.warn(f"the search index cache {path} could not be saved ({why}); searching without it (each new "

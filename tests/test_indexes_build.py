@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,8 @@ def test_a_cache_saved_before_copies_were_stored_once_is_merged_and_saved_again(
     assert index.search(vectors[0], 45)[1][0, :40].tolist() == sorted(ids[:40]) and index._cpu.ntotal == 361
     assert json.loads(sidecar.read_text())["format"] == 2  # saved merged: the next process loads it as it is
     assert not VectorIndex.load(index_path(catalog, "video")).upgraded
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "format": 1}))
+    monkeypatch.setattr(VectorIndex, "save", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(30, "read-only")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a read-only collection: searched from its cache, nothing to warn of
+        assert open_index(catalog, "video", "HNSW16").search(vectors[0], 45)[1][0, :40].tolist() == sorted(ids[:40])
