@@ -238,11 +238,7 @@ def _stop_quietly_on_sigterm(worker_id: int) -> None:
     """In a decoder process: SIGTERM stops it as Ctrl-C does, its loop's way out. Sent to the whole process group
     (`timeout`, systemd's stop), it killed the decoders, and the stopping command printed torch's "DataLoader worker
     is killed by signal: Terminated" traceback under its own "interrupted" line."""
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # Python's own Ctrl-C handler: KeyboardInterrupt
 
 
 def _encode_batches(model: EmbeddingModel, modality: str, loader: DataLoader) -> Iterator[EncodedBatch]:
