@@ -41,20 +41,38 @@ def _options(device: str, dtype: str, batch_size: int | None, workers: int | Non
                       progress=not as_json and sys.stderr.isatty())
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot be written before the run, which can take hours: a folder, or a path below a
+    file. (What only the write can tell, a read-only disk, is said after the results are printed.)"""
+    if out is None:
+        return
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give a file name, e.g. {out / 'result.json'}",
+                                 param_hint="'--out'")
+    folder = out.absolute().parent
+    while not folder.exists():  # the folders `_report` would create
+        folder = folder.parent
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{out} is below {folder}, a file; give a path in a folder", param_hint="'--out'")
+
+
 def _report(result, as_json: bool, out: Path | None) -> None:
-    """Failures to stderr (one line each), the table or JSON to stdout, and the JSON file."""
+    """Failures to stderr (one line each), the table or JSON to stdout, then the JSON file: a file that cannot be
+    written fails the command (exit 1) with the results already printed."""
     for failure in result.failed:
         typer.echo(f"warning: {failure['path']}: {failure['error']}; skipped", err=True)
     payload = result.to_json()
-    if out is not None:
+    typer.echo(json.dumps(payload) if as_json else result.table())
+    if out is None:
+        return
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2) + "\n")
-    if as_json:
-        typer.echo(json.dumps(payload))
-    else:
-        typer.echo(result.table())
-        if out is not None:
-            typer.echo(f"wrote {out}", err=True)
+    except OSError as error:
+        raise OSError(error.errno, f"{error.strerror}; the results are printed above, not written",
+                      str(out)) from None
+    if not as_json:
+        typer.echo(f"wrote {out}", err=True)
 
 
 @app.command()
@@ -70,6 +88,7 @@ def msrvtt(root: RootOption, model: BenchModelOption = None, limit: LimitOption 
     """
     from bindsearch.evaluation import run_msrvtt
 
+    _check_out(out)
     options = _options(device, dtype, batch_size, workers, no_cache, as_json)
     _report(run_msrvtt(model, root, limit=limit, options=options), as_json, out)
 
@@ -86,6 +105,7 @@ def clotho(root: RootOption, model: BenchModelOption = None, limit: LimitOption 
     """
     from bindsearch.evaluation import run_clotho
 
+    _check_out(out)
     options = _options(device, dtype, batch_size, workers, no_cache, as_json)
     _report(run_clotho(model, root, limit=limit, options=options), as_json, out)
 
@@ -111,6 +131,7 @@ def zeroshot(root: RootOption,
     """
     from bindsearch.evaluation import run_zeroshot
 
+    _check_out(out)
     options = _options(device, dtype, batch_size, workers, no_cache, as_json)
     result = run_zeroshot(model, root, modality=modality, dataset=dataset, fold=fold, limit=limit, options=options)
     _report(result, as_json, out)
@@ -142,6 +163,7 @@ def emergent(root: RootOption,
     """
     from bindsearch.evaluation import run_emergent
 
+    _check_out(out)
     options = _options(device, dtype, batch_size, workers, no_cache, as_json)
     result = run_emergent(model, root, a=a, b=b, a_dir=a_dir, b_dir=b_dir, dataset=dataset, sample=sample,
                           seed=seed, limit=limit, options=options)

@@ -3,6 +3,7 @@ an encoder whose vectors the test chooses, layout errors, --limit, the embedding
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -548,6 +549,26 @@ def test_undecodable_file_is_reported_and_the_rest_evaluated(tmp_path, capsys):
     assert (result["n_items"], result["n_queries"]) == (3, 3) and "other 3 of 4" in result["notes"][0]
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {broken}: {result['failed'][0]['error']}; skipped"]
+
+
+def test_an_out_that_cannot_be_written_is_refused_first_or_leaves_the_results_printed(tmp_path, capsys, monkeypatch):
+    make_clotho(tmp_path / "clotho", n_clips=3)
+    (tmp_path / "taken").write_text("")
+    for out, said in ((tmp_path, "is a folder"), (tmp_path / "taken" / "r.json", "a file; give a path in a folder")):
+        with pytest.raises(SystemExit) as exit_info:  # said before a model is asked for: none could be loaded
+            main(["clotho", "--root", str(tmp_path / "clotho"), "-m", "no-such-model", "--out", str(out)])
+        assert exit_info.value.code == 2 and said in " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clotho", "--root", str(tmp_path / "clotho"), "-m", "random:tiny", "--out", str(tmp_path / "r.json")])
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 1 and "R@10" in printed.out  # the table, though the file could not be written
+    assert printed.err.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'r.json'}: No space left on device; the results are printed above, not written")
 
 
 @pytest.mark.parametrize("write", [
