@@ -16,6 +16,7 @@ from bindsearch.evaluation import (
     retrieval_metrics,
     retrieval_metrics_from_embeddings,
     summarize_ranks,
+    zeroshot_accuracy,
 )
 
 
@@ -149,6 +150,17 @@ def test_non_integer_relevant_is_a_type_error() -> None:
         ranks(np.zeros((2, 3)), np.array([0.0, 1.0]))
     with pytest.raises(TypeError):
         ranks(np.zeros((2, 3)), [[True, False, False], [False, True, False]])
+
+
+def test_an_int_relevance_mask_is_refused_not_read_as_item_ids() -> None:
+    """np.eye(n, dtype=int) or one-hot labels, read as (n, k) item ids, would make items 0 and 1 relevant to all."""
+    sim = np.eye(4) + 0.1
+    with pytest.raises(TypeError, match=r"astype\(bool\)"):
+        ranks(sim, np.eye(4, dtype=int))
+    with pytest.raises(TypeError, match=r"astype\(bool\)"):
+        zeroshot_accuracy(np.eye(4), np.eye(4), np.eye(4, dtype=np.int8), topk=(1,))
+    assert ranks(sim, np.eye(4, dtype=bool)).tolist() == [1, 1, 1, 1]
+    assert ranks(sim[:, :2], np.array([[0, 1], [1, 0], [0, 1], [1, 0]])).tolist() == [1, 1, 1, 1]  # ids, distinct
 
 
 def test_chunked_equals_unchunked() -> None:

@@ -210,9 +210,21 @@ def _groups_from_array(relevant: np.ndarray, n_queries: int, n_items: int) -> tu
             f"relevant must be (n_queries,) or (n_queries, k) int, or an (n_queries, n_items) bool mask; "
             f"got {_describe(relevant)}"
         )
+    if relevant.shape == (n_queries, n_items) and _looks_like_mask(relevant):
+        raise TypeError(
+            f"relevant is an (n_queries, n_items) {relevant.dtype} array of 0s and 1s; read as item ids, it would name "
+            "only items 0 and 1; pass a relevance mask (or one-hot labels) as bool: relevant.astype(bool)"
+        )
     per_query = 1 if relevant.ndim == 1 else relevant.shape[1]
     indptr = np.arange(relevant.shape[0] + 1, dtype=np.int64) * per_query
     return indptr, relevant.reshape(-1).astype(np.int64)
+
+
+def _looks_like_mask(relevant: np.ndarray) -> bool:
+    """An int `(n_queries, n_items)` array of 0 and 1 that cannot be item ids: some row names an item twice."""
+    if relevant.shape[1] < 2 or not np.isin(relevant, (0, 1)).all():
+        return False
+    return relevant.shape[1] > 2 or bool((relevant[:, 0] == relevant[:, 1]).any())
 
 
 def _groups_from_sequence(relevant: Sequence) -> tuple[np.ndarray, np.ndarray]:
