@@ -27,7 +27,7 @@ from replicas import (
 )
 from typer.testing import CliRunner
 
-from bindsearch import media
+from bindsearch import load_model, media
 from bindsearch.evaluation import (
     DatasetLayoutError,
     RunOptions,
@@ -587,8 +587,6 @@ def test_a_short_csv_row_is_one_line_naming_the_file_and_row(tmp_path, write):
 
 
 def test_the_cache_keeps_bf16_vectors_apart_from_fp32(tmp_path, tiny_model):
-    from bindsearch import load_model
-
     make_clotho(tmp_path / "clotho", n_clips=2)
     first = run_clotho(tiny_model, tmp_path / "clotho", options=IN_PROCESS)
     bf16 = load_model("random:tiny", device="cpu", dtype="bfloat16")
@@ -723,6 +721,28 @@ def test_a_wrong_zeroshot_root_is_refused_before_a_model_is_asked_for_the_modali
             assert exit_info.value.code == 2 and err.startswith("error: ") and said in err, (model, err)
     with pytest.raises(DatasetLayoutError, match="is not a folder"):
         run_zeroshot("languagebind:video_ft", tmp_path / "nope")  # not downloadable here: must not be reached
+
+
+def test_zeroshot_without_a_model_takes_the_modality_from_the_layout_or_asks_for_modality(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """The published checkpoint to evaluate is the modality's: class folders of pictures need --modality (it said
+    "pass --model"), and a Kinetics val.csv holds video under any folder name."""
+    make_class_folders(tmp_path / "shapes", "image", classes=("circle", "square"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zeroshot", "--root", str(tmp_path / "shapes")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'shapes'}: cannot tell these files' modality from the folder's layout or name; pass "
+        "--modality (video, audio, depth, infrared or image) to evaluate its published checkpoint, or --model")
+    asked = []
+
+    def published(spec, **options):  # no checkpoint can be downloaded here: which one is asked for is the point
+        asked.append(spec)
+        return load_model("random:tiny", **options)
+
+    monkeypatch.setattr("bindsearch.evaluation.bench.load_model", published)
+    make_k400(tmp_path / "my_val", classes=("abseiling", "zumba"), per_class=1)
+    result = run_zeroshot(None, tmp_path / "my_val", options=RunOptions(cache=False, workers=0))
+    assert asked == ["languagebind:video_ft"] and result.modalities == ["video"]
 
 
 def test_kinetics_600_is_not_k400_and_none_turns_detection_off(tmp_path):

@@ -27,6 +27,7 @@ from .cache import EmbeddingCache, EncodedFiles, encode_files_cached, encode_tex
 from .datasets import (
     CaptionedSet,
     check_classification_root,
+    layout_modality,
     nyud_protocol,
     read_classification,
     read_clotho,
@@ -143,7 +144,11 @@ def run_zeroshot(model: Model = None, root: str | Path = ".", *, modality: str |
     start, options = time.perf_counter(), options or RunOptions()
     root = check_classification_root(root)  # a wrong root is the problem to report, not the model that tells modality
     dataset = dataset_named(dataset) if dataset else detect_dataset(root)
-    modality = modality or DATASET_MODALITY.get(dataset or "")
+    modality = modality or DATASET_MODALITY.get(dataset or "") or layout_modality(root)
+    if modality is None and model is None:  # the published checkpoint to evaluate is the modality's
+        raise ValueError(f"{root}: cannot tell these files' modality from the folder's layout or name; pass "
+                         "--modality (video, audio, depth, infrared or image) to evaluate its published checkpoint, "
+                         "or --model")
     if modality is None:
         loaded = _load(model, None, options)
         towers = [m for m in loaded.modalities if m != "text"]

@@ -33,6 +33,7 @@ __all__ = [
     "LabelledSet",
     "PairedSet",
     "check_classification_root",
+    "layout_modality",
     "media_extensions",
     "nyud_protocol",
     "read_classification",
@@ -260,6 +261,16 @@ def read_classification(root: str | Path, modality: str, *, fold: int | None = N
         data.paths = [data.paths[i] for i in keep]
         data.labels = data.labels[keep]
     return data
+
+
+def layout_modality(root: Path) -> str | None:
+    """The modality a classification layout holds whatever its folder is called: video below a Kinetics `val.csv`
+    (400 or 600 classes alike), audio in ESC-50's, infrared in LLVIP's; None for class folders of any media."""
+    if (root / "meta" / "esc50.csv").is_file():
+        return "audio"
+    if _find_optional(root, K400_CSV, _K400_CSV_DIRS):
+        return "video"
+    return "infrared" if is_llvip(root) else None
 
 
 def check_classification_root(root: str | Path) -> Path:
