@@ -164,10 +164,11 @@ def test_kinetics_flat_layout_labels_clips_by_youtube_id(tmp_path):
     data = read_classification(tmp_path / "kinetics400", "video")
     assert data.name == "k400" and data.classnames == ["abseiling", "air drumming", "zumba"]  # every class of val.csv
     assert [(p.name, data.classnames[i]) for p, i in zip(data.paths, data.labels, strict=True)] == sorted(written)
-    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'kinetics400' / 'val'}; "
-                          "scored on the 5 present"]
+    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'kinetics400' / 'val'} (5 are)"]
     result = invoke("zeroshot", "--root", str(tmp_path / "kinetics400"), "--model", "random:tiny")
     assert result["dataset"] == "k400" and result["n_items"] == 5 and data.notes[0] in result["notes"]
+    limited = invoke("zeroshot", "--root", str(tmp_path / "kinetics400"), "--model", "random:tiny", "--limit", "2")
+    assert limited["n_items"] == 2 and data.notes[0] in limited["notes"]  # it said "scored on the 5 present"
     assert result["baselines"] == {"ImageBind-Huge": {"video->class": {"top1": 50.0}}}
 
 
@@ -195,8 +196,8 @@ def test_kinetics_class_folders_named_by_youtube_id_count_the_missing_clips_and_
         clip.rename(clip.parent / label.replace(" ", "_") / clip.name)
     data = read_classification(tmp_path / "flat", "video")
     assert data.name == "k400" and data.classnames == ["abseiling", "air drumming", "zumba"]
-    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'flat' / 'val'}; scored on the 5 "
-                          "present, against all 3 classes"]
+    assert data.notes == [f"1 of the 6 clips val.csv lists are not in {tmp_path / 'flat' / 'val'} (5 are); scored "
+                          "against all 3 classes"]
     (tmp_path / "flat" / "val" / "zumba").rename(tmp_path / "flat" / "val" / "salsa")
     with pytest.raises(DatasetLayoutError, match="class folder 'salsa' in .* is not a label of .*val.csv"):
         read_classification(tmp_path / "flat", "video")
@@ -584,6 +585,18 @@ def test_a_short_csv_row_is_one_line_naming_the_file_and_row(tmp_path, write):
     with pytest.raises(DatasetLayoutError, match=r"\.csv: data row \d+ has no (sentence|category) field") as info:
         read(tmp_path / "data")
     assert "\n" not in str(info.value)
+
+
+def test_an_empty_msrvtt_sentence_is_refused_naming_its_row_not_scored_as_a_query(tmp_path):
+    make_msrvtt(tmp_path / "msrvtt", n_videos=3)
+    index = tmp_path / "msrvtt" / "MSRVTT_JSFUSION_test.csv"
+    lines = index.read_text().splitlines()
+    key, vid_key, video_id, _ = lines[2].split(",")
+    index.write_text("\n".join([*lines[:2], f"{key},{vid_key},{video_id}, ", *lines[3:]]) + "\n")
+    with pytest.raises(DatasetLayoutError) as info:
+        read_msrvtt(tmp_path / "msrvtt")
+    assert str(info.value) == (f"{index}: data row 2 ({video_id}) has an empty sentence; give its caption or delete "
+                               "the row")
 
 
 def test_the_cache_keeps_bf16_vectors_apart_from_fp32(tmp_path, tiny_model):

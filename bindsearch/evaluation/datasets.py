@@ -176,8 +176,11 @@ def read_msrvtt(root: str | Path, *, limit: int | None = None) -> CaptionedSet:
     position: dict[str, int] = {}
     captions: list[str] = []
     item_of_caption: list[int] = []
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         video_id = row["video_id"].strip()
+        if not row["sentence"].strip():  # an empty query would be scored, matching nothing in particular
+            raise DatasetLayoutError(f"{index}: data row {number} ({video_id or 'no video_id'}) has an empty "
+                                     "sentence; give its caption or delete the row")
         if video_id not in position:
             if limit is not None and len(video_ids) == limit:
                 continue
@@ -492,8 +495,7 @@ def _as_kinetics(data: LabelledSet, root: Path, index: Path) -> LabelledSet:
     found = {p.name[:11] for p in data.paths} & listed
     if found and len(found) < len(listed):  # clips named by YouTube id (else which are missing cannot be told)
         data.notes.append(f"{len(listed) - len(found)} of the {len(listed)} clips {index.name} lists are not in "
-                          f"{data.root}; scored on the {len(data.paths)} present, against all {len(classnames)} "
-                          "classes")
+                          f"{data.root} ({len(data.paths)} are); scored against all {len(classnames)} classes")
     data.root = root
     return data
 
@@ -521,8 +523,8 @@ def _read_kinetics(root: Path, index: Path, folder: Path, modality: str) -> Labe
     if not paths:
         raise DatasetLayoutError(f"no video in {folder} is named after a youtube_id of {index} (e.g. "
                                  f"{next(iter(label_of))}_000010_000020.mp4); expected {K400_LAYOUT}")
-    notes = [f"{len(label_of) - len(paths)} of the {len(label_of)} clips {index.name} lists are not in {folder}; "
-             f"scored on the {len(paths)} present"] if len(paths) < len(label_of) else []
+    notes = [f"{len(label_of) - len(paths)} of the {len(label_of)} clips {index.name} lists are not in {folder} "
+             f"({len(paths)} are)"] if len(paths) < len(label_of) else []
     if unlisted:
         notes.append(f"{unlisted} video(s) in {folder} are not listed in {index.name} and were left out")
     return LabelledSet("k400", root, "video", paths, np.asarray(labels, dtype=np.int64), classnames,
