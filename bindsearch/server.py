@@ -16,8 +16,9 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
   query (a field it does not take is a 400: a misspelt one would search without it);
 - `POST /search?name=FILE&modality=M&k=K` with a file's bytes as the body: query by example with any file of a
   modality the encoder has (`file_modality=` when its extension does not say which); `q=` adds text. Indexed files
-  holding the upload's bytes (the same size and content hash) are left out of its hits, as a search by an indexed
-  path leaves that file out.
+  holding the upload's bytes (the same size and content hash) are left out of its hits, and the upload queries as
+  their path does (a long file by the mean of its windows, with `at` by its window there), as a search by an
+  indexed path leaves that file out.
 
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
@@ -285,8 +286,15 @@ class _Handler(BaseHTTPRequestHandler):
                 hits = col.search(text=text, files=files, file_modality=file_modality, modality=modality or None,
                                   k=k, every_window=every_window, at=at, under=under)
             else:
-                query = col.query_vector(text, files, file_modality, at)
-                paths, ids = _copies(col, files[0], at)
+                rows = _copies(col, files[0])
+                paths, ids = _left_out(rows, at)
+                indexed = _indexed_as(rows)
+                try:
+                    query = col.query_vector(text, [indexed or files[0]], file_modality, at)
+                except (ValueError, MediaError) as exc:  # said of the upload, which the client named
+                    if indexed is None:
+                        raise
+                    raise ValueError(str(exc).replace(str(indexed), str(files[0]))) from None
                 hits = col.search_vectors(query[None], modality or None, k, exclude=paths, every_window=every_window,
                                           exclude_ids=ids, under=under)[0]
         return search_result(col.name, text, shown if shown is not None else files, hits, at, under)
@@ -473,19 +481,40 @@ def _indexed_file(item: Item):
         raise RequestError(str(exc), HTTPStatus.NOT_FOUND if exc.gone else HTTPStatus.CONFLICT) from None
 
 
-def _copies(col: Collection, upload: Path, at: float | None) -> tuple[set[str], set[int]]:
-    """What an upload's hits leave out: the indexed files that hold its bytes (the same size and content hash), as
-    a search by an indexed path leaves that file out; with `at`, only their rows that hold that moment (a file
-    indexed whole, all of it), as a search for more moments of an indexed file leaves out only the one asked for.
-    (paths, ids): one look-up by hash (a B-tree index once the catalog is compacted), not a scan of every row."""
+def _copies(col: Collection, upload: Path) -> list[Item]:
+    """The rows of the indexed files that hold an upload's bytes (the same size and content hash): one look-up by
+    hash (a B-tree index once the catalog is compacted), not a scan of every row."""
     from bindsearch.ingest import PARTIAL
-    from bindsearch.moments import rows_at
 
     digest = content_hash(upload)
-    rows = col.catalog.with_content(upload.stat().st_size, [digest, PARTIAL + digest])
+    return col.catalog.with_content(upload.stat().st_size, [digest, PARTIAL + digest])
+
+
+def _left_out(rows: list[Item], at: float | None) -> tuple[set[str], set[int]]:
+    """What an upload's hits leave out, of the rows of its indexed copies: those files, as a search by an indexed
+    path leaves that file out; with `at`, only their rows that hold that moment (a file indexed whole, all of it),
+    as a search for more moments of an indexed file leaves out only the one asked for. (paths, ids)"""
+    from bindsearch.moments import rows_at
+
     if at is None:
         return {i.path for i in rows}, set()
     return set(), {i.id for i in rows_at(rows, at)}
+
+
+def _indexed_as(rows: list[Item]) -> Path | None:
+    """An indexed copy of an upload that still holds its bytes, or is gone (its rows are what the collection keeps of
+    it): queried by that path, an upload is what a search by the path is, the mean of a long file's windows or its
+    window at `at`, not the upload decoded afresh (LanguageBind's view of a whole file: 8 frames, three crops)."""
+    from bindsearch.ingest import unchanged
+
+    for row in rows:
+        path = Path(row.path)
+        try:
+            if not path.exists() or unchanged(path, row):
+                return path
+        except OSError:  # unreadable now: the upload itself is read
+            continue
+    return None
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

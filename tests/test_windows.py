@@ -375,6 +375,14 @@ def test_the_server_lists_windows_when_asked(reels):
                               body=reel.video.read_bytes())
         starts = [h["start"] for h in upload["hits"] if h["path"] == str(reel.video)]
         assert status == 200 and starts and 10.0 not in starts
+        # And it queries by that stored window, as the path does: it decoded 10 s from 0:10 afresh.
+        status, by_path = call(server, "/search", json_body={"paths": [str(reel.video)], "at": "0:10", "k": 3,
+                                                             "every_window": True, "modality": "video"})
+        assert status == 200 and upload["hits"] == by_path["hits"]
+        # Without a moment, by the mean of its windows, not the whole file seen as LanguageBind sees a clip.
+        status, whole = call(server, "/search?name=reel.mp4&modality=audio", body=reel.video.read_bytes())
+        status, whole_by_path = call(server, "/search", json_body={"paths": [str(reel.video)], "modality": "audio"})
+        assert status == 200 and whole["hits"] == whole_by_path["hits"] and len(whole["hits"]) == 1
     finally:
         server.shutdown()
         server.server_close()
