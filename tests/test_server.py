@@ -168,13 +168,15 @@ def test_a_bad_request_gets_its_status_and_one_line(server, path, body, json_bod
 
 def test_an_upload_of_unknown_modality_is_told_the_query_parameter_that_names_it(server, indexed):
     files, _ = indexed
-    status, answer = call(server, "/search?name=blob", body=files["image"].read_bytes())
+    copy = files["image"].read_bytes() + b"\0"  # not the indexed photo's bytes, but a picture of it all the same
+    status, answer = call(server, "/search?name=blob", body=copy)
     assert status == 400 and answer["error"].startswith("blob: cannot tell its modality")
     assert "file_modality=MODALITY to the query string" in answer["error"] and "--file-modality" not in answer["error"]
-    # Not the indexed photo's bytes (which would be left out of its hits), but a picture of it all the same.
-    copy = files["image"].read_bytes() + b"\0"
     status, answer = call(server, "/search?name=blob&file_modality=image&k=1", body=copy)
     assert status == 200 and answer["hits"][0]["path"] == str(files["image"])  # and that advice works
+    # The indexed photo's own bytes are that photo, whose modality the collection knows: its stored vector queries.
+    status, answer = call(server, "/search?name=blob&k=1", body=files["image"].read_bytes())
+    assert status == 200 and answer["hits"][0]["path"] != str(files["image"])
 
 
 def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request(server):
