@@ -46,7 +46,7 @@ def test_long_files_are_cut_into_equal_windows_that_cover_them():
     assert [format_clock(t) for t in (0, 9.5, 75.5, 3600, 3725)] == ["0:00", "0:09.5", "1:15.5", "1:00:00",
                                                                         "1:02:05"]
     assert [parse_clock(t) for t in ("80", "80.5", "1:20", "1:02:03.5", " 0:05 ")] == [80, 80.5, 80, 3723.5, 5]
-    for bad in ("", "soon", "1:75", "-3", "1::2", "1:2:3:4", "nan"):
+    for bad in ("", "soon", "1:75", "-3", "1::2", "1:2:3:4", "nan", "-0:30", "-0"):
         with pytest.raises(ValueError, match="is not a time"):
             parse_clock(bad)
 

@@ -96,7 +96,9 @@ def parse_clock(text: str) -> float:
         numbers = [float(p) for p in parts] if len(parts) <= 3 and all(p.strip() for p in parts) else []
     except ValueError:
         numbers = []
-    if not numbers or any(n < 0 or not math.isfinite(n) for n in numbers) or any(n >= 60 for n in numbers[1:]):
+    # copysign: "-0:30" is a negative time too, though float("-0") is not below 0.
+    if (not numbers or any(math.copysign(1.0, n) < 0 or not math.isfinite(n) for n in numbers)
+            or any(n >= 60 for n in numbers[1:])):
         raise ValueError(f"{text!r} is not a time: give seconds (80) or m:ss (1:20) or h:mm:ss (1:02:03)")
     seconds = 0.0
     for n in numbers:
