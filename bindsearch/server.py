@@ -5,7 +5,8 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
 
 - `GET /`: a search page for people (text or a dropped file, hits with their images, players and words);
 - `GET /file?id=N`: the bytes of indexed file N (byte ranges too, so that players seek), while it is the file
-  indexed (the same size and mtime; 409 once changed); `GET /preview?id=N` the same, but what a browser cannot
+  indexed (the same size and mtime; 409 once changed), as inert content (a text item as text/plain, whatever its
+  name, and no script of it run); `GET /preview?id=N` the same, but what a browser cannot
   show as an 8-bit PNG: a depth map scaled to its own range (a 16-bit one in millimetres shows near black), a
   16-bit infrared frame stretched, a TIFF, HEIC or AVIF converted;
 - `GET /health`: `{"ok": true, "collection", "items"}`; status 503 and `"ok": false` with an `error` while the
@@ -19,6 +20,9 @@ milliseconds the search itself takes; a server pays them once. Routes (every ans
   holding the upload's bytes (the same size and content hash) are left out of its hits, and the upload queries as
   their path does (a long file by the mean of its windows, with `at` by its window there), as a search by an
   indexed path leaves that file out.
+
+Listening on a loopback address, the server answers only requests naming this machine as their `Host` (403
+otherwise): a page of another site could point its own name at 127.0.0.1 and read every indexed file.
 
 Every search takes `every_window` (`every_window=1`, or `true` in JSON) to list each matching window of a long
 file, not only its best, and a search by one file takes `at` (`at=1:20`, or seconds in JSON) to query by that
@@ -82,12 +86,15 @@ class SearchServer(ThreadingHTTPServer):
     """A threading HTTP server over one open `Collection`; `serve_forever()` runs it."""
 
     daemon_threads = True
+    request_queue_size = 128  # connections waiting to be accepted: socketserver's 5 reset a burst of 20 uploads
 
     def __init__(self, collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  max_upload: int = 256 << 20, log: bool = True):
         if ":" in host:  # an IPv6 address, such as ::1
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+        self.loopback = _is_loopback(self.server_address[0])
+        """Listening for this machine alone: requests must name it (Host), see `_Handler._check_host`."""
         self.collection = collection
         self.max_upload = max_upload
         self.log = log
@@ -315,17 +322,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if preview and item.modality in ("image", "infrared", "depth"):
                     png = _preview_png(path, item.modality)
                     if png is not None:
-                        return _Raw(png, "image/png")
+                        return _Raw(png, "image/png", headers=dict(_INERT))
                 size = os.fstat(f.fileno()).st_size
                 ranged = _byte_range(self.headers.get("Range"), size)
                 first, last = ranged or (0, size - 1)
-                headers = {"Accept-Ranges": "bytes"}
+                headers = {"Accept-Ranges": "bytes", **_INERT}
                 if ranged is not None:
                     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
                 kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                if item.modality == "text":  # read as UTF-8, or UTF-16 where its byte-order mark says so
+                if item.modality == "text":  # words, whatever the name (an .html or .svg indexed as text is no page)
                     sixteen = os.pread(f.fileno(), 2, 0) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-                    kind += f"; charset={'utf-16' if sixteen else 'utf-8'}"
+                    kind = f"text/plain; charset={'utf-16' if sixteen else 'utf-8'}"
                 raw = _Raw(b"", kind, HTTPStatus.PARTIAL_CONTENT if ranged else HTTPStatus.OK, headers,
                            file=(os.dup(f.fileno()), first, last + 1 - first))
         except BaseException:
@@ -355,9 +362,15 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not _digits(length):
             raise RequestError("POST needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
         if int(length) > self.server.max_upload:
-            if int(length) <= 4 * self.server.max_upload:  # read and drop it, so the client reads the answer
-                for start in range(0, int(length), 1 << 20):
-                    self.rfile.read(min(1 << 20, int(length) - start))
+            try:
+                if int(length) <= 4 * self.server.max_upload:  # read and drop it, so the client reads the answer
+                    for start in range(0, int(length), 1 << 20):
+                        if not self.rfile.read(min(1 << 20, int(length) - start)):
+                            break
+            except TimeoutError:  # stalled: answered all the same, and the connection closed after it
+                pass
+            except (ConnectionResetError, BrokenPipeError):  # the client left (a cancelled upload)
+                raise _ClientGone from None
             raise RequestError(f"the body is {int(length)} bytes, over this server's limit of "
                                f"{self.server.max_upload} (bindsearch serve --max-upload-mb)",
                                HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
@@ -376,6 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = time.perf_counter()
         url = urlsplit(self.path)
         try:
+            self._check_host()
             try:
                 # http.server reads the request line as Latin-1: UTF-8 sent as it is (curl 'q=café') is its bytes
                 # again, then UTF-8 ('café' was searched as 'cafÃ©').
@@ -407,6 +421,18 @@ class _Handler(BaseHTTPRequestHandler):
             ms = (time.perf_counter() - start) * 1e3
             _log(f"{self.command} {url.path} {status.value} {ms:.0f} ms")
 
+    def _check_host(self) -> None:
+        """Refuse a request to a loopback server that names another host. A page of another site can point its own
+        name at 127.0.0.1 (DNS rebinding) and then read this server from the user's browser as its own origin, every
+        indexed file included; its requests carry its name as Host. (A request without Host is no browser's.)"""
+        host = self.headers.get("Host")
+        if not self.server.loopback or host is None or _is_loopback(_host_name(host)):
+            return
+        raise RequestError(f"Host {host[:100]!r} is refused: this server listens on {self.server.url} for this "
+                           "machine alone and answers requests to localhost, 127.0.0.1 or [::1] (a page of another "
+                           "site may not read it); serve --host ADDRESS to be reached by another name",
+                           HTTPStatus.FORBIDDEN)
+
     def _send(self, raw: _Raw, status: HTTPStatus) -> None:
         data = raw.body
         length = raw.file[2] if raw.file is not None else len(data)
@@ -418,6 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", raw.content_type)
             self.send_header("Content-Length", str(length))
+            self.send_header("X-Content-Type-Options", "nosniff")  # a browser reads each answer as its type says
             for name, value in raw.headers.items():
                 self.send_header(name, value)
             if self.close_connection:
@@ -441,6 +468,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         """Quiet: `_answer` logs one line per request."""
+
+
+_INERT = {"Content-Security-Policy": "sandbox"}
+"""An indexed file's bytes run no script on this server's origin, whatever they hold, even opened as a page."""
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether an address or name is this machine's alone: 127.0.0.0/8, ::1, localhost (and its subdomains, which
+    browsers resolve to loopback themselves)."""
+    import ipaddress
+
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header: without its port, an IPv6 address without its brackets."""
+    host = host.strip()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _log(line: str) -> None:

@@ -206,7 +206,8 @@ def test_http_edge_cases_are_answered_in_json_and_never_confuse_the_next_request
         raw.sendall(b"GARBAGE\r\n\r\n")  # answer is HTTP/0.9's, a body without a status line
         assert json.loads(raw.recv(4096)) == {"error": "Bad request syntax ('GARBAGE')"}
     with socket.create_connection((host, port), timeout=30) as raw:  # two lengths: which one is meant?
-        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
+        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
+                    b"Content-Length: 2\r\n\r\nxy")
         assert b"400 Bad Request" in raw.recv(4096).split(b"\r\n")[0]
 
 
@@ -434,7 +435,7 @@ def test_files_are_served_whole_as_they_were_indexed_and_previews_show_in_a_brow
 
         host, port = srv.server_address[:2]
         with socket.create_connection((host, port), timeout=30) as sock:  # a client that stops mid-upload
-            sock.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n12345")
+            sock.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\n\r\n12345")
             sock.shutdown(socket.SHUT_WR)
             answer = sock.makefile("rb").read()
         assert b" 400 " in answer.split(b"\r\n")[0] and b"the body ended after 5 of its 20 bytes" in answer
@@ -462,18 +463,67 @@ def test_words_sent_unencoded_are_searched_as_utf8_and_a_client_that_leaves_is_n
             return raw.makefile("rb").read()
 
     for query in ("café".encode(), b"caf%C3%A9"):
-        answer = ask(b"GET /search?q=" + query + b"&k=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = ask(b"GET /search?q=" + query + b"&k=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["query"]["text"] == "café"
-    assert b" 400 " in ask(b"GET /search?q=caf\xe9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[:20]
+    assert b" 400 " in ask(b"GET /search?q=caf\xe9 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")[:20]
 
     monkeypatch.setattr(server_module._Handler, "timeout", 1)
-    stalled = ask(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
+    stalled = ask(b"POST /search?name=a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
     assert b" 408 " in stalled[:20] and b"the body stopped coming for 1 s" in stalled
     with socket.create_connection((host, port), timeout=30) as raw:  # a cancelled upload: reset mid-body
-        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        raw.sendall(b"POST /search?name=a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n"
+                    + b"x" * 1000)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    # Over the limit (1 MiB here), its bytes read and dropped: stalled or reset there, it was a 500 and a traceback.
+    over = b"POST /search?name=a.png HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 1000
+    assert b" 413 " in ask(over)[:20]
+    with socket.create_connection((host, port), timeout=30) as raw:
+        raw.sendall(over)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     assert call(server, "/health")[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_page_of_another_site_naming_the_server_by_its_own_host_is_refused(server, monkeypatch):
+    """DNS rebinding: a site points its own name at 127.0.0.1, and its page then reads a loopback server as its own
+    origin, every indexed file included. Its requests name it as Host."""
+    import socket
+
+    host, port = server.server_address[:2]
+
+    def ask(name: bytes) -> tuple[bytes, bytes]:
+        with socket.create_connection((host, port), timeout=30) as raw:
+            raw.sendall(b"GET /health HTTP/1.1\r\nHost: " + name + b"\r\nConnection: close\r\n\r\n")
+            head, _, body = raw.makefile("rb").read().partition(b"\r\n\r\n")
+            return head.split(b"\r\n")[0], body
+
+    status, body = ask(b"attacker.example:%d" % port)
+    assert b" 403 " in status and json.loads(body)["error"].startswith("Host 'attacker.example:")
+    for name in (b"localhost:%d" % port, b"127.0.0.1:%d" % port, b"[::1]:%d" % port, b"LOCALHOST", b"a.localhost"):
+        assert b" 200 " in ask(name)[0], name
+    monkeypatch.setattr(server, "loopback", False)  # serve --host 0.0.0.0: reached by any name, as asked
+    assert b" 200 " in ask(b"attacker.example:%d" % port)[0]
+
+
+def test_an_indexed_page_is_served_as_words_that_run_nothing(tmp_path):
+    """An .html or .svg indexed as text was served as a page, its scripts run on the server's origin."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "page.html").write_text("<script>fetch('/file?id=0')</script> a dog")
+    (tmp_path / "notes" / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>1</script></svg>')
+    col = Collection.open(tmp_path / "collection", model="random:tiny", device="cpu")
+    assert col.add([tmp_path / "notes"], modality="text", workers=0).ok
+    srv = SearchServer(col, port=0, log=False)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for item in col.catalog.pinned().items():
+            with urllib.request.urlopen(f"{srv.url}/file?id={item.id}", timeout=30) as response:
+                assert response.headers["Content-Type"] == "text/plain; charset=utf-8", item.path
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                assert response.headers["Content-Security-Policy"] == "sandbox"
+                assert response.read() == Path(item.path).read_bytes()
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_each_request_is_logged_in_one_write(indexed, monkeypatch):
