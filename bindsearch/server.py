@@ -89,12 +89,14 @@ class SearchServer(ThreadingHTTPServer):
     request_queue_size = 128  # connections waiting to be accepted: socketserver's 5 reset a burst of 20 uploads
 
     def __init__(self, collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 max_upload: int = 256 << 20, log: bool = True):
+                 max_upload: int = 256 << 20, log: bool = True, allow_hosts: tuple[str, ...] = ()):
         if ":" in host:  # an IPv6 address, such as ::1
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
         self.loopback = _is_loopback(self.server_address[0])
         """Listening for this machine alone: requests must name it (Host), see `_Handler._check_host`."""
+        self.allow_hosts = {_host_name(h).lower().rstrip(".") for h in allow_hosts}
+        """Other names a loopback server answers to: those a proxy in front of it passes on (`--allow-host`)."""
         self.collection = collection
         self.max_upload = max_upload
         self.log = log
@@ -426,11 +428,14 @@ class _Handler(BaseHTTPRequestHandler):
         name at 127.0.0.1 (DNS rebinding) and then read this server from the user's browser as its own origin, every
         indexed file included; its requests carry its name as Host. (A request without Host is no browser's.)"""
         host = self.headers.get("Host")
-        if not self.server.loopback or host is None or _is_loopback(_host_name(host)):
+        if not self.server.loopback or host is None:
+            return
+        name = _host_name(host)
+        if _is_loopback(name) or name.lower().rstrip(".") in self.server.allow_hosts:
             return
         raise RequestError(f"Host {host[:100]!r} is refused: this server listens on {self.server.url} for this "
                            "machine alone and answers requests to localhost, 127.0.0.1 or [::1] (a page of another "
-                           "site may not read it); serve --host ADDRESS to be reached by another name",
+                           "site may not read it); behind a proxy that sends its own name, serve --allow-host NAME",
                            HTTPStatus.FORBIDDEN)
 
     def _send(self, raw: _Raw, status: HTTPStatus) -> None:
@@ -721,12 +726,12 @@ def _at(value: object) -> float | None:
 
 
 def serve(collection: Collection, host: str = "127.0.0.1", port: int = DEFAULT_PORT, max_upload: int = 256 << 20,
-          preload: tuple[str, ...] = ()) -> None:
+          preload: tuple[str, ...] = (), allow_hosts: tuple[str, ...] = ()) -> None:
     """Load the text tower (and the towers of `preload`) and answer requests until interrupted."""
     from bindsearch.models.config import canonical_modality
 
     try:  # the address first: a port already taken is said before seconds go into loading the model
-        server = SearchServer(collection, host, port, max_upload)
+        server = SearchServer(collection, host, port, max_upload, allow_hosts=allow_hosts)
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
                          "or --host") from None

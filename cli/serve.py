@@ -19,6 +19,10 @@ def serve(
         "--preload", help="Load this tower at start (text always is), so the first upload of its modality does not "
                           "wait for it; repeatable.")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0, help="Largest upload accepted.")] = 256,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="Another name requests may give as their Host on a loopback address (a proxy's, e.g. "
+                             "search.example.org); repeatable. Others are refused, so that no page of another site "
+                             "reads the server through DNS rebinding.")] = None,
     model: OptionalModel = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "float32",
@@ -36,4 +40,4 @@ def serve(
     from bindsearch.server import serve as run
 
     col = Collection.open(collection, model=model, device=device, dtype=dtype, create=False)
-    run(col, host, port, int(max_upload_mb * (1 << 20)), tuple(preload or ()))
+    run(col, host, port, int(max_upload_mb * (1 << 20)), tuple(preload or ()), tuple(allow_host or ()))

@@ -501,6 +501,8 @@ def test_a_page_of_another_site_naming_the_server_by_its_own_host_is_refused(ser
     assert b" 403 " in status and json.loads(body)["error"].startswith("Host 'attacker.example:")
     for name in (b"localhost:%d" % port, b"127.0.0.1:%d" % port, b"[::1]:%d" % port, b"LOCALHOST", b"a.localhost"):
         assert b" 200 " in ask(name)[0], name
+    monkeypatch.setattr(server, "allow_hosts", {"search.example.org"})  # serve --allow-host: a proxy's name
+    assert b" 200 " in ask(b"Search.Example.org:443")[0] and b" 403 " in ask(b"attacker.example")[0]
     monkeypatch.setattr(server, "loopback", False)  # serve --host 0.0.0.0: reached by any name, as asked
     assert b" 200 " in ask(b"attacker.example:%d" % port)[0]
 
