@@ -115,6 +115,9 @@ class Collection:
 
     def __init__(self, directory: Path, catalog: Catalog, model: EmbeddingModel | None, device: str = "auto",
                  dtype: str | None = None, compile_towers: bool = False):
+        from bindsearch.models.loading import register_inputs
+
+        register_inputs(catalog.encoder.name)  # a modality of one's own, named by rows before any model loads
         self.directory = directory
         self.catalog = catalog
         self.device = device

@@ -10,7 +10,8 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "MODALITIES", "Preprocess", "add_modality", "canonical_modality"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "MODALITIES", "Preprocess", "add_modality", "canonical_modality",
+           "check_new_modality"]
 
 MODALITIES = ("image", "video", "audio", "depth", "infrared")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -18,6 +19,19 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _ALIASES = {"thermal": "infrared", "ir": "infrared", "rgb": "image", "sound": "audio"}
 _REGISTERED: set[str] = set()  # modalities of one's own
+
+
+def check_new_modality(name: str) -> None:
+    """Refuse (ValueError) a name a modality of one's own cannot have: a built-in modality's, an alias of one
+    ("thermal" was trained, and read as infrared), or one with capitals (`canonical_modality` matches lower case:
+    "Sketch" was trained into a tower no name found)."""
+    key = name.lower()
+    if key in (*MODALITIES, "text") or key in _ALIASES:
+        builtin = _ALIASES.get(key, key)
+        raise ValueError(f"{name} is a built-in modality{'' if builtin == name else f' ({builtin})'}; give a new "
+                         "modality a name of its own")
+    if name != key:
+        raise ValueError(f"a modality's name is lower case, as names are matched: give {key!r}, not {name!r}")
 
 
 def add_modality(name: str) -> None:

@@ -29,7 +29,7 @@ from bindsearch.media.errors import MediaError
 from bindsearch.media.text import READ_BYTES
 from bindsearch.media.text import read_text as _read_text
 from bindsearch.media.windows import WINDOWED, Window, WindowPlan, duration, format_clock, format_window, parse_clock
-from bindsearch.modalities import Preprocess, add_modality, canonical_modality
+from bindsearch.modalities import Preprocess, add_modality, canonical_modality, check_new_modality
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +74,7 @@ def builtin_reader(extension: str) -> str | None:
 
 def register_modality(name: str, loader: Loader, extensions: tuple[str, ...] = ()) -> None:
     """Teach `load` a new modality (e.g. a tactile pressure map); `extensions` are claimed for guessing."""
-    if name in _BUILTIN:
-        raise ValueError(f"{name} is a built-in modality")
+    check_new_modality(name)
     for ext in extensions:  # taken over, a photo was guessed as `name` and failed to decode
         if (reader := builtin_reader(ext)) is not None:
             raise ValueError(f"{ext} files are {reader} (a built-in modality); give {name} extensions of its own, or "

@@ -341,6 +341,25 @@ def own_towers(spec: str | Sequence[str]) -> set[str]:
     return {m for s in _split_specs(spec) for m in _listed_towers(s) or () if isinstance(m, str)}
 
 
+def register_inputs(spec: str | Sequence[str]) -> None:
+    """Teach `bindsearch.media` the modalities of one's own that the mini checkpoints of `spec` read, from their
+    config.json alone, as loading them would: a collection's rows name such a modality before its model is loaded,
+    and a search by stored vectors loads none. What cannot be read or registered is left to the model's load to say."""
+    for s in _split_specs(spec):
+        towers = _listed_towers(s)
+        for entry in towers.values() if isinstance(towers, dict) else ():
+            if not (isinstance(entry, dict) and entry.get("input")):  # a built-in modality's tower
+                continue
+            from bindsearch.models.mini import InputConfig, _own_extensions, register_input  # torch: here alone
+
+            try:
+                with warnings.catch_warnings():  # an extension a built-in reads: warned of when the model loads
+                    warnings.simplefilter("ignore")
+                    register_input(_own_extensions(InputConfig.from_dict(entry["input"])))
+            except (KeyError, TypeError, ValueError, AttributeError):  # said when the model loads
+                continue
+
+
 def _listed_towers(spec: str) -> list | dict | None:
     """The towers a MiniLM-anchored checkpoint's config.json lists; None for other specs, or a config unreadable."""
     directory = mini_directory(spec)

@@ -530,7 +530,7 @@ def _preprocess_from_json(values: Any) -> Preprocess:
             if not number(value):
                 raise ValueError(f"preprocess {key} must be a number, not {json.dumps(value)}")
             checked[key] = float(value)
-    return Preprocess(**checked)
+    return replace(SMALL_INPUT, **checked)  # the rest as a tower trained here reads it: 48 px, not LanguageBind's 224
 
 
 def read_modality_config(path: str | Path) -> tuple[InputConfig, Preprocess]:
