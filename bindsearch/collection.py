@@ -276,7 +276,7 @@ class Collection:
         check_paths(paths)
         self.catalog.pinned()  # a collection deleted since it was opened says so (the lock would make its folder anew)
         encodes = self.encoder_modalities()
-        forced = canonical_modality(modality) if modality else None
+        forced = _known_modality(modality) if modality else None
         if forced and forced not in encodes:
             raise UnsupportedModalityError.of(self.catalog.encoder.name, forced, encodes)
         with CollectionLock(self.directory).acquire(timeout=wait):
@@ -326,6 +326,7 @@ class Collection:
         from bindsearch.media.windows import parse_moment
 
         files = given_paths(files, "file")
+        file_modality = _known_modality(file_modality) if file_modality is not None else None
         if at is not None and len(files) != 1:
             raise CollectionError(f"a moment is of one file, and {len(files)} were given")
         try:  # "1:20" as search --at and serve take it; NaN made every window's test false, and was searched
@@ -426,13 +427,16 @@ class Collection:
                        exclude_ids: set[int] = frozenset(), under: PathsArg = ()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
 
-        Each file counts once, at its best window (unless `every_window`), and files in `exclude` (rows in
-        `exclude_ids`) not at all: the index is asked for more rows until k files are found or it has no more.
-        With `under`, only files at or below those paths count: where they hold few rows (`SUBSET_ROWS`) just
-        those are scored, else the index is searched and the rest passed over.
+        Each file counts once, at its best window (unless `every_window`), and files in `exclude` (paths, one or
+        several, as `files=` takes them; rows in `exclude_ids`) not at all: the index is asked for more rows until k
+        files are found or it has no more. With `under`, only files at or below those paths count: where they hold
+        few rows (`SUBSET_ROWS`) just those are scored, else the index is searched and the rest passed over.
         """
         queries = self._check_queries(queries)
         k = _check_k(k)
+        # As the catalog spells them: a Path, or a relative or `~` spelling, was never equal to a stored path, and
+        # one str was matched as a substring of each.
+        exclude = {str(absolute(p)) for p in given_paths(exclude, "exclude")} if exclude else frozenset()
         with self._turn:
             return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under,
                                         self.catalog.pinned())
@@ -461,10 +465,7 @@ class Collection:
         if modality is not None and not isinstance(modality, str | Iterable):
             raise TypeError(f"modality takes a name or a list of names, not {type(modality).__name__}")
         wanted = [modality] if isinstance(modality, str) else list(modality or _default_targets(present))
-        try:
-            searched = [m for m in dict.fromkeys(canonical_modality(m) for m in wanted) if m in present]
-        except ValueError as exc:  # misuse of a collection, as the README says: not a bare ValueError
-            raise CollectionError(str(exc)) from None
+        searched = [m for m in dict.fromkeys(_known_modality(m) for m in wanted) if m in present]
         folders = tuple(sorted(str(p) for p in self.spellings(given_paths(under, "under"), snapshot)))
         misnamed = [f for f in folders if printable(f) != f]
         if misnamed:  # `walk` leaves out what lies under such a name: no row can be there
@@ -620,6 +621,15 @@ class Collection:
         """Remove the whole collection from disk."""
         with CollectionLock(self.directory).acquire():
             shutil.rmtree(self.directory)
+
+
+def _known_modality(name: str) -> str:
+    """`canonical_modality`, an unknown name a CollectionError: misuse of a collection, as the README says, not a
+    bare ValueError."""
+    try:
+        return canonical_modality(name)
+    except ValueError as exc:
+        raise CollectionError(str(exc)) from None
 
 
 def _rows_as(rows: list[Item], path: Path, file_modality: str | None) -> list[Item]:

@@ -50,7 +50,9 @@ def checked_batch_size(batch_size: object) -> int | None:
 
 
 def canonical_modality(name: str) -> str:
-    """'thermal' -> 'infrared'; raises ValueError for names no model knows."""
+    """'thermal' -> 'infrared'; raises ValueError for names no model knows (TypeError for what is no name)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a modality is a name such as 'video', not {type(name).__name__}")
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in (*MODALITIES, "text") and key not in _REGISTERED:
         raise ValueError(f"unknown modality {name!r}; expected one of {', '.join((*MODALITIES, 'text'))}")

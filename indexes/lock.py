@@ -39,11 +39,13 @@ class LockTimeout(TimeoutError):
     """Another process held the collection's writer lock for longer than the timeout."""
 
     def __init__(self, directory: Path, pid: int | None, timeout: float) -> None:
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"{directory} is being written by {holder} (waited {timeout:g}s); "
-            "wait for it to finish, or stop it, then try again"
-        )
+        if pid is not None and pid == os.getpid():  # flock is per open file: another thread's writer, in here
+            super().__init__(f"{directory} is being written by another thread of this process (waited {timeout:g}s); "
+                             "let one thread write a collection at a time, or give wait= the seconds to queue")
+        else:
+            holder = f"process {pid}" if pid is not None else "another process"
+            super().__init__(f"{directory} is being written by {holder} (waited {timeout:g}s); "
+                             "wait for it to finish, or stop it, then try again")
         self.pid = pid
 
 

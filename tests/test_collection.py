@@ -289,6 +289,15 @@ def test_python_misuse_is_a_typed_error_saying_what_was_expected(tmp_path, tiny_
             col.search(files=[video], at=at)
     with pytest.raises(CollectionError, match="^unknown modality 'bogus'; expected one of image, video"):
         col.search(text="a dog", modality="bogus")
+    # The same mistake in the other places a modality is named: it was a bare ValueError there.
+    with pytest.raises(CollectionError, match="^unknown modality 'bogus'"):
+        col.search(files=[video], file_modality="bogus")
+    with pytest.raises(CollectionError, match="^unknown modality 'bogus'"):
+        col.add([video], modality="bogus")
+    for misuse in (lambda: col.search(text="a dog", modality=["image", 5]), lambda: col.add([video], modality=5),
+                   lambda: col.search(files=[video], file_modality=5)):  # AttributeError: 'int' has no 'lower'
+        with pytest.raises(TypeError, match="^a modality is a name such as 'video', not int$"):
+            misuse()
     code, _, err = run_cli("search", "a dog", "-c", tmp_path / "misuse", "--modality", "bogus")
     assert code == 1 and err.strip() == ("error: unknown modality 'bogus'; expected one of image, video, audio, "
                                          "depth, infrared, text")
@@ -1207,3 +1216,16 @@ def test_a_large_file_hashes_its_size_and_its_start_middle_and_end(tmp_path):
     (tmp_path / "zeros.bin").write_bytes(bytes(13 << 20))
     assert content_hash(tmp_path / "longer.bin", full_below=1 << 20) != content_hash(tmp_path / "zeros.bin",
                                                                                       full_below=1 << 20)
+
+
+def test_search_vectors_leaves_out_a_path_however_it_is_spelt(tmp_path, tiny_model, media_files, monkeypatch):
+    """`exclude` took only the catalog's own str: a Path, or a relative spelling, was passed over in silence."""
+    col = Collection.open(tmp_path / "spelt", model=tiny_model)
+    assert col.add([media_files["image"], media_files["infrared"], media_files["depth"]], workers=0).ok
+    query = col.query_vector(files=[media_files["image"]])
+    top = col.search_vector(query, k=1)[0].path
+    assert top == str(media_files["image"])
+    monkeypatch.chdir(media_files["image"].parent)
+    for spelt in (Path(top), top, media_files["image"].name, [media_files["image"].name], {Path(top)}):
+        assert top not in [h.path for h in col.search_vector(query, k=5, exclude=spelt)], spelt
+        assert len(col.search_vectors(query[None], k=5, exclude=spelt)[0]) == 2
