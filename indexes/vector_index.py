@@ -138,6 +138,8 @@ class VectorIndex:
         AVX512-BF16, for half the vectors' memory again (on one without bf16 units about 0.2x, and a warning says
         so); "fp32" (the default) leaves every search to FAISS.
         """
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):  # FAISS's SWIG said "wrong number or type"
+            raise TypeError(f"dim takes a whole number, not {type(dim).__name__}")
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         if metric not in METRICS:
@@ -182,7 +184,7 @@ class VectorIndex:
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        self._nprobe = int(value)
+        self._nprobe = _at_least_one(value, "nprobe")  # 0 failed in FAISS's C++ at the next search
         ivf = faiss.try_extract_index_ivf(self._cpu)
         if ivf is not None:
             ivf.nprobe = self._nprobe
@@ -197,7 +199,7 @@ class VectorIndex:
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
-        self._ef_search = int(value)
+        self._ef_search = _at_least_one(value, "ef_search")
         hnsw = find_hnsw(self._cpu)
         if hnsw is not None:
             hnsw.hnsw.efSearch = self._ef_search
@@ -617,6 +619,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def _at_least_one(value: object, name: str) -> int:
+    """A search parameter as a Python int of at least 1, or a one-line error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} takes a whole number, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return int(value)
 
 
 def _sidecar_path(path: Path) -> Path:

@@ -83,6 +83,14 @@ def test_more_nprobe_means_more_recall() -> None:
     low = recall(index.search(queries, 10)[1], truth)
     index.nprobe = 64
     assert recall(index.search(queries, 10)[1], truth) == 1.0 > low
+    for name in ("nprobe", "ef_search"):  # 0 failed in FAISS's C++ at the next search, not where it was set
+        with pytest.raises(ValueError, match=f"^{name} must be at least 1, not 0$"):
+            setattr(index, name, 0)
+        with pytest.raises(TypeError, match=f"^{name} takes a whole number, not float$"):
+            setattr(index, name, 2.5)
+    assert index.nprobe == 64 and len(index.search(queries, 10)[1]) == 50
+    with pytest.raises(TypeError, match="^dim takes a whole number, not float$"):  # SWIG's "wrong number or type"
+        VectorIndex(8.0)
 
 
 @pytest.mark.parametrize("kind", ["flat", "HNSW32", "IVF8,Flat"])
