@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from bindsearch.errors import UnsupportedModalityError
 from bindsearch.models import load_model
 from bindsearch.models.config import Preprocess
 from bindsearch.models.mini import MINI_DIR, MiniModel, is_mini_checkpoint, shared_text
@@ -142,6 +143,12 @@ def test_only_the_towers_a_search_needs_are_loaded(tmp_path, monkeypatch):
     image = load_model("bindsearch-mini", device="cpu", modalities=["image"])
     assert len(text_only.modalities) == 2 and image.modalities == ("text", "image")  # text's temperature: a tower
     assert text_only.checkpoint == image.checkpoint == whole.checkpoint
+    depth = tmp_path / "depth-only"  # a checkpoint of one tower: asked for another, it loaded it and said nothing
+    whole.without({"image", "audio", "video", "infrared"}).save(depth)
+    with pytest.raises(UnsupportedModalityError, match="has no audio encoder"):
+        load_model(str(depth), device="cpu", modalities=["audio"])
+    with pytest.raises(ValueError, match="^unknown modality 'smell'"):
+        load_model("bindsearch-mini", device="cpu", modalities=["smell"])
     assert torch.equal(text_only.encode("text", ["a red ball"]), whole.encode("text", ["a red ball"]))
     picture = write_image(tmp_path / "pics" / "a.png", np.full((48, 48, 3), 200, np.uint8))
     assert torch.equal(image.encode("image", [picture]), whole.encode("image", [picture]))

@@ -413,6 +413,15 @@ def _named(modality: str) -> str:
         return modality.lower()
 
 
+def _with_towers(model: EmbeddingModel, towers: Sequence[str] | None) -> EmbeddingModel:
+    """`model`, once it has a tower of each of `towers` (a modality of one's own is known now that it is built):
+    one asked for that it lacks is an error, as for LanguageBind checkpoints; it loaded every tower in silence."""
+    for name in towers or ():
+        if canonical_modality(name) not in model.modalities:
+            raise UnsupportedModalityError.of(model.spec, name, model.modalities)
+    return model
+
+
 def _mini_name(specs: Sequence[str], directories: Sequence[Path | None]) -> str:
     return next(s for s, d in zip(specs, directories, strict=True) if d is not None)
 
@@ -427,7 +436,9 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     or a mini checkpoint directory (what `bindsearch train` writes).
 
     `modalities` loads only those towers (of LanguageBind checkpoints or a mini checkpoint), and the text tower
-    always: a text search of a `languagebind` collection reads the text tower's weights, not five ViT-L towers'.
+    always (a mini checkpoint's first tower too, whose temperature is text's): a text search of a `languagebind`
+    collection reads the text tower's weights, not five ViT-L towers'. A tower the spec lacks is an
+    `UnsupportedModalityError`.
     The model's spec and checkpoint stay those of the whole spec, so it still opens that collection.
     """
     import torch
@@ -447,12 +458,12 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     towers = None if modalities is None else [_named(m) for m in modalities]
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0], modalities=towers)
-        return model.to(device_, dtype_).eval().requires_grad_(False)
+        return _with_towers(model, towers).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
         model = MiniModel.load(specs[0], spec=specs[0], modalities=towers)
-        return model.to(device_, dtype_).eval().requires_grad_(False)
+        return _with_towers(model, towers).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(mini_directory(s) is not None for s in specs):
-        return _load_minis(specs).to(device_, dtype_).eval().requires_grad_(False)
+        return _with_towers(_load_minis(specs), towers).to(device_, dtype_).eval().requires_grad_(False)
     if len(specs) > 1 and any(is_builtin(s) for s in specs):
         builtin = next(s for s in specs if is_builtin(s))
         raise ModelLoadError(f"{builtin} is a model of its own and cannot be combined with other specs; give it alone")
