@@ -242,6 +242,18 @@ def test_a_pairs_csv_with_a_short_row_an_empty_caption_or_other_bytes_is_one_lin
         read_pairs(tmp_path / "latin.csv")
 
 
+def test_a_file_listed_under_two_spellings_is_one_item_with_both_captions(tmp_path, monkeypatch):
+    """Told apart by spelling, one file was two items, each the other's negative (validation R@1 0 of 100)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pairs.csv").write_text(
+        f"path,caption\na.png,a cat\n../data/a.png,a cat on a mat\n{tmp_path / 'data' / 'a.png'},a small cat\n"
+        "./b.png,a dog\n")
+    monkeypatch.chdir(tmp_path)
+    pairs = read_pairs("data/pairs.csv")  # the CSV named relative to the current folder, its rows to the CSV
+    assert pairs.paths == [tmp_path / "data" / "a.png", tmp_path / "data" / "b.png"]
+    assert pairs.captions == [["a cat", "a cat on a mat", "a small cat"], ["a dog"]]
+
+
 def test_bf16_autocast_follows_the_cpu_unless_asked_and_a_resumption_may_differ(tmp_path, depth_pairs, monkeypatch):
     from bindsearch.training import trainer
 

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bindsearch import media
+from bindsearch.files import absolute
 from bindsearch.media import MediaError
 from bindsearch.models.config import Preprocess
 
@@ -84,7 +85,8 @@ def _read_pairs(path: Path) -> Pairs:
                 raise ValueError(f"{path} line {reader.line_num}: the caption is empty; give the words that "
                                  "describe the file, or drop the row")
             file = Path(row["path"]).expanduser()
-            file = file if file.is_absolute() else path.parent / file
+            # One spelling of each file (`a/../b.png` and its absolute path are one item, not each other's negative).
+            file = absolute(file if file.is_absolute() else path.parent / file)
             if file not in order:
                 order[file] = len(order)
                 captions.append([])
