@@ -7,7 +7,7 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -145,7 +145,8 @@ class StoredSpellings:
 def given_paths(paths: str | os.PathLike | Iterable[str | os.PathLike], what: str) -> list[Path]:
     """Paths as a caller typed them, one path given alone included, refusing an empty one (ValueError): Path("")
     is the current folder, and `remove -c home "$UNSET"` must not forget everything under it."""
-    if not isinstance(paths, str | os.PathLike | Iterable):
+    if not isinstance(paths, str | os.PathLike | Iterable) or isinstance(paths, bytes | bytearray | Mapping):
+        # bytes were iterated as ints, and a dict as its keys
         raise TypeError(f"{what}: a path or a list of paths, not {type(paths).__name__}")
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if any(isinstance(p, str) and not p.strip() for p in paths):

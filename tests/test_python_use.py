@@ -87,6 +87,10 @@ def test_wrong_types_name_the_argument(tiny_model, media_files, tmp_path: Path) 
         col.search(files=5)
     with pytest.raises(TypeError, match="under: a path or a list of paths"):
         col.search(text="a photo", under=5)
+    with pytest.raises(TypeError, match="^file: a path or a list of paths, not bytes$"):  # iterated as ints
+        col.search(files=str(media_files["image"]).encode())
+    with pytest.raises(TypeError, match="^index: a path or a list of paths, not dict$"):  # its keys taken as paths
+        col.add({str(media_files["image"]): 1}, workers=0)
     with pytest.raises(ValueError, match="use auto, cpu or cuda"):
         load_model("random:tiny", device="mps")
 
