@@ -38,10 +38,10 @@ _POLL_SECONDS = 0.05
 class LockTimeout(TimeoutError):
     """Another process held the collection's writer lock for longer than the timeout."""
 
-    def __init__(self, directory: Path, pid: int | None, timeout: float) -> None:
-        if pid is not None and pid == os.getpid():  # flock is per open file: another thread's writer, in here
-            super().__init__(f"{directory} is being written by another thread of this process (waited {timeout:g}s); "
-                             "let one thread write a collection at a time, or give wait= the seconds to queue")
+    def __init__(self, directory: Path, pid: int | None, timeout: float, here: bool = False) -> None:
+        if here:  # flock is per open file: a lock this process holds elsewhere (another thread's writer)
+            super().__init__(f"{directory} is being written elsewhere in this process (waited {timeout:g}s); let one "
+                             "writer hold it at a time, or give wait= the seconds to queue behind another thread")
         else:
             holder = f"process {pid}" if pid is not None else "another process"
             super().__init__(f"{directory} is being written by {holder} (waited {timeout:g}s); "
@@ -86,8 +86,9 @@ class CollectionLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     pid = _read_pid(fd)
+                    here = _held_here(fd)
                     os.close(fd)
-                    raise LockTimeout(self.directory, pid, timeout) from None
+                    raise LockTimeout(self.directory, pid, timeout, here) from None
                 time.sleep(_POLL_SECONDS)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -131,6 +132,22 @@ class CollectionLock:
 
     def __del__(self) -> None:
         self.release()
+
+
+def _held_here(fd: int) -> bool:
+    """Whether a lock of this process holds the file open at `fd` (a pid cannot tell: in another PID namespace,
+    two containers sharing a volume, a writer may have this process's pid)."""
+    mine = os.fstat(fd)
+    for lock in list(_HELD):
+        held = lock._fd
+        if held is not None:
+            try:
+                theirs = os.fstat(held)
+            except OSError:
+                continue
+            if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+    return False
 
 
 def _read_pid(fd: int) -> int | None:

@@ -437,7 +437,7 @@ def test_a_second_writer_is_refused_while_searches_still_work(tmp_path, tiny_mod
     col = Collection.open("locked", model=tiny_model)
     col.add([media_files["image"]], workers=0)
     with CollectionLock(col.directory).acquire():
-        with pytest.raises(LockTimeout, match="is being written by process"):
+        with pytest.raises(LockTimeout, match="is being written elsewhere in this process"):
             Collection.open("locked").add([media_files["audio"]], workers=0)
         assert len(col.search(text="anything", k=1)) == 1
 

@@ -54,6 +54,15 @@ def test_a_second_writer_waits_then_names_the_holder(tmp_path: Path, spawn) -> N
     assert not lock.held and lock.holder() is None
 
 
+def test_a_holder_in_another_pid_namespace_with_this_pid_is_another_process(tmp_path: Path, spawn,
+                                                                            monkeypatch) -> None:
+    """Two containers sharing a volume may both be pid 1: the pid alone said 'another thread of this process'."""
+    spawn(tmp_path)
+    monkeypatch.setattr("indexes.lock._read_pid", lambda fd: os.getpid())
+    with pytest.raises(LockTimeout, match=f"being written by process {os.getpid()} .*stop it, then try again"):
+        CollectionLock(tmp_path).acquire(timeout=0)
+
+
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path, spawn) -> None:
     child, _ = spawn(tmp_path)
     os.kill(child.pid, signal.SIGKILL)
@@ -64,7 +73,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path, spawn) -> None:
 
 def test_two_locks_in_one_process_also_exclude_each_other(tmp_path: Path) -> None:
     with CollectionLock(tmp_path).acquire():
-        with pytest.raises(LockTimeout, match=r"another thread of this process \(waited 0s\); let one thread"):
+        with pytest.raises(LockTimeout, match=r"elsewhere in this process \(waited 0s\); let one writer"):
             CollectionLock(tmp_path).acquire(timeout=0)  # it named this process, and said to stop it
 
 
