@@ -297,9 +297,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 rows = _copies(col, files[0])
                 paths, ids = _left_out(rows, at)
-                indexed = _indexed_as(rows)
+                indexed, as_modality = _indexed_as(rows, files[0], file_modality, at)
                 try:
-                    query = col.query_vector(text, [indexed or files[0]], file_modality, at)
+                    query = col.query_vector(text, [indexed or files[0]], as_modality, at)
                 except (ValueError, MediaError) as exc:  # said of the upload, which the client named
                     if indexed is None:
                         raise
@@ -559,20 +559,44 @@ def _left_out(rows: list[Item], at: float | None) -> tuple[set[str], set[int]]:
     return set(), {i.id for i in rows_at(rows, at)}
 
 
-def _indexed_as(rows: list[Item]) -> Path | None:
-    """An indexed copy of an upload that still holds its bytes, or is gone (its rows are what the collection keeps of
-    it): queried by that path, an upload is what a search by the path is, the mean of a long file's windows or its
-    window at `at`, not the upload decoded afresh (LanguageBind's view of a whole file: 8 frames, three crops)."""
-    from bindsearch.ingest import unchanged
+def _indexed_as(rows: list[Item], upload: Path, file_modality: str | None,
+                at: float | None) -> tuple[Path | None, str | None]:
+    """An indexed copy of an upload whose stored rows are the query, and the modality to read it as: queried by
+    that path, an upload is what a search by the path is (a long file by the mean of its windows, with `at` its
+    window there), not the upload decoded afresh (LanguageBind's view of a whole file: 8 frames, three crops).
+    The modality is `file_modality`, else the upload's name's among those the copy is indexed as (a video indexed
+    as its sound too), as `search --file` reads a file by its name. (None, file_modality): the upload is read,
+    where no copy is indexed, or none is as it was indexed, or a gone one's rows cannot answer (a moment of a file
+    indexed whole, another modality, windows an interrupted run kept)."""
+    from bindsearch.ingest import partial, unchanged
+    from bindsearch.media import modality_of
+    from bindsearch.modalities import canonical_modality
 
+    by_path: dict[str, list[Item]] = {}
     for row in rows:
-        path = Path(row.path)
+        by_path.setdefault(row.path, []).append(row)
+    for name, own in by_path.items():
+        kinds = list(dict.fromkeys(i.modality for i in own))
+        if file_modality is not None:
+            try:
+                wanted = canonical_modality(file_modality)
+            except ValueError:  # said when the upload is read
+                return None, file_modality
+        else:
+            guess = modality_of(upload)[0]
+            wanted = guess if guess in kinds else kinds[0]
+        stored = [i for i in own if i.modality == wanted]
+        path = Path(name)
         try:
-            if not path.exists() or unchanged(path, row):
-                return path
-        except OSError:  # unreadable now: the upload itself is read
+            present = path.exists()
+            if present and not unchanged(path, own[0]):
+                continue
+        except OSError:  # unreadable now: another copy, or the upload itself, is read
             continue
-    return None
+        if not present and (not stored or partial(stored) or (at is not None and stored[0].start is None)):
+            continue  # gone, and its rows are not the query asked for: the upload's bytes are
+        return path, wanted
+    return None, file_modality
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -39,5 +39,10 @@ def serve(
     from bindsearch import Collection
     from bindsearch.server import serve as run
 
+    for name in allow_host or ():  # a URL was taken whole, and matched no Host header
+        if not name.strip() or any(c in name for c in "/@ "):
+            raise typer.BadParameter(f"{name!r}: give a host name as a browser sends it, e.g. search.example.org "
+                                     "(or search.example.org:8080), not a URL", param_hint="'--allow-host'")
+
     col = Collection.open(collection, model=model, device=device, dtype=dtype, create=False)
     run(col, host, port, int(max_upload_mb * (1 << 20)), tuple(preload or ()), tuple(allow_host or ()))

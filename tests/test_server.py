@@ -507,6 +507,37 @@ def test_a_page_of_another_site_naming_the_server_by_its_own_host_is_refused(ser
     assert b" 200 " in ask(b"attacker.example:%d" % port)[0]
 
 
+def test_an_upload_of_an_indexed_file_reads_as_its_name_says_and_one_of_a_gone_file_still_searches(tmp_path):
+    """An upload queries by an indexed copy's stored rows: those of the modality its own name says (a picture
+    indexed as infrared by its folder and as a photo too), and, the copy gone, only where they answer the query:
+    a moment of a sound indexed whole, or another modality, said "no such file" (found by a review)."""
+    from conftest import make_media
+
+    files = make_media(tmp_path / "media")
+    col = Collection.open(tmp_path / "collection", model="random:tiny", device="cpu")
+    assert col.add([tmp_path / "media"], workers=0).ok
+    assert col.add([files["infrared"]], modality="image", workers=0).ok  # ir/frame.png: infrared and image
+    srv = SearchServer(col, port=0, log=False)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        expected = col.search(files=[files["infrared"]], file_modality="image", modality="image", k=5)
+        status, answer = call(srv, "/search?name=frame.png&modality=image&k=5", body=files["infrared"].read_bytes())
+        assert status == 200 and answer["hits"] == search_result(col.name, None, ["frame.png"], expected)["hits"]
+        sound, picture = files["audio"].read_bytes(), files["image"].read_bytes()
+        files["audio"].unlink()
+        files["image"].unlink()
+        status, answer = call(srv, "/search?name=mine.wav&at=1&k=2", body=sound)  # indexed whole: 10 s decoded
+        assert status == 200 and len(answer["hits"]) == 2, answer
+        status, answer = call(srv, "/search?name=mine.png&file_modality=infrared&k=2", body=picture)
+        assert status == 200 and len(answer["hits"]) == 2, answer
+        status, answer = call(srv, "/search?name=mine.png&k=2", body=picture)  # its stored row answers: it is used
+        assert status == 200 and answer["hits"] == search_result(col.name, None, ["mine.png"], col.search(
+            files=[files["image"]], k=2))["hits"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_an_indexed_page_is_served_as_words_that_run_nothing(tmp_path):
     """An .html or .svg indexed as text was served as a page, its scripts run on the server's origin."""
     (tmp_path / "notes").mkdir()

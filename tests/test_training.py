@@ -398,6 +398,17 @@ def test_a_new_tactile_modality_trains_indexes_and_searches(tmp_path, run_cli):
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert found.returncode == 0 and '"modality": "tactile"' in found.stdout, found.stderr[-2000:]
     assert json.loads(out)["directions"]["tactile->class"]["top1"] >= 50  # four sides: chance is 25
+    # Opening the collection teaches its modality from config.json alone: torch is not imported (info took 1 s
+    # more), and a config.json of other bytes is left to a model load to report (info and remove failed on it).
+    script = ("import sys\nfrom bindsearch import Collection\nCollection.open(sys.argv[1]).stats()\n"
+              "print('torch' in sys.modules)\n")
+    opened = subprocess.run([sys.executable, "-c", script, str(tmp_path / "touch")], capture_output=True,
+                            text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert opened.returncode == 0 and opened.stdout.strip() == "False", opened.stderr[-2000:]
+    (tmp_path / "tactile-model" / "config.json").write_bytes(b"\xff\xfe\x00garbage")
+    code, out, err = run_cli("info", "-c", tmp_path / "touch", "--json")
+    assert code == 0 and json.loads(out)["files"] == 48, err
 
 
 @pytest.fixture

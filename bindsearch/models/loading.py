@@ -350,7 +350,7 @@ def register_inputs(spec: str | Sequence[str]) -> None:
         for entry in towers.values() if isinstance(towers, dict) else ():
             if not (isinstance(entry, dict) and entry.get("input")):  # a built-in modality's tower
                 continue
-            from bindsearch.models.mini import InputConfig, _own_extensions, register_input  # torch: here alone
+            from bindsearch.models.inputs import InputConfig, _own_extensions, register_input
 
             try:
                 with warnings.catch_warnings():  # an extension a built-in reads: warned of when the model loads

@@ -46,7 +46,7 @@ def is_mini_checkpoint(spec: str | Path) -> bool:
         return False
     try:
         return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, OSError, AttributeError):  # not JSON, not UTF-8 (a config.json of other bytes), unreadable
         return False
 
 
