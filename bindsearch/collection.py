@@ -437,7 +437,7 @@ class Collection:
         k = _check_k(k)
         # As the catalog spells them: a Path, or a relative or `~` spelling, was never equal to a stored path, and
         # one str was matched as a substring of each.
-        exclude = {str(absolute(p)) for p in given_paths(exclude, "exclude")} if exclude else frozenset()
+        exclude = {str(absolute(p)) for p in given_paths(exclude, "exclude")}  # (an array has no truth value)
         with self._turn:
             return self._search_vectors(queries, modality, k, exclude, every_window, exclude_ids, under,
                                         self.catalog.pinned())

@@ -575,6 +575,7 @@ def _indexed_as(rows: list[Item], upload: Path, file_modality: str | None,
     by_path: dict[str, list[Item]] = {}
     for row in rows:
         by_path.setdefault(row.path, []).append(row)
+    read_as = None  # the modality the first copy is read as: the upload's too, where its name says none
     for name, own in by_path.items():
         kinds = list(dict.fromkeys(i.modality for i in own))
         if file_modality is not None:
@@ -585,18 +586,22 @@ def _indexed_as(rows: list[Item], upload: Path, file_modality: str | None,
         else:
             guess = modality_of(upload)[0]
             wanted = guess if guess in kinds else kinds[0]
+        read_as = read_as or wanted
         stored = [i for i in own if i.modality == wanted]
         path = Path(name)
         try:
             present = path.exists()
             if present and not unchanged(path, own[0]):
                 continue
-        except OSError:  # unreadable now: another copy, or the upload itself, is read
+        except OSError:  # changed, and unreadable to tell how: another copy, or the upload itself, is read
             continue
-        if not present and (not stored or partial(stored) or (at is not None and stored[0].start is None)):
-            continue  # gone, and its rows are not the query asked for: the upload's bytes are
+        # Gone, or unreadable now (its size and mtime said unchanged): only its rows can be the query, where they are
+        # the query asked for; else the upload's bytes are.
+        if not (present and os.access(path, os.R_OK)) and (
+                not stored or partial(stored) or (at is not None and stored[0].start is None)):
+            continue
         return path, wanted
-    return None, file_modality
+    return None, file_modality or read_as
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

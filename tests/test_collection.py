@@ -1226,6 +1226,8 @@ def test_search_vectors_leaves_out_a_path_however_it_is_spelt(tmp_path, tiny_mod
     top = col.search_vector(query, k=1)[0].path
     assert top == str(media_files["image"])
     monkeypatch.chdir(media_files["image"].parent)
-    for spelt in (Path(top), top, media_files["image"].name, [media_files["image"].name], {Path(top)}):
+    for spelt in (Path(top), top, media_files["image"].name, [media_files["image"].name], {Path(top)},
+                  np.array([top])):  # an array: "truth value ... is ambiguous"
         assert top not in [h.path for h in col.search_vector(query, k=5, exclude=spelt)], spelt
         assert len(col.search_vectors(query[None], k=5, exclude=spelt)[0]) == 2
+    assert len(col.search_vector(query, k=5, exclude=np.array([], dtype=str))) == 3

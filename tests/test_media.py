@@ -14,7 +14,7 @@ import torch
 from bindsearch import media
 from bindsearch.media import MediaError
 from bindsearch.media.audio import crop_or_tile, fbank, resample
-from bindsearch.media.video import frame_indices
+from bindsearch.media.video import frame_indices, read_frames
 from bindsearch.media.writers import write_audio, write_depth_png, write_image, write_video
 from bindsearch.models import Preprocess
 
@@ -298,6 +298,46 @@ def test_an_audio_only_container_read_as_video_points_to_audio(tmp_path, capfd):
     assert media.load("audio", path).shape == (3, 112, 1036)  # the hint is right
     assert media.sound_only(path) and not media.sound_only(tmp_path / "missing.mp4")
     assert capfd.readouterr().err == ""
+
+
+def test_a_podcast_with_cover_art_is_sound_and_a_video_with_cover_art_shows_its_picture(tmp_path):
+    """MP4 carries cover art as a one-frame video stream (attached_pic): a podcast .mp4 counted as video, and was
+    embedded as eight copies of its cover, its sound never heard."""
+    import av
+
+    def cover_art(path, frames=None):
+        with av.open(str(path), "w") as out:
+            sound, cover = out.add_stream("aac", rate=16000), out.add_stream("mjpeg")
+            sound.layout, cover.width, cover.height, cover.pix_fmt = "mono", 32, 32, "yuvj420p"
+            cover.disposition = av.stream.Disposition.attached_pic
+            picture = None
+            if frames is not None:
+                picture = out.add_stream("libx264", rate=4)
+                picture.width, picture.height, picture.pix_fmt = 32, 32, "yuv420p"
+            art = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 250, np.uint8), format="rgb24")
+            for packet in [*cover.encode(art.reformat(format="yuvj420p")), *cover.encode(None)]:
+                out.mux(packet)
+            for frame in frames if frames is not None else ():
+                out.mux(picture.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            if picture is not None:
+                out.mux(picture.encode(None))
+            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)[None]
+            for start in range(0, wave.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[:, start:start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate = 16000
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+        return path
+
+    podcast = cover_art(tmp_path / "podcast.mp4")
+    assert media.sound_only(podcast) and media.modality_of(podcast)[0] == "audio"
+    with pytest.raises(MediaError, match="no video stream; it holds sound only"):
+        media.load("video", podcast)
+    dark = np.zeros((8, 32, 32, 3), np.uint8)
+    film = cover_art(tmp_path / "film.mp4", dark)
+    assert not media.sound_only(film)
+    assert read_frames(film, 4).max() < 40  # its dark frames, not the white cover
+    assert read_frames(film, 4, (0.0, 1.0)).max() < 40
 
 
 def test_a_cut_mp3_decodes_without_libmpg123_printing_beside_it(tmp_path, capfd):

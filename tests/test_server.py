@@ -528,6 +528,8 @@ def test_an_upload_of_an_indexed_file_reads_as_its_name_says_and_one_of_a_gone_f
         files["image"].unlink()
         status, answer = call(srv, "/search?name=mine.wav&at=1&k=2", body=sound)  # indexed whole: 10 s decoded
         assert status == 200 and len(answer["hits"]) == 2, answer
+        status, answer = call(srv, "/search?name=mine&at=1&k=2", body=sound)  # read as the copy was indexed
+        assert status == 200 and len(answer["hits"]) == 2, answer
         status, answer = call(srv, "/search?name=mine.png&file_modality=infrared&k=2", body=picture)
         assert status == 200 and len(answer["hits"]) == 2, answer
         status, answer = call(srv, "/search?name=mine.png&k=2", body=picture)  # its stored row answers: it is used

@@ -128,9 +128,11 @@ def sound_only(path: str | Path) -> bool:
     where the file cannot be opened: its decoder then says why."""
     import av
 
+    from bindsearch.media.video import picture_streams
+
     try:
-        with av.open(str(path)) as container:
-            return not container.streams.video and bool(container.streams.audio)
+        with av.open(str(path)) as container:  # cover art is no picture: a podcast's .mp4 is its sound
+            return not picture_streams(container) and bool(container.streams.audio)
     except (av.FFmpegError, OSError, ValueError):
         return False
 

@@ -23,6 +23,15 @@ from bindsearch.modalities import Preprocess
 __all__ = ["frame_indices", "load_video", "read_frames", "video_duration"]
 
 
+def picture_streams(container) -> list:
+    """A container's video streams that are pictures in time: not the cover art an .mp4 or .m4a of a podcast,
+    audiobook or song carries as a one-frame video stream (`attached_pic`)."""
+    import av
+
+    cover = av.stream.Disposition.attached_pic
+    return [s for s in container.streams.video if not s.disposition & cover]
+
+
 def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:
     """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored); within
     frames [lo, hi) of them when `span` is given."""
@@ -64,8 +73,8 @@ def _decord_reads_it_right(path: Path) -> bool:
     try:
         # The headers name the codec: skip_frame keeps the open from decoding a frame (1 ms, not 25 at 640x360).
         with av.open(str(path), options={"skip_frame": "all"}) as container:
-            if not container.streams.video:
-                return False  # PyAV says what the file holds instead
+            if not picture_streams(container) or len(picture_streams(container)) != len(container.streams.video):
+                return False  # PyAV says what the file holds instead, or reads its picture past its cover art
             codec = container.streams.video[0].codec_context.name
             return container.format.name in _DECORD_FORMATS and codec in _DECORD_CODECS
     except (av.FFmpegError, OSError, ValueError):
@@ -101,10 +110,10 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
 
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
+            if not picture_streams(container):
                 hint = "; it holds sound only: read it as audio" if container.streams.audio else ""
                 raise MediaError(path, f"no video stream{hint}")
-            stream = container.streams.video[0]
+            stream = picture_streams(container)[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
             frames = stream.frames or (round(_header_seconds(container, stream) * fps) if fps > 0 else 0)
@@ -116,7 +125,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
         wanted = frame_indices(total, count, window_span(path, total, fps, window))
         keep: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
+            for i, frame in enumerate(container.decode(container.streams[stream.index])):
                 if i in set(wanted.tolist()):
                     keep[i] = _upright(frame)
                 if i >= wanted[-1]:
@@ -175,7 +184,7 @@ def _read_av_window(path: Path, container, stream, total: int, count: int, windo
             import av
 
             with av.open(str(path)) as again:
-                frames = _shown(path, again.decode(again.streams.video[0]), wanted, origin, fps, counted)
+                frames = _shown(path, again.decode(again.streams[stream.index]), wanted, origin, fps, counted)
             if frames is None:
                 raise MediaError(path, "no frame could be decoded")
         if frames is None:  # MPEG-PS and -TS seek by guessing a byte position, and can land after the window starts
@@ -243,9 +252,9 @@ def video_duration(path: str | Path) -> float | None:
     import av
 
     with av.open(str(path)) as container:
-        if not container.streams.video:
+        if not picture_streams(container):
             return None
-        stream = container.streams.video[0]
+        stream = picture_streams(container)[0]
         # Not frames / average rate first: a variable-rate file's average is of its frame intervals, not of its
         # length (110 frames of a 40 s screen recording made 45.8 s, and windows were planned past its end).
         seconds = _header_seconds(container, stream)
