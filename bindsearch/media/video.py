@@ -114,6 +114,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
                 hint = "; it holds sound only: read it as audio" if container.streams.audio else ""
                 raise MediaError(path, f"no video stream{hint}")
             stream = picture_streams(container)[0]
+            picture = stream.index  # read again below, from a container opened anew
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
             frames = stream.frames or (round(_header_seconds(container, stream) * fps) if fps > 0 else 0)
@@ -125,7 +126,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
         wanted = frame_indices(total, count, window_span(path, total, fps, window))
         keep: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(container.streams[stream.index])):
+            for i, frame in enumerate(container.decode(container.streams[picture])):
                 if i in set(wanted.tolist()):
                     keep[i] = _upright(frame)
                 if i >= wanted[-1]:
