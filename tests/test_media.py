@@ -56,9 +56,12 @@ def test_depth_png_in_millimetres_matches_npy_in_metres(tmp_path):
     farther = media.load("depth", write_depth_png(tmp_path / "farther.png", flat + 900))
     assert torch.equal(far, farther)
     # Nearer than 1 cm, and no reading (0, as sensors write it), read as 1 cm, as LanguageBind's processor clips.
-    near = [media.load("depth", write_depth_png(tmp_path / f"{mm}mm.png", np.full((48, 64), mm))) for mm in (0, 5, 10)]
+    def half(mm: float) -> np.ndarray:  # a map with a reading (500 mm) beside: one of no reading at all is skipped
+        return np.concatenate([np.full((48, 32), mm), np.full((48, 32), 500.0)], axis=1)
+
+    near = [media.load("depth", write_depth_png(tmp_path / f"{mm}mm.png", half(mm))) for mm in (0, 5, 10)]
     assert torch.equal(near[0], near[1]) and torch.equal(near[1], near[2])
-    assert not torch.equal(near[2], media.load("depth", write_depth_png(tmp_path / "20mm.png", np.full((48, 64), 20))))
+    assert not torch.equal(near[2], media.load("depth", write_depth_png(tmp_path / "20mm.png", half(20))))
 
 
 def test_8bit_image_is_not_a_depth_map(tmp_path):
@@ -466,6 +469,11 @@ def test_a_depth_map_with_no_finite_value_is_a_media_error_and_nan_pixels_are_no
     np.save(tmp_path / "nan.npy", nothing)
     for name in ("nan.tiff", "nan.npy"):  # before: embedded as a map of zeros
         with pytest.raises(MediaError, match=rf"{name}: depth map holds no finite value"):
+            media.load("depth", tmp_path / name)
+    np.save(tmp_path / "zeros.npy", np.zeros((24, 32), np.float32))
+    write_depth_png(tmp_path / "zeros.png", np.zeros((24, 32)))
+    for name in ("zeros.npy", "zeros.png"):  # a blank frame: all were embedded as one vector
+        with pytest.raises(MediaError, match=rf"{name}: depth map holds no reading \(every pixel 0 or less\)"):
             media.load("depth", tmp_path / name)
     some = np.full((24, 32), 2.0, np.float32)
     some[:5] = np.nan

@@ -286,6 +286,9 @@ def load_depth(path: str | Path, prep: Preprocess | None = None) -> torch.Tensor
     """16-bit PNG (mm), float TIFF or .npy (float m, integer mm) -> metres clipped to [0.01, max_depth] / max_depth,
     as 3 channels."""
     prep = prep or Preprocess()
-    depth = np.clip(_depth_metres(Path(path)), 0.01, prep.max_depth) / prep.max_depth
+    depth = _depth_metres(Path(path))
+    if not (depth > 0).any():  # 0 is "no reading": a blank frame, whose vector every other blank frame would share
+        raise MediaError(path, "depth map holds no reading (every pixel 0 or less); nothing to embed")
+    depth = np.clip(depth, 0.01, prep.max_depth) / prep.max_depth
     pixels = torch.from_numpy(depth).unsqueeze(0).expand(3, -1, -1)
     return to_model_input(pixels, prep)
