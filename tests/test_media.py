@@ -343,6 +343,19 @@ def test_a_podcast_with_cover_art_is_sound_and_a_video_with_cover_art_shows_its_
     assert read_frames(film, 4, (0.0, 1.0)).max() < 40
 
 
+def test_a_file_cut_short_says_so_not_only_ffmpegs_invalid_data(tmp_path):
+    """A download stopped part way: FFmpeg's "Invalid data found when processing input" said nothing to do."""
+    import soundfile
+
+    t = np.arange(16000 * 4) / 16000
+    soundfile.write(tmp_path / "whole.flac", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(MediaError, match="not a readable audio file \\(damaged, cut short or of another kind: "
+                                         "FFmpeg found invalid data; copy it again, or re-save it\\)$"):
+        media.load("audio", tmp_path / "cut.flac")
+
+
 def test_a_cut_mp3_decodes_without_libmpg123_printing_beside_it(tmp_path, capfd):
     """libmpg123 printed "Warning: Xing stream size off by more than 1%" twice, naming no file, at the top of
     `index`'s output, about a file that decodes."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bindsearch.media.errors import MediaError, native_stderr_silenced
+from bindsearch.media.errors import MediaError, ffmpeg_cause, native_stderr_silenced
 from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
@@ -122,7 +122,7 @@ def _read_with_av(path: Path, window: Window | None = None) -> tuple[torch.Tenso
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(path, f"not a readable audio file ({getattr(exc, 'strerror', None) or exc})") from None
+        raise MediaError(path, f"not a readable audio file ({ffmpeg_cause(exc)})") from None
     if not chunks:
         raise MediaError(path, "audio stream holds no samples")
     data = np.concatenate(chunks, axis=1)

@@ -64,3 +64,13 @@ def _stderr_is_ours() -> bool:
         return True
     data = sys.modules.get("torch.utils.data")  # a DataLoader worker: its other threads only feed its queue
     return data is not None and data.get_worker_info() is not None
+
+
+def ffmpeg_cause(error: Exception) -> str:
+    """What PyAV's error says of a file, in words that say what to do where FFmpeg's do not: "Invalid data found
+    when processing input" is a file damaged, cut short (a download stopped) or of another kind."""
+    import av
+
+    if isinstance(error, av.InvalidDataError):
+        return "damaged, cut short or of another kind: FFmpeg found invalid data; copy it again, or re-save it"
+    return getattr(error, "strerror", None) or str(error)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bindsearch.media.errors import MediaError, native_stderr_silenced
+from bindsearch.media.errors import MediaError, ffmpeg_cause, native_stderr_silenced
 from bindsearch.media.windows import Window
 from bindsearch.modalities import Preprocess
 
@@ -134,7 +134,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(path, f"not a readable video ({getattr(exc, 'strerror', None) or exc})") from None
+        raise MediaError(path, f"not a readable video ({ffmpeg_cause(exc)})") from None
     if not keep:
         raise MediaError(path, "no frame could be decoded")
     last = keep[max(keep)]
