@@ -714,15 +714,51 @@ def test_the_frames_picked_are_the_ones_asked_for_in_every_container(tmp_path, m
     """decord's seeks land elsewhere in these (MPEG-TS: 0, 57, 114... came back as 128, 185, 242...; a B-frame
     AVI's window as one early frame repeated); PyAV's windows started late where its seek landed late (MPEG-TS
     and -PS), a frame early in an AVI with B-frames, and scrambled in an H.264 AVI."""
-    from bindsearch.media.video import read_frames, window_span
+    from bindsearch.media.video import read_frames, window_times
 
     if decord == "no decord":  # PyAV reads everything, as where decord is not installed
         monkeypatch.setitem(sys.modules, "decord", None)
     path = write_numbered_video(tmp_path / name, codec, 120, options, container_format, noise=name.endswith(".mpg"))
     assert frame_numbers(read_frames(path, 8)) == frame_indices(120, 8).tolist()
     for window in [(0.0, 4.0), (4.0, 8.0), (8.0, 12.0)]:
-        want = frame_indices(120, 8, window_span(path, 120, 10, window)).tolist()
+        want = np.floor(window_times(window, 8) * 10 + 1e-6).astype(int).tolist()  # on screen then, at 10 frames/s
         assert frame_numbers(read_frames(path, 8, window)) == want, window
+
+
+@pytest.mark.parametrize("decord", ["decord", "no decord"])
+@pytest.mark.parametrize("container_format", [None, "matroska"])
+def test_a_window_of_a_variable_rate_video_shows_what_is_on_screen_then(tmp_path, monkeypatch, decord,
+                                                                       container_format):
+    """A screen recording writes a frame when the picture changes: green from 15 s to 40 s. The window 20-30 s
+    showed the blue frame of 40 s (the first frame starting at or after its start, or a number from the average
+    rate), and a search put blue 20 s early."""
+    import av
+
+    from bindsearch.media.video import read_frames
+
+    if decord == "no decord":
+        monkeypatch.setitem(sys.modules, "decord", None)
+    colours = {0: (255, 0, 0), 150: (0, 255, 0), 400: (0, 0, 255), 500: (255, 255, 255), 599: (255, 255, 0)}
+    path = tmp_path / ("screen.mp4" if container_format is None else "screen.mkv")
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for pts, colour in colours.items():  # at 10 frames a second: frame 150 is at 15 s
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), colour, np.uint8), format="rgb24")
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+    def shown(window):
+        pixels = read_frames(path, 4, window)[:, 32, 32].astype(int)
+        return [min(colours.values(), key=lambda c: np.abs(np.subtract(c, p)).sum()) for p in pixels]
+
+    red, green, blue, white = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    assert shown((10.0, 20.0)) == [red, red, green, green]  # 11.25, 13.75 | 16.25, 18.75
+    assert shown((20.0, 30.0)) == [green] * 4
+    assert shown((30.0, 40.0)) == [green] * 4
+    assert shown((40.0, 50.0)) == [blue] * 4
+    assert shown((50.0, 59.0)) == [white] * 4
 
 
 @pytest.mark.parametrize("missing", [slice(1, None, 3), slice(None)])
@@ -731,7 +767,7 @@ def test_decord_timestamps_missing_hand_the_file_to_pyav(tmp_path, monkeypatch, 
     from the first and searched as if sorted, it cut every window after the first at one early frame."""
     import decord
 
-    from bindsearch.media.video import read_frames, window_span
+    from bindsearch.media.video import read_frames, window_times
 
     path = write_numbered_video(tmp_path / "clip.mp4", "libx264", 120, {"g": "24"})
     stamps = decord.VideoReader.get_frame_timestamp
@@ -743,8 +779,8 @@ def test_decord_timestamps_missing_hand_the_file_to_pyav(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(decord.VideoReader, "get_frame_timestamp", unstamped)
     window = (4.0, 8.0)
-    assert frame_numbers(read_frames(path, 8, window)) == frame_indices(120, 8, window_span(path, 120, 10, window)
-                                                                        ).tolist()
+    assert frame_numbers(read_frames(path, 8, window)) == np.floor(window_times(window, 8) * 10 + 1e-6).astype(int
+                                                                                                       ).tolist()
 
 
 def test_new_video_extensions_and_mpeg_ts_told_from_typescript(tmp_path):

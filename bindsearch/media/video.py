@@ -50,14 +50,17 @@ def window_span(path: Path, total: int, fps: float, window: Window | None) -> tu
     return lo, hi
 
 
-def stamped_span(starts: np.ndarray, window: Window) -> tuple[int, int]:
-    """Frames [lo, hi) shown during `window` (seconds), at least one, from each frame's start time (sorted, from 0):
-    the first frame starting at or after the window's start up to the first starting at or after its end, as
-    `window_span` counts them at a constant rate."""
-    total = len(starts)
-    lo = min(total - 1, int(np.searchsorted(starts, window[0] - 1e-6)))
-    hi = min(total, max(lo + 1, int(np.searchsorted(starts, window[1] - 1e-6))))
-    return lo, hi
+def window_times(window: Window, count: int) -> np.ndarray:
+    """`count` moments (seconds) spread over `window`, one in the middle of each of its `count` equal parts: a
+    window's frames are those on screen then. By time, not by frame number: a screen recording or a phone's
+    variable-rate video writes a frame only when the picture changes, and its frame numbers say nothing of when."""
+    start, end = window
+    return start + (np.arange(count) + 0.5) * (end - start) / count
+
+
+def frames_at(starts: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The frame on screen at each of `times`: the last one starting at or before it (`starts` sorted, from 0)."""
+    return np.clip(np.searchsorted(starts, times + 1e-6, side="right") - 1, 0, len(starts) - 1)
 
 
 # Where decord's batched seeks were checked to land on the frames asked for (a generated file whose frames show their
@@ -92,15 +95,15 @@ def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
         if total == 0:
             raise MediaError(path, "video has no frames")
         if window is None:
-            span = None
+            picks = frame_indices(total, count)
         else:  # by the frames' own timestamps: the average rate puts a variable-rate file's windows elsewhere
             starts = reader.get_frame_timestamp(np.arange(total))[:, 0]
             # A frame without a timestamp reads as FFmpeg's "none" in seconds (-1e14 in MPEG-PS, -9e17 for every
             # frame of an AVI): the windows would all cut at the first frame, or the last.
             if not (np.isfinite(starts).all() and starts.min() > -1e6 and (np.diff(starts) >= 0).all()):
                 raise MediaError(path, "decord's frame timestamps are missing or out of order")  # PyAV reads it
-            span = stamped_span(starts - starts[0], window)
-        return reader.get_batch(frame_indices(total, count, span).tolist()).asnumpy()
+            picks = frames_at(starts - starts[0], window_times(window, count))
+        return reader.get_batch(picks.tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
         raise MediaError(path, f"not a readable video ({str(exc).splitlines()[0][:200]})") from None
 
@@ -119,7 +122,7 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
             # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
             frames = stream.frames or (round(_header_seconds(container, stream) * fps) if fps > 0 else 0)
             if window is not None and frames:
-                return _read_av_window(path, container, stream, frames, count, window, fps)
+                return _read_av_window(path, container, stream, count, window, fps)
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total == 0:
             raise MediaError(path, "video has no frames")
@@ -155,11 +158,10 @@ def _header_seconds(container, stream) -> float:
     return container.duration / 1e6 if container.duration else 0.0
 
 
-def _read_av_window(path: Path, container, stream, total: int, count: int, window: Window, fps: float
-                    ) -> np.ndarray:
+def _read_av_window(path: Path, container, stream, count: int, window: Window, fps: float) -> np.ndarray:
     """A window's frames by seeking to the key frame before it: a long file is not decoded from its start once
-    per window. Frame numbers come from timestamps counted from the first frame's; each wanted frame is the last
-    one shown at or before it."""
+    per window. Each is the frame on screen at one of `window_times`, told by timestamps counted from the first
+    frame's."""
     first = next(container.decode(stream), None)
     if first is None:
         raise MediaError(path, "no frame could be decoded")
@@ -168,58 +170,57 @@ def _read_av_window(path: Path, container, stream, total: int, count: int, windo
     # Frame 0's time, not the stream's start: an AVI with B-frames starts at 0 and shows its first frame at 0.1 s.
     origin = first.time
     # AVI holds no timestamps, only one slot a frame: reordering B-frames gives each frame another's (0, 3, 2, 4,
-    # 1), so frames are counted on from the key frame a seek lands on.
+    # 1), so frames are counted on from the key frame a seek lands on, at its constant rate.
     counted = container.format.name == "avi"
-    # Only a count of frames is exact: a length is estimated (MPEG-PS: from its bit rate, seconds short), so a window
-    # runs to its end and the end of the file, where the decoder finds it, cuts it.
-    exact = bool(stream.frames)
-    total = total if exact else max(total, math.ceil(window[1] * fps - 1e-6))
+    if counted and not fps > 0:
+        raise MediaError(path, "video does not say its frame rate, so it cannot be cut into windows")
+    times = window_times(window, count)
     back = 0.0
     while True:
-        wanted = frame_indices(total, count, window_span(path, total, fps, window))
-        seconds = wanted[0] / fps - back
+        seconds = times[0] - back
         if seconds > 0:
             container.seek(int((origin + seconds) / stream.time_base), stream=stream, backward=True)
-            frames = _shown(path, container.decode(stream), wanted, origin, fps, counted)
+            frames = _shown(path, container.decode(stream), times, origin, fps, counted)
         else:  # from the start, opened anew: AVI refuses a seek before its first frame, MPEG-TS lands seconds after
             import av
 
             with av.open(str(path)) as again:
-                frames = _shown(path, again.decode(again.streams[stream.index]), wanted, origin, fps, counted)
+                frames = _shown(path, again.decode(again.streams[stream.index]), times, origin, fps, counted)
             if frames is None:
                 raise MediaError(path, "no frame could be decoded")
         if frames is None:  # MPEG-PS and -TS seek by guessing a byte position, and can land after the window starts
             back = max(1.0, 2 * back)
             continue
-        picks, last = frames
-        if not exact and last < wanted[-1] and last + 1 < total:  # the file ended before its estimated length
-            total, exact = last + 1, True
-            continue
-        return np.stack(picks)
+        return np.stack(frames)
 
 
-def _shown(path: Path, frames, wanted: np.ndarray, origin: float, fps: float, counted: bool
-           ) -> tuple[list[np.ndarray], int] | None:
-    """(the frame on screen at each wanted frame number, the last number decoded), or None where the first frame
-    decoded comes after the first wanted. Only the picks are kept as pixels: a window of 1080p frames is gigabytes."""
+def _shown(path: Path, frames, times: np.ndarray, origin: float, fps: float, counted: bool
+           ) -> list[np.ndarray] | None:
+    """The frame on screen at each of `times` (seconds from the first frame; the last decoded repeats past the
+    end), or None where the first frame decoded comes after the first time. Only the picks are kept as pixels: a
+    window of 1080p frames is gigabytes."""
     picks: list = []
     latest, number = None, -1
     for frame in frames:
         if frame.time is None:
             raise MediaError(path, "video frames carry no timestamps, so it cannot be cut into windows")
-        number = number + 1 if counted and latest is not None else round((frame.time - origin) * fps)
-        if latest is None and number > wanted[0]:
+        if counted:  # numbered on from the first frame decoded, whose number its time gives
+            number = number + 1 if latest is not None else round((frame.time - origin) * fps)
+            shown_from = number / fps
+        else:
+            shown_from = frame.time - origin
+        if latest is None and shown_from > times[0] + 1e-6:
             return None
-        while len(picks) < len(wanted) and wanted[len(picks)] < number:
+        while len(picks) < len(times) and times[len(picks)] + 1e-6 < shown_from:
             picks.append(latest)
         latest = frame
-        if number >= wanted[-1]:
+        if len(picks) == len(times) or shown_from >= times[-1] - 1e-6:
             break
     if latest is None:
         return None
-    picks += [latest] * (len(wanted) - len(picks))
+    picks += [latest] * (len(times) - len(picks))
     pixels = {id(frame): _upright(frame) for frame in picks}
-    return [pixels[id(frame)] for frame in picks], number
+    return [pixels[id(frame)] for frame in picks]
 
 
 def read_frames(path: str | Path, count: int, window: Window | None = None) -> np.ndarray:
