@@ -667,9 +667,10 @@ def test_a_sound_whose_name_is_not_utf8_is_named_for_what_it_is(tmp_path):
 
 
 def write_numbered_video(path, codec: str, frames: int, options: dict[str, str], container_format: str | None = None,
-                         noise: bool = False):
+                         noise: bool = False, first_pts: int | None = None):
     """`frames` 64x48 frames at 10 fps, frame i showing i in binary: twelve 16x16 squares, white for a one. `noise`
-    makes each frame a few kilobytes (MPEG-PS gives a timestamp to the first frame starting in each 2 KiB pack)."""
+    makes each frame a few kilobytes (MPEG-PS gives a timestamp to the first frame starting in each 2 KiB pack).
+    `first_pts` (in tenths of a second) below 0 hides the frames before 0 behind an MP4 edit list."""
     import av
 
     rng = np.random.default_rng(0)
@@ -686,6 +687,8 @@ def write_numbered_video(path, codec: str, frames: int, options: dict[str, str],
             if noise:
                 pixels = pixels + rng.integers(-40, 40, pixels.shape)
             picture = av.VideoFrame.from_ndarray(np.clip(pixels, 0, 255).astype(np.uint8), format="rgb24")
+            if first_pts is not None:
+                picture.pts = first_pts + i
             for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
@@ -726,12 +729,13 @@ def test_the_frames_picked_are_the_ones_asked_for_in_every_container(tmp_path, m
 
 
 @pytest.mark.parametrize("decord", ["decord", "no decord"])
-@pytest.mark.parametrize("container_format", [None, "matroska"])
+@pytest.mark.parametrize("container_format", [None, "matroska", "webm"])
 def test_a_window_of_a_variable_rate_video_shows_what_is_on_screen_then(tmp_path, monkeypatch, decord,
                                                                        container_format):
     """A screen recording writes a frame when the picture changes: green from 15 s to 40 s. The window 20-30 s
     showed the blue frame of 40 s (the first frame starting at or after its start, or a number from the average
-    rate), and a search put blue 20 s early."""
+    rate), and a search put blue 20 s early. A browser's recording (WebM with no length in its headers, which
+    decord refuses) was cut by a count of its packets at their average rate (found by a review)."""
     import av
 
     from bindsearch.media.video import read_frames
@@ -739,9 +743,10 @@ def test_a_window_of_a_variable_rate_video_shows_what_is_on_screen_then(tmp_path
     if decord == "no decord":
         monkeypatch.setitem(sys.modules, "decord", None)
     colours = {0: (255, 0, 0), 150: (0, 255, 0), 400: (0, 0, 255), 500: (255, 255, 255), 599: (255, 255, 0)}
-    path = tmp_path / ("screen.mp4" if container_format is None else "screen.mkv")
-    with av.open(str(path), "w", format=container_format) as out:
-        stream = out.add_stream("libx264", rate=10)
+    path = tmp_path / {None: "screen.mp4", "matroska": "screen.mkv", "webm": "screen.webm"}[container_format]
+    live = {"live": "1"} if container_format == "webm" else {}  # as MediaRecorder writes it: no duration
+    with av.open(str(path), "w", format=container_format, options=live) as out:
+        stream = out.add_stream("libvpx" if container_format == "webm" else "libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         for pts, colour in colours.items():  # at 10 frames a second: frame 150 is at 15 s
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), colour, np.uint8), format="rgb24")
@@ -759,6 +764,20 @@ def test_a_window_of_a_variable_rate_video_shows_what_is_on_screen_then(tmp_path
     assert shown((30.0, 40.0)) == [green] * 4
     assert shown((40.0, 50.0)) == [blue] * 4
     assert shown((50.0, 59.0)) == [white] * 4
+
+
+@pytest.mark.parametrize("decord", ["decord", "no decord"])
+def test_a_window_of_a_video_trimmed_by_an_edit_list_starts_where_it_is_shown(tmp_path, monkeypatch, decord):
+    """`ffmpeg -ss 1 -c copy` keeps the GOP before the cut and an edit list that hides it: decord counted the
+    hidden frames, and its windows came a second (a GOP) early (found by a review)."""
+    from bindsearch.media.video import read_frames, window_times
+
+    if decord == "no decord":
+        monkeypatch.setitem(sys.modules, "decord", None)
+    path = write_numbered_video(tmp_path / "trimmed.mp4", "libx264", 120, {"g": "20", "bf": "0"}, first_pts=-10)
+    for window in [(0.0, 4.0), (4.0, 8.0)]:  # frame 10 is the first shown, at 0 s
+        want = (10 + np.floor(window_times(window, 8) * 10 + 1e-6)).astype(int).tolist()
+        assert frame_numbers(read_frames(path, 8, window)) == want, window
 
 
 @pytest.mark.parametrize("missing", [slice(1, None, 3), slice(None)])

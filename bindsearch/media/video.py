@@ -39,17 +39,6 @@ def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -
     return lo + np.linspace(0, hi - lo - 1, count, dtype=int)
 
 
-def window_span(path: Path, total: int, fps: float, window: Window | None) -> tuple[int, int] | None:
-    """Frames [lo, hi) shown during `window` (seconds), at least one; None for the whole file."""
-    if window is None:
-        return None
-    if not fps or not math.isfinite(fps) or fps <= 0:
-        raise MediaError(path, "video does not say its frame rate, so it cannot be cut into windows")
-    lo = min(total - 1, max(0, math.ceil(window[0] * fps - 1e-6)))
-    hi = min(total, max(lo + 1, math.ceil(window[1] * fps - 1e-6)))
-    return lo, hi
-
-
 def window_times(window: Window, count: int) -> np.ndarray:
     """`count` moments (seconds) spread over `window`, one in the middle of each of its `count` equal parts: a
     window's frames are those on screen then. By time, not by frame number: a screen recording or a phone's
@@ -102,6 +91,8 @@ def _read_decord(path: Path, count: int, window: Window | None) -> np.ndarray:
             # frame of an AVI): the windows would all cut at the first frame, or the last.
             if not (np.isfinite(starts).all() and starts.min() > -1e6 and (np.diff(starts) >= 0).all()):
                 raise MediaError(path, "decord's frame timestamps are missing or out of order")  # PyAV reads it
+            if starts[0] < 0:  # an edit list trims the start (`ffmpeg -ss N -c copy`): decord counts frames never
+                raise MediaError(path, "decord reads frames an edit list cuts")  # shown, its windows a GOP early
             picks = frames_at(starts - starts[0], window_times(window, count))
         return reader.get_batch(picks.tolist()).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:  # decord raises both for unreadable files
@@ -119,14 +110,12 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
             stream = picture_streams(container)[0]
             picture = stream.index  # read again below, from a container opened anew
             fps = float(stream.average_rate or stream.guessed_rate or 0)
-            # mkv, webm and others do not say how many frames they hold: from their length, where they say that.
-            frames = stream.frames or (round(_header_seconds(container, stream) * fps) if fps > 0 else 0)
-            if window is not None and frames:
+            if window is not None:  # by timestamps, with or without a count of frames or a length in the headers
                 return _read_av_window(path, container, stream, count, window, fps)
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total == 0:
             raise MediaError(path, "video has no frames")
-        wanted = frame_indices(total, count, window_span(path, total, fps, window))
+        wanted = frame_indices(total, count)
         keep: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
             for i, frame in enumerate(container.decode(container.streams[picture])):
