@@ -32,11 +32,10 @@ def picture_streams(container) -> list:
     return [s for s in container.streams.video if not s.disposition & cover]
 
 
-def frame_indices(total: int, count: int, span: tuple[int, int] | None = None) -> np.ndarray:
-    """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored); within
-    frames [lo, hi) of them when `span` is given."""
-    lo, hi = span or (0, total)
-    return lo + np.linspace(0, hi - lo - 1, count, dtype=int)
+def frame_indices(total: int, count: int) -> np.ndarray:
+    """`count` indices spread uniformly over `total` frames, first and last included (linspace, floored): how
+    LanguageBind samples a whole clip."""
+    return np.linspace(0, total - 1, count, dtype=int)
 
 
 def window_times(window: Window, count: int) -> np.ndarray:
@@ -65,7 +64,8 @@ def _decord_reads_it_right(path: Path) -> bool:
     try:
         # The headers name the codec: skip_frame keeps the open from decoding a frame (1 ms, not 25 at 640x360).
         with av.open(str(path), options={"skip_frame": "all"}) as container:
-            if not picture_streams(container) or len(picture_streams(container)) != len(container.streams.video):
+            pictures = picture_streams(container)
+            if not pictures or len(pictures) != len(container.streams.video):
                 return False  # PyAV says what the file holds instead, or reads its picture past its cover art
             codec = container.streams.video[0].codec_context.name
             return container.format.name in _DECORD_FORMATS and codec in _DECORD_CODECS
@@ -104,10 +104,11 @@ def _read_av(path: Path, count: int, window: Window | None) -> np.ndarray:
 
     try:
         with av.open(str(path)) as container:
-            if not picture_streams(container):
+            pictures = picture_streams(container)
+            if not pictures:
                 hint = "; it holds sound only: read it as audio" if container.streams.audio else ""
                 raise MediaError(path, f"no video stream{hint}")
-            stream = picture_streams(container)[0]
+            stream = pictures[0]
             picture = stream.index  # read again below, from a container opened anew
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             if window is not None:  # by timestamps, with or without a count of frames or a length in the headers
@@ -243,9 +244,10 @@ def video_duration(path: str | Path) -> float | None:
     import av
 
     with av.open(str(path)) as container:
-        if not picture_streams(container):
+        pictures = picture_streams(container)
+        if not pictures:
             return None
-        stream = picture_streams(container)[0]
+        stream = pictures[0]
         # Not frames / average rate first: a variable-rate file's average is of its frame intervals, not of its
         # length (110 frames of a 40 s screen recording made 45.8 s, and windows were planned past its end).
         seconds = _header_seconds(container, stream)
