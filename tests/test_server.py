@@ -584,3 +584,11 @@ def test_each_request_is_logged_in_one_write(indexed, monkeypatch):
         srv.server_close()
     logged = [w for w in writes if w.startswith(("GET ", "POST "))]
     assert len(logged) == 2 and all(w.endswith(" ms\n") and w.count("\n") == 1 for w in logged), writes
+
+
+def test_allow_host_takes_a_name_not_a_url(indexed, run_cli):
+    """A URL was taken whole and matched no Host header: every request through the proxy was refused."""
+    _, col = indexed
+    for given in ("http://search.example.org:8080", "user@search.example.org", "search.example.org/bindsearch", " "):
+        code, _, err = run_cli("serve", "-c", col.directory, "--port", "0", "--allow-host", given)
+        assert code == 2 and "give a host name as a browser sends it" in " ".join(err.replace("│", " ").split()), err
