@@ -427,11 +427,11 @@ class Collection:
                        exclude_ids: set[int] = frozenset(), under: PathsArg = ()) -> list[list[Hit]]:
         """Top-k hits for each of (n, d) unit query vectors: one index search for them all.
 
-        Each file counts once, at its best window (unless `every_window`), and files in `exclude` (one path or several,
-        str or Path, relative or `~`: the name a file is indexed under, not another reaching it through a link;
-        rows in `exclude_ids`) not at all: the index is asked for more rows until k
-        files are found or it has no more. With `under`, only files at or below those paths count: where they hold
-        few rows (`SUBSET_ROWS`) just those are scored, else the index is searched and the rest passed over.
+        Each file counts once, at its best window (unless `every_window`), and files in `exclude` (one path or
+        several, str or Path, relative or `~`: the name a file is indexed under, not another reaching it through a
+        link; rows in `exclude_ids`) not at all: the index is asked for more rows until k files are found or it has
+        no more. With `under`, only files at or below those paths count: where they hold few rows (`SUBSET_ROWS`)
+        just those are scored, else the index is searched and the rest passed over.
         """
         queries = self._check_queries(queries)
         k = _check_k(k)

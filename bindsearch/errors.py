@@ -14,7 +14,8 @@ class CollectionError(ValueError):
 
     The index layer's own errors reach the caller as they are (each exported by `bindsearch` too): `CatalogError`
     (the collection was deleted or moved; `EncoderMismatchError`: opened with another encoder) and `LockTimeout`
-    (another process is writing it; `add` and `remove` wait up to `wait` seconds for it)."""
+    (another process, or another thread of this one, is writing it; `add` and `remove` wait up to `wait` seconds
+    for it)."""
 
 
 class UnsupportedModalityError(ValueError):

@@ -36,7 +36,8 @@ _POLL_SECONDS = 0.05
 
 
 class LockTimeout(TimeoutError):
-    """Another process held the collection's writer lock for longer than the timeout."""
+    """Another writer (another process, or another thread of this one) held the collection's writer lock for longer
+    than the timeout."""
 
     def __init__(self, directory: Path, pid: int | None, timeout: float, here: bool = False) -> None:
         if here:  # flock is per open file: a lock this process holds elsewhere (another thread's writer)
