@@ -12,9 +12,11 @@ and a ViT-L/14 image tower at 0.23x, where an EPYC with AVX512-BF16 ran that tow
 takes an Intel model newer than itself (Sapphire or Emerald Rapids, Alder Lake) for a Prescott (SSE3). On that
 Xeon FAISS's batched flat search then ran at 62 GFLOP/s and IVF training took 4.1 s; with the AVX-512 kernels,
 270 GFLOP/s and 1.1 s. Single queries do not use BLAS. OpenBLAS reads `OPENBLAS_CORETYPE` once, when it is loaded,
-so importing `indexes` sets it, before FAISS is imported, to the widest kernels an Intel CPU's flags allow. A value
-already in the environment is kept; AMD CPUs are left to OpenBLAS, which knew the EPYC measured here; FAISS
-imported before `indexes` keeps the wheel's own choice.
+so importing `indexes` sets it, before FAISS is imported, to the widest kernels an Intel CPU's flags allow. AMD is
+the same story one generation later: OpenBLAS 0.3.15 knows Zen 1 to 3 (AVX2), but takes a Zen 5 EPYC (family 26)
+for a Barcelona (SSE); there the SkylakeX kernels ran FAISS's batched search 3x faster. An AMD CPU with AVX-512
+(Zen 4 and later, which newer OpenBLAS also gives the SkylakeX kernels) is set to SkylakeX, an older one is left
+to OpenBLAS. A value already in the environment is kept; FAISS imported before `indexes` keeps the wheel's choice.
 """
 
 from __future__ import annotations
@@ -52,11 +54,17 @@ def no_bf16_units() -> str:
     return f"this CPU has no bf16 matrix units ({units})"
 
 
-def openblas_core(flags: set[str] | frozenset[str]) -> str | None:
-    """OpenBLAS's name for the widest kernels an Intel CPU with these /proc/cpuinfo flags runs; None: leave it."""
+def openblas_core(flags: set[str] | frozenset[str], vendor: str = "GenuineIntel") -> str | None:
+    """OpenBLAS's name for the widest kernels a CPU with these /proc/cpuinfo flags runs; None: leave it to OpenBLAS.
+
+    Intel: SkylakeX or Haswell by the flags. AMD: SkylakeX from AVX-512 on (Zen 4, 5); OpenBLAS knows the older Zens.
+    Other vendors are left alone.
+    """
+    if vendor not in ("GenuineIntel", "AuthenticAMD"):
+        return None
     if _AVX512 <= flags:
         return "SkylakeX"
-    if {"avx2", "fma"} <= flags:
+    if vendor == "GenuineIntel" and {"avx2", "fma"} <= flags:
         return "Haswell"
     return None
 
@@ -65,12 +73,17 @@ def pick_openblas_core() -> str | None:
     """Set OPENBLAS_CORETYPE for this process and its children unless it is set; returns the value in force."""
     if "OPENBLAS_CORETYPE" in os.environ:
         return os.environ["OPENBLAS_CORETYPE"]
-    if platform.machine().lower() not in _X86 or _cpuinfo_field("vendor_id") != frozenset({"GenuineIntel"}):
+    if platform.machine().lower() not in _X86:
         return None
-    core = openblas_core(_cpuinfo_field("flags") or frozenset())
+    core = openblas_core(_cpuinfo_field("flags") or frozenset(), _cpu_vendor())
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     return core
+
+
+def _cpu_vendor() -> str:
+    """The first processor's vendor_id ("GenuineIntel", "AuthenticAMD"); "" where /proc/cpuinfo does not say."""
+    return " ".join(sorted(_cpuinfo_field("vendor_id") or ()))
 
 
 def _cpuinfo_field(name: str) -> frozenset[str] | None:
