@@ -5,7 +5,9 @@
 ViT-L/14 tower with random weights (`models.builtin.vit_l14_configs`), random preprocessed inputs. Contestants,
 timed in alternation (best of `--rounds`):
 
-- `fp32`, `bf16`: the eager tower, as `load_model(dtype=...)` runs it;
+- `fp32`, `bf16`: the eager tower, its linears through `F.linear`;
+- `fp32+packed`, `bf16+packed`: the same with the linears' weights pre-packed for oneDNN (`models/packed.py`), as
+  `load_model(dtype=...)` runs them where `packing_pays` (bf16 on CPUs with bf16 units, fp32 on AMD CPUs);
 - `bf16+compile`: each transformer block through `torch.compile` (fuses norms, GELU and residual adds);
 - `bf16+frozen`: `EmbeddingModel.compile_towers`, the whole tower compiled with Inductor's freezing (weights
   folded in as constants and pre-packed for oneDNN, which is how Inductor reaches AMX tiles);
@@ -37,6 +39,7 @@ from encode import gemm_rate, matmul_flops, matmul_shapes, random_inputs  # noqa
 
 from bindsearch.models import tower  # noqa: E402
 from bindsearch.models.builtin import random_model, vit_l14_configs  # noqa: E402
+from bindsearch.models.packed import pack_linears  # noqa: E402
 
 
 def contestants(base, modality: str, names: list[str], batch: int):
@@ -48,6 +51,10 @@ def contestants(base, modality: str, names: list[str], batch: int):
             fn = lambda x, m=base: m.embed(modality, x)  # noqa: E731
         elif name == "bf16":
             fn = lambda x, m=bf16: m.embed(modality, x)  # noqa: E731
+        elif name in ("fp32+packed", "bf16+packed"):
+            model = copy.deepcopy(base if name == "fp32+packed" else bf16)
+            pack_linears(model)
+            fn = lambda x, m=model: m.embed(modality, x)  # noqa: E731
         elif name == "bf16+compile":
             model = copy.deepcopy(bf16)
             for layer in model.vision_models[modality].encoder.layers:
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--contestants", default="fp32,bf16,bf16+compile,bf16+frozen,bf16+bmm-attn,bf16+every-row")
+    parser.add_argument("--contestants", default="fp32,fp32+packed,bf16,bf16+packed,bf16+compile,bf16+frozen,"
+                        "bf16+bmm-attn,bf16+every-row")
     parser.add_argument("--profile", action="store_true",
                         help="print the top operators of the bf16 contestant (else the first one)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random tower instead (smoke test)")
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             rates[dt] = max(rates[dt], gemm_rate(linears, attentions, dtype))
     rows = []
     for name in runners:
-        dt = "fp32" if name == "fp32" else "bf16"
+        dt = name.split("+")[0]
         items = args.batch / best[name]
         rows.append({"contestant": name, "items_per_s": items, "of_products": items * flops / rates[dt],
                      "cos_vs_fp32": float((reference * outputs[name]).sum(-1).min()),

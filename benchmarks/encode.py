@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bindsearch.models import load_model  # noqa: E402
+from bindsearch.models.packed import PackedLinear, unpack_linears  # noqa: E402
 
 _KINDS = {"LanguageBindImage": "image", "LanguageBindVideo": "video", "LanguageBindAudio": "audio",
           "LanguageBindDepth": "depth", "LanguageBindThermal": "thermal"}
@@ -137,7 +138,8 @@ def matmul_shapes(
         key = (b * module.heads, n if kwargs.get("rows") is None else 1, n, d // module.heads)
         attentions[key] = attentions.get(key, 0) + 1
 
-    handles = [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    handles = [m.register_forward_hook(on_linear) for m in model.modules()
+               if isinstance(m, (torch.nn.Linear, PackedLinear))]
     handles += [m.register_forward_hook(on_attention, with_kwargs=True)
                 for m in model.modules() if isinstance(m, Attention)]
     try:
@@ -215,6 +217,7 @@ def quantized(model):
     """The model with every nn.Linear dynamically quantised to int8 (weights per channel, activations per call)."""
     from torch.ao.quantization import quantize_dynamic
 
+    unpack_linears(model)
     return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 

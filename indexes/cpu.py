@@ -25,7 +25,7 @@ import functools
 import os
 import platform
 
-__all__ = ["cpu_runs_bf16", "no_bf16_units", "openblas_core", "pick_openblas_core"]
+__all__ = ["cpu_runs_bf16", "cpu_vendor", "no_bf16_units", "openblas_core", "pick_openblas_core"]
 
 _AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})  # what SkylakeX kernels use
 _CPUINFO = "/proc/cpuinfo"
@@ -75,13 +75,13 @@ def pick_openblas_core() -> str | None:
         return os.environ["OPENBLAS_CORETYPE"]
     if platform.machine().lower() not in _X86:
         return None
-    core = openblas_core(_cpuinfo_field("flags") or frozenset(), _cpu_vendor())
+    core = openblas_core(_cpuinfo_field("flags") or frozenset(), cpu_vendor())
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     return core
 
 
-def _cpu_vendor() -> str:
+def cpu_vendor() -> str:
     """The first processor's vendor_id ("GenuineIntel", "AuthenticAMD"); "" where /proc/cpuinfo does not say."""
     return " ".join(sorted(_cpuinfo_field("vendor_id") or ()))
 

@@ -77,7 +77,7 @@ print(corename().decode())
 
 @pytest.mark.skipif(platform.machine() != "x86_64" or not Path("/proc/self/maps").exists(), reason="Linux x86-64")
 def test_faiss_openblas_runs_the_kernels_picked_for_this_cpu():
-    expected = cpu.openblas_core(cpu._cpuinfo_field("flags") or frozenset(), cpu._cpu_vendor())
+    expected = cpu.openblas_core(cpu._cpuinfo_field("flags") or frozenset(), cpu.cpu_vendor())
     if expected is None:
         pytest.skip("a CPU whose kernels OpenBLAS picks itself (no AVX2, an older AMD, another vendor)")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}

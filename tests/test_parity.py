@@ -17,17 +17,22 @@ import torch
 from bindsearch import load_model, media
 from bindsearch.media.audio import fbank, resample
 from bindsearch.media.video import read_frames
-from bindsearch.models import Preprocess
+from bindsearch.models import Preprocess, packed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
 VARIANTS = ["image", "infrared", "depth", "audio", "video", "video_lora", "video_vl_new"]
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 
 
+@pytest.mark.parametrize("linears", ["F.linear", "packed"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_embeddings_match_reference(variant):
+def test_embeddings_match_reference(variant, linears, monkeypatch):
+    if linears == "packed" and not packed._onednn():
+        pytest.skip("this torch has no oneDNN packed linear")
+    monkeypatch.setattr(packed, "packing_pays", lambda device, dtype: linears == "packed")  # either way, any CPU
     golden = np.load(FIXTURES / variant / "golden.npz")
     model = load_model(str(FIXTURES / variant), device="cpu")
+    assert any(isinstance(m, packed.PackedLinear) for m in model.modules()) is (linears == "packed")
     modality = next(iter(model.preprocess))
     pixels = torch.from_numpy(golden["pixel_values"].astype(np.float32))
     ours = model.embed(modality, pixels).numpy()

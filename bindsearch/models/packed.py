@@ -1,0 +1,135 @@
+"""Linear layers with their weights pre-packed for oneDNN: what Inductor's freezing does, without compiling.
+
+On the CPU `F.linear` multiplies float32 through the BLAS torch was built with (MKL), and bfloat16 through oneDNN,
+which lays the weight out in its own blocks again on every call. Packing each weight once, at load, skips that,
+and on AMD CPUs moves float32 off MKL's kernels. On a Zen 5 EPYC with 2 threads the ViT-L/14 linear shapes ran at
+about 520 GFLOP/s packed against 233 through `F.linear` in float32, and 1,100 against 1,000 in bfloat16
+(`benchmarks/cpu_towers.py` times whole towers both ways).
+
+`load_model` packs where that was measured to pay (`packing_pays`): bfloat16 on CPUs with bf16 matrix units, and
+float32 on AMD CPUs. A packed layer is for inference. Its state_dict is an `nn.Linear`'s, so saving or copying the
+model is unchanged, and `unpack_linears` gives the `nn.Linear`s back (`compile_towers` does, since Inductor packs
+for itself). Each row's result does not depend on the other rows of the batch, as with `F.linear`.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+import torch
+from torch import nn
+
+from indexes.cpu import cpu_runs_bf16, cpu_vendor
+
+__all__ = ["PackedLinear", "pack_linears", "packing_pays", "unpack_linears"]
+
+
+@functools.cache
+def _onednn() -> bool:
+    """Whether this torch has oneDNN's packed linear (x86 and Arm builds do)."""
+    try:
+        weight = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2))
+        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), weight, None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return False
+    return torch.backends.mkldnn.is_available()
+
+
+def packing_pays(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether packed linears are faster than `F.linear` for this device and dtype, as measured."""
+    if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    if dtype == torch.bfloat16:
+        wins = cpu_runs_bf16() is True  # without the units oneDNN emulates bf16 either way
+    elif dtype == torch.float32:
+        wins = cpu_vendor() == "AuthenticAMD"  # on Intel CPUs MKL's float32 kernels are oneDNN's equal
+    else:
+        wins = False
+    return wins and _onednn()
+
+
+def _packable(weight: torch.Tensor) -> bool:
+    return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16) and _onednn()
+
+
+class PackedLinear(nn.Module):
+    """An inference-only `nn.Linear` whose weight is packed for oneDNN; its state_dict is an `nn.Linear`'s.
+
+    The packed weight is an opaque tensor, not a parameter. Moved to where it cannot be packed (another dtype, a
+    GPU), the layer keeps a plain weight and runs `F.linear`.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self._set(linear.weight.detach(), None if linear.bias is None else linear.bias.detach())
+
+    def _set(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous()) if _packable(weight) else weight
+        self.bias = bias
+
+    def dense_weight(self) -> torch.Tensor:
+        return self.weight.to_dense() if self.weight.is_mkldnn else self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.is_mkldnn:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def unpacked(self) -> nn.Linear:
+        weight = self.dense_weight()
+        with torch.device("meta"):
+            linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        if self.bias is not None:
+            linear.bias = nn.Parameter(self.bias, requires_grad=False)
+        return linear.train(self.training)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .float(), .cuda(): on the dense weight, packed again
+        self._set(fn(self.dense_weight()), None if self.bias is None else fn(self.bias))
+        return self
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        destination[prefix + "weight"] = self.dense_weight()
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        names = ["weight"] + (["bias"] if self.bias is not None else [])
+        found = {name: state_dict[prefix + name] for name in names if prefix + name in state_dict}
+        missing_keys.extend(prefix + name for name in names if name not in found)
+        if "weight" in found and found["weight"].shape != (self.out_features, self.in_features):
+            error_msgs.append(f"size mismatch for {prefix}weight: copying a param with shape "
+                              f"{tuple(found['weight'].shape)}, the shape in current model is "
+                              f"{(self.out_features, self.in_features)}.")
+            return
+        weight = found["weight"].to(self.weight.dtype) if "weight" in found else self.dense_weight()
+        bias = found["bias"].to(self.bias.dtype) if "bias" in found else self.bias
+        self._set(weight, bias)
+
+    def extra_repr(self) -> str:
+        packed = "packed" if self.weight.is_mkldnn else "not packed"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {packed}"
+
+
+def pack_linears(module: nn.Module) -> int:
+    """Replace every `nn.Linear` in `module` by a `PackedLinear`; returns how many were replaced."""
+    return _replace(module, nn.Linear, PackedLinear)
+
+
+def unpack_linears(module: nn.Module) -> int:
+    """Give every `PackedLinear` in `module` back as an `nn.Linear`; returns how many were replaced."""
+    return _replace(module, PackedLinear, PackedLinear.unpacked)
+
+
+def _replace(module: nn.Module, kind: type, make) -> int:
+    count = 0
+    for name, child in module.named_children():
+        if type(child) is kind:  # exactly: subclasses (LoRA layers in training) keep their own forward
+            setattr(module, name, make(child))
+            count += 1
+        else:
+            count += _replace(child, kind, make)
+    return count
