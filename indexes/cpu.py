@@ -25,7 +25,7 @@ import functools
 import os
 import platform
 
-__all__ = ["cpu_runs_bf16", "cpu_vendor", "no_bf16_units", "openblas_core", "pick_openblas_core"]
+__all__ = ["cpu_has_avx512", "cpu_runs_bf16", "cpu_vendor", "no_bf16_units", "openblas_core", "pick_openblas_core"]
 
 _AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})  # what SkylakeX kernels use
 _CPUINFO = "/proc/cpuinfo"
@@ -79,6 +79,11 @@ def pick_openblas_core() -> str | None:
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     return core
+
+
+def cpu_has_avx512() -> bool:
+    """Whether this CPU's flags hold the AVX-512 subset SkylakeX kernels use (/proc/cpuinfo; False without it)."""
+    return _AVX512 <= (_cpuinfo_field("flags") or frozenset())
 
 
 def cpu_vendor() -> str:

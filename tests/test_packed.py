@@ -3,6 +3,11 @@ chosen only where that was measured to pay."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -50,8 +55,35 @@ def test_its_state_dict_is_an_nn_linears_and_loads_back():
     with pytest.raises(RuntimeError, match="size mismatch for weight"):
         fresh.load_state_dict(nn.Linear(9, 4).state_dict())
     assert fresh.load_state_dict({}, strict=False).missing_keys == ["weight", "bias"]
+    with pytest.raises(RuntimeError, match="size mismatch for bias"):
+        fresh.load_state_dict({"weight": linear.weight, "bias": torch.zeros(5)})
     no_bias = PackedLinear(nn.Linear(8, 4, bias=False))
     assert set(no_bias.state_dict()) == {"weight"} and no_bias(x).shape == (3, 4)
+    with pytest.raises(RuntimeError, match='Unexpected key.*"bias"'):
+        no_bias.load_state_dict(linear.state_dict())
+
+
+def test_copied_or_pickled_it_is_packed_again():
+    torch.manual_seed(0)
+    layer = PackedLinear(nn.Linear(8, 4))
+    x = torch.randn(3, 8)
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert twin.weight.is_mkldnn and torch.equal(twin(x), layer(x))
+
+
+def test_it_refuses_to_train_and_follows_autocast_and_other_dtypes_as_nn_linear_does():
+    torch.manual_seed(0)
+    linear = nn.Linear(8, 4).requires_grad_(False)
+    layer = PackedLinear(linear)
+    x = torch.randn(3, 8)
+    with pytest.raises(RuntimeError, match="packed for inference.*unpack_linears"):
+        layer(x.requires_grad_())
+    with torch.no_grad():
+        assert layer(x).shape == (3, 4)  # no gradient asked for
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # F.linear casts, as for nn.Linear
+        assert layer(x.detach()).dtype == linear(x.detach()).dtype == torch.bfloat16
+    with pytest.raises(RuntimeError, match="same dtype"):  # torch's own words, not oneDNN's
+        layer(x.detach().double())
 
 
 def test_cast_or_moved_it_packs_again_or_runs_plain():
@@ -96,12 +128,31 @@ def test_load_model_packs_where_it_pays_and_compile_towers_unpacks(pays, monkeyp
     assert _count(model) == 0
 
 
+def test_a_packed_float32_model_lets_go_of_its_checkpoints_memory_map(monkeypatch, tmp_path):
+    """The packed weights are copies: no tensor left may keep the mapped file, or it sits in memory twice."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc/self/maps to read the process's mappings from")
+    monkeypatch.setattr(packed, "packing_pays", lambda device, dtype: True)
+    checkpoint = shutil.copytree(Path(__file__).parent / "fixtures" / "parity" / "image", tmp_path / "image")
+    model = load_model(str(checkpoint), device="cpu")
+    assert _count(model) > 0
+    assert str(checkpoint / "model.safetensors") not in maps.read_text()
+
+
 def test_packing_is_chosen_where_it_was_measured_to_pay(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(packed.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(packed, "cpu_runs_bf16", lambda: True)
     monkeypatch.setattr(packed, "cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(packed, "cpu_has_avx512", lambda: True)
     assert packing_pays(cpu, torch.float32) and packing_pays(cpu, torch.bfloat16)
+    monkeypatch.setenv("BINDSEARCH_PACKED_LINEARS", "0")  # the way out
+    assert not packing_pays(cpu, torch.float32) and not packing_pays(cpu, torch.bfloat16)
+    monkeypatch.delenv("BINDSEARCH_PACKED_LINEARS")
+    monkeypatch.setattr(packed, "cpu_has_avx512", lambda: False)  # a Zen 3: not measured
+    assert not packing_pays(cpu, torch.float32)
+    monkeypatch.setattr(packed, "cpu_has_avx512", lambda: True)
     assert not packing_pays(gpu, torch.float32) and not packing_pays(cpu, torch.float16)
     monkeypatch.setattr(packed, "cpu_vendor", lambda: "GenuineIntel")  # MKL's float32 is as fast there
     assert not packing_pays(cpu, torch.float32) and packing_pays(cpu, torch.bfloat16)
