@@ -7,7 +7,8 @@ timed in alternation (best of `--rounds`):
 
 - `fp32`, `bf16`: the eager tower, its linears through `F.linear`;
 - `fp32+packed`, `bf16+packed`: the same with the linears' weights pre-packed for oneDNN (`models/packed.py`), as
-  `load_model(dtype=...)` runs them where `packing_pays` (bf16 on CPUs with bf16 units, fp32 on AMD CPUs);
+  `load_model(dtype=...)` runs them where `packing_pays` (bf16 on CPUs with bf16 units, fp32 on AMD CPUs with
+  AVX-512);
 - `bf16+compile`: each transformer block through `torch.compile` (fuses norms, GELU and residual adds);
 - `bf16+frozen`: `EmbeddingModel.compile_towers`, the whole tower compiled with Inductor's freezing (weights
   folded in as constants and pre-packed for oneDNN, which is how Inductor reaches AMX tiles);

@@ -14,7 +14,7 @@ Xeon FAISS's batched flat search then ran at 62 GFLOP/s and IVF training took 4.
 270 GFLOP/s and 1.1 s. Single queries do not use BLAS. OpenBLAS reads `OPENBLAS_CORETYPE` once, when it is loaded,
 so importing `indexes` sets it, before FAISS is imported, to the widest kernels an Intel CPU's flags allow. AMD is
 the same story one generation later: OpenBLAS 0.3.15 knows Zen 1 to 3 (AVX2), but takes a Zen 5 EPYC (family 26)
-for a Barcelona (SSE); there the SkylakeX kernels ran FAISS's batched search 3x faster. An AMD CPU with AVX-512
+for a Barcelona (SSE); there the SkylakeX kernels ran FAISS's batched search 4.1x faster. An AMD CPU with AVX-512
 (Zen 4 and later, which newer OpenBLAS also gives the SkylakeX kernels) is set to SkylakeX, an older one is left
 to OpenBLAS. A value already in the environment is kept; FAISS imported before `indexes` keeps the wheel's choice.
 """
