@@ -12,6 +12,8 @@ timed in alternation (best of `--rounds`):
 - `bf16+compile`: each transformer block through `torch.compile` (fuses norms, GELU and residual adds);
 - `bf16+frozen`: `EmbeddingModel.compile_towers`, the whole tower compiled with Inductor's freezing (weights
   folded in as constants and pre-packed for oneDNN, which is how Inductor reaches AMX tiles);
+- `bf16+packed+sdpa`: `bf16+packed` with attention through `F.scaled_dot_product_attention` wherever the tower
+  would run it as two batched products (`tower.attention_by_products`: bf16 on a CPU with bf16 units but no AMX);
 - `bf16+bmm-attn`: a diagnostic, attention as two explicit batched products and a softmax instead of
   `F.scaled_dot_product_attention`, to size what the SDPA CPU kernel costs;
 - `bf16+every-row`: a diagnostic, the eager bf16 tower with its last block computing every token's output
@@ -52,10 +54,18 @@ def contestants(base, modality: str, names: list[str], batch: int):
             fn = lambda x, m=base: m.embed(modality, x)  # noqa: E731
         elif name == "bf16":
             fn = lambda x, m=bf16: m.embed(modality, x)  # noqa: E731
-        elif name in ("fp32+packed", "bf16+packed"):
+        elif name in ("fp32+packed", "bf16+packed", "bf16+packed+sdpa"):
             model = copy.deepcopy(base if name == "fp32+packed" else bf16)
             pack_linears(model)
             fn = lambda x, m=model: m.embed(modality, x)  # noqa: E731
+            if name.endswith("+sdpa"):
+                def fn(x, m=model):  # the choice undone for the call, then restored
+                    original = tower.attention_by_products
+                    tower.attention_by_products = lambda _: False
+                    try:
+                        return m.embed(modality, x)
+                    finally:
+                        tower.attention_by_products = original
         elif name == "bf16+compile":
             model = copy.deepcopy(bf16)
             for layer in model.vision_models[modality].encoder.layers:
@@ -106,8 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--contestants", default="fp32,fp32+packed,bf16,bf16+packed,bf16+compile,bf16+frozen,"
-                        "bf16+bmm-attn,bf16+every-row")
+    parser.add_argument("--contestants", default="fp32,fp32+packed,bf16,bf16+packed,bf16+packed+sdpa,bf16+compile,"
+                        "bf16+frozen,bf16+bmm-attn,bf16+every-row")
     parser.add_argument("--profile", action="store_true",
                         help="print the top operators of the bf16 contestant (else the first one)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random tower instead (smoke test)")

@@ -25,12 +25,24 @@ import functools
 import os
 import platform
 
-__all__ = ["cpu_has_avx512", "cpu_runs_bf16", "cpu_vendor", "no_bf16_units", "openblas_core", "pick_openblas_core"]
+__all__ = ["cpu_has_amx", "cpu_has_avx512", "cpu_runs_bf16", "cpu_vendor", "no_bf16_units", "openblas_core",
+           "pick_openblas_core"]
 
 _AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})  # what SkylakeX kernels use
 _CPUINFO = "/proc/cpuinfo"
 _X86 = ("x86_64", "amd64", "i386", "i686")
 _ARM = ("aarch64", "arm64")
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles that torch can use (x86; False elsewhere or where torch cannot tell)."""
+    if platform.machine().lower() not in _X86:
+        return False
+    import torch  # here, not at the top: importing `indexes` stays light
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
 
 
 @functools.cache

@@ -341,10 +341,16 @@ def test_unknown_spec_and_pickles_are_refused(tmp_path):
         load_model(str(bad))
 
 
-def test_bfloat16_stays_close_to_float32(tiny_model, tmp_path):
+@pytest.mark.parametrize("by_products", [False, True])
+def test_bfloat16_stays_close_to_float32(by_products, tiny_model, tmp_path, monkeypatch):
+    """Either way bf16 attention runs (SDPA; two products and a bf16 softmax, as on CPUs with bf16 units but no
+    AMX), on any CPU; and an item's vector does not depend on the items batched with it."""
     from closeness import assert_same_vectors
     from conftest import make_media
 
+    from bindsearch.models import tower
+
+    monkeypatch.setattr(tower, "attention_by_products", lambda x: by_products and x.dtype == torch.bfloat16)
     files = [make_media(tmp_path / f"s{i}", seed=i) for i in range(3)]
     bf16 = load_model("random:tiny", device="cpu", dtype="bf16")
     for modality in ("image", "audio", "video"):
@@ -352,6 +358,18 @@ def test_bfloat16_stays_close_to_float32(tiny_model, tmp_path):
         b = bf16.encode(modality, [f[modality] for f in files])
         assert b.dtype == torch.float32
         assert_same_vectors(b, a)
+        assert torch.equal(bf16.encode(modality, [files[1][modality]])[0], b[1])
+
+
+def test_bf16_attention_runs_as_products_only_on_cpus_with_bf16_units_and_no_amx(monkeypatch):
+    from bindsearch.models import tower
+
+    x = torch.zeros(2, 3, 4, dtype=torch.bfloat16)
+    for units, amx, expected in ((True, False, True), (True, True, False), (False, False, False)):
+        monkeypatch.setattr(tower, "cpu_runs_bf16", lambda units=units: units)
+        monkeypatch.setattr(tower, "cpu_has_amx", lambda amx=amx: amx)
+        assert tower.attention_by_products(x) is expected
+    assert not tower.attention_by_products(x.float()) and not tower.attention_by_products(x.to("meta"))
 
 
 @pytest.mark.parametrize("units", [False, True])

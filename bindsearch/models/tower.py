@@ -1,9 +1,11 @@
 """One transformer implementation for every tower: the CLIP text tower and the ViT tower of each modality.
 
 Parameter names follow transformers' CLIP (`self_attn.q_proj`, `layer_norm1`, `pre_layrnorm` ...) so a
-published checkpoint loads by name. Attention runs through `F.scaled_dot_product_attention`, with two exceptions:
-the video tower's attention across frames on CUDA (`models.temporal` says why), and the last block, where only
-the pooled row is computed and its one query per item is two thin products (`Attention.forward` says why).
+published checkpoint loads by name. Attention runs through `F.scaled_dot_product_attention`, with three
+exceptions: the video tower's attention across frames on CUDA (`models.temporal` says why); the last block, where
+only the pooled row is computed and its one query per item is two thin products (`Attention.forward` says why);
+and bf16 on a CPU with bf16 units but no AMX, where PyTorch's flash kernel runs far below two batched products and
+a bf16 softmax (`attention_by_products` says by how much).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 from bindsearch.models.config import EncoderConfig, TextConfig, TowerConfig
 from bindsearch.models.temporal import temporal_attention
+from indexes.cpu import cpu_has_amx, cpu_runs_bf16
 
 __all__ = ["Block", "TextTower", "VisionTower", "take_rows"]
 
@@ -26,6 +29,16 @@ def take_rows(x: torch.Tensor, rows: Rows) -> torch.Tensor:
     if isinstance(rows, int):
         return x[:, rows]
     return x[torch.arange(x.shape[0], device=x.device), rows]
+
+
+def attention_by_products(x: torch.Tensor) -> bool:
+    """Whether self-attention on activations like `x` runs as two batched products and a softmax, not SDPA.
+
+    PyTorch's CPU flash kernel reaches AMX tiles, but on a CPU whose bf16 units are AVX512-BF16 alone it ran 2-2.6x
+    slower than `softmax(q @ k.T) @ v` in bf16, the reference's own way, from 37 to 320 tokens (4 items x 16 heads,
+    a Zen 5 EPYC, 2 threads), and on par at 593 (`benchmarks/attention.py`). In float32 SDPA is the faster one.
+    """
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and cpu_runs_bf16() is True and not cpu_has_amx()
 
 
 def _activation(name: str) -> nn.Module:
@@ -67,7 +80,11 @@ class Attention(nn.Module):
 
         k, v = split(self.k_proj(x)), split(self.v_proj(x))
         if rows is None:
-            out = F.scaled_dot_product_attention(split(self.q_proj(x)), k, v, is_causal=causal)
+            if causal or not attention_by_products(x):
+                out = F.scaled_dot_product_attention(split(self.q_proj(x)), k, v, is_causal=causal)
+            else:  # scaled before the product, as the reference scales: in bf16 the order changes the bits
+                scores = split(self.q_proj(x) * (d // self.heads) ** -0.5) @ k.transpose(-2, -1)
+                out = scores.softmax(dim=-1) @ v
             return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
         # One query per item: two thin products, with the softmax in float32. Not SDPA: its CPU kernel gives a
         # lone query different bits in different items of a batch, and the same file must embed identically.
