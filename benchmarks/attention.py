@@ -7,8 +7,11 @@ it runs far below the linear layers' rate, so it decides how close the audio tow
 Contestants, each timed in alternation (best of `--rounds`) on the same random q, k, v laid out as the towers lay
 them out ((batch, tokens, heads, 64) viewed as (batch, heads, tokens, 64)):
 
-- `sdpa`: `F.scaled_dot_product_attention`, what the towers run (PyTorch's CPU flash kernel);
+- `sdpa`: `F.scaled_dot_product_attention`, what the towers run (PyTorch's CPU flash kernel), except in bf16 on
+  a CPU with bf16 units but no AMX, where they run two batched products and a bf16 softmax
+  (`tower.attention_by_products`);
 - `sdpa-compiled`: the same inside `torch.compile` (Inductor keeps the ATen kernel);
+- `products`: two batched products and a softmax in the inputs' dtype, eager (`tower.attention_by_products`);
 - `bmm`: two batched products and a float32 softmax, eager;
 - `bmm-compiled`: the same compiled (Inductor may match it back to SDPA);
 - `flex-compiled`: `flex_attention` compiled, which Inductor turns into its own C++ template (AMX micro-kernels
@@ -21,11 +24,17 @@ the rate of the two bare batched products alone (no softmax) for scale.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bindsearch.models.tower import attend_by_products  # noqa: E402
 
 # (name, batch x heads as the towers run them at batch 4, tokens): audio 112x1036 in 14x14 patches plus the class
 # token, image 224x224, video 8 frames of 224x224 (attention within each frame).
@@ -47,8 +56,15 @@ def _sdpa(q, k, v):
     return F.scaled_dot_product_attention(q, k, v)
 
 
+def products_attention(q, k, v):
+    """The towers' way where SDPA is slow (bf16 on a CPU with bf16 units but no AMX): q scaled, two batched
+    products and a softmax in the inputs' dtype, as the reference computes attention, a few items at a time."""
+    return attend_by_products(q * q.shape[-1] ** -0.5, k, v)
+
+
 def contestants() -> dict:
-    return {"sdpa": _sdpa, "sdpa-compiled": torch.compile(_sdpa, dynamic=False), "bmm": bmm_attention,
+    return {"sdpa": _sdpa, "sdpa-compiled": torch.compile(_sdpa, dynamic=False), "products": products_attention,
+            "bmm": bmm_attention,
             "bmm-compiled": torch.compile(bmm_attention, dynamic=False),
             "flex-compiled": torch.compile(flex_attention, dynamic=False)}
 

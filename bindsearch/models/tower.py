@@ -34,11 +34,27 @@ def take_rows(x: torch.Tensor, rows: Rows) -> torch.Tensor:
 def attention_by_products(x: torch.Tensor) -> bool:
     """Whether self-attention on activations like `x` runs as two batched products and a softmax, not SDPA.
 
-    PyTorch's CPU flash kernel reaches AMX tiles, but on a CPU whose bf16 units are AVX512-BF16 alone it ran 2-2.6x
-    slower than `softmax(q @ k.T) @ v` in bf16, the reference's own way, from 37 to 320 tokens (4 items x 16 heads,
-    a Zen 5 EPYC, 2 threads), and on par at 593 (`benchmarks/attention.py`). In float32 SDPA is the faster one.
+    PyTorch's CPU flash kernel reaches AMX tiles, but on a CPU whose bf16 units are AVX512-BF16 alone it ran 2.1x
+    slower than `softmax(q @ k.T) @ v` in bf16 (the reference's own way), a few items at a time, on the image and
+    video shapes (a Zen 5 EPYC, 2 threads; `benchmarks/attention.py`), and whole ViT-L towers ran 1.12x (image,
+    video) to 1.25x (audio) faster this way (`benchmarks/cpu_towers.py`). In float32 SDPA is the faster one.
     """
     return x.dtype == torch.bfloat16 and x.device.type == "cpu" and cpu_runs_bf16() is True and not cpu_has_amx()
+
+
+_SCORES_BYTES = 8 << 20
+"""Attention scores computed at once by `attend_by_products`: an audio item's (16 heads x 593^2, bf16) are 11 MB,
+and four of them at once ran attention 2.2x slower than one at a time (2 threads, a Zen 5)."""
+
+
+def attend_by_products(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q @ k.T) @ v, q already scaled, (b, heads, n, head_dim) each; in chunks of items whose scores take at
+    most `_SCORES_BYTES`. Each item's result is its own either way: the chunks change no bits."""
+    b, heads, n, _ = q.shape
+    step = max(1, _SCORES_BYTES // (heads * n * k.shape[2] * q.element_size()))
+    parts = [(q[i : i + step] @ k[i : i + step].transpose(-2, -1)).softmax(dim=-1) @ v[i : i + step]
+             for i in range(0, b, step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _activation(name: str) -> nn.Module:
@@ -83,8 +99,7 @@ class Attention(nn.Module):
             if causal or not attention_by_products(x):
                 out = F.scaled_dot_product_attention(split(self.q_proj(x)), k, v, is_causal=causal)
             else:  # scaled before the product, as the reference scales: in bf16 the order changes the bits
-                scores = split(self.q_proj(x) * (d // self.heads) ** -0.5) @ k.transpose(-2, -1)
-                out = scores.softmax(dim=-1) @ v
+                out = attend_by_products(split(self.q_proj(x) * (d // self.heads) ** -0.5), k, v)
             return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
         # One query per item: two thin products, with the softmax in float32. Not SDPA: its CPU kernel gives a
         # lone query different bits in different items of a batch, and the same file must embed identically.
