@@ -74,14 +74,14 @@ def contestants(base, modality: str, names: list[str], batch: int):
         elif name == "bf16+frozen":
             model = copy.deepcopy(bf16).compile_towers([modality], batch_size=batch)
             fn = lambda x, m=model: m.embed(modality, x)  # noqa: E731
-        elif name == "bf16+bmm-attn":  # swaps torch.nn.functional's SDPA for the call, then restores it
+        elif name == "bf16+bmm-attn":  # SDPA everywhere, swapped for bmm_attention; both restored after the call
             def fn(x, m=bf16):
-                original = tower.F.scaled_dot_product_attention
-                tower.F.scaled_dot_product_attention = bmm_attention
+                original, choice = tower.F.scaled_dot_product_attention, tower.attention_by_products
+                tower.F.scaled_dot_product_attention, tower.attention_by_products = bmm_attention, lambda _: False
                 try:
                     return m.embed(modality, x)
                 finally:
-                    tower.F.scaled_dot_product_attention = original
+                    tower.F.scaled_dot_product_attention, tower.attention_by_products = original, choice
         elif name == "bf16+every-row":
             fn = lambda x, m=bf16: _every_row(m, modality, x)  # noqa: E731
         else:

@@ -76,13 +76,16 @@ def cpu_probes(monkeypatch):
     """`set_cpu(machine, avx512_bf16=False, amx=False)`: the CPU `indexes.cpu.cpu_runs_bf16` sees from then on."""
     import torch
 
+    from bindsearch.models import tower
     from indexes import cpu
 
     def set_cpu(machine: str, avx512_bf16: bool = False, amx: bool = False) -> None:
         monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-        cpu.cpu_runs_bf16.cache_clear()
+        for probe in (cpu.cpu_runs_bf16, cpu.cpu_has_amx, tower._products_beat_sdpa):
+            probe.cache_clear()
 
     yield set_cpu
-    cpu.cpu_runs_bf16.cache_clear()
+    for probe in (cpu.cpu_runs_bf16, cpu.cpu_has_amx, tower._products_beat_sdpa):
+        probe.cache_clear()

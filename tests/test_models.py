@@ -351,6 +351,7 @@ def test_bfloat16_stays_close_to_float32(by_products, tiny_model, tmp_path, monk
     from bindsearch.models import tower
 
     monkeypatch.setattr(tower, "attention_by_products", lambda x: by_products and x.dtype == torch.bfloat16)
+    monkeypatch.setattr(tower, "_SCORES_BYTES", 1)  # one item per chunk: several chunks per batch
     files = [make_media(tmp_path / f"s{i}", seed=i) for i in range(3)]
     bf16 = load_model("random:tiny", device="cpu", dtype="bf16")
     for modality in ("image", "audio", "video"):
@@ -361,15 +362,31 @@ def test_bfloat16_stays_close_to_float32(by_products, tiny_model, tmp_path, monk
         assert torch.equal(bf16.encode(modality, [files[1][modality]])[0], b[1])
 
 
-def test_bf16_attention_runs_as_products_only_on_cpus_with_bf16_units_and_no_amx(monkeypatch):
+def test_bf16_attention_runs_as_products_only_on_x86_cpus_with_bf16_units_and_no_amx(cpu_probes):
     from bindsearch.models import tower
 
     x = torch.zeros(2, 3, 4, dtype=torch.bfloat16)
-    for units, amx, expected in ((True, False, True), (True, True, False), (False, False, False)):
-        monkeypatch.setattr(tower, "cpu_runs_bf16", lambda units=units: units)
-        monkeypatch.setattr(tower, "cpu_has_amx", lambda amx=amx: amx)
+    for machine, units, amx, expected in (("x86_64", True, False, True), ("x86_64", True, True, False),
+                                          ("x86_64", False, False, False), ("aarch64", True, False, False)):
+        cpu_probes(machine, avx512_bf16=units, amx=amx)
         assert tower.attention_by_products(x) is expected
+    cpu_probes("x86_64", avx512_bf16=True)
+    assert tower.attention_by_products(x)
     assert not tower.attention_by_products(x.float()) and not tower.attention_by_products(x.to("meta"))
+
+
+def test_compiled_bf16_towers_keep_sdpa_and_one_graph(monkeypatch):
+    """The CPU probes behind the products choice cannot be traced: compiled, the choice is not made at all."""
+    from torch._dynamo.utils import counters
+
+    from bindsearch.models import tower
+
+    # Where eager bf16 runs the products; untraceable, as torch.cpu's real probes are.
+    monkeypatch.setattr(tower, "_products_beat_sdpa", torch._dynamo.disable(lambda: True))
+    model = load_model("random:tiny", device="cpu", dtype="bf16").compile_towers(["image"], batch_size=2)
+    counters.clear()
+    model.embed("image", torch.randn(2, 3, *_input_shape(model.vision_models["image"].config)))
+    assert not counters["graph_break"]
 
 
 @pytest.mark.parametrize("units", [False, True])

@@ -10,6 +10,9 @@ a bf16 softmax (`attention_by_products` says by how much).
 
 from __future__ import annotations
 
+import functools
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,8 +41,18 @@ def attention_by_products(x: torch.Tensor) -> bool:
     slower than `softmax(q @ k.T) @ v` in bf16 (the reference's own way), a few items at a time, on the image and
     video shapes (a Zen 5 EPYC, 2 threads; `benchmarks/attention.py`), and whole ViT-L towers ran 1.12x (image,
     video) to 1.25x (audio) faster this way (`benchmarks/cpu_towers.py`). In float32 SDPA is the faster one.
+    Compiled towers keep SDPA: the choice would break Inductor's graph at every layer (the CPU probes cannot be
+    traced), and Inductor compiled the products slower than eager ran them.
     """
-    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and cpu_runs_bf16() is True and not cpu_has_amx()
+    return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and not torch.compiler.is_compiling()
+            and _products_beat_sdpa())
+
+
+@functools.cache
+def _products_beat_sdpa() -> bool:
+    """This CPU's side of `attention_by_products`: x86 with bf16 units but no AMX (measured there; not on Arm)."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return x86 and cpu_runs_bf16() is True and not cpu_has_amx()
 
 
 _SCORES_BYTES = 8 << 20
